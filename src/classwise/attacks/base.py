@@ -1,0 +1,76 @@
+"""A small base class for attacks: mode handling and the input gradient.
+
+Subclasses implement :meth:`Attack.perturb`; callers use ``attack(x, y)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .threat import LinfThreat
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode and restore each submodule's mode after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
+    """Gradient of ``loss_fn(model(x), y)`` (summed) with respect to x only.
+
+    Parameters receive no gradient (``torch.autograd.grad`` on the input), so
+    an attack inside a training step leaves ``p.grad`` untouched.
+    x: (B, C, H, W) in [0, 1]; returns (B, C, H, W).
+    """
+    x = x.detach().requires_grad_(True)
+    loss = loss_fn(model(x), y)
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+class Attack(ABC):
+    """An L-inf attack on a model mapping [0, 1] images to logits.
+
+    Args:
+        model: ``nn.Module`` mapping (B, C, H, W) images in [0, 1] to (B, K) logits.
+        threat: the shared :class:`LinfThreat` (eps, step size, projection).
+
+    Calling ``attack(x, y, generator)`` returns adversarial images of the same
+    shape and dtype, inside the eps-ball and [0, 1]; the model runs in eval
+    mode and its train/eval mode is restored afterwards.
+    """
+
+    name: str = "attack"
+
+    def __init__(self, model: nn.Module, threat: LinfThreat) -> None:
+        self.model = model
+        self.threat = threat
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        with eval_mode(self.model):
+            return self.perturb(x.detach(), y, generator).detach()
+
+    @abstractmethod
+    def perturb(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Return adversarial images for clean images x (B, C, H, W), labels y (B,)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(eps={self.threat.eps}, step_size={self.threat.step_size})"

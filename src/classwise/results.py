@@ -1,0 +1,89 @@
+"""The central record of an evaluation: per-sample predictions.
+
+For N test examples it holds the true label, the clean prediction and, per
+attack, the adversarial prediction. Every class-wise number is a pure
+function of these arrays, so analyses re-run without re-attacking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClasswiseError
+
+
+@dataclass
+class EvalResults:
+    """Per-sample results of one evaluation.
+
+    Attributes:
+        labels: (N,) int64 true labels.
+        clean_pred: (N,) int64 predictions on clean images.
+        adv_pred: attack name -> (N,) int64 predictions on adversarial images.
+            An example the attack was not run on (cascade) keeps its clean
+            prediction only when that prediction was already wrong.
+        class_names: K class names; index = label.
+        clean_probs: optional (N, K) float32 softmax on clean images.
+        adv_probs: optional attack name -> (N, K) float32 softmax.
+    """
+
+    labels: np.ndarray
+    clean_pred: np.ndarray
+    adv_pred: dict[str, np.ndarray] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    clean_probs: np.ndarray | None = None
+    adv_probs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def attacks(self) -> list[str]:
+        return list(self.adv_pred)
+
+    def correct(self, attack: str | None = None) -> np.ndarray:
+        """(N,) bool: clean correctness (attack None) or robustness under ``attack``."""
+        pred = self.clean_pred if attack is None else self.adv_pred[attack]
+        return pred == self.labels
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        arrays = {"labels": self.labels, "clean_pred": self.clean_pred}
+        arrays |= {f"adv_pred/{k}": v for k, v in self.adv_pred.items()}
+        arrays |= {f"adv_probs/{k}": v for k, v in self.adv_probs.items()}
+        if self.clean_probs is not None:
+            arrays["clean_probs"] = self.clean_probs
+        arrays["class_names"] = np.array(json.dumps(self.class_names))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EvalResults":
+        """Read results written by :meth:`save` (no pickles are loaded)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError) as e:
+            raise ClasswiseError(f"cannot read per-sample results {path}: {e}") from e
+        return cls(
+            labels=data["labels"],
+            clean_pred=data["clean_pred"],
+            adv_pred={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_pred/")},
+            class_names=json.loads(str(data["class_names"])),
+            clean_probs=data.get("clean_probs"),
+            adv_probs={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_probs/")},
+        )
