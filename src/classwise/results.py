@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ClasswiseError
+from .fileio import atomic_open
 
 
 @dataclass
@@ -62,14 +62,8 @@ class EvalResults:
         if self.clean_probs is not None:
             arrays["clean_probs"] = self.clean_probs
         arrays["class_names"] = np.array(json.dumps(self.class_names))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as f:
+            np.savez_compressed(f, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EvalResults":

@@ -1,0 +1,181 @@
+"""Command line: each command parses flags and calls one library function.
+
+Errors from bad input print one line (``error: ...``) and exit with status 2;
+set CLASSWISE_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ClasswiseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
+
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field, e.g. --set train.epochs=3 (repeatable).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _overrides(sets: list[str] | None, **flags) -> list[str]:
+    """``--set`` items plus shortcut flags turned into ``key=value`` overrides."""
+    items = list(sets or [])
+    items += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return items
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="Preset name (see `classwise list`) or YAML file.")] = "demo",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")] = Path("runs/train"),
+    sets: Sets = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (overrides the config).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (overrides the config).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model (standard or adversarial) into a run folder, logging class-wise metrics per epoch."""
+    from .config import load_config
+    from .pipeline import train_run
+
+    cfg = load_config(config, _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
+                                                 "data.root": data_root, "device": device}))
+    run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
+    typer.echo(f"trained: {run} (next: classwise evaluate {run})")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
+    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, e.g. fgsm,pgd20 (default: the config's).")] = None,
+    eps: Annotated[Optional[float], typer.Option(help="L-inf budget in [0, 1] for --attacks (default: the config's).")] = None,
+    step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step size (default 2.5*eps/steps).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
+    examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
+    from .pipeline import evaluate_run
+
+    specs = _attack_configs(run, attacks, eps, step_size)
+    evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, progress=not quiet)
+    _print_summary(run)
+
+
+def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size: float | None):
+    """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
+    from .config import AttackConfig, load_config
+    from .runs import require_run_dir
+
+    if attacks is None:
+        if eps is not None or step_size is not None:
+            raise ClasswiseError("--eps and --step-size need --attacks")
+        return None
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    if not names:
+        raise ClasswiseError("--attacks needs at least one attack name")
+    default_eps = load_config(require_run_dir(run) / "config.yaml").eval.attacks[0].eps
+    return tuple(AttackConfig(n, default_eps if eps is None else eps, step_size) for n in names)
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")]) -> None:
+    """Re-render tables, figures, summary.json and the report from saved per-sample results."""
+    from .pipeline import report_run
+
+    paths = report_run(run)
+    typer.echo(f"report: {paths['report_html']}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/demo-<time>).")] = None,
+    sets: Sets = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a robust SmallCNN on the embedded MNIST sample, attack it and write the class-wise report."""
+    from .pipeline import demo as run_demo
+
+    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    start = time.perf_counter()
+    run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet)
+    _print_summary(run)
+    typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {run / 'report.html'}")
+
+
+def _print_summary(run: Path) -> None:
+    """The headline numbers of summary.json as a small table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .runs import read_json
+
+    s = read_json(Path(run) / "summary.json")
+    names = s["class_names"]
+    table = Table(title=f"class-wise accuracy (%) - {run}")
+    for col in ["", "total", *names]:
+        table.add_column(col, justify="right")
+    rows = [("clean", s["clean"])] + list(s["attacks"].items())
+    for label, block in rows:
+        table.add_row(label, _pct(block["overall"]), *(_pct(v) for v in block["per_class"]))
+    Console().print(table)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+@app.command("list")
+def list_names() -> None:
+    """List the registered datasets, models, attacks and presets."""
+    from .attacks import attack_names
+    from .config import preset_names
+    from .data import dataset_names
+    from .models import model_names
+
+    for title, names in (("datasets", dataset_names()), ("models", model_names()),
+                         ("attacks", attack_names()), ("presets", preset_names())):
+        typer.echo(f"{title}: {', '.join(names)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning user errors into one line and exit 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except (ClasswiseError, ValueError) as e:
+        if os.environ.get("CLASSWISE_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry: exit with :func:`main`'s status."""
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Any ImageFolder tree (ImageNet, the JPEG copy of CIFAR-10) read into uint8 tensors.
+
+Layout: ``ROOT/train/<class>/*.png`` and ``ROOT/test/<class>/...`` (or ``ROOT/val``).
+Labels follow the alphabetical order of the train class folders, as in torchvision.
+Images are decoded by a thread pool (PIL releases the GIL while decoding) straight into
+one preallocated (N, C, H, W) uint8 array. With ``image_size`` every image is resized so
+its shorter side is ``image_size`` and centre-cropped to a square (``PIL.ImageOps.fit``);
+without it all images must already share one size. If every image is greyscale the
+bundle has 1 channel and no flip augmentation, otherwise 3 (RGB) channels and
+"crop_flip". mean/std are computed from the training images.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classwise.data.builtin import Tensors
+from classwise.data.bundle import DataBundle
+from classwise.data.classes import (
+    CIFAR10_CLASSES,
+    CIFAR10_SUPERCLASSES,
+    STL10_CLASSES,
+    STL10_SUPERCLASSES,
+    as_lists,
+)
+from classwise.data.request import LoadRequest
+from classwise.errors import ClasswiseError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
+
+def load_imagefolder(request: LoadRequest) -> DataBundle:
+    """Train and test splits of an ImageFolder tree under ``request.root``."""
+    train_dir, test_dir = split_dirs(request.root)
+    classes = class_folders(train_dir)
+    train_x, train_y = read_split(train_dir, classes, request.image_size)
+    test_x, test_y = read_split(test_dir, classes, request.image_size)
+    if train_x.shape[1] != test_x.shape[1]:  # one split all grey, the other in colour
+        train_x, test_x = (x.expand(-1, 3, -1, -1).contiguous() for x in (train_x, test_x))
+    mean, std = channel_stats(train_x)
+    return DataBundle(
+        name="imagefolder", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+        class_names=classes, superclasses=known_superclasses(classes), mean=mean, std=std,
+        augment="crop_flip" if train_x.shape[1] == 3 else "none",
+    )
+
+
+def split_dirs(root: Path | None) -> tuple[Path, Path]:
+    """(train folder, test-or-val folder) of an ImageFolder root, or a clear error."""
+    hint = "pass --data-root pointing to a folder with train/ and test/ (or val/) subfolders"
+    if root is None:
+        raise ClasswiseError(f"dataset 'imagefolder' needs a data root; {hint}.")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ClasswiseError(f"image folder {root} does not exist; {hint}.")
+    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        raise ClasswiseError(f"{root} lacks a train/ or test/ (val/) subfolder; {hint}.")
+    return root / "train", test_dir
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the class folders inside one split folder."""
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise ClasswiseError(f"{split_dir} has no class folders; put one folder per class there.")
+    return classes
+
+
+def list_images(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """Image paths (sorted within each class folder) and their labels."""
+    unknown = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in classes)
+    if unknown:
+        raise ClasswiseError(f"{split_dir} has class folders {unknown} missing from train/.")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (split_dir / name).rglob("*") if is_image(p))
+        paths += found
+        labels += [label] * len(found)
+    if not paths:
+        raise ClasswiseError(f"{split_dir} holds no images ({', '.join(IMG_EXTENSIONS)}).")
+    return paths, labels
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS and path.is_file()
+
+
+def read_split(split_dir: Path, classes: list[str], size: int | None) -> Tensors:
+    """All images of one split -> (N, C, H, W) uint8 and (N,) int64 labels."""
+    paths, labels = list_images(split_dir, classes)
+    first, _ = read_image(paths[0], size)  # (3, H, W)
+    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
+
+    def fill(i: int) -> bool:
+        image, gray = read_image(paths[i], size)
+        if image.shape != first.shape:
+            raise size_error(paths[i], image.shape, paths[0], first.shape)
+        out[i] = image
+        return gray
+
+    with ThreadPoolExecutor() as pool:
+        all_gray = all(list(pool.map(fill, range(len(paths)))))
+    x = torch.from_numpy(out[:, :1].copy() if all_gray else out)
+    return x, torch.tensor(labels, dtype=torch.int64)
+
+
+def read_image(path: Path, size: int | None) -> tuple[np.ndarray, bool]:
+    """One image file -> (3, H, W) uint8 RGB array and whether it was greyscale."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            gray = img.mode in GRAY_MODES
+            rgb = img.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ClasswiseError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
+    if size is not None and rgb.size != (size, size):
+        rgb = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
+    return np.asarray(rgb).transpose(2, 0, 1), gray
+
+
+def size_error(path: Path, shape: tuple, ref: Path, ref_shape: tuple) -> ClasswiseError:
+    return ClasswiseError(
+        f"image {path} is {shape[2]}x{shape[1]} but {ref} is {ref_shape[2]}x{ref_shape[1]}; "
+        "set image_size (--image-size) to resize every image to one square size."
+    )
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] units of uint8 images (N, C, H, W).
+
+    Summed in float64 chunks of about 16M values; std is floored at 1/255 so that a
+    constant channel cannot divide by zero in the model's normalisation.
+    """
+    chunk = max(1, 2**24 // max(1, x[0].numel()))
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].to(torch.float64).div_(255.0)
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1 / 255)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def known_superclasses(classes: list[str]) -> dict[str, list[int]]:
+    """CIFAR-10 or STL-10 superclasses when the folder names are exactly theirs, else {}."""
+    if tuple(classes) == CIFAR10_CLASSES:
+        return as_lists(CIFAR10_SUPERCLASSES)
+    if tuple(classes) == STL10_CLASSES:
+        return as_lists(STL10_SUPERCLASSES)
+    return {}

@@ -1,0 +1,49 @@
+"""Operations on bundles and labels: class removal and class-balanced subsets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from classwise.data.bundle import DataBundle
+from classwise.errors import ClasswiseError
+
+
+def remove_class(bundle: DataBundle, j: int) -> DataBundle:
+    """A copy of ``bundle`` without the training examples of class ``j``.
+
+    The test split, class names and label numbering are unchanged, so a model trained
+    on the result still has K outputs and is evaluated on all K classes (homing).
+    Shapes: train_x (N, C, H, W) -> (N - n_j, C, H, W), train_y (N,) -> (N - n_j,).
+    """
+    if not 0 <= j < bundle.num_classes:
+        raise ValueError(f"class {j} is out of range for {bundle.num_classes} classes")
+    keep = bundle.train_y != j
+    return dataclasses.replace(bundle, train_x=bundle.train_x[keep], train_y=bundle.train_y[keep])
+
+
+def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """``per_class`` random indices of every class present in ``labels``, sorted.
+
+    Args:
+        labels: (N,) integer labels.
+        per_class: examples drawn (without replacement) from each class.
+        seed: seed of the private generator; same seed, same indices.
+
+    Returns:
+        (K * per_class,) int64 indices into ``labels`` in increasing order.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < per_class:
+            raise ClasswiseError(
+                f"class {c} has only {len(members)} examples, fewer than the {per_class} "
+                "per class requested; ask for fewer per class."
+            )
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen).sort().values.to(torch.int64)

@@ -1,0 +1,84 @@
+"""The dataset registry: name -> loader, and ``load_data``, the one entry point."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+
+from classwise.data import builtin
+from classwise.data.bundle import DataBundle
+from classwise.data.imagefolder import load_imagefolder
+from classwise.data.request import Loader, LoadRequest
+from classwise.errors import ClasswiseError
+
+LOADERS: Mapping[str, Loader] = MappingProxyType({
+    "mnist5k": builtin.load_mnist5k,
+    "mnist": builtin.load_mnist,
+    "cifar10": builtin.load_cifar10,
+    "cifar100": builtin.load_cifar100,
+    "svhn": builtin.load_svhn,
+    "stl10": builtin.load_stl10,
+    "imagefolder": load_imagefolder,
+})
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names, the default ("mnist5k") first."""
+    return list(LOADERS)
+
+
+def load_data(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = True,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> DataBundle:
+    """Load a registered dataset as a ``DataBundle`` of uint8 (N, C, H, W) images.
+
+    Args:
+        name: one of ``dataset_names()``.
+        root: data folder; None means ``~/.cache/classwise/data`` (ignored by
+            "mnist5k", required by "imagefolder", which reads ROOT/train and ROOT/test).
+        download: let torchvision fetch missing files; off, missing files raise.
+        image_size: resize images to image_size x image_size (None: native size).
+        seed: reserved for randomised splits; all built-in splits are fixed.
+
+    Raises:
+        ClasswiseError: unknown name, missing files, unreadable images.
+    """
+    if name not in LOADERS:
+        raise ClasswiseError(f"unknown dataset {name!r}; choose one of: {', '.join(LOADERS)}.")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    request = LoadRequest(
+        root=None if root is None else Path(root), download=download,
+        image_size=image_size, seed=seed,
+    )
+    bundle = LOADERS[name](request)
+    if image_size is None or bundle.image_size == image_size:
+        return bundle
+    return _resized(bundle, image_size)
+
+
+def _resized(bundle: DataBundle, size: int) -> DataBundle:
+    """Both splits of a square-image bundle resized to (size, size)."""
+    return dataclasses.replace(
+        bundle, train_x=resize_uint8(bundle.train_x, size), test_x=resize_uint8(bundle.test_x, size)
+    )
+
+
+def resize_uint8(x: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8 by antialiased bilinear resizing."""
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].float()
+        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True)
+        out[start:start + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out

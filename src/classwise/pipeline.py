@@ -1,0 +1,171 @@
+"""The main jobs, each a few calls: train a run, evaluate it, write its report.
+
+The CLI is a thin layer over these functions; they are the Python API for
+whole runs (``classwise.evaluate.evaluate`` is the API for any model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .analysis import summarize
+from .config import AttackConfig, RunConfig, dump_config, load_config
+from .data import DataBundle, class_balanced_indices, load_data
+from .errors import ClasswiseError
+from .evaluate import build_attack, evaluate, resolve_device
+from .fileio import atomic_write
+from .report import write_report
+from .results import EvalResults
+from .runs import (
+    get_status,
+    prepare_run_dir,
+    read_json,
+    read_jsonl,
+    require_run_dir,
+    set_status,
+    version_info,
+    write_json,
+)
+from .train.checkpoint import load_model, safe_load
+from .train.loop import Trainer, build_model
+
+
+def load_run_data(config: RunConfig) -> DataBundle:
+    """The run's dataset, as its config names it."""
+    d = config.data
+    return load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
+
+
+def check_config(config: RunConfig, data: DataBundle) -> None:
+    """Fail before any folder is created: the model and every attack must build."""
+    model = build_model(config, data)
+    for cfg in (config.train.attack, config.train.monitor, *config.eval.attacks):
+        build_attack(cfg, model)
+
+
+def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> Path:
+    """Train ``config`` into ``run_dir`` (new, ``overwrite``-n, or ``resume``-d)."""
+    run_dir = Path(run_dir)
+    if resume:
+        config = load_config(require_run_dir(run_dir) / "config.yaml")
+    data = load_run_data(config)
+    check_config(config, data)
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if not resume:
+        atomic_write(run_dir / "config.yaml", dump_config(config))
+        write_json(run_dir / "version.json", version_info())
+    set_status(run_dir, "training")
+    trainer = Trainer(config, data, run_dir, progress=progress)
+    if resume:
+        trainer.restore()
+    _guarded(run_dir, trainer.fit)
+    set_status(run_dir, "trained", epochs=trainer.epoch)
+    return run_dir
+
+
+def _guarded(run_dir: Path, work):
+    """Run ``work``; on any failure mark the run failed (never complete) and re-raise."""
+    try:
+        return work()
+    except BaseException as e:
+        set_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+
+
+def load_run_model(run_dir: Path, config: RunConfig, data: DataBundle, checkpoint: str = "last",
+                   device: str | torch.device = "auto") -> nn.Module:
+    """The run's model with weights from ``checkpoints/<checkpoint>.safetensors``."""
+    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.safetensors"
+    if not path.is_file():
+        found = sorted(p.name.split(".")[0] for p in path.parent.glob("*.safetensors") if ".state." not in p.name)
+        raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {', '.join(found) or 'none'})")
+    model = build_model(config, data)
+    load_model(model, path)
+    return model.to(resolve_device(device)).eval()
+
+
+def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | None = None,
+                 checkpoint: str | None = None, examples: int | None = None, device: str | None = None,
+                 progress: bool = True) -> EvalResults:
+    """Attack the run's checkpoint, save per-sample results, summary and report."""
+    run_dir = require_run_dir(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
+                             checkpoint=checkpoint or config.eval.checkpoint, examples=examples or config.eval.examples)
+    data = load_run_data(config)
+    dev = resolve_device(device or config.device)
+    model = load_run_model(run_dir, config, data, ev.checkpoint, dev)
+    built = {a.name: build_attack(a, model) for a in ev.attacks}
+    x, y = _eval_set(data, ev.examples, config.seed)
+    set_status(run_dir, "evaluating")
+    results = _guarded(run_dir, lambda: evaluate(
+        model, x, y, built, class_names=data.class_names, batch_size=ev.batch_size, device=dev,
+        seed=config.seed, progress=progress))
+    results.save(run_dir / "results.npz")
+    write_json(run_dir / "meta.json", _meta(config, data, ev))
+    report_run(run_dir)
+    return results
+
+
+def _eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All test images, or a class-balanced sample of about ``examples``."""
+    if examples is None or examples >= len(data.test_y):
+        return data.test_x, data.test_y
+    idx = class_balanced_indices(data.test_y, max(1, examples // data.num_classes), seed=seed)
+    return data.test_x[idx], data.test_y[idx]
+
+
+def _meta(config: RunConfig, data: DataBundle, ev) -> dict:
+    return {
+        "dataset": data.name, "model": config.model.name, "checkpoint": ev.checkpoint,
+        "eps": {a.name: a.eps for a in ev.attacks},
+        "attacks": {a.name: dataclasses.asdict(a) for a in ev.attacks},
+        "class_names": data.class_names, "superclasses": data.superclasses,
+        "train_method": config.train.method, "notes": list(config.notes),
+    }
+
+
+def report_run(run_dir: str | Path) -> dict[str, Path]:
+    """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
+    run_dir = require_run_dir(run_dir)
+    if not (run_dir / "results.npz").is_file():
+        raise ClasswiseError(f"{run_dir} has no per-sample results yet: run `classwise evaluate {run_dir}` first")
+    results = EvalResults.load(run_dir / "results.npz")
+    meta = read_json(run_dir / "meta.json")
+    set_status(run_dir, "reporting")
+    head = _head_weight(run_dir / "checkpoints" / f"{meta.get('checkpoint', 'last')}.safetensors")
+    summary = summarize(results, **{k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "superclasses")})
+    write_json(run_dir / "summary.json", summary)
+    paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
+                         head_weight=head, superclasses=meta.get("superclasses") or None,
+                         meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
+                         notes=meta.get("notes") or None)
+    set_status(run_dir, "complete")
+    return paths
+
+
+def _head_weight(path: Path) -> np.ndarray | None:
+    """The classifier weight (K, D) stored under ``head.weight``, if any."""
+    if not path.is_file():
+        return None
+    tensors, _ = safe_load(path)
+    w = tensors.get("head.weight")
+    return None if w is None else w.float().numpy()
+
+
+def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: bool = False,
+         progress: bool = True) -> Path:
+    """Train the demo preset (robust SmallCNN on mnist5k), evaluate it, write the report."""
+    config = load_config("demo", overrides)
+    run_dir = train_run(config, run_dir, overwrite=overwrite, progress=progress)
+    evaluate_run(run_dir, progress=progress)
+    return run_dir
+
+
+__all__ = ["demo", "evaluate_run", "get_status", "load_run_model", "report_run", "train_run"]

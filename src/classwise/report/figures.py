@@ -1,0 +1,134 @@
+"""Figures of the class-wise report (matplotlib, PNG).
+
+Each function draws one figure of the paper on a fresh ``matplotlib.figure.Figure``
+(no pyplot, so no global figure state and no GUI backend), saves it atomically
+(temporary file, then rename) and returns the saved path. matplotlib is imported
+inside the functions, never at import time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.classwise import minmax
+from ..fileio import atomic_open
+
+_MAX_LEGEND = 20  # more classes than this: no legend / no numbers in cells
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Save ``fig`` as PNG at ``path`` atomically (no "Software" metadata)."""
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", metadata={"Software": None})
+    return Path(path)
+
+
+def _colors(k: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if k <= 10 else "tab20" if k <= 20 else "viridis"]
+    return [cmap(i if k <= 20 else i / max(k - 1, 1)) for i in range(k)]
+
+
+def plot_classwise_epochs(epochs: np.ndarray, per_class: np.ndarray, overall: np.ndarray,
+                          class_names: list[str], path: Path, title: str = "",
+                          ylabel: str = "robust accuracy (%)") -> Path:
+    """Figure 1: class-wise robustness per epoch, one line per class.
+
+    epochs: (E,); per_class: (E, K) percent; overall: (E,) percent, dashed black.
+    The band between the best and the worst class at each epoch is shaded.
+    """
+    epochs, per_class = np.asarray(epochs), np.asarray(per_class, dtype=np.float64)
+    fig = _figure(7, 4.5)
+    ax = fig.subplots()
+    with warnings.catch_warnings():  # an epoch with no class values leaves a hole, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(per_class, 1), np.nanmax(per_class, 1)
+    ax.fill_between(epochs, lo, hi, color="0.85", label="gap")
+    for k, (name, color) in enumerate(zip(class_names, _colors(len(class_names)))):
+        ax.plot(epochs, per_class[:, k], color=color, lw=1.2, label=name)
+    ax.plot(epochs, overall, "k--", lw=2, label="overall")
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(class_names) <= _MAX_LEGEND:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def _annotate(ax: Any, matrix: np.ndarray, fmt: str) -> None:
+    """Write each finite cell's value, white on dark cells."""
+    top = np.nanmax(matrix) if np.isfinite(matrix).any() else 1.0
+    for (i, j), v in np.ndenumerate(matrix):
+        if np.isfinite(v):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.6 * top else "black")
+
+
+def plot_confusion(matrix: np.ndarray, labels_x: list[str], labels_y: list[str], path: Path,
+                   fmt: str = ".1f", title: str = "", xlabel: str = "predicted class (under attack)",
+                   ylabel: str = "true class") -> Path:
+    """Figure 2: heatmap of a (R, C) matrix, rows true classes, with numbers in cells.
+
+    Used for the robustness confusion matrix (percent of row) and its superclass
+    folding. NaN cells stay blank; numbers are omitted above 20 rows or columns.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    side = 2.5 + 0.45 * max(matrix.shape)
+    fig = _figure(side + 1.2, side)
+    ax = fig.subplots()
+    im = ax.imshow(matrix, cmap="Blues", vmin=0)
+    ax.set_xticks(range(len(labels_x)), labels_x, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
+    if max(matrix.shape) <= _MAX_LEGEND:
+        _annotate(ax, matrix, fmt)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def plot_norm_vs_robustness(norms: np.ndarray, robustness: np.ndarray, class_names: list[str],
+                            rho: float, path: Path) -> Path:
+    """Figure 4: per class, min-max normalised weight norm and robustness.
+
+    norms, robustness: (K,). Classes are ordered by robustness (most robust first)
+    so that a monotone relation reads as two falling curves; rho is in the title.
+    """
+    order = np.argsort(-np.nan_to_num(np.asarray(robustness, dtype=np.float64), nan=-np.inf), kind="stable")
+    x = np.arange(len(order))
+    fig = _figure(max(5.0, 0.45 * len(order) + 2), 4)
+    ax = fig.subplots()
+    ax.plot(x, minmax(robustness)[order], "o-", label="robustness (normalised)")
+    ax.plot(x, minmax(norms)[order], "s--", label="weight norm (normalised)")
+    ax.set_xticks(x, [class_names[i] for i in order], rotation=45, ha="right", fontsize=8)
+    ax.set(xlabel="class (most robust first)", ylabel="min-max normalised",
+           title=f"Spearman rho = {rho:.2f}", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_classwise_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
+                        path: Path, ylabel: str = "accuracy (%)", title: str = "") -> Path:
+    """Grouped bars: per class, one bar per row name (clean, each attack); values (K,) percent."""
+    k, n = len(class_names), len(per_class_by_name)
+    width = 0.8 / max(n, 1)
+    fig = _figure(max(6.0, 0.35 * k * max(n, 1) + 2), 4)
+    ax = fig.subplots()
+    for r, (name, values) in enumerate(per_class_by_name.items()):
+        ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, np.asarray(values, dtype=np.float64), width, label=name)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel, title=title, ylim=(0, 100))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)

@@ -1,0 +1,85 @@
+"""Class-wise tables in the layout of the paper's table 2, as CSV, Markdown and HTML.
+
+One row for clean accuracy and one per attack; columns: Total, then each class.
+In Markdown and HTML the most robust class of each row is underlined and the most
+vulnerable is bold, as in table 2. The functions return text; the caller writes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from typing import Any
+
+import numpy as np
+
+FOOTNOTE = ("Values are accuracy (%) on the test set; Total is over all examples. "
+            "Underlined: the most robust class of the row; bold: the most vulnerable class.")
+
+
+def table_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """[(row name, accuracy block)]: "clean" first, then each attack in summary order."""
+    return [("clean", summary["clean"]), *summary["attacks"].items()]
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _marked(block: dict[str, Any], i: int, text: str, under: str, bold: str) -> str:
+    """Wrap cell i of a row: ``under`` % text for the best class, ``bold`` % text for the worst."""
+    if i == block["best_class"]:
+        text = under % text
+    if i == block["worst_class"]:
+        text = bold % text
+    return text
+
+
+def classwise_csv(summary: dict[str, Any], digits: int = 2) -> str:
+    """CSV text: header ``attack,total,<class names>``; one row per table row; NaN empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["attack", "total", *summary["class_names"]])
+    for name, block in table_rows(summary):
+        writer.writerow([name, _fmt(block["overall"], digits), *(_fmt(v, digits) for v in block["per_class"])])
+    return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def classwise_markdown(summary: dict[str, Any], digits: int = 1) -> str:
+    """Markdown table 2: best class ``<u>x</u>``, worst class ``**x**``, footnote below."""
+    head = ["Attack", "Total", *map(_md_cell, summary["class_names"])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, block in table_rows(summary):
+        cells = [_marked(block, i, _fmt(v, digits), "<u>%s</u>", "**%s**")
+                 for i, v in enumerate(block["per_class"])]
+        lines.append("| " + " | ".join([_md_cell(name), _fmt(block["overall"], digits), *cells]) + " |")
+    return "\n".join(lines) + f"\n\n{FOOTNOTE}\n"
+
+
+def classwise_html(summary: dict[str, Any], digits: int = 1) -> str:
+    """HTML table 2 (escaped): best class ``<u>``, worst class ``<strong>``, footnote below."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in ["Attack", "Total", *summary["class_names"]])
+    rows = []
+    for name, block in table_rows(summary):
+        cells = [_marked(block, i, _fmt(v, digits), "<u>%s</u>", "<strong>%s</strong>")
+                 for i, v in enumerate(block["per_class"])]
+        tds = "".join(f"<td>{c}</td>" for c in [esc(name), _fmt(block["overall"], digits), *cells])
+        rows.append(f"<tr>{tds}</tr>")
+    return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<p class=\"note\">{esc(FOOTNOTE)}</p>")
+
+
+def matrix_csv(matrix: np.ndarray, row_labels: list[str], col_labels: list[str], digits: int = 2) -> str:
+    """CSV of a (R, C) matrix with a header of column labels and a label per row; NaN empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *col_labels])
+    for label, row in zip(row_labels, np.asarray(matrix, dtype=np.float64)):
+        writer.writerow([label, *("" if np.isnan(v) else f"{v:.{digits}f}" for v in row)])
+    return buf.getvalue()

