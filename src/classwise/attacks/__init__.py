@@ -79,4 +79,5 @@ def _pgd_steps(spec: str, from_spec: str | None, kwargs: dict[str, Any]) -> int:
 def _check_options(spec: str, kwargs: dict[str, Any], allowed: frozenset[str]) -> None:
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
-        raise ValueError(f"{spec!r} takes no option {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        known = ", ".join(sorted(allowed))
+        raise ValueError(f"{spec!r} takes no option {', '.join(unknown)}; allowed: {known}")

@@ -47,7 +47,9 @@ def loss_names() -> tuple[str, ...]:
     return tuple(LOSSES)
 
 
-def _on_scaled_logits(logits: torch.Tensor, y: torch.Tensor, loss: LossFn, temperature: float) -> torch.Tensor:
+def _on_scaled_logits(
+    logits: torch.Tensor, y: torch.Tensor, loss: LossFn, temperature: float
+) -> torch.Tensor:
     return loss(logits / temperature, y)
 
 
