@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,6 +40,7 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="Model name (overrides the config).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this size (imagefolder).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
@@ -49,7 +51,8 @@ def train(
     from .pipeline import train_run
 
     cfg = load_config(config, _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
-                                                 "data.root": data_root, "device": device}))
+                                                 "data.root": data_root, "data.image_size": image_size,
+                                                 "device": device}))
     run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
     typer.echo(f"trained: {run} (next: classwise evaluate {run})")
 
@@ -116,21 +119,31 @@ def demo(
 
 
 def _print_summary(run: Path) -> None:
-    """The headline numbers of summary.json as a small table."""
+    """The headline numbers of summary.json: one row per class, one column per attack."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from .runs import read_json
 
     s = read_json(Path(run) / "summary.json")
-    names = s["class_names"]
-    table = Table(title=f"class-wise accuracy (%) - {run}")
-    for col in ["", "total", *names]:
-        table.add_column(col, justify="right")
-    rows = [("clean", s["clean"])] + list(s["attacks"].items())
-    for label, block in rows:
-        table.add_row(label, _pct(block["overall"]), *(_pct(v) for v in block["per_class"]))
+    blocks = {"clean": s["clean"], **s["attacks"]}
+    table = Table(title=f"class-wise accuracy (%): {run}", box=box.SIMPLE)
+    table.add_column("class")
+    for name in blocks:
+        table.add_column(name, justify="right")
+    table.add_row("total", *(_pct(b["overall"]) for b in blocks.values()), style="bold")
+    for i in _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"]):
+        table.add_row(s["class_names"][i], *(_pct(b["per_class"][i]) for b in blocks.values()))
     Console().print(table)
+
+
+def _shown_classes(k: int, robust: list, limit: int = 20) -> list[int]:
+    """All classes when few; else the 10 least and 10 most robust (by the last attack)."""
+    if k <= limit:
+        return list(range(k))
+    order = sorted(range(k), key=lambda i: -1.0 if robust[i] is None else robust[i])
+    return order[: limit // 2] + order[-limit // 2 :]
 
 
 def _pct(v: float | None) -> str:
@@ -152,6 +165,7 @@ def list_names() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit 2."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         app(args=argv, standalone_mode=False)
     except (ClasswiseError, ValueError) as e:
@@ -162,12 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:  # usage errors of the (vendored) click parser
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
-            return e.exit_code
+            return int(e.exit_code)
         raise
     return 0
 

@@ -28,12 +28,20 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset and where its files are (``root`` None = default cache)."""
+    """Which dataset and where its files are (``root`` None = default cache).
+
+    ``train_examples`` keeps a class-balanced sample of the training set (quick runs).
+    """
 
     name: str = "mnist5k"
     root: str | None = None
     download: bool = True
     image_size: int | None = None
+    train_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.image_size is None or self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
+        _check(self.train_examples is None or self.train_examples >= 1, "data.train_examples must be >= 1")
 
 
 @dataclass(frozen=True)

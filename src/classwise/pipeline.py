@@ -7,6 +7,7 @@ whole runs (``classwise.evaluate.evaluate`` is the API for any model).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from torch import nn
 
 from .analysis import summarize
 from .config import AttackConfig, RunConfig, dump_config, load_config
-from .data import DataBundle, class_balanced_indices, load_data
+from .data import DataBundle, class_balanced_indices, load_data, subsample_train
 from .errors import ClasswiseError
 from .evaluate import build_attack, evaluate, resolve_device
 from .fileio import atomic_write
@@ -38,7 +39,8 @@ from .train.loop import Trainer, build_model
 def load_run_data(config: RunConfig) -> DataBundle:
     """The run's dataset, as its config names it."""
     d = config.data
-    return load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
+    data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
+    return data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
 
 
 def check_config(config: RunConfig, data: DataBundle) -> None:
@@ -107,10 +109,21 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     results = _guarded(run_dir, lambda: evaluate(
         model, x, y, built, class_names=data.class_names, batch_size=ev.batch_size, device=dev,
         seed=config.seed, progress=progress))
+    results = _merge_previous(run_dir / "results.npz", results)
     results.save(run_dir / "results.npz")
-    write_json(run_dir / "meta.json", _meta(config, data, ev))
+    write_json(run_dir / "meta.json", _meta(config, data, ev, results, run_dir / "meta.json"))
     report_run(run_dir)
     return results
+
+
+def _merge_previous(path: Path, results: EvalResults) -> EvalResults:
+    """Keep earlier attacks of the run when they were run on the same examples."""
+    if not path.is_file():
+        return results
+    merged, ok = results.merged_into(EvalResults.load(path))
+    if not ok:
+        warnings.warn(f"{path} held results on other examples; they are replaced", stacklevel=2)
+    return merged
 
 
 def _eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,14 +134,23 @@ def _eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.
     return data.test_x[idx], data.test_y[idx]
 
 
-def _meta(config: RunConfig, data: DataBundle, ev) -> dict:
+def _meta(config: RunConfig, data: DataBundle, ev, results: EvalResults, previous: Path) -> dict:
+    """What the report needs besides per-sample results (attack settings of every kept attack)."""
+    attacks = read_json(previous).get("attacks", {}) if previous.is_file() else {}
+    attacks = {k: v for k, v in attacks.items() if k in results.adv_pred} | {a.name: dataclasses.asdict(a) for a in ev.attacks}
+    eps_values = {a["eps"] for a in attacks.values()}
     return {
-        "dataset": data.name, "model": config.model.name, "checkpoint": ev.checkpoint,
-        "eps": {a.name: a.eps for a in ev.attacks},
-        "attacks": {a.name: dataclasses.asdict(a) for a in ev.attacks},
-        "class_names": data.class_names, "superclasses": data.superclasses,
+        "dataset": dataset_label(config), "model": config.model.name, "checkpoint": ev.checkpoint,
+        "eps": eps_values.pop() if len(eps_values) == 1 else {k: a["eps"] for k, a in attacks.items()},
+        "attacks": attacks, "class_names": data.class_names, "superclasses": data.superclasses,
         "train_method": config.train.method, "notes": list(config.notes),
     }
+
+
+def dataset_label(config: RunConfig) -> str:
+    """How results name the data: the registry name, or imagefolder:<folder> (e.g. cifar10-jpeg75)."""
+    d = config.data
+    return f"imagefolder:{Path(d.root).name}" if d.name == "imagefolder" and d.root else d.name
 
 
 def report_run(run_dir: str | Path) -> dict[str, Path]:

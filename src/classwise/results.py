@@ -53,6 +53,19 @@ class EvalResults:
         pred = self.clean_pred if attack is None else self.adv_pred[attack]
         return pred == self.labels
 
+    def merged_into(self, older: "EvalResults") -> tuple["EvalResults", bool]:
+        """These results plus ``older``'s other attacks, when both cover the same examples.
+
+        Returns (results, merged). Attacks present in both take the new values;
+        results over different examples are not merged (merged = False).
+        """
+        same = np.array_equal(self.labels, older.labels) and np.array_equal(self.clean_pred, older.clean_pred)
+        if not same:
+            return self, False
+        adv = {k: v for k, v in older.adv_pred.items() if k not in self.adv_pred} | self.adv_pred
+        probs = {k: v for k, v in older.adv_probs.items() if k not in self.adv_pred} | self.adv_probs
+        return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs), True
+
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
         path = Path(path)

@@ -29,6 +29,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
+def rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) mask or value reshaped to broadcast over ``like`` (B, C, H, W)."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
 def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
     """Gradient of ``loss_fn(model(x), y)`` (summed) with respect to x only.
 
@@ -55,6 +60,9 @@ class Attack(ABC):
     """
 
     name: str = "attack"
+    # Examples per class that evaluations draw by default for this attack
+    # (None: the whole evaluation set). Costly attacks set it (paper, appendix E).
+    default_per_class: int | None = None
 
     def __init__(self, model: nn.Module, threat: LinfThreat) -> None:
         self.model = model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Attack, LossFn
+from .base import Attack, LossFn, rows
 from .losses import make_loss
 from .threat import LinfThreat
 
@@ -27,17 +27,12 @@ def grad_and_logits(
     return grad, logits.detach()
 
 
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) mask reshaped to broadcast over (B, C, H, W)."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _keep_fooling(
     best: torch.Tensor, fooled: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Store ``x_adv`` for examples it fools for the first time (no host sync)."""
     new = (logits.argmax(dim=1) != y) & ~fooled  # (B,)
-    return torch.where(_rows(new, x_adv), x_adv, best), fooled | new
+    return torch.where(rows(new, x_adv), x_adv, best), fooled | new
 
 
 class PGD(Attack):
@@ -107,7 +102,7 @@ class PGD(Attack):
                 best, fooled = _keep_fooling(best, fooled, x_adv, self._logits(x_adv), y)
         if not self.keep_best:
             return x_adv
-        return torch.where(_rows(fooled, x), best, x_adv)
+        return torch.where(rows(fooled, x), best, x_adv)
 
     def _descend(
         self,

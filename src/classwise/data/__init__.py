@@ -16,12 +16,13 @@ from classwise.data.classes import (
     STL10_SUPERCLASSES,
     cifar100_superclasses,
 )
-from classwise.data.ops import class_balanced_indices, remove_class
+from classwise.data.ops import class_balanced_indices, remove_class, subsample_train
 from classwise.data.registry import dataset_names, load_data, resize_uint8
 from classwise.data.request import DEFAULT_ROOT, LoadRequest
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "subsample_train",
     "CIFAR10_SUPERCLASSES",
     "CIFAR100_CLASSES",
     "CIFAR100_COARSE_CLASSES",

@@ -47,3 +47,13 @@ def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> t
             )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return torch.cat(chosen).sort().values.to(torch.int64)
+
+
+def subsample_train(bundle: DataBundle, examples: int, seed: int) -> DataBundle:
+    """A copy keeping a class-balanced, seeded sample of about ``examples`` training images.
+
+    Used for quick runs (``data.train_examples``); the test split is unchanged.
+    """
+    per_class = max(1, examples // bundle.num_classes)
+    idx = class_balanced_indices(bundle.train_y, per_class, seed)
+    return dataclasses.replace(bundle, train_x=bundle.train_x[idx], train_y=bundle.train_y[idx])

@@ -60,6 +60,7 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.config.device)
+        torch.manual_seed(self.config.seed)  # the initial weights follow the run's seed
         self.model = build_model(self.config, self.data).to(self.device)
         self.optimizer = make_optimizer(self.config.train, self.model)
         self.scheduler = make_scheduler(self.config.train, self.optimizer)

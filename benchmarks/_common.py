@@ -1,0 +1,108 @@
+"""Helpers shared by the benchmark scripts: device, model, batch, interleaved timing.
+
+Timings on a shared machine drift, so every script measures its candidates in
+one run, interleaved repetition by repetition, and reports medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from classwise.evaluate import resolve_device
+from classwise.models import create_model
+
+SHAPES = {"smallcnn": (1, 28), "mnist": (1, 28)}  # model -> (channels, size); default (3, 32)
+
+
+def base_parser(description: str, model: str, batch_size: int) -> argparse.ArgumentParser:
+    """Arguments every benchmark takes: --device, --model, --batch-size, --reps, --threads."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--model", default=model, help="registry name (smallcnn, resnet18, preact_resnet18 ...)")
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--reps", type=int, default=5, help="interleaved repetitions (median reported)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Seed, set CPU threads, resolve the device."""
+    torch.manual_seed(args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def make_model(name: str, device: torch.device, num_classes: int = 10) -> nn.Module:
+    """A randomly initialised registry model in eval mode, with its input shape's (C, H)."""
+    channels, size = SHAPES.get(name, (3, 32))
+    model = create_model(name, num_classes=num_classes, in_channels=channels, image_size=size)
+    return model.to(device).eval()
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of the images the model ``name`` is benchmarked on."""
+    channels, size = SHAPES.get(name, (3, 32))
+    return channels, size, size
+
+
+def random_batch(name: str, batch_size: int, device: torch.device, num_classes: int = 10,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (B, C, H, W) uniform in [0, 1] and labels (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch_size, *input_shape(name)), generator=g)
+    y = torch.randint(0, num_classes, (batch_size,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(candidates: Mapping[str, Callable[[], object]], reps: int,
+                     device: torch.device, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each candidate, repetitions interleaved."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(reps):
+        for name, fn in candidates.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def machine(device: torch.device) -> str:
+    """One line naming the CPU (lscpu model name) or the GPU, and the thread count."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{_cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def _cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    """Rows of (name, ms, ratio to the bound) as a Markdown table."""
+    print(f"\n{title}\n\n| candidate | ms per call | ratio to bound |\n|---|---:|---:|")
+    for name, ms, ratio in rows:
+        print(f"| {name} | {ms:.2f} | {ratio:.3f} |")

@@ -1,0 +1,163 @@
+"""End-to-end CLI contracts: a tiny demo run, the run folder, re-rendering, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classwise.cli import main
+from classwise.results import EvalResults
+from classwise.runs import get_status
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True,
+                          env={"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def sets(overrides) -> list[str]:
+    return [item for o in overrides for item in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, tiny_overrides) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "demo"
+    assert main(["demo", "--out", str(run), "-q", *sets(tiny_overrides)]) == 0
+    return run
+
+
+def test_demo_run_folder_is_complete(demo_run):
+    for name in ("config.yaml", "version.json", "metrics.jsonl", "results.npz", "summary.json", "meta.json",
+                 "report.md", "report.html", "checkpoints/last.safetensors", "tables/classwise.csv",
+                 "tables/classwise.md", "figures/confusion.png", "figures/epochs.png", "figures/weight_norms.png"):
+        assert (demo_run / name).is_file(), name
+    assert get_status(demo_run) == "complete"
+
+
+def test_metrics_log_classwise_numbers_every_epoch(demo_run):
+    lines = [json.loads(x) for x in (demo_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for r in lines:
+        assert len(r["clean"]["per_class"]) == 10 and len(r["robust"]["per_class"]) == 10
+        assert r["robust"]["overall"] <= r["clean"]["overall"]
+
+
+def test_summary_matches_per_sample_results(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    res = EvalResults.load(demo_run / "results.npz")
+    assert set(summary["attacks"]) == {"fgsm", "pgd5"}
+    assert summary["clean"]["overall"] == pytest.approx(100 * res.correct().mean())
+    pgd = summary["attacks"]["pgd5"]
+    for k in range(10):
+        mask = res.labels == k
+        assert pgd["per_class"][k] == pytest.approx(100 * res.correct("pgd5")[mask].mean())
+    assert pgd["overall"] <= summary["clean"]["overall"]
+    assert summary["dataset"] == "mnist5k" and summary["eps"] == 0.3
+
+
+def test_report_names_best_and_worst_class_and_notes(demo_run):
+    md = (demo_run / "report.md").read_text()
+    assert "most robust class" in md and "least robust class" in md and "largest class gap" in md
+    assert "Demo recipe, not the paper's" in md
+    html = (demo_run / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') >= 3 and "http://" not in html and "https://" not in html
+
+
+def test_report_rerenders_without_attacking(demo_run):
+    before = (demo_run / "results.npz").stat().st_mtime_ns
+    (demo_run / "report.html").unlink()
+    assert main(["report", str(demo_run)]) == 0
+    assert (demo_run / "report.html").is_file()
+    assert (demo_run / "results.npz").stat().st_mtime_ns == before
+
+
+def test_evaluate_adds_an_attack_to_the_run(demo_run):
+    assert main(["evaluate", str(demo_run), "--attacks", "pgd2", "-q"]) == 0
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert set(summary["attacks"]) == {"fgsm", "pgd5", "pgd2"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--set", "train.attack.eps=-0.1"], "eps must be in [0, 1]"),
+    (["train", "--set", "train.attack.eps=1.5"], "eps must be in [0, 1]"),
+    (["train", "--set", "train.attack.name=pgd0"], "steps must be >= 1"),
+    (["train", "--set", "train.attack.name=nope"], "unknown attack 'nope'"),
+    (["train", "--set", "train.epochs=0"], "epochs must be >= 1"),
+    (["train", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
+    (["train", "no-such-preset"], "neither a file nor a preset"),
+    (["train", "--dataset", "cifar10", "--data-root", "{tmp}/empty", "--set", "data.download=false"],
+     "CIFAR-10 not found"),
+])
+def test_bad_input_gives_one_error_line_and_no_run_folder(tmp_path, args, message):
+    run = tmp_path / "run"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = cli(*args, "--out", str(run))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and err.startswith("error: ") and message in err
+    assert not run.exists()
+
+
+def test_evaluate_bad_attack_and_missing_run(demo_run, tmp_path):
+    code, _, err = cli("evaluate", str(demo_run), "--attacks", "pgd3", "--eps", "2")
+    assert code == 2 and "eps must be in [0, 1]" in err and err.count("\n") == 1
+    code, _, err = cli("evaluate", str(tmp_path / "missing"))
+    assert code == 2 and "not a classwise run folder" in err
+
+
+def test_existing_run_folder_is_refused(demo_run):
+    before = (demo_run / "summary.json").read_bytes()
+    code, _, err = cli("train", "--out", str(demo_run))
+    assert code == 2 and "already exists" in err and "--resume" in err and "--overwrite" in err
+    assert (demo_run / "summary.json").read_bytes() == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("x")
+    code, _, err = cli("train", "--out", str(folder), "--overwrite")
+    assert code == 2 and "not a classwise run folder" in err
+    assert (folder / "thesis.tex").is_file()
+
+
+def test_truncated_checkpoint_is_one_error_and_run_not_complete(tmp_path, tiny_overrides):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "-q", *sets(tiny_overrides), "--set", "train.epochs=1"]) == 0
+    ckpt = run / "checkpoints" / "last.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    code, _, err = cli("evaluate", str(run))
+    assert code == 2 and err.startswith("error: checkpoint") and "corrupt or truncated" in err
+    assert not (run / "summary.json").exists() and not (run / "report.html").exists()
+    assert get_status(run) != "complete"
+
+
+def test_list_names_every_registry():
+    code, out, _ = cli("list")
+    assert code == 0
+    for word in ("mnist5k", "smallcnn", "pgd", "demo"):
+        assert word in out
+
+
+def test_resume_continues_to_the_same_weights(tmp_path, tiny_overrides):
+    """Train 2 epochs straight, versus 1 epoch then --resume to 2: identical weights (CPU)."""
+    from safetensors.torch import load_file
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "--out", str(straight), "-q", *sets(tiny_overrides)]) == 0
+    assert main(["train", "--out", str(resumed), "-q", *sets(tiny_overrides), "--set", "train.epochs=1"]) == 0
+    cfg = resumed / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("epochs: 1", "epochs: 2"))
+    assert main(["train", "--out", str(resumed), "--resume", "-q"]) == 0
+    a = load_file(straight / "checkpoints" / "last.safetensors")
+    b = load_file(resumed / "checkpoints" / "last.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert len((resumed / "metrics.jsonl").read_text().splitlines()) == 2

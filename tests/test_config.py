@@ -1,0 +1,59 @@
+"""Config contracts: presets load, overrides apply, bad values give one clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+from classwise.config import RunConfig, dump_config, from_dict, load_config, preset_names
+from classwise.errors import ClasswiseError
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_and_round_trips(name, tmp_path):
+    cfg = load_config(name)
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+def test_paper_presets_follow_the_paper():
+    mnist = load_config("mnist").train
+    assert (mnist.lr, mnist.milestones, mnist.epochs, mnist.attack.name, mnist.attack.eps, mnist.attack.step_size) == (
+        0.01, (55, 75, 90), 100, "pgd40", 0.3, 0.01)
+    cifar = load_config("cifar10")
+    assert (cifar.train.lr, cifar.train.milestones, cifar.train.attack.name, cifar.train.attack.step_size) == (
+        0.1, (75, 90), "pgd10", 0.007)
+    assert cifar.eval.attacks[-1].name == "pgd20" and cifar.eval.checkpoint == "epoch75"
+    assert load_config("svhn").train.lr == load_config("stl10").train.lr == 0.01
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config("demo", ["train.epochs=3", "train.milestones=[1, 2]", "data.root=/x", "seed=7"])
+    assert (cfg.train.epochs, cfg.train.milestones, cfg.data.root, cfg.seed) == (3, (1, 2), "/x", 7)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epoch=3", "unknown config key 'train.epoch'"),
+    ("train.epochs=abc", "must be a number"),
+    ("train.epochs=2.5", "must be an integer"),
+    ("train.lr=0", "lr must be > 0"),
+    ("train.method=magic", "unknown training method"),
+    ("train.optimizer=rmsprop", "unknown optimizer"),
+    ("train.attack.eps=1.01", "eps must be in [0, 1]"),
+    ("train.attack.restarts=0", "restarts must be >= 1"),
+    ("data.download=maybe", "must be true or false"),
+    ("novalue", "must look like key.sub=value"),
+])
+def test_bad_values_raise_one_clear_error(override, message):
+    with pytest.raises(ClasswiseError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config("demo", [override])
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ClasswiseError, match="demo"):
+        load_config("nope")
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(ClasswiseError, match="must be a mapping"):
+        from_dict(RunConfig, {"train": 3}, "")

@@ -1,0 +1,80 @@
+"""The Python API: evaluate() on any nn.Module mapping [0, 1] images to logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classwise.data import load_data
+from classwise.evaluate import evaluate
+from classwise.results import EvalResults
+
+
+@pytest.fixture(scope="module")
+def user_model_and_data():
+    """A user's own plain model (no classwise interfaces), briefly trained on mnist5k."""
+    data = load_data("mnist5k")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data.train_x.float() / 255, data.train_y
+    for i in range(0, 2000, 100):
+        loss = nn.functional.cross_entropy(model(x[i : i + 100]), y[i : i + 100])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, data.test_x[:200], data.test_y[:200]
+
+
+def test_evaluate_any_module_returns_per_sample_results(user_model_and_data):
+    model, x, y = user_model_and_data
+    model.train()
+    res = evaluate(model, x, y, ["fgsm", "pgd10"], eps=0.1, device="cpu", progress=False)
+    assert isinstance(res, EvalResults)
+    assert res.labels.shape == res.clean_pred.shape == res.adv_pred["pgd10"].shape == (200,)
+    assert res.class_names == [str(i) for i in range(10)]
+    assert model.training  # mode restored
+    clean = res.correct()
+    assert clean.mean() > 0.7  # the model learned something
+    for name in ("fgsm", "pgd10"):
+        robust = res.correct(name)
+        assert not (robust & ~clean).any()  # robust implies clean-correct
+    assert res.correct("pgd10").mean() < clean.mean()  # an undefended model is not robust at eps 0.1
+
+
+def test_evaluate_is_reproducible_and_eps_zero_is_clean(user_model_and_data):
+    model, x, y = user_model_and_data
+    a = evaluate(model, x, y, ["pgd5"], eps=0.1, seed=3, progress=False)
+    b = evaluate(model, x, y, ["pgd5"], eps=0.1, seed=3, progress=False)
+    assert np.array_equal(a.adv_pred["pgd5"], b.adv_pred["pgd5"])
+    zero = evaluate(model, x, y, ["pgd5"], eps=0.0, progress=False)
+    assert np.array_equal(zero.correct("pgd5"), zero.correct())
+
+
+def test_evaluate_accepts_float_images_and_keeps_probabilities(user_model_and_data):
+    model, x, y = user_model_and_data
+    res = evaluate(model, x.float() / 255, y, ["fgsm"], eps=0.05, keep_probs=True, batch_size=64, progress=False)
+    assert res.clean_probs.shape == (200, 10) and res.adv_probs["fgsm"].shape == (200, 10)
+    assert np.allclose(res.clean_probs.sum(1), 1, atol=1e-5)
+    assert np.array_equal(res.clean_probs.argmax(1), res.clean_pred)
+
+
+def test_results_round_trip_and_merge(tmp_path, user_model_and_data):
+    model, x, y = user_model_and_data
+    a = evaluate(model, x, y, ["fgsm"], eps=0.05, progress=False)
+    a.save(tmp_path / "r.npz")
+    b = EvalResults.load(tmp_path / "r.npz")
+    assert np.array_equal(a.adv_pred["fgsm"], b.adv_pred["fgsm"]) and a.class_names == b.class_names
+    c = evaluate(model, x, y, ["pgd3"], eps=0.05, progress=False)
+    merged, ok = c.merged_into(b)
+    assert ok and set(merged.adv_pred) == {"fgsm", "pgd3"}
+    other = evaluate(model, x[:50], y[:50], ["pgd3"], eps=0.05, progress=False)
+    assert other.merged_into(b) == (other, False)
+
+
+def test_evaluate_needs_eps_for_named_attacks(user_model_and_data):
+    model, x, y = user_model_and_data
+    with pytest.raises(ValueError, match="eps is required"):
+        evaluate(model, x, y, ["pgd5"], progress=False)
