@@ -17,8 +17,9 @@ import yaml
 
 from .errors import ClasswiseError
 
-TRAIN_METHODS = ("standard", "pgd-at")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("step", "cyclic", "piecewise")
+HEADS = ("linear", "he")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -31,6 +32,9 @@ class DataConfig:
     """Which dataset and where its files are (``root`` None = default cache).
 
     ``train_examples`` keeps a class-balanced sample of the training set (quick runs).
+    ``remove_class`` drops the training examples of that class (after the
+    sampling); test set, class names and the model's K outputs are unchanged
+    (the homing experiment, section 3.1; checked against K when data load).
     """
 
     name: str = "mnist5k"
@@ -38,18 +42,48 @@ class DataConfig:
     download: bool = True
     image_size: int | None = None
     train_examples: int | None = None
+    remove_class: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.image_size is None or self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
         _check(self.train_examples is None or self.train_examples >= 1, "data.train_examples must be >= 1")
+        _check(self.remove_class is None or self.remove_class >= 0,
+               f"data.remove_class must be a class index >= 0, got {self.remove_class}")
+
+
+def train_methods() -> tuple[str, ...]:
+    """Names of the training objectives (the registry of ``classwise.train.objectives``)."""
+    from .train.objectives import OBJECTIVES  # lazy: the registry imports this module
+
+    return tuple(OBJECTIVES)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The model's last layer: "linear" (``nn.Linear``) or "he" (hypersphere embedding).
+
+    ``scale`` (s = 1/T) and ``margin`` (angular margin m) apply to "he" only
+    (Pang et al. 2020 use s = 15, m = 0.2 on CIFAR-10; HE-LIS/HE-CMP use m = 0
+    and overwrite s every epoch).
+    """
+
+    name: str = "linear"
+    scale: float = 15.0
+    margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(self.name in HEADS, f"unknown model.head.name '{self.name}' (known: {', '.join(HEADS)})")
+        _check(self.scale > 0, f"model.head.scale must be > 0, got {self.scale}")
+        _check(self.margin >= 0, f"model.head.margin must be >= 0, got {self.margin}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Registry name of the model and extra constructor arguments."""
+    """Registry name of the model, extra constructor arguments, and its head."""
 
     name: str = "smallcnn"
     kwargs: dict = field(default_factory=dict)
+    head: HeadConfig = field(default_factory=HeadConfig)
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,38 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class TemperatureConfig:
+    """Schedules of s = 1/T for HE-LIS and HE-CMP (appendix G, equations 5 and 6).
+
+    HE-LIS: s rises linearly per epoch from ``scale_start`` (first epoch) to
+    ``scale_end`` (last epoch). HE-CMP: each epoch s is solved so that the mean
+    maximum softmax probability over ``probe_examples`` fixed, class-balanced
+    clean training images equals a target that rises linearly from
+    ``pmax_start`` to ``pmax_end`` over the first ``pmax_ramp`` fraction of the
+    epochs, then stays at ``pmax_end``. Targets are clipped to ``pmax_clip``
+    (probability 1 is unreachable) and s to [``scale_min``, ``scale_max``].
+    """
+
+    scale_start: float = 1.0
+    scale_end: float = 75.0
+    pmax_start: float = 0.2
+    pmax_end: float = 1.0
+    pmax_ramp: float = 0.9
+    pmax_clip: float = 0.999
+    scale_min: float = 0.01
+    scale_max: float = 200.0
+    probe_examples: int = 1000
+
+    def __post_init__(self) -> None:
+        _check(0 < self.scale_start and 0 < self.scale_end, "train.he.scale_start and scale_end must be > 0")
+        _check(0 < self.pmax_start <= 1 and 0 < self.pmax_end <= 1, "train.he.pmax_start and pmax_end must be in (0, 1]")
+        _check(0 < self.pmax_ramp <= 1, f"train.he.pmax_ramp must be in (0, 1], got {self.pmax_ramp}")
+        _check(0 < self.pmax_clip < 1, f"train.he.pmax_clip must be in (0, 1), got {self.pmax_clip}")
+        _check(0 < self.scale_min < self.scale_max, "train.he needs 0 < scale_min < scale_max")
+        _check(self.probe_examples >= 1, "train.he.probe_examples must be >= 1")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, schedule and objective (section 3 / appendix E of the paper).
 
@@ -75,6 +141,18 @@ class TrainConfig:
     attack's eps over that many epochs (a deviation from the paper, used by
     the quick demo). ``monitor`` is the attack logged per epoch on the test set
     (figure 1); ``monitor_examples`` caps how many test images it attacks.
+
+    ``method`` names an objective of ``classwise.train.objectives`` (standard,
+    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp); ``beta`` weighs the
+    TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP schedules.
+    ``schedule``: "step" (lr x ``gamma`` at ``milestones``, per epoch),
+    "cyclic" (0 -> ``lr`` -> 0, linear, stepped per batch; Wong et al. 2020),
+    "piecewise" (linear through (``lr_epochs``, ``lr_values``), per batch).
+    Defences from the paper's guidelines (docs/training.md):
+    ``weight_norm_penalty`` lambda adds lambda * Var_c(|w_c|) over the rows of
+    ``head.weight``; ``class_weight_gamma`` gamma > 0 weighs each example's
+    loss by w_c proportional to (1 - r_c)^gamma, r_c the class's robust
+    training accuracy in the previous epoch (mean weight 1).
     """
 
     method: str = "pgd-at"
@@ -91,15 +169,39 @@ class TrainConfig:
     monitor: AttackConfig = field(default_factory=lambda: AttackConfig("pgd10", 0.3, None))
     monitor_examples: int | None = 1000
     save_epochs: tuple[int, ...] = ()
+    beta: float = 6.0
+    schedule: str = "step"
+    lr_epochs: tuple[float, ...] = ()
+    lr_values: tuple[float, ...] = ()
+    he: TemperatureConfig = field(default_factory=TemperatureConfig)
+    weight_norm_penalty: float = 0.0
+    class_weight_gamma: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(self.method in TRAIN_METHODS, f"unknown training method '{self.method}' (known: {', '.join(TRAIN_METHODS)})")
+        methods = train_methods()
+        _check(self.method in methods, f"unknown training method '{self.method}' (known: {', '.join(methods)})")
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.eps_warmup_epochs >= 0, "eps_warmup_epochs must be >= 0")
         _check(self.monitor_examples is None or self.monitor_examples >= 1, "monitor_examples must be >= 1")
+        _check(self.beta >= 0, f"train.beta must be >= 0, got {self.beta}")
+        _check(self.weight_norm_penalty >= 0, f"train.weight_norm_penalty must be >= 0, got {self.weight_norm_penalty}")
+        _check(self.class_weight_gamma >= 0, f"train.class_weight_gamma must be >= 0, got {self.class_weight_gamma}")
+        _check(self.method != "fgsm-rs" or self.attack.name == "fgsm-rs",
+               f"train.method fgsm-rs needs train.attack.name fgsm-rs, got '{self.attack.name}'")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        _check(self.schedule in LR_SCHEDULES, f"unknown train.schedule '{self.schedule}' (known: {', '.join(LR_SCHEDULES)})")
+        if self.schedule != "piecewise":
+            return
+        xs, ys = self.lr_epochs, self.lr_values
+        _check(len(xs) >= 2 and len(xs) == len(ys),
+               "train.schedule piecewise needs lr_epochs and lr_values of equal length >= 2")
+        _check(all(a < b for a, b in zip(xs, xs[1:])) and xs[0] >= 0, "train.lr_epochs must increase from >= 0")
+        _check(all(v >= 0 for v in ys), "train.lr_values must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -117,6 +219,26 @@ class EvalConfig:
         _check(self.batch_size >= 1, "eval.batch_size must be >= 1")
 
 
+AMP_MODES = ("none", "bf16")
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    """Speed options for training and evaluation (see ``classwise.perf``); all off by default.
+
+    ``channels_last``: NHWC weights and batches. ``amp``: "none" or "bf16"
+    (forward passes under ``torch.autocast``). ``compile``: ``torch.compile``
+    the model in place (slow to start; worth it for long GPU runs).
+    """
+
+    channels_last: bool = False
+    amp: str = "none"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.amp in AMP_MODES, f"unknown perf.amp '{self.amp}' (known: {', '.join(AMP_MODES)})")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs; saved resolved as ``config.yaml`` in the run folder."""
@@ -127,7 +249,13 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        he_method = self.train.method in ("he", "he-lis", "he-cmp")
+        _check(not he_method or self.model.head.name == "he",
+               f"train.method {self.train.method} needs model.head.name: he (got {self.model.head.name})")
 
 
 def preset_names() -> list[str]:

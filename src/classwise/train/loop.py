@@ -10,6 +10,7 @@ same data order, augmentation and attack noise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -23,27 +24,31 @@ from ..config import RunConfig, TrainConfig
 from ..data import DataBundle, as_float, class_balanced_indices
 from ..fileio import atomic_write
 from ..evaluate import build_attack, evaluate, resolve_device
-from ..models import create_model
+from ..models import create_model, use_he_head
+from ..perf import autocast, prepare_input, prepare_model
 from ..progress import progress_task
 from ..runs import append_jsonl, read_jsonl
 from .augment import AUGMENTATIONS
 from .checkpoint import load_model, load_state, save_model, save_state
 from .objectives import create_objective
-from .schedules import make_optimizer, make_scheduler, warmup_eps
+from .schedules import make_optimizer, make_scheduler, per_batch, warmup_eps
 
 
 def build_model(config: RunConfig, data: DataBundle) -> nn.Module:
-    """The configured model for ``data`` (classes, channels, size, normalisation)."""
-    return create_model(
+    """The configured model for ``data`` (classes, channels, size, normalisation, head)."""
+    model = create_model(
         config.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
         image_size=data.image_size, mean=data.mean, std=data.std, **config.model.kwargs,
     )
+    head = config.model.head
+    return use_he_head(model, head.scale, head.margin) if head.name == "he" else model
 
 
 def model_meta(config: RunConfig, data: DataBundle, epoch: int) -> dict:
     """What a checkpoint needs to rebuild its model without the config."""
     return {
-        "model": config.model.name, "kwargs": config.model.kwargs, "dataset": data.name,
+        "model": config.model.name, "kwargs": config.model.kwargs, "head": dataclasses.asdict(config.model.head),
+        "dataset": data.name,
         "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
         "mean": list(data.mean), "std": list(data.std), "class_names": data.class_names, "epoch": epoch,
     }
@@ -61,10 +66,12 @@ class Trainer:
     def __post_init__(self) -> None:
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)  # the initial weights follow the run's seed
-        self.model = build_model(self.config, self.data).to(self.device)
+        self.model = prepare_model(build_model(self.config, self.data).to(self.device), self.config.perf)
         self.optimizer = make_optimizer(self.config.train, self.model)
-        self.scheduler = make_scheduler(self.config.train, self.optimizer)
-        self.objective = create_objective(self.config.train.method, self.config.train.attack)
+        steps = max(1, len(self.data.train_y) // self.config.train.batch_size)  # as _train_epoch
+        self.scheduler = make_scheduler(self.config.train, self.optimizer, steps)
+        self.per_batch = per_batch(self.config.train)
+        self.objective = create_objective(self.config.train)
         self.epoch = 0  # epochs finished
 
     @property
@@ -77,10 +84,13 @@ class Trainer:
         monitor = self._monitor_set()
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()
+            self.objective.begin_epoch(self.epoch, self.model, x, y)
             stats = self._train_epoch(x, y)
-            self.scheduler.step()
+            if not self.per_batch:
+                self.scheduler.step()
             self.epoch += 1
             record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
+            record |= self.objective.epoch_metrics()
             record |= self._monitor(*monitor)
             record["time_s"] = round(time.perf_counter() - start, 3)
             append_jsonl(self.run_dir / "metrics.jsonl", record)
@@ -105,12 +115,15 @@ class Trainer:
         with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches, self.progress) as advance:
             for b in range(num_batches):
                 idx = order[b * bs : (b + 1) * bs]
-                xb, yb = as_float(augment(x[idx], generator=gen)), y[idx]
+                xb, yb = prepare_input(as_float(augment(x[idx], generator=gen)), self.config.perf), y[idx]
                 eps = warmup_eps(self.cfg, self.epoch, b, num_batches)
-                loss, logits = self.objective(self.model, xb, yb, eps, gen)
+                with autocast(self.config.perf, self.device):  # forward passes only
+                    loss, logits = self.objective(self.model, xb, yb, eps, gen)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                if self.per_batch:
+                    self.scheduler.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
                 advance(1)
@@ -130,7 +143,7 @@ class Trainer:
         m = self.cfg.monitor
         attack = build_attack(m, self.model)
         res = evaluate(self.model, x, y, {m.name: attack}, class_names=self.data.class_names,
-                       device=self.device, seed=self.config.seed, progress=False)
+                       device=self.device, seed=self.config.seed, progress=False, perf=self.config.perf)
         k = self.data.num_classes
         return {"clean": accuracy_block(res.labels, res.clean_pred, k),
                 "robust": accuracy_block(res.labels, res.adv_pred[m.name], k), "monitor": m.name}
@@ -142,7 +155,7 @@ class Trainer:
         if self.epoch in self.cfg.save_epochs:
             save_model(self.model, ckpt / f"epoch{self.epoch}.safetensors", meta)
         state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict()}
+                 "scheduler": self.scheduler.state_dict(), "objective": self.objective.state_dict()}
         save_state(state, ckpt / "last.state.safetensors")
 
     def restore(self) -> None:
@@ -154,6 +167,7 @@ class Trainer:
         load_model(self.model, ckpt / "last.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.objective.load_state_dict(state.get("objective", {}))
         self.epoch = int(state["epoch"])
         _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
 

@@ -1,0 +1,87 @@
+"""The objective base class: per-example losses -> one training loss, plus defences.
+
+An objective is called once per batch as ``objective(model, x, y, eps, generator)``
+with x (B, C, H, W) in [0, 1], y (B,), the current training eps and the
+epoch's generator; it returns (loss scalar, logits (B, K)), the logits being
+those it trained on (adversarial for attack-based objectives), which the loop
+uses for the training accuracy. Subclasses implement :meth:`Objective.losses`
+(per-example losses (B,)); the base class reduces them with the optional
+class weights and adds the optional weight-norm penalty (see ``defences``).
+The loop calls :meth:`Objective.begin_epoch` before every epoch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from ...attacks import Attack, create_attack
+from ...config import AttackConfig, TrainConfig
+from ..checkpoint import unwrap
+from .defences import ClassTally, class_weights, norm_spread_penalty, weighted_mean
+
+
+def training_attack(attack: AttackConfig, model: nn.Module, eps: float, name: str | None = None) -> Attack:
+    """The training attack at the current ``eps``, returning its last iterate.
+
+    The step size scales with eps / ``attack.eps``, so an eps warm-up keeps the
+    configured ratio step/eps. ``name`` overrides ``attack.name``.
+    """
+    step = None if attack.step_size is None else attack.step_size * eps / max(attack.eps, 1e-12)
+    return create_attack(name or attack.name, model, eps, step_size=step, keep_best=False)
+
+
+class Objective(ABC):
+    """One training objective; the constructor only stores the config.
+
+    Args:
+        cfg: the run's :class:`TrainConfig` (method, attack, beta, defences...).
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.tally = ClassTally()  # per-class training accuracy of this epoch
+        self.weights: torch.Tensor | None = None  # (K,) class weights in use
+
+    @abstractmethod
+    def losses(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example losses (B,) and the logits (B, K) trained on."""
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss of one batch (scalar) and the logits (B, K) trained on."""
+        losses, logits = self.losses(model, x, y, eps, generator)
+        if self.cfg.class_weight_gamma > 0:
+            self.tally.add(logits, y)
+        loss = weighted_mean(losses, y, self.weights)
+        if self.cfg.weight_norm_penalty > 0:
+            loss = loss + self.cfg.weight_norm_penalty * norm_spread_penalty(unwrap(model).head.weight)
+        return loss, logits
+
+    def begin_epoch(self, epoch: int, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Prepare 0-based ``epoch``; x (N, C, H, W) uint8 and y (N,) are the training set.
+
+        Here: class weights from the previous epoch's tally (class-aware defence).
+        Subclasses that override it call ``super().begin_epoch`` first.
+        """
+        tally = self.tally
+        if self.cfg.class_weight_gamma > 0 and tally.correct is not None and tally.total is not None:
+            self.weights = class_weights(tally.correct, tally.total, self.cfg.class_weight_gamma).to(y.device)
+        tally.reset()
+
+    def epoch_metrics(self) -> dict:
+        """Extra numbers for the epoch's metrics line (class weights, temperature...)."""
+        return {} if self.weights is None else {"class_weights": [round(w, 4) for w in self.weights.tolist()]}
+
+    def state_dict(self) -> dict:
+        """What resuming needs beyond model and optimiser (saved in the training state)."""
+        return {"tally": self.tally.state_dict(), "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tally.load_state_dict(state.get("tally", {}))
+        self.weights = state.get("weights")
