@@ -53,7 +53,8 @@ class AttackEntry:
 
     param: "none", "steps" (optional count glued on: "pgd40") or "value"
     (after a colon: "tpgd:5"). per_class: examples per class that evaluations
-    draw by default (None: all), from the attack class.
+    draw by default (None: all), from the attack class. black_box: the attack
+    uses only the model's outputs (queries) or another model's gradients.
     """
 
     usage: str
@@ -61,6 +62,7 @@ class AttackEntry:
     build: Callable[[AttackRequest], Attack]
     param: str = "none"
     per_class: int | None = None
+    black_box: bool = False
 
 
 def _check_options(spec: str, kwargs: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -182,13 +184,13 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "tpgd": AttackEntry("tpgd:X", "Temperature-PGD-20, cross-entropy of softmax(X * logits), X = 1/T",
                         _tpgd, "value"),
     "nattack": AttackEntry("nattack", "N-Attack, query-based black box (population 300, sigma 0.1, lr 0.02)",
-                           _fixed(NAttack), per_class=NAttack.default_per_class),
+                           _fixed(NAttack), per_class=NAttack.default_per_class, black_box=True),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
-                            _transfer, "value"),
+                            _transfer, "value", black_box=True),
     "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _fixed(APGDCE)),
     "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _fixed(APGDT)),
     "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _fixed(FABT)),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square)),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square), black_box=True),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
                               _fixed(AutoAttack)),
 })
@@ -255,7 +257,12 @@ def attack_default_per_class(spec: str) -> int | None:
     return _REGISTRY[parse_spec(spec)[0]].per_class
 
 
+def attack_is_black_box(spec: str) -> bool:
+    """Whether ``spec`` is a black-box attack (nattack, square, transfer:PATH)."""
+    return _REGISTRY[parse_spec(spec)[0]].black_box
+
+
 __all__ = [
-    "AttackEntry", "AttackRequest", "attack_default_per_class", "attack_names", "attack_usage",
+    "AttackEntry", "AttackRequest", "attack_default_per_class", "attack_is_black_box", "attack_names", "attack_usage",
     "create_attack", "parse_spec",
 ]

@@ -1,0 +1,74 @@
+"""Sanity checks against small hand-made per-sample results."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from classwise.analysis.sanity import (
+    black_box_beats_white_box,
+    more_budget_raises_robustness,
+    robust_above_clean,
+    sanity_checks,
+    zero_gradient_share,
+)
+from classwise.attacks import attack_is_black_box
+from classwise.results import EvalResults
+
+A = np.array
+
+
+def results(**adv) -> EvalResults:
+    # 6 examples, classes a (0) and b (1); clean: example 5 wrong.
+    return EvalResults(labels=A([0, 0, 0, 1, 1, 1]), clean_pred=A([0, 0, 0, 1, 1, 0]),
+                       adv_pred={k: A(v) for k, v in adv.items()}, class_names=["a", "b"])
+
+
+def test_registry_knows_which_attacks_are_black_box():
+    assert attack_is_black_box("nattack") and attack_is_black_box("square") and attack_is_black_box("transfer:x")
+    assert not attack_is_black_box("pgd20") and not attack_is_black_box("cw-inf") and not attack_is_black_box("tpgd:5")
+
+
+def test_robust_above_clean_flags_the_class_and_overall():
+    assert robust_above_clean(results(pgd20=[0, 1, 0, 1, 0, 0])) == []
+    flags = robust_above_clean(results(pgd20=[0, 1, 0, 1, 0, 1]))  # example 5: wrong clean, right adv
+    assert {f.scope for f in flags} == {"overall", "b"} and all("bug" in f.suggests for f in flags)
+
+
+def test_black_box_beating_white_box_is_counted_per_class():
+    r = results(pgd20=[0, 1, 0, 1, 1, 0], nattack=[0, 1, 1, 0, 1, 0])
+    flags = black_box_beats_white_box(r, attack_is_black_box)
+    # survive pgd20: examples 0, 2, 3, 4; nattack fools 2 (class a) and 3 (class b)
+    by_scope = {f.scope: f.detail for f in flags}
+    assert set(by_scope) == {"overall", "a", "b"}
+    assert "fooled 2 examples" in by_scope["overall"] and "fooled 1 examples" in by_scope["a"]
+    assert all("gradient masking" in f.suggests for f in flags)
+
+
+def test_more_steps_or_restarts_raising_robustness_is_flagged():
+    ok = results(pgd10=[0, 0, 0, 1, 1, 0], pgd20=[0, 1, 0, 1, 1, 0])
+    assert more_budget_raises_robustness(ok) == []
+    bad = results(pgd10=[1, 1, 0, 1, 1, 0], pgd20=[0, 1, 0, 1, 1, 0])  # pgd20 leaves more robust in class a
+    flags = more_budget_raises_robustness(bad)
+    assert {f.scope for f in flags} == {"overall", "a"} and "pgd20 leaves" in flags[0].detail
+    restarts = results(**{"pgd20": [0, 0, 0, 1, 1, 0], "pgd20-r5": [1, 1, 0, 1, 1, 0]})  # 5/6 -> 3/6
+    assert more_budget_raises_robustness(restarts) == []
+    restarts_bad = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20-r5": [0, 0, 0, 1, 1, 0]})  # 3/6 -> 5/6
+    assert {f.scope for f in more_budget_raises_robustness(restarts_bad)} == {"overall", "a"}
+
+
+def test_zero_gradient_share_only_counts_clean_correct_examples():
+    r = results(pgd20=[0, 0, 0, 1, 1, 0])
+    zero = A([False, False, False, False, False, True])  # only the clean-wrong example
+    assert zero_gradient_share(zero, r) == []
+    zero = A([True, False, False, False, False, False])
+    flags = zero_gradient_share(zero, r)
+    assert {f.scope: f.detail.split("%")[0] for f in flags} == {"overall": "20.0", "a": "33.3"}
+
+
+def test_sanity_checks_lists_the_checks_it_ran():
+    ran, flags = sanity_checks(results(fgsm=[0, 0, 0, 1, 1, 0]), attack_is_black_box)
+    assert ran == ["robust-above-clean"] and flags == []
+    ran, _ = sanity_checks(results(pgd10=[0] * 6, pgd20=[0] * 6, square=[0] * 6), attack_is_black_box,
+                           zero_grad=np.zeros(6, bool))
+    assert ran == ["robust-above-clean", "black-box-beats-white-box", "more-budget-raises-robustness",
+                   "zero-gradient"]
