@@ -3,12 +3,16 @@
 Model weights go to ``<name>.safetensors`` (loadable by any safetensors
 reader). Training state (optimiser, scheduler, RNG, epoch) is a nested
 structure: its tensors are stored as safetensors entries and the rest as JSON
-in the file's metadata, so resuming needs no pickle either.
+in the file's metadata, so resuming needs no pickle either. The trainer's
+state file also holds the model weights, so one file (written by one atomic
+rename) is everything ``--resume`` reads: a kill between two files cannot
+leave a mismatched pair. Files are flushed to disk (fsync) before the rename.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,8 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s")
     """Replace every tensor in a nested dict/list by a reference; fill ``tensors``."""
     if isinstance(obj, torch.Tensor):
         key = f"{prefix}.{len(tensors)}"
-        tensors[key] = obj.detach().cpu().contiguous()
+        t = obj.detach()  # a private CPU copy: entries must not share memory
+        tensors[key] = (t.clone() if t.device.type == "cpu" else t.cpu()).contiguous()
         return {_TENSOR: key}
     if isinstance(obj, dict):
         if not all(isinstance(k, (str, int)) for k in obj):
@@ -53,6 +58,8 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
     """``save_file`` to a temporary file in the same folder, then rename over ``path``."""
     with atomic_open(path) as f:
         f.write(save(tensors, metadata=metadata))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def safe_load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -79,11 +86,16 @@ def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:
 def load_model(model: nn.Module, path: Path) -> dict:
     """Load weights saved by :func:`save_model` into ``model``; returns the meta."""
     tensors, metadata = safe_load(path)
+    load_weights(model, tensors, path)
+    return json.loads(metadata.get("classwise", "{}"))
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """``model.load_state_dict(tensors)`` with one clear error naming ``source``."""
     try:
         unwrap(model).load_state_dict(tensors)
     except RuntimeError as e:
-        raise ClasswiseError(f"checkpoint {path} does not fit the model: {str(e).splitlines()[0]}") from e
-    return json.loads(metadata.get("classwise", "{}"))
+        raise ClasswiseError(f"checkpoint {source} does not fit the model: {str(e).splitlines()[0]}") from e
 
 
 def save_state(state: dict, path: Path) -> None:
@@ -99,6 +111,17 @@ def load_state(path: Path) -> dict:
     if "tree" not in metadata:
         raise ClasswiseError(f"{path} is not a classwise training-state file")
     return unflatten_state(json.loads(metadata["tree"]), tensors)
+
+
+def tree_to(tree: Any, device: torch.device | str) -> Any:
+    """A nested dict/list with every tensor moved to ``device`` (loaded states are on the CPU)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: tree_to(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [tree_to(v, device) for v in tree]
+    return tree
 
 
 def unwrap(model: nn.Module) -> nn.Module:

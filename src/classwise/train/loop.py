@@ -5,7 +5,19 @@ tensors and turned into [0, 1] floats. After every epoch the model's class-wise
 clean accuracy and class-wise robustness under the monitor attack are logged
 (figure 1 of the paper) and the checkpoint is written atomically.
 Randomness is seeded per epoch, so resuming at an epoch boundary replays the
-same data order, augmentation and attack noise.
+same data order, augmentation and attack noise; ``train.checkpoint_every``
+adds mid-epoch states (:mod:`classwise.train.resume`), so a run killed at any
+moment continues to the same weights.
+
+The checkpoint is ``checkpoints/last.state.safetensors``, one file holding
+model weights, optimiser, scheduler, objective, the epoch and batch reached
+and (mid-epoch) each process's RNG states and running sums; ``--resume``
+reads only it. ``last.safetensors`` (weights and meta, for evaluation) is
+written at epoch ends, before the state file.
+
+Under ``torchrun`` (:mod:`classwise.train.distributed`) the model is wrapped
+in DDP, each process trains on its shard of every global batch, sums are
+all-reduced, and only rank 0 runs the monitor and writes files.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +34,7 @@ from torch import nn
 from ..analysis import accuracy_block
 from ..config import RunConfig, TrainConfig
 from ..data import DataBundle, as_float, class_balanced_indices
+from ..errors import ClasswiseError
 from ..fileio import atomic_write
 from ..evaluate import build_attack, evaluate, resolve_device
 from ..models import create_model, use_he_head
@@ -29,9 +42,13 @@ from ..perf import autocast, prepare_input, prepare_model
 from ..progress import progress_task
 from ..runs import append_jsonl, read_jsonl
 from .augment import AUGMENTATIONS
-from .checkpoint import load_model, load_state, save_model, save_state
+from .checkpoint import load_model, load_state, load_weights, save_model, save_state, tree_to, unwrap
+from .distributed import Dist
 from .objectives import create_objective
+from .resume import EpochRun, rank_state, restore_rank_state
 from .schedules import make_optimizer, make_scheduler, per_batch, warmup_eps
+
+STATE_FILE = "last.state.safetensors"
 
 
 def build_model(config: RunConfig, data: DataBundle) -> nn.Module:
@@ -56,79 +73,146 @@ def model_meta(config: RunConfig, data: DataBundle, epoch: int) -> dict:
 
 @dataclass
 class Trainer:
-    """Owns model, optimiser and schedule of one run; ``fit`` trains to the last epoch."""
+    """Owns model, optimiser and schedule of one run; ``fit`` trains to the last epoch.
+
+    ``dist`` places this process among several (torchrun); the default is one process.
+    """
 
     config: RunConfig
     data: DataBundle
     run_dir: Path
     progress: bool = True
+    dist: Dist = field(default_factory=Dist)
 
     def __post_init__(self) -> None:
-        self.device = resolve_device(self.config.device)
+        self.device = self.dist.device(resolve_device(self.config.device))
+        self._check_world()
         torch.manual_seed(self.config.seed)  # the initial weights follow the run's seed
-        self.model = prepare_model(build_model(self.config, self.data).to(self.device), self.config.perf)
+        model = build_model(self.config, self.data).to(self.device)
+        if self.cfg.sync_batchnorm and self.dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = self.dist.wrap(prepare_model(model, self.config.perf), self.device)
         self.optimizer = make_optimizer(self.config.train, self.model)
         steps = max(1, len(self.data.train_y) // self.config.train.batch_size)  # as _train_epoch
         self.scheduler = make_scheduler(self.config.train, self.optimizer, steps)
         self.per_batch = per_batch(self.config.train)
         self.objective = create_objective(self.config.train)
         self.epoch = 0  # epochs finished
+        self.resume_point: dict | None = None  # a mid-epoch state loaded by restore()
+
+    def _check_world(self) -> None:
+        bs, world = self.cfg.batch_size, self.dist.world
+        if bs % world:
+            raise ClasswiseError(f"train.batch_size {bs} must be divisible by the {world} processes (global batch)")
+        if self.cfg.sync_batchnorm and self.dist.enabled and self.device.type != "cuda":
+            raise ClasswiseError("train.sync_batchnorm needs CUDA devices")
 
     @property
     def cfg(self) -> TrainConfig:
         return self.config.train
 
+    @property
+    def module(self) -> nn.Module:
+        """The model without its DDP wrapper (what attacks, the monitor and checkpoints use)."""
+        return unwrap(self.model)
+
     def fit(self) -> nn.Module:
-        """Train from ``self.epoch`` to ``cfg.epochs``, logging and checkpointing each epoch."""
+        """Train from where the run stands to ``cfg.epochs``, logging and checkpointing each epoch."""
         x, y = self.data.train_x.to(self.device), self.data.train_y.to(self.device)
         monitor = self._monitor_set()
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()
-            self.objective.begin_epoch(self.epoch, self.model, x, y)
+            if self.resume_point is None:  # a resumed epoch has begun already
+                self.objective.begin_epoch(self.epoch, self.model, x, y)
             stats = self._train_epoch(x, y)
             if not self.per_batch:
                 self.scheduler.step()
             self.epoch += 1
-            record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
-            record |= self.objective.epoch_metrics()
-            record |= self._monitor(*monitor)
-            record["time_s"] = round(time.perf_counter() - start, 3)
-            append_jsonl(self.run_dir / "metrics.jsonl", record)
+            if self.dist.main:
+                self._log(stats, monitor, start)
             self._checkpoint()
-        return self.model
+        self.dist.barrier()
+        return self.module
+
+    def _log(self, stats: dict, monitor: tuple[torch.Tensor, torch.Tensor], start: float) -> None:
+        """Append the epoch's line (training numbers, objective extras, monitor) to metrics.jsonl."""
+        record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
+        record |= self.objective.epoch_metrics()
+        record |= self._monitor(*monitor)
+        record["time_s"] = round(time.perf_counter() - start, 3)
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+
+    def _epoch_seed(self, salt: int) -> int:
+        return (self.config.seed * 1_000_003 + self.epoch * 101 + salt) % (2**63)
 
     def _seed(self, salt: int) -> torch.Generator:
-        seed = (self.config.seed * 1_000_003 + self.epoch * 101 + salt) % (2**63)
-        torch.manual_seed(seed)  # dropout and other global-RNG users
+        seed = self._epoch_seed(salt)
+        torch.manual_seed(seed + self.dist.rank)  # dropout and other global-RNG users
         return torch.Generator(self.device).manual_seed(seed)
 
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The epoch's generators: "data" (order and augmentation, the same on every rank)
+        and, with several processes, "attack" (attack noise, one stream per rank)."""
+        gens = {"data": self._seed(0)}
+        if self.dist.enabled:
+            gens["attack"] = torch.Generator(self.device).manual_seed(self._epoch_seed(1 + self.dist.rank))
+        return gens
+
     def _train_epoch(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        gen = self._seed(0)
-        order = torch.randperm(len(y), generator=gen, device=self.device)
-        bs = self.cfg.batch_size
+        gens = self._generators()
+        order = self.dist.broadcast_(torch.randperm(len(y), generator=gens["data"], device=self.device))
+        bs, every = self.cfg.batch_size, self.cfg.checkpoint_every
         num_batches = max(1, len(y) // bs)  # drop the last partial batch
-        augment = AUGMENTATIONS[self.data.augment]
+        run = self._start_run(gens)
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
-        eps = 0.0
-        with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches, self.progress) as advance:
-            for b in range(num_batches):
-                idx = order[b * bs : (b + 1) * bs]
-                xb, yb = prepare_input(as_float(augment(x[idx], generator=gen)), self.config.perf), y[idx]
-                eps = warmup_eps(self.cfg, self.epoch, b, num_batches)
-                with autocast(self.config.perf, self.device):  # forward passes only
-                    loss, logits = self.objective(self.model, xb, yb, eps, gen)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                if self.per_batch:
-                    self.scheduler.step()
-                loss_sum += loss.detach() * len(yb)
-                correct += (logits.argmax(1) == yb).sum()
+        with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches,
+                           self.progress and self.dist.main) as advance:
+            advance(run.batch)
+            for b in range(run.batch, num_batches):
+                self._step(x, y, order[b * bs : (b + 1) * bs], gens, run, num_batches)
                 advance(1)
-        n = num_batches * bs
-        return {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n, "train_eps": eps}
+                if every and run.batch % every == 0 and run.batch < num_batches:
+                    self._checkpoint(run, gens)
+        return self._finish_epoch(run, num_batches)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gens: dict[str, torch.Generator],
+              run: EpochRun, num_batches: int) -> None:
+        """One optimiser step on global batch ``idx`` (B,), this process's shard of it."""
+        gen = gens["data"]
+        xb = AUGMENTATIONS[self.data.augment](x[idx], generator=gen)  # the whole global batch: same draws on all ranks
+        xb, yb = prepare_input(as_float(self.dist.shard(xb)), self.config.perf), self.dist.shard(y[idx])
+        run.eps = warmup_eps(self.cfg, self.epoch, run.batch, num_batches)
+        with autocast(self.config.perf, self.device):  # forward passes only
+            loss, logits = self.objective(self.model, xb, yb, run.eps, gens.get("attack", gen))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.per_batch:
+            self.scheduler.step()
+        run.loss_sum += loss.detach() * len(yb)
+        run.correct += (logits.argmax(1) == yb).sum()
+        run.batch += 1
+
+    def _start_run(self, gens: dict[str, torch.Generator]) -> EpochRun:
+        """A fresh epoch, or the resumed one: its sums, tally and RNG states as saved."""
+        point, self.resume_point = self.resume_point, None
+        if point is None:
+            return EpochRun.fresh(self.device)
+        mine = point["ranks"][self.dist.rank]
+        run, tally = restore_rank_state(mine, int(point["batch"]), float(point["eps"]), gens, self.device)
+        self.objective.tally.load_state_dict(tally)
+        return run
+
+    def _finish_epoch(self, run: EpochRun, num_batches: int) -> dict:
+        """Sums over all processes -> the epoch's training numbers; the class tally is summed too."""
+        sums = self.dist.sum_(torch.stack([run.loss_sum, run.correct]).float())
+        tally = self.objective.tally
+        if self.dist.enabled and tally.correct is not None and tally.total is not None:
+            self.dist.sum_(tally.correct)
+            self.dist.sum_(tally.total)
+        loss_sum, correct = sums.tolist()
+        n = num_batches * self.cfg.batch_size
+        return {"train_loss": loss_sum / n, "train_acc": 100.0 * correct / n, "train_eps": run.eps}
 
     def _monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         cap, y = self.cfg.monitor_examples, self.data.test_y
@@ -139,37 +223,73 @@ class Trainer:
         return self.data.test_x[idx], y[idx]
 
     def _monitor(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        """Class-wise clean accuracy and robustness under the monitor attack, in percent."""
+        """Class-wise clean accuracy and robustness under the monitor attack, in percent (rank 0 only)."""
         m = self.cfg.monitor
-        attack = build_attack(m, self.model)
-        res = evaluate(self.model, x, y, {m.name: attack}, class_names=self.data.class_names,
+        attack = build_attack(m, self.module)
+        res = evaluate(self.module, x, y, {m.name: attack}, class_names=self.data.class_names,
                        device=self.device, seed=self.config.seed, progress=False, perf=self.config.perf)
         k = self.data.num_classes
         return {"clean": accuracy_block(res.labels, res.clean_pred, k),
                 "robust": accuracy_block(res.labels, res.adv_pred[m.name], k), "monitor": m.name}
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, run: EpochRun | None = None, gens: dict[str, torch.Generator] | None = None) -> None:
+        """Write the resumable state: at an epoch end (``run`` None) or after ``run.batch`` batches.
+
+        Every process takes part (its RNG states and sums are gathered); rank 0 writes.
+        """
+        ranks = None
+        if run is not None and gens is not None:
+            ranks = self.dist.gather(rank_state(run, gens, self.objective.tally.state_dict(), self.device))
+        if not self.dist.main:
+            return
         ckpt = self.run_dir / "checkpoints"
-        meta = model_meta(self.config, self.data, self.epoch)
-        save_model(self.model, ckpt / "last.safetensors", meta)
-        if self.epoch in self.cfg.save_epochs:
-            save_model(self.model, ckpt / f"epoch{self.epoch}.safetensors", meta)
-        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+        if run is None:
+            meta = model_meta(self.config, self.data, self.epoch)
+            save_model(self.model, ckpt / "last.safetensors", meta)
+            if self.epoch in self.cfg.save_epochs:
+                save_model(self.model, ckpt / f"epoch{self.epoch}.safetensors", meta)
+        save_state(self._state(run, ranks), ckpt / STATE_FILE)
+
+    def _state(self, run: EpochRun | None, ranks: list[dict] | None) -> dict:
+        """Everything --resume needs, model weights included (one file, one atomic rename)."""
+        state = {"epoch": self.epoch, "batch": 0 if run is None else run.batch,
+                 "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "objective": self.objective.state_dict()}
-        save_state(state, ckpt / "last.state.safetensors")
+        if run is not None:
+            state |= {"eps": run.eps, "ranks": ranks}
+        return state
 
     def restore(self) -> None:
-        """Continue from the run folder's last checkpoint (epoch granularity)."""
+        """Continue from the run folder's state file: an epoch end or a mid-epoch position."""
         ckpt = self.run_dir / "checkpoints"
-        if not (ckpt / "last.state.safetensors").is_file():
-            return  # crashed before the first epoch ended: start over
-        state = load_state(ckpt / "last.state.safetensors")
-        load_model(self.model, ckpt / "last.safetensors")
+        if not (ckpt / STATE_FILE).is_file():
+            return  # crashed before the first checkpoint: start over
+        state = load_state(ckpt / STATE_FILE)
+        if "model" in state:
+            load_weights(self.model, state["model"], ckpt / STATE_FILE)
+        else:  # state files of older versions hold no weights
+            load_model(self.model, ckpt / "last.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.objective.load_state_dict(state.get("objective", {}))
+        self.objective.load_state_dict(tree_to(state.get("objective", {}), self.device))
         self.epoch = int(state["epoch"])
-        _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+        if int(state.get("batch", 0)) > 0:
+            self._check_ranks(len(state["ranks"]))
+            self.resume_point = state
+        if self.dist.main:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+            _remove_temporaries(ckpt)
+
+    def _check_ranks(self, saved: int) -> None:
+        if saved != self.dist.world:
+            raise ClasswiseError(f"the checkpoint was written mid-epoch by {saved} processes; "
+                                 f"resume it with {saved}, not {self.dist.world}")
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete temporary files that a killed atomic write left behind."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:

@@ -27,10 +27,12 @@ def training_attack(attack: AttackConfig, model: nn.Module, eps: float, name: st
     """The training attack at the current ``eps``, returning its last iterate.
 
     The step size scales with eps / ``attack.eps``, so an eps warm-up keeps the
-    configured ratio step/eps. ``name`` overrides ``attack.name``.
+    configured ratio step/eps. ``name`` overrides ``attack.name``. The attack
+    runs on the module behind a DDP wrapper: it needs input gradients only, and
+    forwards through DDP would expect a gradient synchronisation.
     """
     step = None if attack.step_size is None else attack.step_size * eps / max(attack.eps, 1e-12)
-    return create_attack(name or attack.name, model, eps, step_size=step, keep_best=False)
+    return create_attack(name or attack.name, unwrap(model), eps, step_size=step, keep_best=False)
 
 
 class Objective(ABC):

@@ -103,3 +103,10 @@ class HECMP(HE):
 
     def epoch_metrics(self) -> dict:
         return super().epoch_metrics() | {"pmax_target": self.target, "pmax_probe": self.achieved}
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"pmax_target": self.target, "pmax_probe": self.achieved}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.target, self.achieved = state.get("pmax_target"), state.get("pmax_probe")

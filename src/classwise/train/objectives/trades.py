@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...attacks import LinfThreat, eval_mode, grad_and_logits
+from ..checkpoint import unwrap
 from .base import Objective, training_attack
 
 START_STD = 0.001  # reference: x' starts at x + 0.001 * N(0, I)
@@ -64,6 +65,6 @@ class TRADES(Objective):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         spec = training_attack(self.cfg.attack, model, eps)
-        x_adv = kl_attack(model, x, spec.threat, getattr(spec, "steps", 1), generator)
+        x_adv = kl_attack(unwrap(model), x, spec.threat, getattr(spec, "steps", 1), generator)  # no DDP hooks
         clean_logits, adv_logits = model(x), model(x_adv)
         return trades_losses(clean_logits, adv_logits, y, self.cfg.beta), adv_logits

@@ -1,0 +1,87 @@
+"""Resume at any moment: a run killed with SIGKILL mid-epoch ends with the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file
+
+from classwise.errors import ClasswiseError
+from classwise.runs import get_status
+from classwise.train.checkpoint import load_state
+
+# 50 batches per epoch, dropout on, PGD training, per-batch lr schedule, class weights
+# (objective tally), a checkpoint after every batch.
+OVERRIDES = (
+    "data.train_examples=1000",
+    "train.epochs=2",
+    "train.batch_size=20",
+    "train.schedule=cyclic",
+    "train.class_weight_gamma=1",
+    "train.attack={name: pgd2, eps: 0.3, step_size: 0.15}",
+    "train.monitor={name: pgd2, eps: 0.3, step_size: 0.15}",
+    "train.monitor_examples=50",
+    "train.checkpoint_every=1",
+)
+ENV = {"CLASSWISE_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+
+
+def start(run: Path, *extra: str) -> subprocess.Popen:
+    sets = [item for o in OVERRIDES for item in ("--set", o)]
+    args = ["--resume"] if "--resume" in extra else [*sets, *extra]
+    return subprocess.Popen([sys.executable, "-m", "classwise", "train", "--out", str(run), "-q", *args],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def position(run: Path) -> tuple[int, int]:
+    """(epochs finished, batches done in the next epoch) of the run's state file; (-1, -1) if none."""
+    try:
+        state = load_state(run / "checkpoints" / "last.state.safetensors")
+    except ClasswiseError:
+        return -1, -1
+    return int(state["epoch"]), int(state.get("batch", 0))
+
+
+def kill_at(proc: subprocess.Popen, run: Path, epoch: int, batch: int, timeout: float = 120.0) -> None:
+    """SIGKILL ``proc`` once its state file shows ``epoch`` finished epochs and >= ``batch`` batches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        e, b = position(run)
+        if e == epoch and b >= batch:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"not killed mid-epoch (exit {proc.returncode}): {proc.stderr.read()}"
+
+
+def metrics(run: Path) -> list[dict]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in lines]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    reference = start(straight, "--set", "train.checkpoint_every=0")  # runs beside the killed one
+    kill_at(start(killed), killed, epoch=0, batch=7)  # in epoch 1
+    assert position(killed)[0] == 0 and not (killed / "metrics.jsonl").exists()
+    kill_at(start(killed, "--resume"), killed, epoch=1, batch=11)  # in epoch 2
+    stray = killed / "checkpoints" / ".last.state.safetensors.1.deadbeef.tmp"  # as a kill mid-write leaves
+    stray.write_bytes(b"partial")
+    final = start(killed, "--resume")
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    a = load_file(straight / "checkpoints" / "last.safetensors")
+    b = load_file(killed / "checkpoints" / "last.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert metrics(killed) == metrics(straight) and len(metrics(killed)) == 2
+    assert get_status(killed) == "trained" and not stray.exists()
+    assert position(killed) == (2, 0)
