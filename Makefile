@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench clean browser-deps
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# Optional: Chromium for tests/test_report_browser.py (it skips without /usr/bin/chromium). Debian/Ubuntu, root.
+browser-deps:
+	apt-get update && apt-get install -y chromium
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

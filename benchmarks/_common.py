@@ -1,7 +1,9 @@
 """Helpers shared by the benchmark scripts: device, model, batch, interleaved timing.
 
 Timings on a shared machine drift, so every script measures its candidates in
-one run, interleaved repetition by repetition, and reports medians and ratios.
+one run, interleaved repetition by repetition, and reports medians and ratios;
+on a CPU it times the process's CPU time (one torch thread by default), which
+other jobs on the machine barely disturb.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def base_parser(description: str, model: str, batch_size: int) -> argparse.Argum
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--model", default=model, help="registry name (smallcnn, resnet18, preact_resnet18 ...)")
     p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--reps", type=int, default=5, help="interleaved repetitions (median reported)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--reps", type=int, default=7, help="interleaved repetitions (median reported)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: stable ratios on a shared CPU; 0: torch default)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -69,28 +72,38 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clock(device: torch.device) -> Callable[[], float]:
+    """The timer: process CPU time on a CPU device, wall time (after a sync) on a GPU.
+
+    On a CPU shared with other jobs, wall time mostly measures waiting for a
+    core; the CPU time this process spent is what the code itself costs.
+    """
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
 def time_interleaved(candidates: Mapping[str, Callable[[], object]], reps: int,
                      device: torch.device, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each candidate, repetitions interleaved."""
+    """Median seconds per call of each candidate (see :func:`clock`), repetitions interleaved."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
+    now = clock(device)
     times: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(reps):
         for name, fn in candidates.items():
             sync(device)
-            start = time.perf_counter()
+            start = now()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def machine(device: torch.device) -> str:
-    """One line naming the CPU (lscpu model name) or the GPU, and the thread count."""
+    """One line naming the CPU (lscpu model name) or the GPU, threads and the clock."""
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{_cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, wall time"
+    return f"{_cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, process CPU time"
 
 
 def _cpu_name() -> str:

@@ -34,7 +34,8 @@ METRICS = [{"epoch": e, "clean": {"overall": 50.0 + e, "per_class": [50.0, 60.0,
             "robust": {"overall": 20.0 + e, "per_class": [10.0 + e, 30.0 + e, None]}} for e in (1, 2, 3)]
 WEIGHT = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 0.0]])  # norms 1, 3, 2: same order as pgd20 robustness
 GROUPS = {"animals": [0], "transport": [1, 2]}
-FIGURES = ["fig_classwise_bars", "fig_epochs", "fig_confusion", "fig_superclass_confusion", "fig_weight_norms"]
+FIGURES = ["fig_classwise_bars", "fig_epochs", "fig_confusion", "fig_superclass_confusion", "fig_misclassified",
+           "fig_intervals", "fig_weight_norms"]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_optional_sections_skipped_and_text_escaped(tmp_path):
     paths = write_report(tmp_path, res, headline="fgsm")
     assert not any(k in paths for k in ["fig_epochs", "fig_weight_norms", "fig_superclass_confusion"])
     text = paths["report_html"].read_text()
-    assert text.count("data:image/png;base64,") == 2 and "robust accuracy under fgsm" in text
+    assert text.count("data:image/png;base64,") == 4 and "robust accuracy under fgsm" in text  # bars, 2, 3a, 6
     assert "&lt;b&gt;cat&amp;" in text and "<b>cat&" not in text
 
 

@@ -54,7 +54,8 @@ def train(
                                                  "data.root": data_root, "data.image_size": image_size,
                                                  "device": device}))
     run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
-    typer.echo(f"trained: {run} (next: classwise evaluate {run})")
+    if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
+        typer.echo(f"trained: {run} (next: classwise evaluate {run})")
 
 
 @app.command()
@@ -99,6 +100,48 @@ def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")]) -
 
     paths = report_run(run)
     typer.echo(f"report: {paths['report_html']}")
+
+
+@app.command()
+def homing(
+    run: Annotated[Path, typer.Argument(help="Evaluated run folder.")],
+    classes: Annotated[Optional[str], typer.Option(help="Confound classes to remove, e.g. 3,5 (default: all that received flips).")] = None,
+    jobs: Annotated[int, typer.Option(help="Retrains in parallel processes.")] = 1,
+    attack: Annotated[Optional[str], typer.Option(help="Which of the run's attacks (default: the headline PGD).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Homing (figure 3b): retrain without each confound class, re-attack the examples flipped into it."""
+    from .homing import homing_run
+
+    picked = None if classes is None else _int_list(classes, "--classes")
+    rec = homing_run(run, classes=picked, jobs=jobs, attack=attack, device=device, progress=not quiet)
+    share = "n/a" if rec["share"] is None else f"{100 * rec['share']:.1f}%"
+    typer.echo(f"homing: {rec['homed']} of {rec['flipped']} flipped examples home ({share}); "
+               f"see {Path(run) / 'homing' / 'homing.json'} and {Path(run) / 'report.html'}")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ClasswiseError(f"{flag} must be comma-separated class indices, got {text!r}") from None
+
+
+@app.command()
+def compare(
+    standard: Annotated[Path, typer.Argument(help="Evaluated run of a standard (non-robust) model.")],
+    robust: Annotated[Path, typer.Argument(help="Evaluated run of a robust model.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ROBUST/compare).")] = None,
+    attack: Annotated[Optional[str], typer.Option(help="Attack of the robust run (default: its headline PGD).")] = None,
+) -> None:
+    """Figure 7: class-wise accuracy of a standard model beside class-wise robustness of a robust one."""
+    from .compare import compare_runs
+
+    out = out or Path(robust) / "compare"
+    rec = compare_runs(standard, robust, out, attack=attack)
+    typer.echo(f"largest gap: standard {rec['standard']['gap']:.1f} points, robust {rec['robust']['gap']:.1f} "
+               f"points ({rec['attack']}); figure: {out / 'gap_comparison.png'}")
 
 
 @app.command()

@@ -153,6 +153,10 @@ class TrainConfig:
     ``head.weight``; ``class_weight_gamma`` gamma > 0 weighs each example's
     loss by w_c proportional to (1 - r_c)^gamma, r_c the class's robust
     training accuracy in the previous epoch (mean weight 1).
+    ``checkpoint_every`` > 0 also writes the resumable state every that many
+    batches (0: at epoch ends only; docs/training.md, "Resume").
+    ``sync_batchnorm`` uses SyncBatchNorm when training on several GPUs
+    (default: per-process BatchNorm statistics).
     """
 
     method: str = "pgd-at"
@@ -176,6 +180,8 @@ class TrainConfig:
     he: TemperatureConfig = field(default_factory=TemperatureConfig)
     weight_norm_penalty: float = 0.0
     class_weight_gamma: float = 0.0
+    checkpoint_every: int = 0
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         methods = train_methods()
@@ -189,6 +195,7 @@ class TrainConfig:
         _check(self.beta >= 0, f"train.beta must be >= 0, got {self.beta}")
         _check(self.weight_norm_penalty >= 0, f"train.weight_norm_penalty must be >= 0, got {self.weight_norm_penalty}")
         _check(self.class_weight_gamma >= 0, f"train.class_weight_gamma must be >= 0, got {self.class_weight_gamma}")
+        _check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         _check(self.method != "fgsm-rs" or self.attack.name == "fgsm-rs",
                f"train.method fgsm-rs needs train.attack.name fgsm-rs, got '{self.attack.name}'")
         self._check_schedule()

@@ -4,21 +4,28 @@ Works on any ``nn.Module`` that maps [0, 1] images (B, C, H, W) to logits
 (B, K): a user's own model as well as ours. Each attack runs only on the
 examples the model classifies correctly when clean (as AutoAttack does), so an
 example counts as robust only if it is clean-correct and survives the attack.
+:func:`evaluate` judges every attack on its own; :func:`evaluate_worst_case`
+cascades them (each attack only on examples still robust) for the worst case.
+The (uint8) test images go to the device once, not batch by batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .attacks import Attack, create_attack
-from .config import AttackConfig
+from .config import AttackConfig, PerfConfig
 from .data.bundle import as_float
+from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_task
 from .results import EvalResults
+
+WORST = "worst"  # evaluate_worst_case: the key of the worst case over all attacks
+BatchFn = Callable[..., dict[str, torch.Tensor]]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -65,6 +72,7 @@ def evaluate(
     seed: int = 0,
     keep_probs: bool = False,
     progress: bool = True,
+    perf: PerfConfig | None = None,
 ) -> EvalResults:
     """Per-sample clean and adversarial predictions of ``model``.
 
@@ -77,24 +85,82 @@ def evaluate(
         seed: each attack draws its randomness from its own generator seeded
             with ``seed``, so results are reproducible.
         keep_probs: also keep softmax probabilities (N, K) per attack.
+        perf: speed options (channels_last, bf16 autocast, compile; see
+            :mod:`classwise.perf`), applied to ``model`` in place.
 
     Returns:
-        :class:`EvalResults` with labels, clean_pred and adv_pred per attack.
+        :class:`EvalResults` with labels, clean_pred and adv_pred per attack;
+        each attack is judged on its own (see :func:`evaluate_worst_case`).
     """
+    return _run(_attack_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
+                batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
+                progress=progress, perf=perf)
+
+
+def evaluate_worst_case(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: Sequence[str] | Mapping[str, Attack] = ("fgsm", "pgd20"),
+    *,
+    eps: float | None = None,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = "auto",
+    seed: int = 0,
+    keep_probs: bool = False,
+    progress: bool = True,
+    perf: PerfConfig | None = None,
+) -> EvalResults:
+    """Cascade evaluation (as AutoAttack): each attack runs only on examples still robust.
+
+    Attacks run in the given order (put cheap ones first). Attack k is run
+    only on examples that are clean-correct and not fooled by attacks 1..k-1,
+    so ``adv_pred[name_k]`` is the worst case over attacks 1..k: an example
+    fooled earlier keeps the prediction (and probabilities) of the first
+    attack that fooled it. Per-attack accuracies are therefore cumulative and
+    never increase along the order; they are *not* the accuracy under attack
+    k alone (use :func:`evaluate` for that). ``adv_pred["worst"]`` holds the
+    worst case over the whole suite (equal to the last attack's entry).
+    Arguments and return type as in :func:`evaluate`. Since attacks see fewer
+    examples, their random draws differ from :func:`evaluate`'s.
+    """
+    names = list(attacks)
+    if WORST in names:
+        raise ValueError(f"attack name {WORST!r} is reserved for the worst case of the cascade")
+    return _run(_cascade_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
+                batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
+                progress=progress, perf=perf)
+
+
+def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+         attacks: Sequence[str] | Mapping[str, Attack], *, eps: float | None,
+         class_names: Sequence[str] | None, batch_size: int, device: str | torch.device | None,
+         seed: int, keep_probs: bool, progress: bool, perf: PerfConfig | None) -> EvalResults:
+    """The batch loop shared by :func:`evaluate` and :func:`evaluate_worst_case`."""
     dev = resolve_device(device)
-    model = model.to(dev)
+    model = prepare_model(model.to(dev), perf)
     built = make_attacks(model, attacks, eps)
     gens = {name: torch.Generator(dev).manual_seed(seed) for name in built}
-    outs: dict[str, list[torch.Tensor]] = {"clean": [], **{n: [] for n in built}}
+    images, on_dev = to_device_once(images, dev), labels.to(dev)
+    outs: dict[str, list[torch.Tensor]] = {}
     n = len(labels)
-    with progress_task(f"evaluating {', '.join(built)}", n, progress) as advance:
+    with progress_task(f"evaluating {', '.join(built)}", n, progress) as advance, autocast(perf, dev):
         for start in range(0, n, batch_size):
-            x = as_float(images[start : start + batch_size].to(dev))
-            y = labels[start : start + batch_size].to(dev)
-            for name, logits in _attack_batch(model, x, y, built, gens).items():
-                outs[name].append(logits.float().cpu())
+            x = prepare_input(as_float(images[start : start + batch_size].to(dev)), perf)
+            y = on_dev[start : start + batch_size]
+            for name, logits in batch_fn(model, x, y, built, gens).items():
+                outs.setdefault(name, []).append(logits.float().cpu())
             advance(len(y))
     return _to_results(outs, labels, class_names, keep_probs)
+
+
+def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 2**31) -> torch.Tensor:
+    """All images on ``device`` in one copy (kept uint8) when they take <= ``max_bytes``.
+
+    Larger sets (ImageNet validation) stay where they are and go per batch.
+    """
+    return images.to(device) if images.numel() * images.element_size() <= max_bytes else images
 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
@@ -107,12 +173,30 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: M
     ok = clean.argmax(1) == y
     out = {"clean": clean}
     for name, attack in attacks.items():
-        logits = clean.clone()
-        if ok.any():
-            x_adv = attack(x[ok], y[ok], gens[name])
-            logits[ok] = predict(model, x_adv).to(logits.dtype)
-        out[name] = logits
+        out[name] = _attack_where(model, x, y, ok, clean, attack, gens[name])
     return out
+
+
+def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
+                   gens: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    """Clean logits, per attack the worst-case logits so far, and "worst" (B, K)."""
+    current = predict(model, x)
+    out = {"clean": current}
+    for name, attack in attacks.items():
+        robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
+        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])
+    out[WORST] = current
+    return out
+
+
+def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+                  logits: torch.Tensor, attack: Attack, gen: torch.Generator) -> torch.Tensor:
+    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images."""
+    logits = logits.clone()
+    if mask.any():
+        x_adv = attack(x[mask], y[mask], gen)
+        logits[mask] = predict(model, x_adv).to(logits.dtype)
+    return logits
 
 
 def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import summarize
+from .analysis import headline_attack, summarize
 from .config import AttackConfig, RunConfig, dump_config, load_config
-from .data import DataBundle, class_balanced_indices, load_data, subsample_train
+from .data import DataBundle, class_balanced_indices, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
 from .evaluate import build_attack, evaluate, resolve_device
 from .fileio import atomic_write
@@ -33,14 +33,25 @@ from .runs import (
     write_json,
 )
 from .train.checkpoint import load_model, safe_load
+from .train.distributed import distributed
 from .train.loop import Trainer, build_model
 
 
+HOMING_JSON = "homing/homing.json"  # written by classwise.homing, shown by report_run when present
+# Softmax probabilities (figure 5a) are kept when N * K is at most this (80 MB as float32).
+PROBS_MAX_VALUES = 20_000_000
+
+
 def load_run_data(config: RunConfig) -> DataBundle:
-    """The run's dataset, as its config names it."""
+    """The run's dataset, as its config names it (sampled, then without ``data.remove_class``)."""
     d = config.data
     data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
-    return data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
+    data = data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
+    if d.remove_class is None:
+        return data
+    if d.remove_class >= data.num_classes:
+        raise ClasswiseError(f"data.remove_class {d.remove_class} is out of range for {data.num_classes} classes")
+    return remove_class(data, d.remove_class)
 
 
 def check_config(config: RunConfig, data: DataBundle) -> None:
@@ -52,22 +63,37 @@ def check_config(config: RunConfig, data: DataBundle) -> None:
 
 def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
               progress: bool = True) -> Path:
-    """Train ``config`` into ``run_dir`` (new, ``overwrite``-n, or ``resume``-d)."""
+    """Train ``config`` into ``run_dir`` (new, ``overwrite``-n, or ``resume``-d).
+
+    Under ``torchrun`` every process calls this (DDP, docs/training.md); only
+    rank 0 creates the folder and writes files.
+    """
     run_dir = Path(run_dir)
     if resume:
         config = load_config(require_run_dir(run_dir) / "config.yaml")
-    data = load_run_data(config)
-    check_config(config, data)
+    with distributed(resolve_device(config.device)) as dist:
+        with dist.main_first():  # rank 0 downloads, if needed
+            data = load_run_data(config)
+        check_config(config, data)
+        if dist.main:
+            run_dir = _open_run_dir(config, run_dir, resume, overwrite)
+        dist.barrier()
+        trainer = Trainer(config, data, run_dir, progress=progress and dist.main, dist=dist)
+        if resume:
+            trainer.restore()
+        _guarded(run_dir, trainer.fit) if dist.main else trainer.fit()
+        if dist.main:
+            set_status(run_dir, "trained", epochs=trainer.epoch)
+    return run_dir
+
+
+def _open_run_dir(config: RunConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path:
+    """The run folder, created (config and version written) or reopened; status "training"."""
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if not resume:
         atomic_write(run_dir / "config.yaml", dump_config(config))
         write_json(run_dir / "version.json", version_info())
     set_status(run_dir, "training")
-    trainer = Trainer(config, data, run_dir, progress=progress)
-    if resume:
-        trainer.restore()
-    _guarded(run_dir, trainer.fit)
-    set_status(run_dir, "trained", epochs=trainer.epoch)
     return run_dir
 
 
@@ -104,16 +130,23 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     dev = resolve_device(device or config.device)
     model = load_run_model(run_dir, config, data, ev.checkpoint, dev)
     built = {a.name: build_attack(a, model) for a in ev.attacks}
-    x, y = _eval_set(data, ev.examples, config.seed)
+    x, y = eval_set(data, ev.examples, config.seed)
     set_status(run_dir, "evaluating")
     results = _guarded(run_dir, lambda: evaluate(
         model, x, y, built, class_names=data.class_names, batch_size=ev.batch_size, device=dev,
-        seed=config.seed, progress=progress))
-    results = _merge_previous(run_dir / "results.npz", results)
+        seed=config.seed, progress=progress, perf=config.perf,
+        keep_probs=len(y) * data.num_classes <= PROBS_MAX_VALUES))
+    results = _merge_previous(run_dir / "results.npz", _headline_probs_only(results))
     results.save(run_dir / "results.npz")
     write_json(run_dir / "meta.json", _meta(config, data, ev, results, run_dir / "meta.json"))
     report_run(run_dir)
     return results
+
+
+def _headline_probs_only(results: EvalResults) -> EvalResults:
+    """Keep adversarial probabilities only for the headline attack (figure 5a needs no others)."""
+    head = headline_attack(results.attacks)
+    return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
 
 
 def _merge_previous(path: Path, results: EvalResults) -> EvalResults:
@@ -126,7 +159,7 @@ def _merge_previous(path: Path, results: EvalResults) -> EvalResults:
     return merged
 
 
-def _eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All test images, or a class-balanced sample of about ``examples``."""
     if examples is None or examples >= len(data.test_y):
         return data.test_x, data.test_y
@@ -143,7 +176,7 @@ def _meta(config: RunConfig, data: DataBundle, ev, results: EvalResults, previou
         "dataset": dataset_label(config), "model": config.model.name, "checkpoint": ev.checkpoint,
         "eps": eps_values.pop() if len(eps_values) == 1 else {k: a["eps"] for k, a in attacks.items()},
         "attacks": attacks, "class_names": data.class_names, "superclasses": data.superclasses,
-        "train_method": config.train.method, "notes": list(config.notes),
+        "train_method": config.train.method, "notes": list(config.notes), "examples": ev.examples,
     }
 
 
@@ -162,12 +195,15 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     meta = read_json(run_dir / "meta.json")
     set_status(run_dir, "reporting")
     head = _head_weight(run_dir / "checkpoints" / f"{meta.get('checkpoint', 'last')}.safetensors")
-    summary = summarize(results, **{k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "superclasses")})
+    homing = read_json(run_dir / HOMING_JSON) if (run_dir / HOMING_JSON).is_file() else None
+    extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "superclasses")}
+    extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
+    summary = summarize(results, **extra)
     write_json(run_dir / "summary.json", summary)
     paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
                          head_weight=head, superclasses=meta.get("superclasses") or None,
                          meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
-                         notes=meta.get("notes") or None)
+                         notes=meta.get("notes") or None, homing=homing, sanity=meta.get("sanity") or None)
     set_status(run_dir, "complete")
     return paths
 

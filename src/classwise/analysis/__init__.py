@@ -13,9 +13,25 @@ from .classwise import (
     row_percent,
     weight_norms,
 )
+from .distribution import INTERVAL_LABELS, gap_comparison, robustness_intervals, sample_classes
+from .embedding import tsne_2d
+from .homing import confound_classes, flipped_to, homing_counts, homing_share, misclassified_confusion
+from .probability import classwise_probability_variance, probability_variance
 from .summary import accuracy_block, class_names_of, headline_attack, sanity_warnings, summarize
 
 __all__ = [
+    "INTERVAL_LABELS",
+    "classwise_probability_variance",
+    "confound_classes",
+    "flipped_to",
+    "gap_comparison",
+    "homing_counts",
+    "homing_share",
+    "misclassified_confusion",
+    "probability_variance",
+    "robustness_intervals",
+    "sample_classes",
+    "tsne_2d",
     "accuracy_block",
     "best_worst",
     "class_names_of",

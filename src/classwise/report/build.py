@@ -2,10 +2,19 @@
 
 Layout written into ``run_dir``::
 
-    figures/*.png                 classwise_bars, confusion, [epochs], [weight_norms], [superclass_confusion]
+    figures/*.png                 classwise_bars, confusion, misclassified, robustness_intervals,
+                                  [epochs], [weight_norms], [superclass_confusion], [homing],
+                                  [probability_variance]
     tables/classwise.{csv,md}     table 2 layout: clean and every attack
     tables/confusion_<attack>.csv robustness confusion (percent of row) per attack
+    tables/misclassified_<attack>.csv, robustness_intervals.csv, [homing.csv], [probability_variance.csv]
     report.md, report.html        summary, notes, warnings, each table and figure
+
+The summary comes first: overall numbers, best and worst class, largest gap,
+Spearman rho of weight norms (with a head weight), homing share (with a homing
+experiment) and the number of sanity flags. Every later section starts with
+one sentence saying what it shows. With more than 20 classes, per-class line
+figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
 
 "The" robustness of the report (headline numbers, confusion, weight-norm and
 superclass figures) is that of :func:`classwise.analysis.headline_attack`: the
@@ -19,8 +28,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,8 @@ from ..analysis import (
     weight_norms,
 )
 from ..results import EvalResults
-from . import figures, tables
+from . import diagnosis, figures, tables
+from .section import Section, pct, sampled_note, shown_classes, slug
 from ..fileio import atomic_write
 
 TITLE = "Class-wise robustness report"
@@ -46,27 +54,6 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .5em;
 text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:.85em}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
-
-
-@dataclass(frozen=True)
-class Section:
-    """One report section: a sentence saying what it shows, then a list, a table or an image."""
-
-    title: str
-    text: str = ""
-    items: tuple[str, ...] = ()
-    table_md: str = ""
-    table_html: str = ""
-    image: Path | None = None
-
-
-def _slug(name: str) -> str:
-    """A file-name-safe form of an attack name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "attack"
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}%"
 
 
 def _meta_lines(meta: dict[str, Any]) -> list[str]:
@@ -80,14 +67,14 @@ def _headline_lines(summary: dict[str, Any], head: str | None) -> list[str]:
     """Clean and robust overall, most and least robust class and the largest gap."""
     names, clean = summary["class_names"], summary["clean"]
     lines = [f"test examples: {summary['num_examples']}, classes: {len(names)}",
-             f"clean accuracy: {_pct(clean['overall'])}"]
+             f"clean accuracy: {pct(clean['overall'])}"]
     block, what = (summary["attacks"][head], "robust") if head else (clean, "accurate")
     if head:
-        lines.append(f"robust accuracy under {head}: {_pct(block['overall'])}")
+        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}")
     if block["best_class"] is not None:
         best, worst = block["best_class"], block["worst_class"]
-        lines += [f"most {what} class: {names[best]} ({_pct(block['per_class'][best])})",
-                  f"least {what} class: {names[worst]} ({_pct(block['per_class'][worst])})",
+        lines += [f"most {what} class: {names[best]} ({pct(block['per_class'][best])})",
+                  f"least {what} class: {names[worst]} ({pct(block['per_class'][worst])})",
                   f"largest class gap: {block['gap']:.1f} percentage points"]
     return lines
 
@@ -101,7 +88,7 @@ def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults
     for attack, pred in results.adv_pred.items():
         matrix = robustness_confusion(results.labels, pred, len(names))
         paths[f"confusion_csv:{attack}"] = atomic_write(
-            run_dir / f"tables/confusion_{_slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
+            run_dir / f"tables/confusion_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
     bars = {name: np.array(b["per_class"], dtype=np.float64) for name, b in tables.table_rows(summary)}
     paths["fig_classwise_bars"] = figures.plot_classwise_bars(bars, names, run_dir / "figures/classwise_bars.png")
     return [
@@ -122,12 +109,14 @@ def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: 
     nan = float("nan")
     per_class = np.array([[nan if v is None else v for v in r["per_class"]] for _, r in rows], dtype=np.float64)
     overall = np.array([nan if r.get("overall") is None else r["overall"] for _, r in rows], dtype=np.float64)
+    idx = shown_classes(len(names))
     paths["fig_epochs"] = figures.plot_classwise_epochs(
-        np.array([e for e, _ in rows]), per_class, overall, names, run_dir / "figures/epochs.png")
+        np.array([e for e, _ in rows]), per_class[:, idx], overall, [names[i] for i in idx],
+        run_dir / "figures/epochs.png")
     return [Section("Class-wise robustness during training (figure 1)",
                     "Test robustness of each class at each evaluated epoch; the shaded band is the gap "
-                    "between the best and the worst class, the dashed line the overall robustness.",
-                    image=paths["fig_epochs"])]
+                    "between the best and the worst class, the dashed line the overall robustness."
+                    + sampled_note(len(names)), image=paths["fig_epochs"])]
 
 
 def _confusion_section(run_dir: Path, results: EvalResults, head: str, names: list[str],
@@ -158,9 +147,8 @@ def _superclass_section(run_dir: Path, results: EvalResults, head: str, names: l
                     image=paths["fig_superclass_confusion"])]
 
 
-def _norm_section(run_dir: Path, summary: dict[str, Any], head: str, weight: np.ndarray,
-                  paths: dict[str, Path]) -> list[Section]:
-    """Figure 4: classifier weight norm per class against robustness, with Spearman rho."""
+def _norm_stats(summary: dict[str, Any], head: str, weight: np.ndarray) -> dict[str, Any]:
+    """Per-class weight norms (K,), robustness (K,) and their Spearman (rho, p) over all classes."""
     names = summary["class_names"]
     weight = np.asarray(weight)
     if weight.ndim != 2 or weight.shape[0] != len(names):
@@ -168,12 +156,48 @@ def _norm_section(run_dir: Path, summary: dict[str, Any], head: str, weight: np.
     norms = weight_norms(weight)
     robust = np.array([np.nan if v is None else v for v in summary["attacks"][head]["per_class"]])
     rho, p = norm_robustness_correlation(norms, robust)
+    return {"norms": norms, "robust": robust, "rho": rho, "p": p}
+
+
+def _norm_section(run_dir: Path, names: list[str], head: str, stats: dict[str, Any],
+                  paths: dict[str, Path]) -> list[Section]:
+    """Figure 4: classifier weight norm per class against robustness, with Spearman rho."""
+    idx, rho, p = shown_classes(len(names)), stats["rho"], stats["p"]
     paths["fig_weight_norms"] = figures.plot_norm_vs_robustness(
-        norms, robust, names, rho, run_dir / "figures/weight_norms.png")
+        stats["norms"][idx], stats["robust"][idx], [names[i] for i in idx], rho, run_dir / "figures/weight_norms.png")
     return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {rho:.2f}",
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
-                    f"both min-max normalised; Spearman rank correlation rho = {rho:.3f} (p = {p:.3g}).",
+                    f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
+                    f"rho = {rho:.3f} (p = {p:.3g})." + sampled_note(len(names)),
                     image=paths["fig_weight_norms"])]
+
+
+def _flag_line(flag: str | dict[str, str]) -> str:
+    """A sanity flag as one line (a :class:`classwise.analysis.sanity.SanityFlag` as JSON, or text)."""
+    if isinstance(flag, str):
+        return flag
+    return f"{flag['check']} [{flag['scope']}]: {flag['detail']}; {flag['suggests']}"
+
+
+def _diagnosis_lines(stats: dict[str, Any] | None, homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
+    """Summary lines after the headline numbers: Spearman rho, homing share, sanity flags."""
+    lines = [f"Spearman rho of classifier weight norm and class robustness: {stats['rho']:.2f}"] if stats else []
+    lines += diagnosis.homing_lines(homing) if homing else []
+    lines.append(f"sanity flags: {len(warns)} (see Warnings)" if warns else "sanity flags: none")
+    return lines
+
+
+def _head_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults, head: str,
+                   superclasses: dict[str, list[int]] | None, homing: dict[str, Any] | None,
+                   paths: dict[str, Path]) -> list[Section]:
+    """Figures 2, 3, 6 and 5a for the headline attack (figure 3b when a homing experiment exists)."""
+    names = summary["class_names"]
+    out = _confusion_section(run_dir, results, head, names, paths)
+    out += _superclass_section(run_dir, results, head, names, superclasses, paths) if superclasses else []
+    out += diagnosis.misclassified_section(run_dir, results, head, names, paths)
+    out += diagnosis.homing_section(run_dir, homing, names, paths) if homing else []
+    out += diagnosis.intervals_section(run_dir, summary, head, paths)
+    return out + diagnosis.variance_section(run_dir, results, head, names, paths)
 
 
 def render_markdown(sections: list[Section], run_dir: Path) -> str:
@@ -209,13 +233,18 @@ def render_html(sections: list[Section]) -> str:
 def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | None = None,
                  head_weight: np.ndarray | None = None, superclasses: dict[str, list[int]] | None = None,
                  meta: dict | None = None, notes: list[str] | None = None,
-                 headline: str | None = None) -> dict[str, Path]:
+                 headline: str | None = None, homing: dict[str, Any] | None = None,
+                 sanity: list[str | dict[str, str]] | None = None) -> dict[str, Path]:
     """Write figures, tables, report.md and report.html into ``run_dir``; return name -> path.
 
     metrics: per-epoch training-log dicts with "robust": {"overall", "per_class"} (figure 1).
     head_weight: (K, D) classifier weight (figure 4). superclasses: name -> class indices.
     meta: shown first (dataset, model, eps). notes: shown after the summary.
     headline: the attack used for headline numbers and figures 2 and 4 (default: see module doc).
+    homing: the homing.json of :func:`classwise.homing.homing_run` (figure 3b).
+    sanity: extra sanity flags, listed under Warnings: lines, or dicts with "check",
+    "scope", "detail", "suggests" (:func:`classwise.analysis.sanity.flags_to_json`).
+    Probabilities in ``results`` (clean_probs, adv_probs[headline]) add figure 5a.
     """
     run_dir = Path(run_dir)
     for old in ("report.md", "report.html"):
@@ -225,16 +254,17 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
     if head is not None and head not in results.adv_pred:
         raise ValueError(f"headline attack {head!r} not among {results.attacks}")
     paths: dict[str, Path] = {}
-    sections = [Section("Summary", items=tuple(_meta_lines(meta or {}) + _headline_lines(summary, head)))]
+    stats = _norm_stats(summary, head, head_weight) if head is not None and head_weight is not None else None
+    warns = sanity_warnings(summary) + [_flag_line(f) for f in sanity or []]
+    lines = _meta_lines(meta or {}) + _headline_lines(summary, head) + _diagnosis_lines(stats, homing, warns)
+    sections = [Section("Summary", items=tuple(lines))]
     sections += [Section("Notes", items=tuple(notes))] if notes else []
-    warns = sanity_warnings(summary)
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
     sections += _table_sections(run_dir, summary, results, paths)
     sections += _epoch_section(run_dir, metrics, names, paths) if metrics else []
     if head is not None:
-        sections += _confusion_section(run_dir, results, head, names, paths)
-        sections += _superclass_section(run_dir, results, head, names, superclasses, paths) if superclasses else []
-        sections += _norm_section(run_dir, summary, head, head_weight, paths) if head_weight is not None else []
+        sections += _head_sections(run_dir, summary, results, head, superclasses, homing, paths)
+        sections += _norm_section(run_dir, names, head, stats, paths) if stats else []
     paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
     paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
     return paths

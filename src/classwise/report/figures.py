@@ -88,7 +88,13 @@ def plot_confusion(matrix: np.ndarray, labels_x: list[str], labels_y: list[str],
     matrix = np.asarray(matrix, dtype=np.float64)
     side = 2.5 + 0.45 * max(matrix.shape)
     fig = _figure(side + 1.2, side)
-    ax = fig.subplots()
+    _heatmap(fig, fig.subplots(), matrix, labels_x, labels_y, fmt, title, xlabel, ylabel)
+    return _save(fig, path)
+
+
+def _heatmap(fig: Any, ax: Any, matrix: np.ndarray, labels_x: list[str], labels_y: list[str], fmt: str,
+             title: str, xlabel: str, ylabel: str) -> None:
+    """Draw a (R, C) matrix on ``ax``: Blues, NaN blank, numbers when small, a colour bar."""
     im = ax.imshow(matrix, cmap="Blues", vmin=0)
     ax.set_xticks(range(len(labels_x)), labels_x, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
@@ -96,7 +102,6 @@ def plot_confusion(matrix: np.ndarray, labels_x: list[str], labels_y: list[str],
         _annotate(ax, matrix, fmt)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _save(fig, path)
 
 
 def plot_norm_vs_robustness(norms: np.ndarray, robustness: np.ndarray, class_names: list[str],
@@ -131,4 +136,124 @@ def plot_classwise_bars(per_class_by_name: dict[str, np.ndarray], class_names: l
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
     ax.set(ylabel=ylabel, title=title, ylim=(0, 100))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def plot_homing(misclassified: np.ndarray, homing: np.ndarray | None, class_names: list[str], path: Path,
+                title: str = "") -> Path:
+    """Figure 3: (a) misclassified confusion matrix, counts, diagonal hidden; (b) homing matrix.
+
+    misclassified: (K, K) counts (the diagonal is not drawn). homing: (K, K)
+    counts of examples that home when class j (column) is removed; NaN
+    columns (not retrained) stay blank. Without ``homing`` only panel (a).
+    """
+    m = np.asarray(misclassified, dtype=np.float64).copy()
+    np.fill_diagonal(m, np.nan)
+    panels = [(m, "(a) misclassified confusion matrix", "predicted (confound) class")]
+    if homing is not None:
+        h = np.asarray(homing, dtype=np.float64).copy()
+        np.fill_diagonal(h, np.nan)
+        panels.append((h, "(b) homing confusion matrix", "removed class"))
+    side = 2.5 + 0.45 * len(class_names)
+    fig = _figure((side + 1.2) * len(panels), side + 0.4)
+    for ax, (matrix, sub, xlabel) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        _heatmap(fig, ax, matrix, class_names, class_names, ".0f", sub, xlabel, "true class")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_probability_variance(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
+                              path: Path, title: str = "") -> Path:
+    """Figure 5a/5e: per class, mean variance of the predicted probability vector, one bar per model/input."""
+    k, n = len(class_names), len(per_class_by_name)
+    width = 0.8 / max(n, 1)
+    fig = _figure(max(6.0, 0.35 * k * max(n, 1) + 2), 4)
+    ax = fig.subplots()
+    for r, (name, values) in enumerate(per_class_by_name.items()):
+        ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, np.asarray(values, dtype=np.float64), width, label=name)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set(xlabel="ground truth class", ylabel="mean variance of predicted probabilities", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_probability_trajectory(probs: np.ndarray, steps: list[int], class_names: list[str], true_class: int,
+                                path: Path, title: str = "") -> Path:
+    """Figure 5b-d / 5f-h: one image's probability vector after each attack step, one panel per step.
+
+    probs: (S, K) for the S ``steps``; the true class's bar is drawn dark.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    fig = _figure(max(3.0, 0.3 * k + 1.5) * len(steps), 3.2)
+    colors = ["0.2" if c == true_class else "tab:orange" for c in range(k)]
+    for ax, step, p in zip(np.atleast_1d(fig.subplots(1, len(steps), sharey=True)), steps, probs):
+        ax.bar(range(k), p, color=colors)
+        ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
+        ax.set(title=f"step {step}", ylim=(0, 1), xlabel="predicted class")
+    fig.axes[0].set_ylabel("probability")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_robustness_intervals(counts: np.ndarray, labels: list[str], path: Path, title: str = "") -> Path:
+    """Figure 6: number of classes per 10% robustness interval; counts (10,)."""
+    fig = _figure(7, 3.8)
+    ax = fig.subplots()
+    ax.bar(range(len(counts)), np.asarray(counts), color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(xlabel="robustness interval (%)", ylabel="number of classes", title=title)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    return _save(fig, path)
+
+
+def plot_gap_comparison(standard: np.ndarray, robust: np.ndarray, class_names: list[str],
+                        comparison: dict[str, Any], path: Path, overall: tuple[float, float] | None = None) -> Path:
+    """Figure 7: per class, standard accuracy beside robust robustness; each largest gap hatched.
+
+    standard, robust: (K,) percent; comparison: :func:`classwise.analysis.gap_comparison`;
+    overall: (standard, robust) overall values, drawn as a first "All" group.
+    The band from the worst to the best class of each model is hatched.
+    """
+    first = 1 if overall else 0
+    names = ["All"] * first + list(class_names)
+    x = np.arange(len(names))
+    fig = _figure(max(6.0, 0.5 * len(names) + 2), 4.2)
+    ax = fig.subplots()
+    rows = (("standard", "standard model: accuracy", "tab:blue", standard, -0.2),
+            ("robust", "robust model: robustness", "tab:red", robust, 0.2))
+    for r, (key, label, color, v, off) in enumerate(rows):
+        v, block = np.asarray(v, dtype=np.float64), comparison[key]
+        heights = np.r_[[overall[r]] if overall else [], v]
+        ax.bar(x + off, heights, 0.4, color=color, label=_gap_label(label, block, class_names))
+        ax.axhspan(v[block["worst"]], v[block["best"]], color=color, alpha=0.12, hatch="//", lw=0)
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="accuracy / robustness (%)", ylim=(0, 100))
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path)
+
+
+def _gap_label(label: str, block: dict[str, Any], names: list[str]) -> str:
+    return f"{label}, gap {block['gap']:.1f}% ({names[block['best']]} - {names[block['worst']]})"
+
+
+def plot_tsne(natural: np.ndarray, adversarial: np.ndarray, labels: np.ndarray, class_names: list[str],
+              path: Path) -> Path:
+    """Figure 8: t-SNE of penultimate features, (a) natural and (b) adversarial test images.
+
+    natural, adversarial: (N, 2) embeddings of the same N images; labels: (N,) true classes.
+    """
+    labels = np.asarray(labels)
+    colors = _colors(len(class_names))
+    fig = _figure(11, 5)
+    axes = fig.subplots(1, 2)
+    for ax, emb, sub in zip(axes, (natural, adversarial), ("(a) natural test images", "(b) adversarial test images")):
+        for c, (name, color) in enumerate(zip(class_names, colors)):
+            pts = np.asarray(emb)[labels == c]
+            ax.scatter(pts[:, 0], pts[:, 1], s=6, color=color, label=name)
+        ax.set(title=sub, xticks=[], yticks=[])
+    if len(class_names) <= _MAX_LEGEND:
+        axes[1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)

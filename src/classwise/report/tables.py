@@ -38,10 +38,16 @@ def _marked(block: dict[str, Any], i: int, text: str, under: str, bold: str) -> 
 
 def classwise_csv(summary: dict[str, Any], digits: int = 2) -> str:
     """CSV text: header ``attack,total,<class names>``; one row per table row; NaN empty."""
+    return blocks_csv(table_rows(summary), summary["class_names"], digits)
+
+
+def blocks_csv(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 2,
+               corner: str = "attack") -> str:
+    """CSV of named accuracy blocks ({"overall", "per_class"}): ``corner,total,<class names>``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["attack", "total", *summary["class_names"]])
-    for name, block in table_rows(summary):
+    writer.writerow([corner, "total", *class_names])
+    for name, block in rows:
         writer.writerow([name, _fmt(block["overall"], digits), *(_fmt(v, digits) for v in block["per_class"])])
     return buf.getvalue()
 
@@ -52,9 +58,15 @@ def _md_cell(text: str) -> str:
 
 def classwise_markdown(summary: dict[str, Any], digits: int = 1) -> str:
     """Markdown table 2: best class ``<u>x</u>``, worst class ``**x**``, footnote below."""
-    head = ["Attack", "Total", *map(_md_cell, summary["class_names"])]
+    return blocks_markdown(table_rows(summary), summary["class_names"], digits)
+
+
+def blocks_markdown(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 1,
+                    corner: str = "Attack") -> str:
+    """Markdown of named accuracy blocks (:func:`classwise.analysis.accuracy_block`), table 2 marks."""
+    head = [corner, "Total", *map(_md_cell, class_names)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, block in table_rows(summary):
+    for name, block in rows:
         cells = [_marked(block, i, _fmt(v, digits), "<u>%s</u>", "**%s**")
                  for i, v in enumerate(block["per_class"])]
         lines.append("| " + " | ".join([_md_cell(name), _fmt(block["overall"], digits), *cells]) + " |")
@@ -83,3 +95,28 @@ def matrix_csv(matrix: np.ndarray, row_labels: list[str], col_labels: list[str],
     for label, row in zip(row_labels, np.asarray(matrix, dtype=np.float64)):
         writer.writerow([label, *("" if np.isnan(v) else f"{v:.{digits}f}" for v in row)])
     return buf.getvalue()
+
+
+def rows_csv(rows: dict[str, np.ndarray], col_labels: list[str], corner: str = "", digits: int = 4) -> str:
+    """CSV of named rows of numbers: header ``corner,<col labels>``, one line per row; NaN empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([corner, *col_labels])
+    for name, row in rows.items():
+        writer.writerow([name, *("" if np.isnan(v) else f"{v:.{digits}g}" for v in np.asarray(row, np.float64))])
+    return buf.getvalue()
+
+
+def simple_markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A plain Markdown table of text cells (``|`` escaped)."""
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def simple_html(header: list[str], rows: list[list[str]]) -> str:
+    """A plain HTML table of text cells (escaped)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,53 @@
+"""Speed options shared by training and evaluation: memory format, autocast, compile.
+
+All three are off by default and change no numbers beyond rounding:
+
+- ``channels_last``: model weights and input batches in NHWC memory format
+  (faster convolutions on tensor-core GPUs).
+- ``amp="bf16"``: forward passes under ``torch.autocast(dtype=torch.bfloat16)``
+  (training, training attacks, evaluation attacks); backward passes and the
+  optimiser stay in float32, and no loss scaling is needed for bf16.
+- ``compile``: ``nn.Module.compile()`` in place, so the module keeps its
+  class, attributes (``model.head``) and state_dict keys (checkpoints unchanged).
+
+Every function here works on CPU too (bf16 autocast included), so the GPU code
+path is the one the tests run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+from .config import PerfConfig
+
+
+def prepare_model(model: nn.Module, perf: PerfConfig | None) -> nn.Module:
+    """Apply ``perf`` to ``model`` in place (idempotent) and return it.
+
+    Call after moving the model to its device and before building the optimiser.
+    """
+    if perf is None:
+        return model
+    if perf.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if perf.compile and getattr(model, "_compiled_call_impl", None) is None:
+        model.compile()
+    return model
+
+
+def prepare_input(x: torch.Tensor, perf: PerfConfig | None) -> torch.Tensor:
+    """x (B, C, H, W) in the memory format of ``perf`` (values unchanged)."""
+    if perf is None or not perf.channels_last or x.dim() != 4:
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def autocast(perf: PerfConfig | None, device: torch.device | str) -> ContextManager:
+    """``torch.autocast`` to bf16 on ``device`` when ``perf.amp == "bf16"``, else a no-op."""
+    if perf is None or perf.amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

@@ -1,0 +1,223 @@
+"""Contracts of the diagnoses of figures 3, 5, 6, 7, 8 and the many-class view, on hand-computed cases."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classwise.analysis import (
+    INTERVAL_LABELS,
+    classwise_probability_variance,
+    confound_classes,
+    flipped_to,
+    gap_comparison,
+    homing_counts,
+    homing_share,
+    misclassified_confusion,
+    probability_variance,
+    robustness_intervals,
+    sample_classes,
+    tsne_2d,
+)
+from classwise.attacks import PGD, LinfThreat
+from classwise.attacks.tpgd import TemperaturePGD
+from classwise.compare import compare_runs
+from classwise.models.base import Classifier, Normalize
+from classwise.probes import adversarial_images, penultimate_features, probability_trajectory
+from classwise.report import figures
+
+LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+ADV = np.array([0, 1, 2, 1, 0, 1, 1, 2])  # flips: 0->1, 0->2, 1->0, 2->1, 2->1
+
+
+def test_misclassified_confusion_counts_with_zero_diagonal():
+    m = misclassified_confusion(LABELS, ADV, 3)
+    np.testing.assert_array_equal(m, [[0, 1, 1], [1, 0, 0], [0, 2, 0]])
+    assert m.dtype.kind == "i"
+    assert confound_classes(LABELS, ADV, 3) == [0, 1, 2]
+    assert confound_classes(LABELS, np.where(ADV == 2, LABELS, ADV), 3) == [0, 1]
+
+
+def test_flipped_to_excludes_the_class_itself():
+    np.testing.assert_array_equal(flipped_to(LABELS, ADV, 1), [0, 1, 0, 0, 0, 1, 1, 0])
+
+
+def test_homing_counts_and_share_hand_computed():
+    # Retrained without class 1: of the three examples flipped into 1 (indices 1, 5, 6) two are robust;
+    # index 3 (a robust example of class 1 itself) is ignored even if marked robust.
+    robust_without_1 = np.array([0, 1, 0, 1, 0, 0, 1, 0], dtype=bool)
+    h = homing_counts(LABELS, ADV, {1: robust_without_1}, 3)
+    np.testing.assert_array_equal(h[:, 1], [1, 0, 1])  # class 0: 1 homes, class 2: 1 of 2 homes
+    assert np.all(np.isnan(h[:, [0, 2]]))  # not retrained
+    m = misclassified_confusion(LABELS, ADV, 3)
+    assert homing_share(m, h) == pytest.approx(2 / 3)
+    assert np.all(h[:, 1] <= m[:, 1])
+    assert math.isnan(homing_share(m, np.full((3, 3), np.nan)))
+
+
+def test_probability_variance_one_hot_and_uniform():
+    probs = np.array([[1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0]])
+    np.testing.assert_allclose(probability_variance(probs), [3 / 16, 0.0, 1 / 16])
+    per_class = classwise_probability_variance(np.array([0, 0, 2]), probs, 3)
+    np.testing.assert_allclose(per_class[[0, 2]], [3 / 32, 1 / 16])
+    assert np.isnan(per_class[1])
+    with pytest.raises(ValueError):
+        classwise_probability_variance(np.array([0, 1]), probs, 3)
+
+
+def test_robustness_intervals_follow_the_papers_closed_right_bins():
+    counts = robustness_intervals(np.array([0.0, 10.0, 10.5, 55.0, 100.0, 90.0, np.nan]))
+    np.testing.assert_array_equal(counts, [2, 1, 0, 0, 0, 1, 0, 0, 1, 1])
+    assert len(INTERVAL_LABELS) == 10 and INTERVAL_LABELS[0] == "[0,10]" and INTERVAL_LABELS[-1] == "(90,100]"
+    with pytest.raises(ValueError):
+        robustness_intervals(np.array([101.0]))
+
+
+def test_gap_comparison_hand_computed():
+    out = gap_comparison(np.array([90.0, 95.0, 85.0]), np.array([40.0, 70.0, 20.0]))
+    assert out["standard"] == {"best": 1, "worst": 2, "gap": 10.0}
+    assert out["robust"] == {"best": 1, "worst": 2, "gap": 50.0}
+    assert out["ratio"] == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        gap_comparison(np.zeros(3), np.zeros(4))
+
+
+def test_sample_classes_seeded_sorted_and_all_when_few():
+    a = sample_classes(100, 12, seed=0)
+    assert len(a) == 12 and len(set(a.tolist())) == 12 and np.all(np.diff(a) > 0) and a.max() < 100
+    np.testing.assert_array_equal(a, sample_classes(100, 12, seed=0))
+    assert not np.array_equal(a, sample_classes(100, 12, seed=1))
+    np.testing.assert_array_equal(sample_classes(10, 12), np.arange(10))
+
+
+def test_tsne_separates_clusters_and_is_seeded():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 10)
+    feats = rng.normal(size=(30, 8)) * 0.1 + labels[:, None] * 5.0
+    emb = tsne_2d(feats, seed=0)
+    assert emb.shape == (30, 2)
+    np.testing.assert_allclose(emb, tsne_2d(feats, seed=0))
+    d = np.linalg.norm(emb[:, None] - emb[None], axis=-1) + np.eye(30) * 1e9
+    assert np.all(labels[d.argmin(1)] == labels)  # nearest neighbour in the same class
+    with pytest.raises(ValueError):
+        tsne_2d(np.zeros((3, 2)))
+
+
+def _tiny_model(k: int = 3) -> Classifier:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU())
+    return Classifier(Normalize(0.5, 0.25, 1), backbone, nn.Linear(6, k)).eval()
+
+
+def test_probability_trajectory_replays_pgd_step_by_step():
+    model = _tiny_model()
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    attack = PGD(model, LinfThreat(0.3, 0.05), steps=4, keep_best=False)
+    traj = probability_trajectory(model, x, y, attack, steps=(0, 1, 4), generator=torch.Generator().manual_seed(3))
+    assert traj.shape == (3, 5, 3) and traj.dtype == np.float32
+    np.testing.assert_allclose(traj.sum(-1), 1.0, rtol=1e-5)
+    x_adv = attack(x, y, torch.Generator().manual_seed(3))  # same random start, last iterate
+    with torch.no_grad():
+        np.testing.assert_allclose(traj[2], model(x_adv).softmax(1).numpy(), rtol=1e-4, atol=1e-6)
+    clean = PGD(model, LinfThreat(0.3, 0.05), steps=2, random_start=False)
+    first = probability_trajectory(model, x, y, clean, steps=(0,))
+    with torch.no_grad():
+        np.testing.assert_allclose(first[0], model(x).softmax(1).numpy(), rtol=1e-5)
+    assert model.training is False
+
+
+def test_probability_trajectory_temperature_view():
+    model = _tiny_model()
+    x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+    attack = TemperaturePGD(model, LinfThreat(0.3, 0.05), inv_temperature=10.0, steps=1, random_start=False)
+    seen = probability_trajectory(model, x, y, attack, steps=(0,), attack_view=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(seen[0], (model(x) * 10.0).softmax(1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_features_and_adversarial_images():
+    model = _tiny_model()
+    x, y = (torch.rand(7, 1, 4, 4) * 255).to(torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    feats = penultimate_features(model, x, batch_size=3)
+    assert feats.shape == (7, 6)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.head(torch.from_numpy(feats)).numpy(), model(x.float() / 255).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    adv = adversarial_images(PGD(model, LinfThreat(0.1, 0.05), steps=2), x, y, batch_size=4)
+    assert adv.shape == x.shape and adv.dtype == torch.float32
+    assert float((adv - x.float() / 255).abs().max()) <= 0.1 + 1e-6
+
+
+def test_new_figures_write_pngs(tmp_path):
+    names = ["a", "b", "c"]
+    m = misclassified_confusion(LABELS, ADV, 3)
+    h = homing_counts(LABELS, ADV, {1: np.ones(8, bool)}, 3)
+    paths = [
+        figures.plot_homing(m, h, names, tmp_path / "homing.png"),
+        figures.plot_homing(m, None, names, tmp_path / "mis.png"),
+        figures.plot_probability_variance({"clean": np.array([0.1, 0.2, 0.05])}, names, tmp_path / "var.png"),
+        figures.plot_probability_trajectory(np.full((3, 3), 1 / 3), [1, 10, 20], names, 0, tmp_path / "traj.png"),
+        figures.plot_robustness_intervals(np.arange(10), list(INTERVAL_LABELS), tmp_path / "int.png"),
+        figures.plot_gap_comparison(np.array([90.0, 95, 85]), np.array([40.0, 70, 20]), names,
+                                    gap_comparison(np.array([90.0, 95, 85]), np.array([40.0, 70, 20])),
+                                    tmp_path / "gap.png", overall=(90.0, 43.3)),
+        figures.plot_tsne(np.random.default_rng(0).normal(size=(6, 2)), np.zeros((6, 2)), np.array([0, 1, 2] * 2),
+                          names, tmp_path / "tsne.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+
+
+def _fake_run(folder, clean, robust):
+    folder.mkdir()
+    (folder / "config.yaml").write_text("seed: 0\n")
+    block = lambda v: {"overall": float(np.mean(v)), "per_class": v}  # noqa: E731
+    (folder / "summary.json").write_text(json.dumps({
+        "class_names": ["a", "b", "c"], "clean": block(clean), "attacks": {"pgd20": block(robust)}}))
+    return folder
+
+
+def test_compare_runs_writes_figure_7(tmp_path):
+    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 1.0, 0.0])
+    rob = _fake_run(tmp_path / "rob", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
+    rec = compare_runs(std, rob, tmp_path / "out")
+    assert rec["standard"]["gap"] == 10.0 and rec["robust"]["gap"] == 50.0 and rec["attack"] == "pgd20"
+    for name in ("gap_comparison.json", "gap_comparison.csv", "gap_comparison.png"):
+        assert (tmp_path / "out" / name).is_file()
+    saved = json.loads((tmp_path / "out" / "gap_comparison.json").read_text())
+    assert saved["robust_per_class"] == [40.0, 70.0, 20.0] and saved["ratio"] == pytest.approx(5.0)
+
+
+def _spy_class_names(monkeypatch, module, name: str, store: dict) -> None:
+    """Wrap ``module.name`` so that the class names it is called with land in ``store[name]``."""
+    original = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        store[name] = next(a for a in args if isinstance(a, list))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+def test_report_with_many_classes_shows_12_sampled_classes(tmp_path, monkeypatch):
+    from classwise.report import build, write_report
+    from classwise.results import EvalResults
+
+    k = 30
+    labels = np.repeat(np.arange(k), 4)
+    pred = np.where(np.arange(labels.size) % 2 == 0, labels, (labels + 1) % k)
+    res = EvalResults(labels, labels.copy(), {"pgd20": pred}, [f"c{i}" for i in range(k)])
+    metrics = [{"epoch": 1, "robust": {"overall": 50.0, "per_class": [50.0] * k}}]
+    shown: dict[str, list[str]] = {}
+    for name in ("plot_classwise_epochs", "plot_norm_vs_robustness"):
+        _spy_class_names(monkeypatch, build.figures, name, shown)
+    write_report(tmp_path, res, metrics=metrics, head_weight=np.eye(k))
+    expected = [f"c{i}" for i in sample_classes(k, 12, seed=0)]
+    assert shown["plot_classwise_epochs"] == expected and shown["plot_norm_vs_robustness"] == expected
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("seeded random sample of 12 classes") >= 2 and "over all 30 classes" in md

@@ -1,0 +1,105 @@
+"""Speed options (channels_last, bf16 autocast, compile): same code path on CPU, finite numbers.
+
+No timings here: speed is measured by the scripts in benchmarks/.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classwise.attacks import create_attack
+from classwise.config import PerfConfig, load_config
+from classwise.errors import ClasswiseError
+from classwise.evaluate import evaluate
+from classwise.models import create_model
+from classwise.perf import autocast, prepare_input, prepare_model
+from classwise.pipeline import load_run_data
+from classwise.runs import read_jsonl
+from classwise.train.loop import Trainer
+
+OPTIONS = [
+    PerfConfig(channels_last=True),
+    PerfConfig(amp="bf16"),
+    PerfConfig(channels_last=True, amp="bf16"),
+]
+
+
+def _model_and_batch(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = create_model("preact_resnet18", num_classes=10, in_channels=3, image_size=32)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return model, x, torch.tensor([0, 1, 2, 3])
+
+
+def test_perf_config_validates_and_loads_from_overrides():
+    with pytest.raises(ClasswiseError, match="perf.amp"):
+        PerfConfig(amp="fp16")
+    cfg = load_config(None, ["perf.channels_last=true", "perf.amp=bf16"])
+    assert cfg.perf == PerfConfig(channels_last=True, amp="bf16", compile=False)
+    with pytest.raises(ClasswiseError, match="must be true or false"):
+        load_config(None, ["perf.compile=3"])
+
+
+@pytest.mark.parametrize("perf", OPTIONS, ids=str)
+def test_training_step_gives_finite_loss_and_grads(perf):
+    model, x, y = _model_and_batch()
+    model = prepare_model(model, perf).train()
+    with autocast(perf, "cpu"):
+        x_adv = create_attack("pgd2", model, 8 / 255, keep_best=False)(prepare_input(x, perf), y)
+        loss = F.cross_entropy(model(prepare_input(x_adv, perf)), y)
+    loss.backward()
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_channels_last_changes_memory_format_not_values():
+    model, x, _ = _model_and_batch()
+    reference = model.eval()(x)
+    prepare_model(model, PerfConfig(channels_last=True))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    out = model(prepare_input(x, PerfConfig(channels_last=True)))
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_autocast_runs_forward_passes_and_evaluation():
+    model, x, y = _model_and_batch()
+    with autocast(PerfConfig(amp="bf16"), "cpu"):
+        logits = model.eval()(x)
+    assert logits.dtype == torch.bfloat16
+    res = evaluate(model, x, y, ("fgsm",), eps=8 / 255, device="cpu", progress=False, perf=PerfConfig(amp="bf16"))
+    assert res.adv_pred["fgsm"].shape == (4,)
+
+
+def test_compile_keeps_the_module_its_attributes_and_state_dict_keys():
+    model, _, _ = _model_and_batch()
+    keys = list(model.state_dict())
+    same = prepare_model(model, PerfConfig(compile=True))  # lazy: nothing compiles until a call
+    assert same is model and hasattr(model, "head") and list(model.state_dict()) == keys
+    assert prepare_model(model, PerfConfig(compile=True)) is model  # idempotent
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="torch.compile of a model takes minutes on a CPU (C++ code generation); "
+                           "exercised on GPU by benchmarks/gpu_check.sh")
+def test_compiled_model_matches_eager_on_gpu():
+    model, x, y = _model_and_batch()
+    model, x = model.cuda().eval(), x.cuda()
+    reference = model(x)
+    prepare_model(model, PerfConfig(compile=True))
+    torch.testing.assert_close(model(x), reference, atol=1e-3, rtol=1e-3)
+
+
+def test_trainer_runs_with_channels_last_and_bf16(tmp_path, tiny_overrides):
+    overrides = [*tiny_overrides, "train.epochs=1", "perf.channels_last=true", "perf.amp=bf16"]
+    config = load_config(None, overrides)
+    trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
+    trainer.fit()
+    (record,) = read_jsonl(tmp_path / "metrics.jsonl")
+    assert math.isfinite(record["train_loss"])
+    assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
