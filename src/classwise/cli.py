@@ -67,13 +67,15 @@ def evaluate(
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
+    cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
     from .pipeline import evaluate_run
 
     specs = _attack_configs(run, attacks, eps, step_size)
-    evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, progress=not quiet)
+    evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
+                 progress=not quiet)
     _print_summary(run)
 
 
@@ -195,15 +197,19 @@ def _pct(v: float | None) -> str:
 
 @app.command("list")
 def list_names() -> None:
-    """List the registered datasets, models, attacks and presets."""
-    from .attacks import attack_names
+    """List the registered datasets, models, training methods, attacks and presets."""
+    from .attacks import attack_usage
     from .config import preset_names
     from .data import dataset_names
     from .models import model_names
+    from .train.objectives import OBJECTIVES
 
     for title, names in (("datasets", dataset_names()), ("models", model_names()),
-                         ("attacks", attack_names()), ("presets", preset_names())):
+                         ("methods", list(OBJECTIVES)), ("presets", preset_names())):
         typer.echo(f"{title}: {', '.join(names)}")
+    typer.echo("attacks:")
+    for usage in attack_usage().values():
+        typer.echo(f"  {usage}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import Attack, create_attack
+from .analysis import WORST
+from .attacks import Attack, create_attack, cross_entropy, eval_mode, grad_and_logits
 from .config import AttackConfig, PerfConfig
 from .data.bundle import as_float
 from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_task
 from .results import EvalResults
 
-WORST = "worst"  # evaluate_worst_case: the key of the worst case over all attacks
 BatchFn = Callable[..., dict[str, torch.Tensor]]
 
 
@@ -213,3 +213,20 @@ def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
         clean_probs=probs(clean) if probs else None,
         adv_probs={k: probs(v) for k, v in logits.items()} if probs else {},
     )
+
+
+def zero_gradient_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256,
+                       device: str | torch.device | None = "auto") -> np.ndarray:
+    """(N,) bool: examples whose input gradient of the cross-entropy is exactly zero.
+
+    A sanity check of AutoAttack: gradient-based attacks cannot move such
+    examples (saturated softmax, non-differentiable layers: gradient masking).
+    """
+    dev = resolve_device(device)
+    out = []
+    with eval_mode(model):
+        for start in range(0, len(labels), batch_size):
+            x = as_float(images[start : start + batch_size].to(dev))
+            grad, _ = grad_and_logits(model, x, labels[start : start + batch_size].to(dev), cross_entropy)
+            out.append((grad.flatten(1) == 0).all(1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)

@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import headline_attack, summarize
+from .analysis import WORST, headline_attack, summarize, worst_case
+from .analysis.sanity import flags_to_json, sanity_checks
+from .attacks import attack_default_per_class, attack_is_black_box
 from .config import AttackConfig, RunConfig, dump_config, load_config
 from .data import DataBundle, class_balanced_indices, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
-from .evaluate import build_attack, evaluate, resolve_device
+from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_device, zero_gradient_mask
 from .fileio import atomic_write
 from .report import write_report
-from .results import EvalResults
+from .results import NOT_ATTACKED, EvalResults
 from .runs import (
     get_status,
     prepare_run_dir,
@@ -120,8 +122,16 @@ def load_run_model(run_dir: Path, config: RunConfig, data: DataBundle, checkpoin
 
 def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | None = None,
                  checkpoint: str | None = None, examples: int | None = None, device: str | None = None,
-                 progress: bool = True) -> EvalResults:
-    """Attack the run's checkpoint, save per-sample results, summary and report."""
+                 cascade: bool = False, progress: bool = True) -> EvalResults:
+    """Attack the run's checkpoint, save per-sample results, summary and report.
+
+    Each attack is judged on its own; CW-inf and N-Attack run on their default
+    class-balanced sample (200 per class, appendix E), the other examples being
+    marked not attacked. The per-example worst case over the attacks that saw
+    every example is added as "worst". ``cascade=True`` computes only that worst
+    case, running each attack on the examples still robust (as AutoAttack).
+    Attacks of earlier calls on the same examples are kept.
+    """
     run_dir = require_run_dir(run_dir)
     config = load_config(run_dir / "config.yaml")
     ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
@@ -129,17 +139,67 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     data = load_run_data(config)
     dev = resolve_device(device or config.device)
     model = load_run_model(run_dir, config, data, ev.checkpoint, dev)
-    built = {a.name: build_attack(a, model) for a in ev.attacks}
+    built = {attack_key(a): build_attack(a, model) for a in ev.attacks}
     x, y = eval_set(data, ev.examples, config.seed)
     set_status(run_dir, "evaluating")
-    results = _guarded(run_dir, lambda: evaluate(
-        model, x, y, built, class_names=data.class_names, batch_size=ev.batch_size, device=dev,
-        seed=config.seed, progress=progress, perf=config.perf,
-        keep_probs=len(y) * data.num_classes <= PROBS_MAX_VALUES))
-    results = _merge_previous(run_dir / "results.npz", _headline_probs_only(results))
+    kwargs = dict(class_names=data.class_names, batch_size=ev.batch_size, device=dev, seed=config.seed,
+                  progress=progress, perf=config.perf)
+    run = _cascade if cascade else _each_attack
+    results = _guarded(run_dir, lambda: run(model, x, y, built, kwargs, data.num_classes))
+    results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=ev.batch_size, device=dev)
+    results = _with_worst_case(_merge_previous(run_dir / "results.npz", _headline_probs_only(results)))
     results.save(run_dir / "results.npz")
     write_json(run_dir / "meta.json", _meta(config, data, ev, results, run_dir / "meta.json"))
     report_run(run_dir)
+    return results
+
+
+def attack_key(cfg: AttackConfig) -> str:
+    """The results key of an attack: its spec, with "-rR" for R > 1 restarts."""
+    return cfg.name if cfg.restarts == 1 else f"{cfg.name}-r{cfg.restarts}"
+
+
+def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
+                 num_classes: int) -> EvalResults:
+    """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
+    sampled = {k: a for k, a in built.items() if _per_class(k, y, num_classes)}
+    full = {k: a for k, a in built.items() if k not in sampled}
+    keep_probs = len(y) * num_classes <= PROBS_MAX_VALUES
+    results = evaluate(model, x, y, full, keep_probs=keep_probs, **kwargs)
+    for key, attack in sampled.items():
+        idx = class_balanced_indices(y, _per_class(key, y, num_classes), seed=kwargs["seed"])
+        part = evaluate(model, x[idx], y[idx], {key: attack}, **kwargs)
+        pred = np.full(len(y), NOT_ATTACKED, dtype=np.int64)
+        pred[idx.numpy()] = part.adv_pred[key]
+        results.adv_pred[key] = pred
+    return results
+
+
+def _per_class(key: str, y: torch.Tensor, num_classes: int) -> int | None:
+    """The attack's default sample per class, if smaller than the evaluation set's."""
+    per_class = attack_default_per_class(key.rsplit("-r", 1)[0])
+    smallest = int(torch.bincount(y, minlength=num_classes).min())
+    return per_class if per_class is not None and per_class < smallest else None
+
+
+def _cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
+             num_classes: int) -> EvalResults:
+    """Only the worst case, each attack run on the examples still robust."""
+    res = evaluate_worst_case(model, x, y, built, **kwargs)
+    return dataclasses.replace(res, adv_pred={WORST: res.adv_pred[WORST]}, adv_probs={})
+
+
+def _with_worst_case(results: EvalResults) -> EvalResults:
+    """Add (or refresh) "worst" over the attacks that saw every example.
+
+    With fewer than two such attacks an existing "worst" (from a cascade) stays.
+    """
+    full = [a for a in results.attacks if a != WORST and results.evaluated(a).all()]
+    if len(full) < 2:
+        return results
+    preds = [results.adv_pred[a] for a in full]
+    results.adv_pred.pop(WORST, None)  # re-added last, after the attacks it summarises
+    results.adv_pred[WORST] = worst_case(results.labels, results.clean_pred, preds)
     return results
 
 
@@ -170,7 +230,7 @@ def eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.T
 def _meta(config: RunConfig, data: DataBundle, ev, results: EvalResults, previous: Path) -> dict:
     """What the report needs besides per-sample results (attack settings of every kept attack)."""
     attacks = read_json(previous).get("attacks", {}) if previous.is_file() else {}
-    attacks = {k: v for k, v in attacks.items() if k in results.adv_pred} | {a.name: dataclasses.asdict(a) for a in ev.attacks}
+    attacks = {k: v for k, v in attacks.items() if k in results.adv_pred} | {attack_key(a): dataclasses.asdict(a) for a in ev.attacks}
     eps_values = {a["eps"] for a in attacks.values()}
     return {
         "dataset": dataset_label(config), "model": config.model.name, "checkpoint": ev.checkpoint,
@@ -198,14 +258,25 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     homing = read_json(run_dir / HOMING_JSON) if (run_dir / HOMING_JSON).is_file() else None
     extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "superclasses")}
     extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
+    ran, flags = sanity_checks(results, _is_black_box, results.extras.get("zero_grad"))
+    extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
     summary = summarize(results, **extra)
     write_json(run_dir / "summary.json", summary)
     paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
                          head_weight=head, superclasses=meta.get("superclasses") or None,
                          meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
-                         notes=meta.get("notes") or None, homing=homing, sanity=meta.get("sanity") or None)
+                         notes=meta.get("notes") or None, homing=homing, sanity=flags_to_json(flags),
+                         checks_run=ran)
     set_status(run_dir, "complete")
     return paths
+
+
+def _is_black_box(name: str) -> bool:
+    """Registry lookup for sanity checks; "worst" and unknown keys count as white-box."""
+    try:
+        return attack_is_black_box(name.rsplit("-r", 1)[0])
+    except ValueError:
+        return False
 
 
 def _head_weight(path: Path) -> np.ndarray | None:

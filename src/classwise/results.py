@@ -18,6 +18,9 @@ from .errors import ClasswiseError
 from .fileio import atomic_open
 
 
+NOT_ATTACKED = -1  # adv_pred value of an example outside an attack's sample
+
+
 @dataclass
 class EvalResults:
     """Per-sample results of one evaluation.
@@ -26,11 +29,14 @@ class EvalResults:
         labels: (N,) int64 true labels.
         clean_pred: (N,) int64 predictions on clean images.
         adv_pred: attack name -> (N,) int64 predictions on adversarial images.
-            An example the attack was not run on (cascade) keeps its clean
-            prediction only when that prediction was already wrong.
+            Clean-misclassified examples keep their (wrong) clean prediction;
+            examples outside an attack's sample (CW-inf and N-Attack run on
+            200 per class by default) hold ``NOT_ATTACKED`` (-1).
         class_names: K class names; index = label.
         clean_probs: optional (N, K) float32 softmax on clean images.
         adv_probs: optional attack name -> (N, K) float32 softmax.
+        extras: other per-sample arrays (N, ...), e.g. "zero_grad" (bool) for
+            the sanity checks.
     """
 
     labels: np.ndarray
@@ -39,6 +45,7 @@ class EvalResults:
     class_names: list[str] = field(default_factory=list)
     clean_probs: np.ndarray | None = None
     adv_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -64,7 +71,12 @@ class EvalResults:
             return self, False
         adv = {k: v for k, v in older.adv_pred.items() if k not in self.adv_pred} | self.adv_pred
         probs = {k: v for k, v in older.adv_probs.items() if k not in self.adv_pred} | self.adv_probs
-        return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs), True
+        extras = older.extras | self.extras
+        return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs, extras), True
+
+    def evaluated(self, attack: str) -> np.ndarray:
+        """(N,) bool: the examples ``attack`` was evaluated on (its sample)."""
+        return self.adv_pred[attack] != NOT_ATTACKED
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
@@ -72,6 +84,7 @@ class EvalResults:
         arrays = {"labels": self.labels, "clean_pred": self.clean_pred}
         arrays |= {f"adv_pred/{k}": v for k, v in self.adv_pred.items()}
         arrays |= {f"adv_probs/{k}": v for k, v in self.adv_probs.items()}
+        arrays |= {f"extra/{k}": v for k, v in self.extras.items()}
         if self.clean_probs is not None:
             arrays["clean_probs"] = self.clean_probs
         arrays["class_names"] = np.array(json.dumps(self.class_names))
@@ -93,4 +106,5 @@ class EvalResults:
             class_names=json.loads(str(data["class_names"])),
             clean_probs=data.get("clean_probs"),
             adv_probs={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_probs/")},
+            extras={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("extra/")},
         )

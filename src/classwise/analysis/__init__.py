@@ -1,6 +1,8 @@
 """Class-wise analyses: pure functions over per-sample results (paper section 3)."""
 
 from .classwise import (
+    WORST,
+    worst_case,
     best_worst,
     classwise_accuracy,
     confusion_counts,
@@ -20,6 +22,8 @@ from .probability import classwise_probability_variance, probability_variance
 from .summary import accuracy_block, class_names_of, headline_attack, sanity_warnings, summarize
 
 __all__ = [
+    "WORST",
+    "worst_case",
     "INTERVAL_LABELS",
     "classwise_probability_variance",
     "confound_classes",

@@ -138,3 +138,22 @@ def norm_robustness_correlation(norms: np.ndarray, robustness: np.ndarray) -> tu
         warnings.simplefilter("ignore")
         res = spearmanr(x[keep], y[keep])
     return float(res.statistic), float(res.pvalue)
+
+
+WORST = "worst"  # the entry of per-sample results holding the worst case over all attacks
+
+
+def worst_case(labels: np.ndarray, clean_pred: np.ndarray, adv_preds: list[np.ndarray]) -> np.ndarray:
+    """Per-example worst case over attacks (AutoAttack's robust accuracy), as a prediction.
+
+    labels, clean_pred, each adv_pred: (N,). An example keeps its clean prediction when
+    that is wrong, else takes the prediction of the first attack (in order) that fooled
+    it, else its label: it is robust only if it survives every attack. (N,) int64.
+    """
+    pred = clean_pred.copy()
+    alive = clean_pred == labels
+    for adv in adv_preds:
+        fooled = alive & (adv != labels)
+        pred[fooled] = adv[fooled]
+        alive &= ~fooled
+    return pred

@@ -60,9 +60,10 @@ def black_box_beats_white_box(results: EvalResults, is_black_box: Callable[[str]
     if not white or not black:
         return []
     survives_white = np.all([results.correct(a) for a in white], axis=0)
+    white_seen = np.all([results.evaluated(a) for a in white], axis=0)
     flags = []
     for attack in black:
-        beaten = survives_white & ~results.correct(attack)
+        beaten = survives_white & white_seen & results.evaluated(attack) & ~results.correct(attack)
         for scope, mask in _scopes(results):
             n = int((beaten & mask).sum())
             if n:
@@ -95,7 +96,9 @@ def more_budget_raises_robustness(results: EvalResults, tolerance: float = 0.0) 
 
 def _budget_flags(results: EvalResults, weak: str, strong: str, tolerance: float) -> list[SanityFlag]:
     flags = []
+    both = results.evaluated(weak) & results.evaluated(strong)
     for scope, mask in _scopes(results):
+        mask = mask & both
         if not mask.any():
             continue
         rw, rs = (100.0 * results.correct(a)[mask].mean() for a in (weak, strong))

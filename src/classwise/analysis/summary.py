@@ -60,11 +60,17 @@ def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
     k = len(names)
     return {
         "clean": accuracy_block(results.labels, results.clean_pred, k),
-        "attacks": {a: accuracy_block(results.labels, p, k) for a, p in results.adv_pred.items()},
+        "attacks": {a: _attack_block(results, a, k) for a in results.adv_pred},
         "class_names": names,
         "num_examples": int(results.labels.shape[0]),
         **extra,
     }
+
+
+def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:
+    """Accuracy block of ``attack`` over the examples it was evaluated on (its sample)."""
+    m = results.evaluated(attack)
+    return accuracy_block(results.labels[m], results.adv_pred[attack][m], k) | {"examples": int(m.sum())}
 
 
 def _steps(name: str) -> int:

@@ -86,7 +86,8 @@ def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults
     paths["table_csv"] = atomic_write(run_dir / "tables/classwise.csv", tables.classwise_csv(summary))
     paths["table_md"] = atomic_write(run_dir / "tables/classwise.md", tables.classwise_markdown(summary))
     for attack, pred in results.adv_pred.items():
-        matrix = robustness_confusion(results.labels, pred, len(names))
+        m = results.evaluated(attack)
+        matrix = robustness_confusion(results.labels[m], pred[m], len(names))
         paths[f"confusion_csv:{attack}"] = atomic_write(
             run_dir / f"tables/confusion_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
     bars = {name: np.array(b["per_class"], dtype=np.float64) for name, b in tables.table_rows(summary)}
@@ -99,6 +100,28 @@ def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults
         Section("Class-wise bars", "The same numbers as bars: per class, clean accuracy beside "
                 "robustness under each attack.", image=paths["fig_classwise_bars"]),
     ]
+
+
+def difference_reference(attacks: list[str], head: str | None) -> str | None:
+    """The reference of the difference table: PGD-20 (the paper's), else the headline attack."""
+    return "pgd20" if "pgd20" in attacks else head
+
+
+def _difference_section(run_dir: Path, summary: dict[str, Any], head: str | None,
+                        paths: dict[str, Path]) -> list[Section]:
+    """tables/difference.{csv,md}: each attack's class-wise robustness minus the reference's."""
+    ref = difference_reference(list(summary["attacks"]), head)
+    if ref is None or len(summary["attacks"]) < 2:
+        return []
+    header, rows = tables.difference_header(summary, ref), tables.difference_rows(summary, ref)
+    md = tables.simple_markdown(header, rows)
+    paths["difference_md"] = atomic_write(run_dir / "tables/difference.md", md)
+    paths["difference_csv"] = atomic_write(run_dir / "tables/difference.csv", tables.text_csv(header, rows))
+    return [Section(f"Difference against {ref} (tables 3, 4 and 6)",
+                    f"Robustness under each attack minus robustness under {ref}, in percentage points, per "
+                    "class; negative: the attack is stronger on that class (the paper finds stronger attacks "
+                    "gain most on the vulnerable classes).", table_md=md,
+                    table_html=tables.simple_html(header, rows))]
 
 
 def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: dict[str, Path]) -> list[Section]:
@@ -179,6 +202,14 @@ def _flag_line(flag: str | dict[str, str]) -> str:
     return f"{flag['check']} [{flag['scope']}]: {flag['detail']}; {flag['suggests']}"
 
 
+def _checks_section(checks_run: list[str], flags: list[str | dict[str, str]]) -> Section:
+    """Which sanity checks ran and how many flags each raised (the flags are under Warnings)."""
+    count = {c: sum(isinstance(f, dict) and f["check"] == c for f in flags) for c in checks_run}
+    items = tuple(f"{c}: {'passed' if n == 0 else f'{n} flags (see Warnings)'}" for c, n in count.items())
+    return Section("Sanity checks", "Checks over the per-sample results, as AutoAttack runs them: "
+                   "a flag names the class and what it suggests.", items=items)
+
+
 def _diagnosis_lines(stats: dict[str, Any] | None, homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
     """Summary lines after the headline numbers: Spearman rho, homing share, sanity flags."""
     lines = [f"Spearman rho of classifier weight norm and class robustness: {stats['rho']:.2f}"] if stats else []
@@ -234,7 +265,8 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
                  head_weight: np.ndarray | None = None, superclasses: dict[str, list[int]] | None = None,
                  meta: dict | None = None, notes: list[str] | None = None,
                  headline: str | None = None, homing: dict[str, Any] | None = None,
-                 sanity: list[str | dict[str, str]] | None = None) -> dict[str, Path]:
+                 sanity: list[str | dict[str, str]] | None = None,
+                 checks_run: list[str] | None = None) -> dict[str, Path]:
     """Write figures, tables, report.md and report.html into ``run_dir``; return name -> path.
 
     metrics: per-epoch training-log dicts with "robust": {"overall", "per_class"} (figure 1).
@@ -244,6 +276,7 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
     homing: the homing.json of :func:`classwise.homing.homing_run` (figure 3b).
     sanity: extra sanity flags, listed under Warnings: lines, or dicts with "check",
     "scope", "detail", "suggests" (:func:`classwise.analysis.sanity.flags_to_json`).
+    checks_run: names of the sanity checks that ran (a "Sanity checks" section).
     Probabilities in ``results`` (clean_probs, adv_probs[headline]) add figure 5a.
     """
     run_dir = Path(run_dir)
@@ -260,7 +293,9 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
     sections = [Section("Summary", items=tuple(lines))]
     sections += [Section("Notes", items=tuple(notes))] if notes else []
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
+    sections += [_checks_section(checks_run, sanity or [])] if checks_run else []
     sections += _table_sections(run_dir, summary, results, paths)
+    sections += _difference_section(run_dir, summary, head, paths)
     sections += _epoch_section(run_dir, metrics, names, paths) if metrics else []
     if head is not None:
         sections += _head_sections(run_dir, summary, results, head, superclasses, homing, paths)

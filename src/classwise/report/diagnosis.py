@@ -109,7 +109,8 @@ def variance_section(run_dir: Path, results: EvalResults, head: str | None, name
                                          tables.rows_csv(per_class, names, "input"))
     idx = shown_classes(k)
     paths["fig_variance"] = figures.plot_probability_variance(
-        {n: v[idx] for n, v in per_class.items()}, [names[i] for i in idx], run_dir / "figures/probability_variance.png")
+        {n: v[idx] for n, v in per_class.items()}, [names[i] for i in idx],
+        run_dir / "figures/probability_variance.png")
     return [Section("Class-wise variance of the predicted probabilities (figure 5a)",
                     "Per class, the mean over its test images of the variance of the predicted probability "
                     "vector: a low value is a smooth, uncertain output, where vanilla PGD finds weak "

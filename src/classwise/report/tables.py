@@ -120,3 +120,36 @@ def simple_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _signed(x: float | None, digits: int = 1) -> str:
+    return "" if x is None else f"{x:+.{digits}f}"
+
+
+def difference_rows(summary: dict[str, Any], reference: str) -> list[list[str]]:
+    """Per attack, robustness minus ``reference``'s, total then per class (tables 3, 4, 6).
+
+    Negative numbers: the attack is stronger than the reference on that class. Classes
+    without examples under either attack stay empty.
+    """
+    ref = summary["attacks"][reference]
+    rows = []
+    for name, block in summary["attacks"].items():
+        if name == reference:
+            continue
+        diffs = [None if a is None or r is None else a - r for a, r in zip(block["per_class"], ref["per_class"])]
+        total = None if block["overall"] is None else block["overall"] - ref["overall"]
+        rows.append([name, _signed(total), *(_signed(d) for d in diffs)])
+    return rows
+
+
+def difference_header(summary: dict[str, Any], reference: str) -> list[str]:
+    return [f"Attack - {reference}", "Total", *summary["class_names"]]
+
+
+def text_csv(header: list[str], rows: list[list[str]]) -> str:
+    """CSV of text cells (quoted where needed)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows([header, *rows])
+    return buf.getvalue()
