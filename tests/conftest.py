@@ -23,3 +23,37 @@ TINY = (
 @pytest.fixture(scope="session")
 def tiny_overrides() -> tuple[str, ...]:
     return TINY
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny models gain nothing from threads, and busy
+    2-core machines oversubscribe. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def mnist_mlp():
+    """A user's own plain model (no classwise interfaces) briefly trained on mnist5k,
+    with 300 test images and labels: (model, x uint8 (300, 1, 28, 28), y (300,))."""
+    import torch
+    from torch import nn
+
+    from classwise.data import load_data
+
+    data = load_data("mnist5k")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data.train_x.float() / 255, data.train_y
+    for i in range(0, 2000, 100):
+        loss = nn.functional.cross_entropy(model(x[i : i + 100]), y[i : i + 100])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, data.test_x[:300], data.test_y[:300]

@@ -221,3 +221,13 @@ def test_report_with_many_classes_shows_12_sampled_classes(tmp_path, monkeypatch
     assert shown["plot_classwise_epochs"] == expected and shown["plot_norm_vs_robustness"] == expected
     md = (tmp_path / "report.md").read_text()
     assert md.count("seeded random sample of 12 classes") >= 2 and "over all 30 classes" in md
+
+
+def test_compare_cli(tmp_path):
+    from classwise.cli import main
+
+    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 1.0, 0.0])
+    rob = _fake_run(tmp_path / "rob", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
+    assert main(["compare", str(std), str(rob)]) == 0
+    assert (rob / "compare" / "gap_comparison.png").is_file()
+    assert main(["compare", str(std), str(rob), "--attack", "nope"]) == 2

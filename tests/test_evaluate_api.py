@@ -7,25 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from classwise.data import load_data
 from classwise.evaluate import evaluate
 from classwise.results import EvalResults
 
 
 @pytest.fixture(scope="module")
-def user_model_and_data():
-    """A user's own plain model (no classwise interfaces), briefly trained on mnist5k."""
-    data = load_data("mnist5k")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x, y = data.train_x.float() / 255, data.train_y
-    for i in range(0, 2000, 100):
-        loss = nn.functional.cross_entropy(model(x[i : i + 100]), y[i : i + 100])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model, data.test_x[:200], data.test_y[:200]
+def user_model_and_data(mnist_mlp):
+    model, x, y = mnist_mlp
+    return model, x[:200], y[:200]
 
 
 def test_evaluate_any_module_returns_per_sample_results(user_model_and_data):

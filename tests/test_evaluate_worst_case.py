@@ -8,24 +8,12 @@ import torch
 from torch import nn
 
 from classwise.attacks import FGSM, PGD, LinfThreat
-from classwise.data import load_data
 from classwise.evaluate import WORST, evaluate, evaluate_worst_case
 
 
 @pytest.fixture(scope="module")
-def model_and_data():
-    """A small MLP briefly trained on mnist5k, and 300 test images."""
-    data = load_data("mnist5k")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x, y = data.train_x.float() / 255, data.train_y
-    for i in range(0, 2000, 100):
-        loss = nn.functional.cross_entropy(model(x[i : i + 100]), y[i : i + 100])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model, data.test_x[:300], data.test_y[:300]
+def model_and_data(mnist_mlp):
+    return mnist_mlp
 
 
 def _suite(model: nn.Module) -> dict:

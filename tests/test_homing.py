@@ -83,7 +83,8 @@ def _check_record(record: dict, run) -> None:
     assert np.all(np.diag(m) == 0) and np.all(np.isnan(h[:, [1, 2, 3, 4, 5, 6, 7, 8]]))
     assert np.all(h[:, list(REMOVED)] <= m[:, list(REMOVED)])
     assert record["flipped"] == int(m[:, list(REMOVED)].sum()) > 0
-    assert record["homed"] == int(np.nansum(h)) and record["share"] == pytest.approx(record["homed"] / record["flipped"])
+    assert record["homed"] == int(np.nansum(h))
+    assert record["share"] == pytest.approx(record["homed"] / record["flipped"])
     assert json.loads((run / "homing" / "homing.json").read_text()) == record
     for name in ("homing/homing.csv", "homing/misclassified.csv", "homing/homing.png", "figures/homing.png",
                  "tables/homing.csv"):

@@ -32,12 +32,7 @@ X = np.array([[0.3, 0.6, 0.5, 0.4], [0.7, 0.2, 0.4, 0.6], [0.5, 0.5, 0.3, 0.7], 
 Y = np.array([0, 1, 1, 0])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_model(he: bool = False, scale: float = 2.0, margin: float = 0.2) -> Classifier:
