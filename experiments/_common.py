@@ -43,7 +43,8 @@ QUICK = (
     "eval.checkpoint=last",
     "eval.examples=500",
     "eval.attacks=[{name: fgsm, eps: 0.3}, {name: pgd20, eps: 0.3, step_size: 0.03}]",
-    'notes=["Quick experiment recipe (--quick), not the paper\'s: 3 epochs of PGD-5 training with Adam on 2000 images."]',
+    'notes=["Quick experiment recipe (--quick), not the paper\'s: '
+    '3 epochs of PGD-5 training with Adam on 2000 images."]',
 )
 
 
@@ -62,7 +63,8 @@ DEFENCES = {
     "trades": Defence("trades-cifar10", quick=("train.method=trades", "train.beta=6.0")),
     "mart": Defence("mart-cifar10", quick=("train.method=mart", "train.beta=6.0")),
     "he": Defence("he-cifar10", quick=("train.method=he", "model.head={name: he, scale: 15.0, margin: 0.2}")),
-    "he-lis": Defence("he-lis-cifar10", quick=("train.method=he-lis", "model.head={name: he, scale: 1.0, margin: 0.0}")),
+    "he-lis": Defence("he-lis-cifar10", quick=("train.method=he-lis",
+                                               "model.head={name: he, scale: 1.0, margin: 0.0}")),
     "he-cmp": Defence("he-cmp-cifar10", quick=("train.method=he-cmp", "model.head={name: he, scale: 1.0, margin: 0.0}",
                                                "train.he.probe_examples=500")),
 }

@@ -34,7 +34,8 @@ def variance_panel(runs: dict, out, name: str) -> None:
     names = next(iter(results.values())).class_names
     per_model = {d: classwise_probability_variance(r.labels, r.clean_probs, r.num_classes) for d, r in results.items()}
     figures.plot_probability_variance(per_model, names, out / f"{name}.png", title="clean test images")
-    lines = ["model," + ",".join(names)] + [f"{d}," + ",".join(f"{v:.5g}" for v in vals) for d, vals in per_model.items()]
+    lines = ["model," + ",".join(names)]
+    lines += [f"{d}," + ",".join(f"{v:.5g}" for v in vals) for d, vals in per_model.items()]
     write_text(out / f"{name}.csv", "\n".join(lines) + "\n")
     for d, vals in per_model.items():
         print(f"{name} {d}: mean variance {np.nanmean(vals):.4f}, lowest class {names[int(np.nanargmin(vals))]}")

@@ -9,8 +9,9 @@ N-Attack run on a class-balanced sample of 200 test images per class. RST
 (Carmon et al.) needs 500k extra unlabeled images and is left out. The paper's
 Madry model is a WideResNet-32-10: add ``--set model.name=wideresnet --set
 model.kwargs={depth: 34, width: 10}`` for the WRN setting (same for all rows).
-``--quick``: mnist5k, 3 epochs per model, eps 0.3, PGD step 0.03, CW-inf with
-100 iterations and N-Attack with 50 iterations on 10 images per class.
+``--quick``: mnist5k, 3 epochs per model, eps 0.3, PGD step 0.03; CW-inf with
+2 binary-search steps of up to 100 iterations and N-Attack with population 100
+and 10 iterations, both on 5 images per class.
 
     python experiments/table2.py --quick
 """
@@ -40,12 +41,13 @@ def full_set_attacks(eps: float, step: float, surrogate) -> tuple[AttackConfig, 
 
 
 def sample_blocks(run, eps: float, quick: bool) -> dict[str, dict]:
-    """CW-inf and N-Attack on a class-balanced sample (200 per class; quick 10): accuracy blocks."""
+    """CW-inf and N-Attack on a class-balanced sample (200 per class; quick 5): accuracy blocks."""
     config, data, model, x, y = load(run)
-    idx = class_balanced_indices(y, 10 if quick else 200, seed=config.seed)
-    cw = {"max_iterations": 100} if quick else {}
-    na = {"max_iterations": 50} if quick else {}
-    attacks = {"cw-inf": create_attack("cw-inf", model, eps, **cw), "nattack": create_attack("nattack", model, eps, **na)}
+    idx = class_balanced_indices(y, 5 if quick else 200, seed=config.seed)
+    cw = {"binary_search_steps": 2, "max_iterations": 100} if quick else {}
+    na = {"population": 100, "max_iterations": 10} if quick else {}
+    attacks = {"cw-inf": create_attack("cw-inf", model, eps, **cw),
+               "nattack": create_attack("nattack", model, eps, **na)}
     res = evaluate(model, x[idx], y[idx], attacks, class_names=data.class_names, device=config.device,
                    seed=config.seed, batch_size=config.eval.batch_size)
     res.save(run / "table2_sample.npz")

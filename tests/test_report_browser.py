@@ -25,6 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 NAMES = ["plane", "car", "bird", "cat"]
 SECTIONS = [
     "Summary", "Notes", "Warnings", "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
+    "Difference against pgd20 (tables 3, 4 and 6)",
     "Class-wise robustness during training (figure 1)", "Robustness confusion matrix under pgd20 (figure 2)",
     "Superclass confusion under pgd20", "Misclassified confusion matrix under pgd20 (figure 3a)",
     "Homing: retraining without the confound class (figure 3)", "Homing per removed class",
