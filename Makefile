@@ -20,6 +20,9 @@ demo: install
 	$(BIN)/classwise demo
 
 test: install
+	@# On CI (CI=true, root) bring Chromium for the report's browser test; elsewhere it skips without it.
+	@if [ -n "$$CI" ] && ! command -v chromium >/dev/null; then $(MAKE) -s browser-deps >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser test will skip"; fi
 	$(BIN)/python -m pytest -q
 
 test-slow: install
@@ -27,7 +30,7 @@ test-slow: install
 
 # Optional: Chromium for tests/test_report_browser.py (it skips without /usr/bin/chromium). Debian/Ubuntu, root.
 browser-deps:
-	apt-get update && apt-get install -y chromium
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
