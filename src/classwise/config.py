@@ -155,6 +155,8 @@ class TrainConfig:
     training accuracy in the previous epoch (mean weight 1).
     ``checkpoint_every`` > 0 also writes the resumable state every that many
     batches (0: at epoch ends only; docs/training.md, "Resume").
+    ``tensorboard`` mirrors each epoch's metrics, class by class, as TensorBoard
+    scalars in ``<run>/tensorboard`` (needs the tensorboard package).
     ``sync_batchnorm`` uses SyncBatchNorm when training on several GPUs
     (default: per-process BatchNorm statistics).
     """
@@ -182,6 +184,7 @@ class TrainConfig:
     class_weight_gamma: float = 0.0
     checkpoint_every: int = 0
     sync_batchnorm: bool = False
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         methods = train_methods()

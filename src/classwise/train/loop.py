@@ -41,6 +41,7 @@ from ..models import create_model, use_he_head
 from ..perf import autocast, prepare_input, prepare_model
 from ..progress import progress_task
 from ..runs import append_jsonl, read_jsonl
+from .tensorboard import write_scalars
 from .augment import AUGMENTATIONS
 from .checkpoint import load_model, load_state, load_weights, save_model, save_state, tree_to, unwrap
 from .distributed import Dist
@@ -141,6 +142,8 @@ class Trainer:
         record |= self._monitor(*monitor)
         record["time_s"] = round(time.perf_counter() - start, 3)
         append_jsonl(self.run_dir / "metrics.jsonl", record)
+        if self.cfg.tensorboard:
+            write_scalars(self.run_dir, record, self.data.class_names)
 
     def _epoch_seed(self, salt: int) -> int:
         return (self.config.seed * 1_000_003 + self.epoch * 101 + salt) % (2**63)
