@@ -127,6 +127,14 @@ def plot_norm_vs_robustness(norms: np.ndarray, robustness: np.ndarray, class_nam
 def plot_classwise_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
                         path: Path, ylabel: str = "accuracy (%)", title: str = "") -> Path:
     """Grouped bars: per class, one bar per row name (clean, each attack); values (K,) percent."""
+    fig, ax = _grouped_bars(per_class_by_name, class_names)
+    ax.set(ylabel=ylabel, title=title, ylim=(0, 100))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def _grouped_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str]) -> tuple[Any, Any]:
+    """(figure, axes) with one group of bars per class and one bar per name; values (K,)."""
     k, n = len(class_names), len(per_class_by_name)
     width = 0.8 / max(n, 1)
     fig = _figure(max(6.0, 0.35 * k * max(n, 1) + 2), 4)
@@ -134,9 +142,7 @@ def plot_classwise_bars(per_class_by_name: dict[str, np.ndarray], class_names: l
     for r, (name, values) in enumerate(per_class_by_name.items()):
         ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, np.asarray(values, dtype=np.float64), width, label=name)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel, title=title, ylim=(0, 100))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, path)
+    return fig, ax
 
 
 def plot_homing(misclassified: np.ndarray, homing: np.ndarray | None, class_names: list[str], path: Path,
@@ -166,13 +172,7 @@ def plot_homing(misclassified: np.ndarray, homing: np.ndarray | None, class_name
 def plot_probability_variance(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
                               path: Path, title: str = "") -> Path:
     """Figure 5a/5e: per class, mean variance of the predicted probability vector, one bar per model/input."""
-    k, n = len(class_names), len(per_class_by_name)
-    width = 0.8 / max(n, 1)
-    fig = _figure(max(6.0, 0.35 * k * max(n, 1) + 2), 4)
-    ax = fig.subplots()
-    for r, (name, values) in enumerate(per_class_by_name.items()):
-        ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, np.asarray(values, dtype=np.float64), width, label=name)
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    fig, ax = _grouped_bars(per_class_by_name, class_names)
     ax.set(xlabel="ground truth class", ylabel="mean variance of predicted probabilities", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)
