@@ -9,8 +9,6 @@ included, and 9 target classes only for 10-class models).
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -88,9 +86,9 @@ class LibraryAttack(Attack):
         self.steps, self.restarts = steps, restarts
         self.n_queries, self.n_target_classes = n_queries, n_target_classes
 
-    @abstractmethod
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
         """The torchattacks attack for a model with ``num_classes`` outputs."""
+        raise NotImplementedError
 
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None

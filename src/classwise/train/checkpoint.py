@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
 from ..errors import ClasswiseError
@@ -63,17 +63,20 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
 
 
 def safe_load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, or one clear error."""
+    """Tensors and metadata of a safetensors file, or one clear error.
+
+    The file is read once into memory, so a writer replacing it (atomic rename)
+    while we read can never mix two versions.
+    """
     path = Path(path)
     if not path.is_file():
         raise ClasswiseError(f"checkpoint {path} does not exist")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
-    except (SafetensorError, OSError, ValueError) as e:
+        data = path.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+        return load(data), metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError, AttributeError) as e:
         raise ClasswiseError(f"checkpoint {path} is corrupt or truncated ({e})") from e
 
 
