@@ -9,6 +9,8 @@ included, and 9 target classes only for 10-class models).
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +55,14 @@ def _seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
 
 
+def _store_settings(attack: Attack, steps: int, restarts: int, n_queries: int, n_target_classes: int) -> None:
+    """Validate and keep the reference settings shared by the wrappers and AutoAttack."""
+    if min(steps, restarts, n_queries, n_target_classes) < 1:
+        raise ValueError("steps, restarts, n_queries and n_target_classes must be >= 1")
+    attack.steps, attack.restarts = steps, restarts
+    attack.n_queries, attack.n_target_classes = n_queries, n_target_classes
+
+
 class LibraryAttack(Attack):
     r"""Base of the torchattacks wrappers; subclasses build the attack in :meth:`build`.
 
@@ -81,14 +91,11 @@ class LibraryAttack(Attack):
         n_target_classes: int = REFERENCE_TARGETS,
     ) -> None:
         super().__init__(model, threat)
-        if min(steps, restarts, n_queries, n_target_classes) < 1:
-            raise ValueError("steps, restarts, n_queries and n_target_classes must be >= 1")
-        self.steps, self.restarts = steps, restarts
-        self.n_queries, self.n_target_classes = n_queries, n_target_classes
+        _store_settings(self, steps, restarts, n_queries, n_target_classes)
 
+    @abstractmethod
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
         """The torchattacks attack for a model with ``num_classes`` outputs."""
-        raise NotImplementedError
 
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
@@ -204,7 +211,7 @@ class Square(LibraryAttack):
                          n_restarts=self.restarts, p_init=0.8, loss="margin", resc_schedule=True, seed=seed)
 
 
-class AutoAttack(LibraryAttack):
+class AutoAttack(Attack):
     r"""AutoAttack "standard": APGD-CE, APGD-T, FAB-T, Square, each on what is still robust.
 
     Paper: Croce & Hein, ICML 2020. The cascade is ours (per-example robust
@@ -222,6 +229,20 @@ class AutoAttack(LibraryAttack):
 
     name = "autoattack"
     components = (APGDCE, APGDT, FABT, Square)
+    shown = LibraryAttack.shown
+    __repr__ = LibraryAttack.__repr__
+
+    def __init__(
+        self,
+        model: nn.Module,
+        threat: LinfThreat,
+        steps: int = 100,
+        restarts: int = 1,
+        n_queries: int = 5000,
+        n_target_classes: int = REFERENCE_TARGETS,
+    ) -> None:
+        super().__init__(model, threat)
+        _store_settings(self, steps, restarts, n_queries, n_target_classes)
 
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
