@@ -55,22 +55,8 @@ def _seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
 
 
-def _store_settings(attack: Attack, steps: int, restarts: int, n_queries: int, n_target_classes: int) -> None:
-    """Validate and keep the reference settings shared by the wrappers and AutoAttack."""
-    if min(steps, restarts, n_queries, n_target_classes) < 1:
-        raise ValueError("steps, restarts, n_queries and n_target_classes must be >= 1")
-    attack.steps, attack.restarts = steps, restarts
-    attack.n_queries, attack.n_target_classes = n_queries, n_target_classes
-
-
-class LibraryAttack(Attack):
-    r"""Base of the torchattacks wrappers; subclasses build the attack in :meth:`build`.
-
-    Each call draws one seed from ``generator`` and runs the torchattacks
-    attack inside ``torch.random.fork_rng`` (torchattacks reseeds the global
-    RNG; ours is left untouched), with parameters frozen (no ``.grad``) and
-    the model in eval mode (torchattacks' own mode switching is undone by our
-    base class). Outputs are projected by the shared :class:`LinfThreat`.
+class ReferenceSettings(Attack):
+    """The reference AutoAttack settings shared by the torchattacks wrappers and AutoAttack.
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
@@ -80,6 +66,8 @@ class LibraryAttack(Attack):
         n_queries: Square's query budget (reference 5000).
         n_target_classes: targets of APGD-T / FAB-T, capped at K - 1 (reference 9).
     """
+
+    shown: tuple[str, ...] = ("steps", "restarts", "n_queries", "n_target_classes")  # in repr
 
     def __init__(
         self,
@@ -91,7 +79,26 @@ class LibraryAttack(Attack):
         n_target_classes: int = REFERENCE_TARGETS,
     ) -> None:
         super().__init__(model, threat)
-        _store_settings(self, steps, restarts, n_queries, n_target_classes)
+        if min(steps, restarts, n_queries, n_target_classes) < 1:
+            raise ValueError("steps, restarts, n_queries and n_target_classes must be >= 1")
+        self.steps, self.restarts = steps, restarts
+        self.n_queries, self.n_target_classes = n_queries, n_target_classes
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={getattr(self, k)}" for k in self.shown)
+        return f"{type(self).__name__}(eps={self.threat.eps}, {settings})"
+
+
+class LibraryAttack(ReferenceSettings):
+    r"""Base of the torchattacks wrappers; subclasses build the attack in :meth:`build`.
+
+    Each call draws one seed from ``generator`` and runs the torchattacks
+    attack inside ``torch.random.fork_rng`` (torchattacks reseeds the global
+    RNG; ours is left untouched), with parameters frozen (no ``.grad``) and
+    the model in eval mode (torchattacks' own mode switching is undone by our
+    base class). Outputs are projected by the shared :class:`LinfThreat`.
+    Arguments: see :class:`ReferenceSettings`.
+    """
 
     @abstractmethod
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
@@ -112,13 +119,6 @@ class LibraryAttack(Attack):
 
     def _targets(self, num_classes: int) -> int:
         return max(1, min(self.n_target_classes, num_classes - 1))
-
-    shown: tuple[str, ...] = ("steps", "restarts", "n_queries", "n_target_classes")  # in repr
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={getattr(self, k)}" for k in self.shown)
-        return f"{type(self).__name__}(eps={self.threat.eps}, {settings})"
-
 
 class APGDCE(LibraryAttack):
     r"""APGD on cross-entropy: step-size-free PGD with momentum and checkpoints.
@@ -211,7 +211,7 @@ class Square(LibraryAttack):
                          n_restarts=self.restarts, p_init=0.8, loss="margin", resc_schedule=True, seed=seed)
 
 
-class AutoAttack(Attack):
+class AutoAttack(ReferenceSettings):
     r"""AutoAttack "standard": APGD-CE, APGD-T, FAB-T, Square, each on what is still robust.
 
     Paper: Croce & Hein, ICML 2020. The cascade is ours (per-example robust
@@ -229,21 +229,6 @@ class AutoAttack(Attack):
 
     name = "autoattack"
     components = (APGDCE, APGDT, FABT, Square)
-    shown = LibraryAttack.shown
-    __repr__ = LibraryAttack.__repr__
-
-    def __init__(
-        self,
-        model: nn.Module,
-        threat: LinfThreat,
-        steps: int = 100,
-        restarts: int = 1,
-        n_queries: int = 5000,
-        n_target_classes: int = REFERENCE_TARGETS,
-    ) -> None:
-        super().__init__(model, threat)
-        _store_settings(self, steps, restarts, n_queries, n_target_classes)
-
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
