@@ -119,3 +119,21 @@ def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
     print(f"\n{title}\n\n| candidate | ms per call | ratio to bound |\n|---|---:|---:|")
     for name, ms, ratio in rows:
         print(f"| {name} | {ms:.2f} | {ratio:.3f} |")
+
+
+def pgd_parser(description: str, steps_help: str) -> argparse.ArgumentParser:
+    """The parser of the PGD benchmarks: base options plus --steps, --eps and --json."""
+    p = base_parser(description, model="resnet18", batch_size=16)
+    p.add_argument("--steps", type=int, default=10, help=steps_help)
+    p.add_argument("--eps", type=float, default=8 / 255)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(reps=5)
+    return p
+
+
+def time_on_random_batch(args: argparse.Namespace, candidates) -> tuple[torch.device, dict[str, float]]:
+    """Median seconds of each candidate built by ``candidates(model, x, y, steps, eps)``."""
+    device = setup(args)
+    model = make_model(args.model, device)
+    x, y = random_batch(args.model, args.batch_size, device, seed=args.seed)
+    return device, time_interleaved(candidates(model, x, y, args.steps, args.eps), args.reps, device)

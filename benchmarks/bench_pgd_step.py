@@ -22,7 +22,7 @@ import json
 
 import torch
 
-from _common import base_parser, machine, make_model, print_table, random_batch, setup, time_interleaved
+from _common import machine, pgd_parser, print_table, time_on_random_batch
 from classwise.attacks import PGD, LinfThreat, cross_entropy, input_grad
 
 
@@ -47,16 +47,8 @@ def candidates(model, x, y, steps: int, eps: float) -> dict:
 
 
 def main() -> None:
-    p = base_parser(__doc__.splitlines()[0], model="resnet18", batch_size=16)
-    p.add_argument("--steps", type=int, default=10, help="PGD steps K")
-    p.add_argument("--eps", type=float, default=8 / 255)
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.set_defaults(reps=5)
-    args = p.parse_args()
-    device = setup(args)
-    model = make_model(args.model, device)
-    x, y = random_batch(args.model, args.batch_size, device, seed=args.seed)
-    times = time_interleaved(candidates(model, x, y, args.steps, args.eps), args.reps, device)
+    args = pgd_parser(__doc__.splitlines()[0], "PGD steps K").parse_args()
+    device, times = time_on_random_batch(args, candidates)
     per_step = {k: t / args.steps for k, t in times.items()}
     bound = next(iter(per_step.values()))
     rows = [(k, 1e3 * t, t / bound) for k, t in per_step.items()]
