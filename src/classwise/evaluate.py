@@ -53,8 +53,6 @@ def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of ``model`` on x (B, C, H, W) in [0, 1], in eval mode (mode restored)."""
-    from .attacks import eval_mode
-
     with eval_mode(model):
         return model(x)
 

@@ -162,12 +162,14 @@ def attack_key(cfg: AttackConfig) -> str:
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
                  num_classes: int) -> EvalResults:
     """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
-    sampled = {k: a for k, a in built.items() if _per_class(k, y, num_classes)}
-    full = {k: a for k, a in built.items() if k not in sampled}
+    per_class = {k: _per_class(k, y, num_classes) for k in built}
+    full = {k: a for k, a in built.items() if per_class[k] is None}
     keep_probs = len(y) * num_classes <= PROBS_MAX_VALUES
     results = evaluate(model, x, y, full, keep_probs=keep_probs, **kwargs)
-    for key, attack in sampled.items():
-        idx = class_balanced_indices(y, _per_class(key, y, num_classes), seed=kwargs["seed"])
+    for key, attack in built.items():
+        if per_class[key] is None:
+            continue
+        idx = class_balanced_indices(y, per_class[key], seed=kwargs["seed"])
         part = evaluate(model, x[idx], y[idx], {key: attack}, **kwargs)
         pred = np.full(len(y), NOT_ATTACKED, dtype=np.int64)
         pred[idx.numpy()] = part.adv_pred[key]
