@@ -26,6 +26,16 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.
     return F.cross_entropy(logits / temperature, y, reduction="sum")
 
 
+def true_class_mask(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K) bool, True at each example's label.
+
+    A comparison with ``arange`` rather than ``F.one_hot``, which on the CPU
+    reads the labels' range back to the host (two syncs per call).
+    y: (B,) int64; returns (B, K).
+    """
+    return torch.arange(num_classes, device=y.device) == y[:, None]
+
+
 def cw_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example Carlini-Wagner margin ``max_{j != y} z_j - z_y``.
 
@@ -33,8 +43,7 @@ def cw_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     logits: (B, K); y: (B,) int64; returns (B,).
     """
     true = logits.gather(1, y[:, None]).squeeze(1)  # (B,)
-    is_true = F.one_hot(y, logits.shape[1]).bool()  # (B, K)
-    other = logits.masked_fill(is_true, float("-inf")).amax(dim=1)  # (B,)
+    other = logits.masked_fill(true_class_mask(y, logits.shape[1]), float("-inf")).amax(dim=1)  # (B,)
     return other - true
 
 

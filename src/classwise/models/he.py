@@ -64,8 +64,12 @@ class HEHead(nn.Module):
 
 
 def margin_logits(logits: torch.Tensor, y: torch.Tensor, scale: float | torch.Tensor, margin: float) -> torch.Tensor:
-    """``s * (cos - m * onehot(y))`` from logits ``s * cos``: (B, K), (B,) -> (B, K)."""
-    return logits - scale * margin * F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    """``s * (cos - m * onehot(y))`` from logits ``s * cos``: (B, K), (B,) -> (B, K).
+
+    The one-hot is a comparison with ``arange`` (``F.one_hot`` syncs with the host on the CPU).
+    """
+    onehot = torch.arange(logits.shape[1], device=y.device) == y[:, None]  # (B, K)
+    return logits - scale * margin * onehot.to(logits.dtype)
 
 
 def use_he_head(model: nn.Module, scale: float = 15.0, margin: float = 0.2) -> nn.Module:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...attacks.losses import true_class_mask
 from .base import Objective, training_attack
 
 
@@ -15,7 +16,7 @@ def boosted_ce(adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     j* is the most probable wrong class of the adversarial softmax p'.
     """
     probs = F.softmax(adv_logits, 1)
-    wrong = probs.masked_fill(F.one_hot(y, probs.shape[1]).bool(), float("-inf")).argmax(1)  # (B,)
+    wrong = probs.masked_fill(true_class_mask(y, probs.shape[1]), float("-inf")).argmax(1)  # (B,)
     margin = -torch.log(1.0001 - probs.gather(1, wrong[:, None]).squeeze(1) + 1e-12)
     return F.cross_entropy(adv_logits, y, reduction="none") + margin
 
