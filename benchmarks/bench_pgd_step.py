@@ -8,8 +8,9 @@ timed units see the same share of a shared CPU's contention):
 - bound: K calls of ``input_grad`` (forward + backward to the input, summed
   CE), eval mode, back to back;
 - ours: ``classwise`` PGD-K with keep_best=True (evaluation; it also does one
-  extra forward for the clean/random-start candidate) and keep_best=False
-  (training: nothing but K steps);
+  extra forward to check the clean image), the same with ``clean_correct=True``
+  (how ``evaluate()`` calls it: only clean-correct examples are attacked, so
+  the check is skipped) and keep_best=False (training: nothing but K steps);
 - torchattacks: ``torchattacks.PGD`` with the same eps, step and K, if installed.
 
 Example (CPU, about a minute):
@@ -35,6 +36,8 @@ def candidates(model, x, y, steps: int, eps: float) -> dict:
     out = {
         "bound: forward + input-grad backward": lambda: [input_grad(model, x, y, cross_entropy) for _ in range(steps)],
         "classwise PGD (keep_best=True)": lambda: ours(x, y, gen.manual_seed(0)),
+        "classwise PGD (keep_best=True, clean_correct=True: as evaluate() calls it)":
+            lambda: ours(x, y, gen.manual_seed(0), clean_correct=True),
         "classwise PGD (keep_best=False)": lambda: ours_train(x, y, gen.manual_seed(0)),
     }
     try:

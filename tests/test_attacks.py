@@ -52,11 +52,11 @@ def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1) != y
 
 
-def _run(spec, model, x, y, eps=EPS, seed=1, **kwargs):
+def _run(spec, model, x, y, eps=EPS, seed=1, clean_correct=False, **kwargs):
     if kwargs.get("surrogate") == "trained-surrogate":  # a second model, trained with another seed
         kwargs["surrogate"] = trained_cnn(1, steps=30)
     attack = create_attack(spec, model, eps, **kwargs)
-    return attack(x, y, generator=torch.Generator().manual_seed(seed))
+    return attack(x, y, generator=torch.Generator().manual_seed(seed), clean_correct=clean_correct)
 
 
 def test_model_is_a_useful_target(trained):
@@ -104,6 +104,37 @@ def test_never_raises_accuracy_and_keeps_misclassified_clean_images(trained, spe
     assert bool((adv_fooled | ~clean_fooled).all())  # robust-correct subset of clean-correct
     assert adv_fooled.sum() > clean_fooled.sum()
     assert torch.equal(x_adv[clean_fooled], x[clean_fooled])
+
+
+@pytest.mark.parametrize("spec, kwargs", SPECS)
+def test_clean_correct_promise_changes_nothing_where_it_holds(trained, spec, kwargs):
+    model, x, y = trained
+    ok = ~_fooled(model, x, y)
+    x, y = x[ok], y[ok]
+    assert torch.equal(_run(spec, model, x, y, clean_correct=True, **kwargs), _run(spec, model, x, y, **kwargs))
+
+
+@pytest.mark.parametrize("spec, kwargs, saved", [
+    pytest.param("pgd10", {}, 1, id="pgd10"), pytest.param("fgsm-rs", {}, 1, id="fgsm-rs"),
+    pytest.param("pgd10", {"restarts": 2}, 1, id="pgd10-restarts2"),
+    pytest.param("pgd10", {"random_start": False}, 0, id="pgd10-no-random-start"),
+])
+def test_clean_correct_promise_saves_the_clean_forward(trained, spec, kwargs, saved):
+    """Evaluation PGD checks the clean image with one extra forward; the promise skips exactly it."""
+    model, x, y = trained
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        counts = []
+        for promise in (False, True):
+            calls.clear()
+            _run(spec, model, x, y, clean_correct=promise, **kwargs)
+            counts.append(len(calls))
+    finally:
+        handle.remove()
+    steps = create_attack(spec, model, EPS, **kwargs)
+    assert counts[0] - counts[1] == saved
+    assert counts[1] == steps.steps * steps.restarts + (steps.restarts - 1)  # steps, and a check between restarts
 
 
 @pytest.mark.parametrize("spec, kwargs", SPECS)

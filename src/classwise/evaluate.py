@@ -192,7 +192,7 @@ def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torc
     """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images."""
     logits = logits.clone()
     if mask.any():
-        x_adv = attack(x[mask], y[mask], gen)
+        x_adv = attack(x[mask], y[mask], gen, clean_correct=True)  # mask is within the clean-correct
         logits[mask] = predict(model, x_adv).to(logits.dtype)
     return logits
 

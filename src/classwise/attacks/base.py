@@ -69,16 +69,31 @@ class Attack(ABC):
         self.threat = threat
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+        *, clean_correct: bool = False,
     ) -> torch.Tensor:
+        """Adversarial images for x (B, C, H, W), labels y (B,).
+
+        ``clean_correct=True`` is the caller's promise that the model classifies
+        every clean x correctly (:func:`classwise.evaluate.evaluate` attacks only
+        such examples). Attacks that would first check the clean image then skip
+        that forward pass; their results are unchanged while the promise holds.
+        """
+        perturb = self.perturb_clean_correct if clean_correct else self.perturb
         with eval_mode(self.model):
-            return self.perturb(x.detach(), y, generator).detach()
+            return perturb(x.detach(), y, generator).detach()
 
     @abstractmethod
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """Return adversarial images for clean images x (B, C, H, W), labels y (B,)."""
+
+    def perturb_clean_correct(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """:meth:`perturb` for inputs the model classifies correctly (by default the same call)."""
+        return self.perturb(x, y, generator)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.threat.eps}, step_size={self.threat.step_size})"

@@ -93,8 +93,19 @@ class PGD(Attack):
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
+        return self._perturb(x, y, generator, check_clean=True)
+
+    def perturb_clean_correct(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """As :meth:`perturb`, without the forward pass that checks whether x itself fools."""
+        return self._perturb(x, y, generator, check_clean=False)
+
+    def _perturb(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None, check_clean: bool
+    ) -> torch.Tensor:
         best, fooled = x.clone(), torch.zeros_like(y, dtype=torch.bool)
-        if self.keep_best and self.random_start:  # else the first step's forward sees x
+        if self.keep_best and self.random_start and check_clean:  # else the first step's forward sees x
             best, fooled = _keep_fooling(best, fooled, x, self._logits(x), y)
         for restart in range(self.restarts):
             x_adv, best, fooled = self._descend(x, y, generator, best, fooled)

@@ -72,14 +72,20 @@ class Transfer(Attack):
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        pgd = PGD(self.surrogate.to(x.device), self.threat, self.steps, random_start=self.random_start,
-                  keep_best=False)
-        x_adv = pgd(x, y, generator)
+        x_adv = self.perturb_clean_correct(x, y, generator)
         if not self.keep_clean:
             return x_adv
         with torch.no_grad():
             wrong = self.model(x).argmax(dim=1) != y
         return torch.where(rows(wrong, x), x, x_adv)
+
+    def perturb_clean_correct(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """PGD on the surrogate, without checking the clean images on the model."""
+        pgd = PGD(self.surrogate.to(x.device), self.threat, self.steps, random_start=self.random_start,
+                  keep_best=False)
+        return pgd(x, y, generator)
 
     def __repr__(self) -> str:
         return (
