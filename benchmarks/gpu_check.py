@@ -10,7 +10,11 @@ Phases (each written to ``OUT/gpu_check.json`` as soon as it ends):
    training time (monitor excluded) until the monitor first reaches
    ``--target`` percent;
 3. class-wise clean and PGD-20 accuracy of the final model on the whole test set;
-4. the time of one PGD-10 adversarial-training epoch of a ResNet-18 (step 2/255).
+4. the time of one PGD-10 adversarial-training epoch of a ResNet-18 (step 2/255);
+5. a host-synchronisation check (on CUDA: one PGD-20 call and one PGD-10
+   training step under ``torch.cuda.set_sync_debug_mode("error")``) and the
+   PGD step against its bound (``bench_pgd_step.py``'s candidates, ResNet-18,
+   batch 512, PGD-10, with the run's perf options).
 
 Training uses the library's ``Trainer`` and its "fgsm-rs" objective with the
 "cyclic" schedule when the library has them; otherwise a clearly labelled
@@ -41,13 +45,17 @@ import torch.nn.functional as F
 
 from classwise.analysis import accuracy_block
 from classwise.attacks import create_attack
-from classwise.config import AttackConfig, PerfConfig, RunConfig, load_config
+from classwise.config import AttackConfig, PerfConfig, RunConfig, TrainConfig, load_config
 from classwise.data import DataBundle, as_float, class_balanced_indices, load_data, subsample_train
 from classwise.evaluate import build_attack, evaluate, resolve_device
 from classwise.perf import autocast, prepare_input, prepare_model
 from classwise.runs import read_jsonl
 from classwise.train.augment import AUGMENTATIONS
 from classwise.train.loop import Trainer, build_model
+from classwise.train.objectives import create_objective
+
+from _common import make_model, random_batch, time_interleaved
+from bench_pgd_step import candidates as pgd_step_candidates
 
 EPS, ALPHA, PGD_STEP = 8 / 255, 10 / 255, 2 / 255
 
@@ -259,6 +267,64 @@ def pgd10_epoch(args: argparse.Namespace, data: DataBundle, device: torch.device
             "batch_size": 128, "perf": dataclasses.asdict(config.perf)}
 
 
+def host_sync_check(perf: PerfConfig, device: torch.device, batch: int = 256) -> dict:
+    """One PGD-20 call and one PGD-10 training step with CUDA's sync debug mode set to "error".
+
+    Both run once before (warm-up: cuDNN autotuning and allocator growth may
+    synchronise); the checked repetition raises at the first host
+    synchronisation, whose message is recorded.
+    """
+    model = prepare_model(make_model("resnet18", device), perf)
+    x, y = random_batch("resnet18", batch, device)
+    x = prepare_input(x, perf)
+    attack = create_attack("pgd20", model, EPS, step_size=PGD_STEP)
+    objective = create_objective(TrainConfig(method="pgd-at", attack=AttackConfig("pgd10", EPS, PGD_STEP)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    gen = torch.Generator(device).manual_seed(0)
+
+    def work() -> None:
+        with autocast(perf, device):
+            attack(x, y, gen, clean_correct=True)
+            loss, _ = objective(model.train(), x, y, EPS, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.eval()
+
+    work()
+    if device.type != "cuda":  # --smoke on a CPU: the code path only
+        return {"host_syncs": "not checked (no CUDA)"}
+    sync(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        work()
+        return {"host_syncs": "none"}
+    except RuntimeError as err:
+        return {"host_syncs": str(err).splitlines()[0]}
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def attack_speed(perf: PerfConfig, device: torch.device, steps: int = 10, batch: int = 512) -> dict:
+    """Per-step time of our PGD against forward + input-gradient backward (benchmark 1), on the GPU."""
+    model = prepare_model(make_model("resnet18", device), perf)
+    x, y = random_batch("resnet18", batch, device)
+    x = prepare_input(x, perf)
+    runs = {k: _under_autocast(fn, perf, device) for k, fn in pgd_step_candidates(model, x, y, steps, EPS).items()}
+    times = time_interleaved(runs, reps=5, device=device)
+    bound = next(iter(times.values()))
+    return {"model": "resnet18", "batch": batch, "steps": steps, "perf": dataclasses.asdict(perf),
+            "ms_per_step": {k: round(1e3 * t / steps, 3) for k, t in times.items()},
+            "ratio_to_bound": {k: round(t / bound, 3) for k, t in times.items()}}
+
+
+def _under_autocast(fn, perf: PerfConfig, device: torch.device):
+    def run():
+        with autocast(perf, device):
+            return fn()
+    return run
+
+
 def save(out: Path, results: dict) -> None:
     (out / "gpu_check.json").write_text(json.dumps(results, indent=1))
 
@@ -293,6 +359,13 @@ def main() -> None:
     save(out, results)
     results["pgd10_epoch"] = pgd10_epoch(args, data, device, work)
     print(f"one PGD-10 AT epoch of ResNet-18: {results['pgd10_epoch']}", flush=True)
+    save(out, results)
+    small = {"batch": 8} if args.smoke else {}
+    results["host_sync"] = host_sync_check(config.perf, device, **small)
+    print(f"host synchronisation in PGD-20 and a PGD-10 training step: {results['host_sync']}", flush=True)
+    save(out, results)
+    results["attack_speed"] = attack_speed(config.perf, device, **({"steps": 2, **small} if args.smoke else {}))
+    print(f"PGD step / bound: {results['attack_speed']['ratio_to_bound']}", flush=True)
     results["total_s"] = round(time.perf_counter() - start, 2)
     save(out, results)
     print(f"total {results['total_s']} s; results in {out / 'gpu_check.json'}")

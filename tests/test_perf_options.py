@@ -16,7 +16,7 @@ from classwise.config import PerfConfig, load_config
 from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
 from classwise.models import create_model
-from classwise.perf import autocast, prepare_input, prepare_model
+from classwise.perf import autocast, channels_last_on, prepare_input, prepare_model
 from classwise.pipeline import load_run_data
 from classwise.runs import read_jsonl
 from classwise.train.loop import Trainer
@@ -55,6 +55,19 @@ def test_training_step_gives_finite_loss_and_grads(perf):
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_channels_last_defaults_to_on_for_cuda_and_off_for_cpu():
+    perf = load_config(None, []).perf
+    assert perf.channels_last is None and load_config(None, ["perf.channels_last=null"]).perf == perf
+    assert channels_last_on(perf, torch.device("cuda")) and not channels_last_on(perf, torch.device("cpu"))
+    assert channels_last_on(PerfConfig(channels_last=True), torch.device("cpu"))
+    assert not channels_last_on(PerfConfig(channels_last=False), torch.device("cuda"))
+    assert not channels_last_on(None, torch.device("cuda"))  # evaluate(perf=None) leaves a user's model alone
+    model, x, _ = _model_and_batch()
+    prepare_model(model, perf)  # a CPU model: left in NCHW
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous() and prepare_input(x, perf) is x
 
 
 def test_channels_last_changes_memory_format_not_values():

@@ -234,14 +234,16 @@ AMP_MODES = ("none", "bf16")
 
 @dataclass(frozen=True)
 class PerfConfig:
-    """Speed options for training and evaluation (see ``classwise.perf``); all off by default.
+    """Speed options for training and evaluation (see ``classwise.perf``).
 
-    ``channels_last``: NHWC weights and batches. ``amp``: "none" or "bf16"
-    (forward passes under ``torch.autocast``). ``compile``: ``torch.compile``
-    the model in place (slow to start; worth it for long GPU runs).
+    ``channels_last``: NHWC weights and batches; null (the default) turns it
+    on where the run's device is CUDA and off on a CPU. ``amp``: "none" or
+    "bf16" (forward passes under ``torch.autocast``). ``compile``:
+    ``torch.compile`` the model in place (slow to start; worth it for long GPU
+    runs). Both are off by default.
     """
 
-    channels_last: bool = False
+    channels_last: bool | None = None
     amp: str = "none"
     compile: bool = False
 

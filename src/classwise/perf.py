@@ -1,13 +1,14 @@
 """Speed options shared by training and evaluation: memory format, autocast, compile.
 
-All three are off by default and change no numbers beyond rounding:
+None changes numbers beyond rounding:
 
 - ``channels_last``: model weights and input batches in NHWC memory format
-  (faster convolutions on tensor-core GPUs).
-- ``amp="bf16"``: forward passes under ``torch.autocast(dtype=torch.bfloat16)``
+  (faster convolutions on tensor-core GPUs); by default (None) on for CUDA
+  devices and off on CPUs.
+- ``amp="bf16"`` (off by default): forward passes under ``torch.autocast(dtype=torch.bfloat16)``
   (training, training attacks, evaluation attacks); backward passes and the
   optimiser stay in float32, and no loss scaling is needed for bf16.
-- ``compile``: ``nn.Module.compile()`` in place, so the module keeps its
+- ``compile`` (off by default): ``nn.Module.compile()`` in place, so the module keeps its
   class, attributes (``model.head``) and state_dict keys (checkpoints unchanged).
 
 Every function here works on CPU too (bf16 autocast included), so the GPU code
@@ -32,7 +33,7 @@ def prepare_model(model: nn.Module, perf: PerfConfig | None) -> nn.Module:
     """
     if perf is None:
         return model
-    if perf.channels_last:
+    if channels_last_on(perf, _device_of(model)):
         model.to(memory_format=torch.channels_last)
     if perf.compile and getattr(model, "_compiled_call_impl", None) is None:
         model.compile()
@@ -41,9 +42,21 @@ def prepare_model(model: nn.Module, perf: PerfConfig | None) -> nn.Module:
 
 def prepare_input(x: torch.Tensor, perf: PerfConfig | None) -> torch.Tensor:
     """x (B, C, H, W) in the memory format of ``perf`` (values unchanged)."""
-    if perf is None or not perf.channels_last or x.dim() != 4:
+    if x.dim() != 4 or not channels_last_on(perf, x.device):
         return x
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last_on(perf: PerfConfig | None, device: torch.device) -> bool:
+    """Whether ``perf`` puts weights and batches on ``device`` in NHWC (None: on CUDA only)."""
+    if perf is None:
+        return False
+    return device.type == "cuda" if perf.channels_last is None else perf.channels_last
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def autocast(perf: PerfConfig | None, device: torch.device | str) -> ContextManager:
