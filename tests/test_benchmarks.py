@@ -1,0 +1,49 @@
+"""The benchmark scripts run end to end on tiny settings (no timings are asserted).
+
+Speed is measured by the scripts themselves (BENCHMARKS.md); these tests only keep
+them working as the library changes: each writes its JSON, with the bound first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(script: str, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "out.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
+                   cwd=ROOT / "benchmarks", env=env, check=True, capture_output=True, text=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def test_pgd_step_benchmark_runs(tmp_path):
+    result = _bench("bench_pgd_step.py", tmp_path, "--model", "smallcnn", "--batch-size", "4", "--steps", "2",
+                    "--reps", "1")
+    names = list(result["ms_per_step"])
+    assert names[0].startswith("bound") and any("clean_correct=True" in n for n in names)
+    assert all(ms > 0 for ms in result["ms_per_step"].values())
+
+
+def test_adversarial_training_step_benchmark_runs(tmp_path):
+    result = _bench("bench_adv_train_step.py", tmp_path, "--model", "smallcnn", "--batch-size", "4",
+                    "--steps", "2", "--reps", "1")
+    names = list(result["ms"])
+    assert names[0].startswith("bound") and any("Trainer step" in n for n in names)
+    assert all(ms > 0 for ms in result["ms"].values())
+
+
+def test_eval_suite_benchmark_runs(tmp_path):
+    result = _bench("bench_eval_suite.py", tmp_path, "--examples", "40", "--train-steps", "30", "--attacks",
+                    "fgsm,pgd5", "--eps", "0.2")
+    assert set(result["seconds"]) == {"evaluate (each attack alone)", "evaluate_worst_case (cascade)"}
+    alone, cascade = result["attacked"]["pgd5"]
+    assert cascade <= alone == result["attacked"]["fgsm"][0]  # the cascade attacks only what is still robust
+    acc = result["accuracy"]
+    assert acc["worst case (cascade)"] <= acc["pgd5 alone"] <= acc["clean"]
