@@ -54,7 +54,7 @@ from classwise.train.augment import AUGMENTATIONS
 from classwise.train.loop import Trainer, build_model
 from classwise.train.objectives import create_objective
 
-from _common import make_model, random_batch, time_interleaved
+from _common import make_model, random_batch, sync, time_interleaved
 from bench_pgd_step import candidates as pgd_step_candidates
 
 EPS, ALPHA, PGD_STEP = 8 / 255, 10 / 255, 2 / 255
@@ -84,11 +84,6 @@ def smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     """--smoke: few images, one epoch, small batches (checks the code path, not the numbers)."""
     return argparse.Namespace(**{**vars(args), "epochs": 1, "batch_size": 64, "monitor_examples": 50,
                                  "pgd10_examples": 128, "train_examples": 256, "test_examples": 100})
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def load_cifar(args: argparse.Namespace) -> DataBundle:

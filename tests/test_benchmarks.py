@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,3 +49,20 @@ def test_eval_suite_benchmark_runs(tmp_path):
     assert cascade <= alone == result["attacked"]["fgsm"][0]  # the cascade attacks only what is still robust
     acc = result["accuracy"]
     assert acc["worst case (cascade)"] <= acc["pgd5 alone"] <= acc["clean"]
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_phase(tmp_path):
+    """benchmarks/gpu_check.sh --smoke (tiny CPU run) on the real cifar10-jpeg75 archive."""
+    data = Path(os.environ.get("CLASSWISE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    archive = data / "cifar10-jpeg75.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is absent (set CLASSWISE_SHARED_DATA)")
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "CIFAR_TAR": str(archive)}
+    subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, text=True, timeout=900)
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["smoke"] and result["training_path"].startswith("library Trainer")
+    assert len(result["final"]["pgd20"]["per_class"]) == 10 and result["pgd10_epoch"]["seconds"] > 0
+    assert result["host_sync"]["host_syncs"] and result["attack_speed"]["ratio_to_bound"]
+    assert "total_s" in result

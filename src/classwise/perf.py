@@ -1,6 +1,6 @@
 """Speed options shared by training and evaluation: memory format, autocast, compile.
 
-None changes numbers beyond rounding:
+No option changes numbers beyond rounding:
 
 - ``channels_last``: model weights and input batches in NHWC memory format
   (faster convolutions on tensor-core GPUs); by default (None) on for CUDA
