@@ -65,6 +65,8 @@ def test_training_step_gives_finite_loss_and_grads(perf):
 def test_channels_last_defaults_to_on_for_cuda_and_off_for_cpu():
     perf = load_config(None, []).perf
     assert perf.channels_last is None and load_config(None, ["perf.channels_last=null"]).perf == perf
+    with pytest.raises(ClasswiseError, match="must be true, false or null, got 'auto'"):
+        load_config(None, ["perf.channels_last=auto"])
     assert channels_last_on(perf, torch.device("cuda")) and not channels_last_on(perf, torch.device("cpu"))
     assert channels_last_on(PerfConfig(channels_last=True), torch.device("cpu"))
     assert not channels_last_on(PerfConfig(channels_last=False), torch.device("cuda"))

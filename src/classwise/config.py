@@ -335,7 +335,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
-        return _coerce(next(a for a in args if a is not type(None)), value, where)
+        inner = next(a for a in args if a is not type(None))
+        if inner is bool and not isinstance(value, bool):  # bool | None: say that null is allowed
+            raise ClasswiseError(f"config key '{where}' must be true, false or null, got {value!r}")
+        return _coerce(inner, value, where)
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(items))
