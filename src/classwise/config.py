@@ -328,37 +328,44 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
+def _coerce(hint: Any, value: Any, where: str, nullable: bool = False) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
-        inner = next(a for a in args if a is not type(None))
-        if inner is bool and not isinstance(value, bool):  # bool | None: say that null is allowed
-            raise ClasswiseError(f"config key '{where}' must be true, false or null, got {value!r}")
-        return _coerce(inner, value, where)
+        return _coerce(next(a for a in args if a is not type(None)), value, where, type(None) in args)
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(items))
-    return _scalar(hint, value, where)
+    return _scalar(hint, value, where, nullable)
 
 
-def _scalar(hint: Any, value: Any, where: str) -> Any:
+def _scalar(hint: Any, value: Any, where: str, nullable: bool) -> Any:
+    expected = _mismatch(hint, value)
+    if expected is not None:
+        if nullable:  # "true or false" -> "true, false or null"; "a number" -> "a number or null"
+            expected = expected.replace(" or ", ", ") + " or null"
+        raise ClasswiseError(f"config key '{where}' must be {expected}, got {value!r}")
     if hint is dict or typing.get_origin(hint) is dict:
-        if not isinstance(value, dict):
-            raise ClasswiseError(f"config key '{where}' must be a mapping, got {value!r}")
         return dict(value)
-    if hint is bool and not isinstance(value, bool):
-        raise ClasswiseError(f"config key '{where}' must be true or false, got {value!r}")
-    if hint in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ClasswiseError(f"config key '{where}' must be a number, got {value!r}")
-    if hint is int and float(value) != int(value):
-        raise ClasswiseError(f"config key '{where}' must be an integer, got {value!r}")
-    if hint is str and not isinstance(value, str):
-        raise ClasswiseError(f"config key '{where}' must be a string, got {value!r}")
     return hint(value) if hint in (int, float) else value
+
+
+def _mismatch(hint: Any, value: Any) -> str | None:
+    """What a value of type ``hint`` must be, when ``value`` is not that; else None."""
+    if hint is dict or typing.get_origin(hint) is dict:
+        return None if isinstance(value, dict) else "a mapping"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "a number"
+        return "an integer" if hint is int and float(value) != int(value) else None
+    if hint is str and not isinstance(value, str):
+        return "a string"
+    return None
 
 
 def to_dict(config: Any) -> Any:
