@@ -23,7 +23,6 @@ Example (CPU, about a minute):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import tempfile
@@ -78,8 +77,7 @@ def trainer_step(model, name: str, x: torch.Tensor, y: torch.Tensor, steps: int,
     config = load_config(None, [f"model.name={name}", f"device={x.device}", "train.method=pgd-at",
                                 f"train.attack={{name: pgd{steps}, eps: {eps}, step_size: {2.5 * eps / steps}}}",
                                 f"train.batch_size={len(y)}", "train.optimizer=sgd", "train.lr=0.001",
-                                "train.eps_warmup_epochs=0"])
-    config = dataclasses.replace(config, perf=dataclasses.replace(config.perf, channels_last=False))
+                                "train.eps_warmup_epochs=0", "perf.channels_last=false"])  # as the bound's model
     trainer = Trainer(config, data, Path(tempfile.mkdtemp()), progress=False)
     trainer.module.load_state_dict(model.state_dict())
     xs, ys, idx = data.train_x.to(x.device), data.train_y.to(x.device), torch.arange(len(y), device=x.device)

@@ -262,6 +262,13 @@ def pgd10_epoch(args: argparse.Namespace, data: DataBundle, device: torch.device
             "batch_size": 128, "perf": dataclasses.asdict(config.perf)}
 
 
+def resnet18_and_batch(perf: PerfConfig, device: torch.device, batch: int):
+    """A random ResNet-18 (eval mode) and a random batch (B, 3, 32, 32), labels (B,), in ``perf``'s format."""
+    model = prepare_model(make_model("resnet18", device), perf)
+    x, y = random_batch("resnet18", batch, device)
+    return model, prepare_input(x, perf), y
+
+
 def host_sync_check(perf: PerfConfig, device: torch.device, batch: int = 256) -> dict:
     """One PGD-20 call and one PGD-10 training step with CUDA's sync debug mode set to "error".
 
@@ -269,9 +276,7 @@ def host_sync_check(perf: PerfConfig, device: torch.device, batch: int = 256) ->
     synchronise); the checked repetition raises at the first host
     synchronisation, whose message is recorded.
     """
-    model = prepare_model(make_model("resnet18", device), perf)
-    x, y = random_batch("resnet18", batch, device)
-    x = prepare_input(x, perf)
+    model, x, y = resnet18_and_batch(perf, device, batch)
     attack = create_attack("pgd20", model, EPS, step_size=PGD_STEP)
     objective = create_objective(TrainConfig(method="pgd-at", attack=AttackConfig("pgd10", EPS, PGD_STEP)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -302,9 +307,7 @@ def host_sync_check(perf: PerfConfig, device: torch.device, batch: int = 256) ->
 
 def attack_speed(perf: PerfConfig, device: torch.device, steps: int = 10, batch: int = 512) -> dict:
     """Per-step time of our PGD against forward + input-gradient backward (benchmark 1), on the GPU."""
-    model = prepare_model(make_model("resnet18", device), perf)
-    x, y = random_batch("resnet18", batch, device)
-    x = prepare_input(x, perf)
+    model, x, y = resnet18_and_batch(perf, device, batch)
     runs = {k: _under_autocast(fn, perf, device) for k, fn in pgd_step_candidates(model, x, y, steps, EPS).items()}
     times = time_interleaved(runs, reps=5, device=device)
     bound = next(iter(times.values()))
