@@ -25,6 +25,26 @@ def tiny_overrides() -> tuple[str, ...]:
     return TINY
 
 
+# What a training method needs beyond the demo config (its attack, schedule or head).
+_METHOD_NEEDS = {"fgsm-rs": ["train.attack.name=fgsm-rs", "train.schedule=cyclic"],
+                 "he": ["model.head.name=he"], "he-lis": ["model.head.name=he", "model.head.margin=0"],
+                 "he-cmp": ["model.head.name=he", "model.head.margin=0"]}
+
+
+def one_epoch_overrides(method: str) -> list[str]:
+    """Overrides of the demo config for one 2-batch epoch of ``method`` (80 images, PGD-2), both defences on."""
+    return ["data.train_examples=80", f"train.method={method}", "train.epochs=1", "train.batch_size=40",
+            "train.eps_warmup_epochs=0", "train.attack.name=pgd2", "train.monitor.name=pgd2",
+            "train.monitor_examples=10", "train.weight_norm_penalty=0.1", "train.class_weight_gamma=1",
+            *_METHOD_NEEDS.get(method, [])]
+
+
+@pytest.fixture(scope="session")
+def method_overrides():
+    """:func:`one_epoch_overrides`, for tests that train every method for one short epoch."""
+    return one_epoch_overrides
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module: tiny models gain nothing from threads, and busy

@@ -319,19 +319,13 @@ def test_method_presets_load(name, method):
 # ---- end to end through the pipeline -------------------------------------------
 
 @pytest.mark.parametrize("method", sorted(OBJECTIVES))
-def test_one_epoch_through_train_run(method, tmp_path):
+def test_one_epoch_through_train_run(method, tmp_path, method_overrides):
     from classwise import pipeline
     from classwise.runs import read_jsonl
     from classwise.train.checkpoint import load_state
     from classwise.train.loop import Trainer
 
-    extra = {"fgsm-rs": ["train.attack.name=fgsm-rs", "train.schedule=cyclic"],
-             "he": ["model.head.name=he"], "he-lis": ["model.head.name=he", "model.head.margin=0"],
-             "he-cmp": ["model.head.name=he", "model.head.margin=0"]}.get(method, [])
-    overrides = ["data.train_examples=80", f"train.method={method}", "train.epochs=1", "train.batch_size=40", "train.eps_warmup_epochs=0",
-                 "train.attack.name=pgd2", "train.monitor.name=pgd2", "train.monitor_examples=10",
-                 "train.weight_norm_penalty=0.1", "train.class_weight_gamma=1", *extra]
-    run = pipeline.train_run(load_config("demo", overrides), tmp_path / method, progress=False)
+    run = pipeline.train_run(load_config("demo", method_overrides(method)), tmp_path / method, progress=False)
     (record,) = read_jsonl(run / "metrics.jsonl")
     assert np.isfinite(record["train_loss"]) and record["epoch"] == 1
     state = load_state(run / "checkpoints" / "last.state.safetensors")
