@@ -1,7 +1,7 @@
 """The evaluation suite with and without the cascade (attack only examples still robust).
 
 ``classwise.evaluate.evaluate`` runs every attack on every clean-correct
-example and judges each attack on its own; ``evaluate_worst_case`` runs the
+example and judges each attack on its own; ``evaluate(..., cascade=True)`` runs the
 attacks in order, each only on examples that survived the previous ones (as
 AutoAttack does), and reports the worst case. This script times both on the
 same model and test images (interleaved repetitions, medians) and prints the
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from _common import base_parser, machine, setup, time_interleaved
 from classwise.data import as_float, load_data
-from classwise.evaluate import WORST, evaluate, evaluate_worst_case
+from classwise.evaluate import WORST, evaluate
 from classwise.models import create_model
 
 
@@ -50,12 +50,11 @@ def quick_model(name: str, steps: int, device: torch.device, seed: int):
 
 def run_model(run_dir: str, device: torch.device):
     """A classwise run's last checkpoint and its test set."""
-    from classwise.config import load_config
-    from classwise.pipeline import load_run_data, load_run_model
+    from classwise.runs import Run
 
-    config = load_config(Path(run_dir) / "config.yaml")
-    data = load_run_data(config)
-    return load_run_model(Path(run_dir), config, data, "last", device), data.test_x, data.test_y
+    run = Run.open(run_dir)
+    data = run.data()
+    return run.model("last", device), data.test_x, data.test_y
 
 
 def attacked_counts(alone, cascade, specs: list[str]) -> dict[str, tuple[int, int]]:
@@ -82,11 +81,11 @@ def main() -> None:
     kw = dict(eps=args.eps, batch_size=args.batch_size, device=device, seed=args.seed, progress=False)
     results = {}
 
-    def run(fn, key):
-        return lambda: results.__setitem__(key, fn(model, x, y, specs, **kw))
+    def run(cascade, key):
+        return lambda: results.__setitem__(key, evaluate(model, x, y, specs, cascade=cascade, **kw))
 
-    times = time_interleaved({"evaluate (each attack alone)": run(evaluate, "alone"),
-                              "evaluate_worst_case (cascade)": run(evaluate_worst_case, "cascade")},
+    times = time_interleaved({"evaluate (each attack alone)": run(False, "alone"),
+                              "evaluate(cascade=True)": run(True, "cascade")},
                              args.reps, device, warmup=0)
     report(args, device, times, results, specs)
 

@@ -49,9 +49,10 @@ from classwise.config import AttackConfig, PerfConfig, RunConfig, TrainConfig, l
 from classwise.data import DataBundle, as_float, class_balanced_indices, load_data, subsample_train
 from classwise.evaluate import build_attack, evaluate, resolve_device
 from classwise.perf import autocast, prepare_input, prepare_model
-from classwise.runs import read_jsonl
+from classwise.fileio import read_jsonl
 from classwise.train.augment import AUGMENTATIONS
-from classwise.train.loop import Trainer, build_model
+from classwise.checkpoint import build_model
+from classwise.train.loop import Trainer
 from classwise.train.objectives import create_objective
 
 from _common import make_model, random_batch, sync, time_interleaved
@@ -164,7 +165,7 @@ def fit_local(config: RunConfig, data: DataBundle, device: torch.device):
     """
     cfg, perf = config.train, config.perf
     torch.manual_seed(config.seed)
-    model = prepare_model(build_model(config, data).to(device), perf)
+    model = prepare_model(build_model(config.model, data).to(device), perf)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = max(1, len(data.train_y) // cfg.batch_size)
     cycle = lambda s: float(np.interp(s / steps, [0, cfg.epochs / 2, cfg.epochs], [0, 1, 0]))  # noqa: E731

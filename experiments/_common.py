@@ -23,7 +23,7 @@ from classwise.config import RunConfig, load_config
 from classwise.errors import ClasswiseError
 from classwise.fileio import atomic_write
 from classwise.pipeline import evaluate_run, train_run
-from classwise.runs import get_status, read_json
+from classwise.runs import Run
 
 # The quick recipe (MNIST-like data, eps 0.3): Adam, 3 epochs on 2,000 images, PGD-5
 # training after a 1-epoch eps warm-up, PGD-20 testing on 500 class-balanced test images.
@@ -116,13 +116,12 @@ def ensure_run(args: argparse.Namespace, defence: str = "madry") -> Path:
     config = config_for(args, defence)
     runs = args.runs or Path("runs/experiments") / ("runs-quick" if args.quick else "runs")
     folder = runs / run_key(args, defence)
-    if (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") != config:
+    if (folder / "config.yaml").is_file() and Run.open(folder).config != config:
         raise ClasswiseError(f"cached run {folder} was made with another config: delete it or pass --runs")
-    state = get_status(folder)
-    if state in ("unknown", "training", "failed"):
-        exists = (folder / "config.yaml").is_file()
-        train_run(config, folder, resume=exists)
-    if get_status(folder) != "complete":
+    if not (folder / "config.yaml").is_file() or not Run(folder).trained:
+        resumable = (folder / "checkpoints" / "last.state.safetensors").is_file()
+        train_run(config, folder, resume=resumable, overwrite=not resumable and folder.exists())
+    if Run(folder).state != "complete":
         evaluate_run(folder)
     return folder
 
@@ -131,7 +130,7 @@ def headline(run: Path) -> str:
     """The run's headline attack (as its report uses)."""
     from classwise.analysis import headline_attack
 
-    return headline_attack(list(read_json(run / "summary.json")["attacks"]))
+    return headline_attack(list(Run.open(run).summary()["attacks"]))
 
 
 def copy(src: Path, dst: Path) -> Path:
@@ -153,21 +152,20 @@ def per_class_line(names: list[str], values: list[Any]) -> str:
 
 def load(run: Path) -> tuple[Any, Any, Any, Any, Any]:
     """(config, data, model, x, y): the run's evaluated model and its evaluation set (as evaluate_run built it)."""
+    from classwise.evaluate import resolve_device
     from classwise.homing import evaluation_inputs
-    from classwise.pipeline import load_run_model
-    from classwise.results import EvalResults
 
-    meta = read_json(run / "meta.json")
-    config, data, x, y = evaluation_inputs(run, EvalResults.load(run / "results.npz"), meta)
-    model = load_run_model(run, config, data, meta.get("checkpoint", "last"), config.device)
-    return config, data, model, x, y
+    folder = Run.open(run)
+    data, x, y = evaluation_inputs(folder, folder.require_results())
+    model = folder.model(folder.meta().get("checkpoint", "last"), resolve_device(folder.config.device))
+    return folder.config, data, model, x, y
 
 
 def headline_attack_config(run: Path) -> Any:
     """The AttackConfig of the run's headline attack, as evaluate_run ran it."""
     from classwise.config import AttackConfig, from_dict
 
-    return from_dict(AttackConfig, read_json(run / "meta.json")["attacks"][headline(run)], "attack")
+    return from_dict(AttackConfig, Run.open(run).require_results().facts[headline(run)]["config"], "attack")
 
 
 def temperature_sweep_of(args: argparse.Namespace, defence: str, inv_temps: tuple[float, ...]) -> Any:
@@ -176,7 +174,7 @@ def temperature_sweep_of(args: argparse.Namespace, defence: str, inv_temps: tupl
     Paper: eps 0.031, step 0.003 (table 2's PGD); quick: eps 0.3, step 0.03.
     Returns :class:`classwise.results.EvalResults` ("pgd20", "tpgd:X" per 1/T).
     """
-    from classwise.attacks.tpgd import temperature_sweep
+    from classwise.evaluate import temperature_sweep
 
     run = ensure_run(args, defence)
     config, data, model, x, y = load(run)

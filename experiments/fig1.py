@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from _common import copy, ensure_run, out_dir, parser, per_class_line, write_text
 
-from classwise.runs import read_json, read_jsonl
+from classwise.fileio import read_json, read_jsonl
 
 
 def main() -> None:

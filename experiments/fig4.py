@@ -16,7 +16,7 @@ from _common import ensure_run, headline, load, out_dir, parser, write_text
 from classwise.analysis import norm_robustness_correlation, weight_norms
 from classwise.report import figures
 from classwise.report.section import shown_classes
-from classwise.runs import read_json
+from classwise.fileio import read_json
 
 
 def main() -> None:

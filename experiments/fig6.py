@@ -14,7 +14,7 @@ from _common import ensure_run, headline, out_dir, parser, write_text
 
 from classwise.analysis import INTERVAL_LABELS, robustness_intervals
 from classwise.report import figures
-from classwise.runs import read_json
+from classwise.fileio import read_json
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from classwise.data import class_balanced_indices
 from classwise.evaluate import evaluate
 from classwise.pipeline import evaluate_run
 from classwise.report.tables import blocks_csv, blocks_markdown
-from classwise.runs import read_json
+from classwise.fileio import read_json
 
 DEFENCES = {"madry": "Madry", "trades": "TRADES", "mart": "MART"}
 LABELS = {"fgsm-rs": "FGSM", "pgd20": "PGD", "cw-inf": "CW-inf", "transfer": "Transfer-based attack",

@@ -12,7 +12,8 @@ from __future__ import annotations
 from _common import csv_table, markdown_table, out_dir, parser, signed, temperature_sweep_of, write_text
 
 from classwise.analysis import overall_accuracy
-from classwise.attacks.tpgd import relative_robustness, tpgd_name
+from classwise.analysis import relative_robustness
+from classwise.attacks import tpgd_name
 
 SETTINGS = {"madry": ("Madry", 2.0), "trades": ("TRADES", 5.0), "mart": ("MART", 5.0)}
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from _common import csv_table, markdown_table, out_dir, parser, temperature_sweep_of, write_text
 
-from classwise.attacks.tpgd import relative_robustness, tpgd_name
+from classwise.analysis import relative_robustness
+from classwise.attacks import tpgd_name
 
 DEFENCES = {"madry": "Madry", "trades": "TRADES", "mart": "MART"}
 

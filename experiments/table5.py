@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from _common import csv_table, ensure_run, headline, markdown_table, out_dir, parser, signed, write_text
 
-from classwise.runs import read_json
+from classwise.fileio import read_json
 
 DEFENCES = {"madry": "Madry", "he": "HE", "he-lis": "Ours(HE-LIS)", "he-cmp": "Ours(HE-CMP)"}
 

@@ -174,8 +174,10 @@ def test_new_figures_write_pngs(tmp_path):
 
 
 def _fake_run(folder, clean, robust):
-    folder.mkdir()
-    (folder / "config.yaml").write_text("seed: 0\n")
+    from classwise.config import load_config
+    from classwise.runs import Run
+
+    Run.create(folder, load_config("demo"))
     block = lambda v: {"overall": float(np.mean(v)), "per_class": v}  # noqa: E731
     (folder / "summary.json").write_text(json.dumps({
         "class_names": ["a", "b", "c"], "clean": block(clean), "attacks": {"pgd20": block(robust)}}))

@@ -18,10 +18,13 @@ from torch import nn
 
 from classwise.attacks import (
     APGDT, FABT, PGD, AutoAttack, CWInf, LinfThreat, NAttack, Square, attack_default_per_class,
-    attack_names, attack_usage, create_attack, eval_mode, load_surrogate, relative_robustness,
-    temperature_sweep,
+    attack_names, attack_usage, create_attack, eval_mode,
 )
+from classwise.config import load_config
 from classwise.errors import ClasswiseError
+from classwise.evaluate import temperature_sweep
+from classwise.analysis import relative_robustness
+from classwise.runs import Run, load_model_from
 from classwise.results import EvalResults
 
 from attack_models import held_out, trained_cnn
@@ -273,7 +276,7 @@ def test_nattack_stops_each_example_at_its_first_success(linear):
 
 def _save_surrogate(path, model_name="smallcnn"):
     from classwise.models import create_model
-    from classwise.train.checkpoint import save_model
+    from classwise.checkpoint import save_model
 
     torch.manual_seed(3)
     model = create_model(model_name, num_classes=10, in_channels=1, image_size=28)
@@ -285,12 +288,12 @@ def _save_surrogate(path, model_name="smallcnn"):
 
 def test_transfer_loads_a_checkpoint_or_run_folder(cnn, tmp_path):
     model, x, y = cnn[0], cnn[1][:32], cnn[2][:32]
-    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    Run.create(tmp_path / "run", load_config("demo"))  # a run folder of ours (its checkpoint saved below)
     surrogate = _save_surrogate(tmp_path / "run" / "checkpoints" / "last.safetensors")
     direct = _run("transfer", model, x, y, 0.1, surrogate=surrogate)
     for spec in (f"transfer:{tmp_path / 'run'}", f"transfer:{tmp_path / 'run/checkpoints/last.safetensors'}"):
         assert torch.equal(_run(spec, model, x, y, 0.1), direct)
-    loaded = load_surrogate(tmp_path / "run")
+    loaded = load_model_from(tmp_path / "run")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), surrogate.state_dict().values()))
 
 

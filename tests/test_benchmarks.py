@@ -44,7 +44,7 @@ def test_adversarial_training_step_benchmark_runs(tmp_path):
 def test_eval_suite_benchmark_runs(tmp_path):
     result = _bench("bench_eval_suite.py", tmp_path, "--examples", "40", "--train-steps", "30", "--attacks",
                     "fgsm,pgd5", "--eps", "0.2")
-    assert set(result["seconds"]) == {"evaluate (each attack alone)", "evaluate_worst_case (cascade)"}
+    assert set(result["seconds"]) == {"evaluate (each attack alone)", "evaluate(cascade=True)"}
     alone, cascade = result["attacked"]["pgd5"]
     assert cascade <= alone == result["attacked"]["fgsm"][0]  # the cascade attacks only what is still robust
     acc = result["accuracy"]

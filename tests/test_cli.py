@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ import pytest
 
 from classwise.cli import main
 from classwise.results import EvalResults
-from classwise.runs import get_status
+from classwise.runs import Run
 
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True,
-                          env={"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    env = {"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    env |= {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -34,11 +36,27 @@ def demo_run(tmp_path_factory, tiny_overrides) -> Path:
 
 
 def test_demo_run_folder_is_complete(demo_run):
-    for name in ("config.yaml", "version.json", "metrics.jsonl", "results.npz", "summary.json", "meta.json",
-                 "report.md", "report.html", "checkpoints/last.safetensors", "tables/classwise.csv",
+    for name in ("classwise-run.json", "config.yaml", "version.json", "metrics.jsonl", "results.npz", "summary.json",
+                 "meta.json", "report.md", "report.html", "checkpoints/last.safetensors", "tables/classwise.csv",
                  "tables/classwise.md", "figures/confusion.png", "figures/epochs.png", "figures/weight_norms.png"):
         assert (demo_run / name).is_file(), name
-    assert get_status(demo_run) == "complete"
+    run = Run.open(demo_run)
+    assert run.state == "complete" and run.trained
+    assert [r["epoch"] for r in run.metrics()] == [1, 2]  # one line per configured epoch
+    results, summary, meta = run.results(), run.summary(), run.meta()
+    # the results are those of the saved model: its clean predictions on the evaluated test images
+    from classwise.evaluate import predict
+
+    x = run.data().test_x[results.extras["index"]].float() / 255
+    assert np.array_equal(predict(run.model("last"), x).argmax(1).numpy(), results.clean_pred)
+    assert len(results.labels) == 100 and list(summary["attacks"]) == ["fgsm", "pgd5", "worst"]
+    for name, block in summary["attacks"].items():  # every number present and finite, eps recorded
+        assert block["eps"] == 0.3 and len(block["per_class"]) == 10
+        assert all(v is not None and np.isfinite(v) for v in [block["overall"], *block["per_class"]]), name
+    assert meta["attacks"]["pgd5"]["family"] == "pgd" and meta["attacks"]["pgd5"]["steps"] == 5
+    assert meta["attacks"]["pgd5"]["step_size"] == 0.1 and results.facts == meta["attacks"]
+    html = (demo_run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "</html>" in html
 
 
 def test_metrics_log_classwise_numbers_every_epoch(demo_run):
@@ -137,14 +155,26 @@ def test_truncated_checkpoint_is_one_error_and_run_not_complete(tmp_path, tiny_o
     code, _, err = cli("evaluate", str(run))
     assert code == 2 and err.startswith("error: checkpoint") and "corrupt or truncated" in err
     assert not (run / "summary.json").exists() and not (run / "report.html").exists()
-    assert get_status(run) != "complete"
+    assert Run(run).state != "complete"
 
 
 def test_list_names_every_registry():
+    from classwise.attacks import attack_usage
+    from classwise.config import preset_names
+    from classwise.data import dataset_names
+    from classwise.models import model_names
+    from classwise.train.objectives import OBJECTIVES
+
     code, out, _ = cli("list")
     assert code == 0
-    for word in ("mnist5k", "smallcnn", "pgd", "demo"):
-        assert word in out
+    lines = out.splitlines()
+    rows = {line.split(":", 1)[0]: line.split(":", 1)[1].split(", ") for line in lines if not line.startswith(" ")}
+    assert [n.strip() for n in rows["datasets"]] == dataset_names()
+    assert [n.strip() for n in rows["models"]] == model_names()
+    assert [n.strip() for n in rows["methods"]] == list(OBJECTIVES)
+    assert [n.strip() for n in rows["presets"]] == preset_names()
+    attack_lines = [line.strip() for line in lines if line.startswith("  ")]
+    assert attack_lines == list(attack_usage().values())  # every attack, each on its own line
 
 
 def test_resume_continues_to_the_same_weights(tmp_path, tiny_overrides):

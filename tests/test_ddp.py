@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from classwise.config import load_config
 from classwise.errors import ClasswiseError
-from classwise.pipeline import load_run_data
-from classwise.runs import get_status
+from classwise.runs import load_run_data
+from classwise.runs import Run
 from classwise.train.distributed import Dist
 from classwise.train.loop import Trainer
 
@@ -72,7 +72,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert w1.keys() == w2.keys()
     for k in w1:
         np.testing.assert_allclose(w2[k].numpy(), w1[k].numpy(), atol=1e-4, rtol=0, err_msg=k)
-    assert get_status(two) == "trained"
+    assert Run(two).state == "trained"
 
 
 def test_adversarial_objectives_run_under_ddp(tmp_path):
@@ -85,7 +85,7 @@ def test_adversarial_objectives_run_under_ddp(tmp_path):
     finish(train(run, overrides, 2))
     lines = metrics(run)
     assert [r["epoch"] for r in lines] == [1, 2] and "class_weights" in lines[1]
-    assert get_status(run) == "trained"
+    assert Run(run).state == "trained"
 
 
 def test_global_batch_must_split_evenly(tmp_path):

@@ -1,4 +1,4 @@
-"""evaluate_worst_case: the cascade (each attack only on examples still robust)."""
+"""evaluate(..., cascade=True): the cascade (each attack only on examples still robust)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from classwise.attacks import FGSM, PGD, LinfThreat
-from classwise.evaluate import WORST, evaluate, evaluate_worst_case
+from classwise.evaluate import WORST, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def _suite(model: nn.Module) -> dict:
 def test_cascade_is_cumulative_and_matches_the_worst_case(model_and_data):
     model, x, y = model_and_data
     kw = dict(batch_size=128, device="cpu", progress=False)
-    cascade = evaluate_worst_case(model, x, y, _suite(model), **kw)
+    cascade = evaluate(model, x, y, _suite(model), cascade=True, **kw)
     alone = evaluate(model, x, y, _suite(model), **kw)
     assert cascade.attacks == ["fgsm", "pgd5", WORST]
     clean, fgsm, pgd, worst = (cascade.correct(a).mean() for a in (None, "fgsm", "pgd5", WORST))
@@ -36,9 +36,9 @@ def test_cascade_is_cumulative_and_matches_the_worst_case(model_and_data):
 
 def test_cascade_keeps_probabilities_and_rejects_the_reserved_name(model_and_data):
     model, x, y = model_and_data
-    res = evaluate_worst_case(model, x[:50], y[:50], ("fgsm",), eps=0.1, device="cpu", progress=False,
+    res = evaluate(model, x[:50], y[:50], ("fgsm",), eps=0.1, cascade=True, device="cpu", progress=False,
                               keep_probs=True)
     assert set(res.adv_probs) == {"fgsm", WORST} and res.adv_probs[WORST].shape == (50, 10)
     with pytest.raises(ValueError, match="reserved"):
-        evaluate_worst_case(model, x[:10], y[:10], {WORST: FGSM(model, LinfThreat(0.1, 0.1))},
+        evaluate(model, x[:10], y[:10], {WORST: FGSM(model, LinfThreat(0.1, 0.1))}, cascade=True,
                             device="cpu", progress=False)

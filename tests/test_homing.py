@@ -11,8 +11,10 @@ from classwise.cli import main
 from classwise.config import load_config
 from classwise.errors import ClasswiseError
 from classwise.homing import homing_dir, homing_run, retrain_all, retrain_config
-from classwise.pipeline import evaluate_run, load_run_data, train_run
-from classwise.runs import get_status, read_jsonl
+from classwise.pipeline import evaluate_run, train_run
+from classwise.runs import load_run_data
+from classwise.fileio import read_jsonl
+from classwise.runs import Run
 from classwise.train.loop import Trainer
 
 REMOVED = (0, 9)  # the tiny run flips most examples into 0, some into 9
@@ -58,8 +60,8 @@ def test_homing_interrupted_then_resumed_then_skipped(run, monkeypatch):
     _interrupt_second_retrain(monkeypatch, j2)
     with pytest.raises(RuntimeError, match="simulated interruption"):
         homing_run(run, classes=[j1, j2], progress=False)
-    assert get_status(homing_dir(run, j1)) == "trained"
-    assert get_status(homing_dir(run, j2)) == "failed"
+    assert Run(homing_dir(run, j1)).state == "trained"
+    assert Run(homing_dir(run, j2)).state == "failed"
     assert len(read_jsonl(homing_dir(run, j2) / "metrics.jsonl")) == 1
     monkeypatch.undo()
 
@@ -68,7 +70,7 @@ def test_homing_interrupted_then_resumed_then_skipped(run, monkeypatch):
     record = homing_run(run, classes=[j1, j2], progress=False)
     assert first_ckpt.stat().st_mtime_ns == before  # complete retrain skipped
     assert [r["epoch"] for r in read_jsonl(homing_dir(run, j2) / "metrics.jsonl")] == [1, 2]  # resumed
-    assert get_status(homing_dir(run, j2)) == "trained" and get_status(run) == "complete"
+    assert Run(homing_dir(run, j2)).state == "trained" and Run(run).state == "complete"
     _check_record(record, run)
 
     # Everything done: a parallel rerun (spawned workers) skips both and gives the same numbers.

@@ -19,7 +19,7 @@ import torch
 from attack_models import small_cnn
 from classwise.attacks import create_attack
 from classwise.config import load_config
-from classwise.pipeline import load_run_data
+from classwise.runs import load_run_data
 from classwise.train.augment import crop_flip
 from classwise.train.loop import Trainer
 from classwise.train.objectives import OBJECTIVES

@@ -321,8 +321,8 @@ def test_method_presets_load(name, method):
 @pytest.mark.parametrize("method", sorted(OBJECTIVES))
 def test_one_epoch_through_train_run(method, tmp_path, method_overrides):
     from classwise import pipeline
-    from classwise.runs import read_jsonl
-    from classwise.train.checkpoint import load_state
+    from classwise.fileio import read_jsonl
+    from classwise.checkpoint import load_state
     from classwise.train.loop import Trainer
 
     run = pipeline.train_run(load_config("demo", method_overrides(method)), tmp_path / method, progress=False)
@@ -331,7 +331,7 @@ def test_one_epoch_through_train_run(method, tmp_path, method_overrides):
     state = load_state(run / "checkpoints" / "last.state.safetensors")
     assert "objective" in state and state["objective"]["tally"]  # class-aware tally of the epoch
     config = load_config(run / "config.yaml")
-    trainer = Trainer(config, pipeline.load_run_data(config), run, progress=False)
+    trainer = Trainer(config, load_run_data(config), run, progress=False)
     trainer.restore()  # optimiser, (cyclic) scheduler and objective state come back
     assert trainer.epoch == 1 and trainer.scheduler.last_epoch == (2 if method == "fgsm-rs" else 1)  # 2 batches
     if method.startswith("he"):

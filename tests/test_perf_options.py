@@ -20,9 +20,10 @@ from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
 from classwise.models import create_model
 from classwise.perf import autocast, channels_last_on, prepare_input, prepare_model
-from classwise.pipeline import load_run_data
-from classwise.runs import read_jsonl
-from classwise.train.loop import Trainer, build_model
+from classwise.runs import load_run_data
+from classwise.fileio import read_jsonl
+from classwise.checkpoint import build_model
+from classwise.train.loop import Trainer
 
 from attack_models import small_cnn
 
@@ -142,7 +143,7 @@ def test_trainer_trains_and_checkpoints_a_compiled_model(tmp_path):
                  "train.monitor_examples=20", "perf.compile=true"]
     config = load_config("demo", overrides)
     trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
-    eager_keys = list(build_model(config, trainer.data).state_dict())
+    eager_keys = list(build_model(config.model, trainer.data).state_dict())
     trainer.fit()
     assert trainer.module._compiled_call_impl is not None
     (record,) = read_jsonl(tmp_path / "metrics.jsonl")

@@ -14,8 +14,8 @@ import numpy as np
 from safetensors.torch import load_file
 
 from classwise.errors import ClasswiseError
-from classwise.runs import get_status
-from classwise.train.checkpoint import load_state
+from classwise.runs import Run
+from classwise.checkpoint import load_state
 
 # 50 batches per epoch, dropout on, PGD training, per-batch lr schedule, class weights
 # (objective tally), a checkpoint after every batch.
@@ -83,5 +83,5 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     b = load_file(killed / "checkpoints" / "last.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert metrics(killed) == metrics(straight) and len(metrics(killed)) == 2
-    assert get_status(killed) == "trained" and not stray.exists()
+    assert Run(killed).state == "trained" and not stray.exists()
     assert position(killed) == (2, 0)

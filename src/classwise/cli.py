@@ -46,13 +46,17 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model (standard or adversarial) into a run folder, logging class-wise metrics per epoch."""
-    from .config import load_config
-    from .pipeline import train_run
+    """Train a model (standard or adversarial) into a run folder, logging class-wise metrics per epoch.
 
-    cfg = load_config(config, _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
-                                                 "data.root": data_root, "data.image_size": image_size,
-                                                 "device": device}))
+    With --resume the run's saved config is used; --set may then change only what
+    does not change the run (more epochs, device, perf, checkpointing, eval).
+    """
+    from .config import load_config
+    from .pipeline import resumed_config, train_run
+
+    items = _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
+                                "data.root": data_root, "data.image_size": image_size, "device": device})
+    cfg = resumed_config(out, items) if resume and not overwrite else load_config(config, items)
     run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
         typer.echo(f"trained: {run} (next: classwise evaluate {run})")
@@ -61,13 +65,15 @@ def train(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
-    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, e.g. fgsm,pgd20 (default: the config's).")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="L-inf budget in [0, 1] for --attacks (default: the config's).")] = None,
-    step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step size (default 2.5*eps/steps).")] = None,
+    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 (default: the config's).")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks, e.g. 0.031 or 8/255 (default: the config's).")] = None,
+    step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
     cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
@@ -75,14 +81,15 @@ def evaluate(
 
     specs = _attack_configs(run, attacks, eps, step_size)
     evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
-                 progress=not quiet)
+                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size)
     _print_summary(run)
+    typer.echo(f"report: {Path(run) / 'report.html'}")
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size: float | None):
+def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
-    from .config import AttackConfig, load_config
-    from .runs import require_run_dir
+    from .config import AttackConfig, parse_number
+    from .runs import Run
 
     if attacks is None:
         if eps is not None or step_size is not None:
@@ -91,8 +98,9 @@ def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
-    default_eps = load_config(require_run_dir(run) / "config.yaml").eval.attacks[0].eps
-    return tuple(AttackConfig(n, default_eps if eps is None else eps, step_size) for n in names)
+    default_eps = Run.open(run).config.eval.attacks[0].eps if eps is None else parse_number(eps, "--eps")
+    step = None if step_size is None else parse_number(step_size, "--step-size")
+    return tuple(AttackConfig.from_text(n, default_eps, step) for n in names)
 
 
 @app.command()
@@ -169,9 +177,9 @@ def _print_summary(run: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .runs import read_json
+    from .runs import Run
 
-    s = read_json(Path(run) / "summary.json")
+    s = Run.open(run).summary()
     blocks = {"clean": s["clean"], **s["attacks"]}
     table = Table(title=f"class-wise accuracy (%): {run}", box=box.SIMPLE)
     table.add_column("class")
@@ -226,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as e:  # usage errors of the (vendored) click parser
+        if type(e).__name__ == "Abort":  # click's wrapper of Ctrl-C
+            typer.echo("interrupted", err=True)
+            return 130
         if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
             return int(e.exit_code)

@@ -20,15 +20,13 @@ import numpy as np
 
 from .analysis import gap_comparison, headline_attack
 from .errors import ClasswiseError
-from .fileio import atomic_write
-from .runs import read_json, require_run_dir, write_json
+from .fileio import atomic_write, write_json
+from .report import figures, tables
+from .runs import Run
 
 
 def _summary(run: Path) -> dict[str, Any]:
-    path = require_run_dir(run) / "summary.json"
-    if not path.is_file():
-        raise ClasswiseError(f"{run} has no summary.json: run `classwise evaluate {run}` first")
-    return read_json(path)
+    return Run.open(run).summary()
 
 
 def _values(block: dict[str, Any]) -> np.ndarray:
@@ -59,8 +57,6 @@ def compare_runs(standard_run: str | Path, robust_run: str | Path, out: str | Pa
 
 
 def _write(out: Path, record: dict[str, Any]) -> None:
-    from .report import figures, tables
-
     names = record["class_names"]
     std, rob = np.array(record["standard_per_class"]), np.array(record["robust_per_class"])
     overall = tuple(np.nan if v is None else v for v in record["overall"])

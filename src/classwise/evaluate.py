@@ -4,22 +4,27 @@ Works on any ``nn.Module`` that maps [0, 1] images (B, C, H, W) to logits
 (B, K): a user's own model as well as ours. Each attack runs only on the
 examples the model classifies correctly when clean (as AutoAttack does), so an
 example counts as robust only if it is clean-correct and survives the attack.
-:func:`evaluate` judges every attack on its own; :func:`evaluate_worst_case`
-cascades them (each attack only on examples still robust) for the worst case.
+:func:`evaluate` judges every attack on its own, or (``cascade=True``)
+cascades them (each attack only on examples still robust) for the worst case;
+:func:`temperature_sweep` runs the paper's Temperature-PGD sweep.
 The (uint8) test images go to the device once, not batch by batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .analysis import WORST
-from .attacks import Attack, create_attack, cross_entropy, eval_mode, grad_and_logits
-from .config import AttackConfig, PerfConfig
+from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, LinfThreat, TemperaturePGD, create_attack, cross_entropy
+from .attacks import eval_mode, grad_and_logits, tpgd_name
+from .config import PerfConfig
 from .data.bundle import as_float
 from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_task
@@ -35,6 +40,29 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How an evaluation runs (not what it measures).
+
+    batch_size: images per batch. device: "auto" (CUDA when present), "cpu", "cuda:1"...
+    seed: each attack draws its randomness from its own generator seeded with ``seed``.
+    keep_probs: also keep softmax probabilities (N, K) per attack.
+    progress: show a progress bar. perf: speed options (channels_last, bf16
+    autocast, compile; :mod:`classwise.perf`), applied to the model in place.
+    """
+
+    batch_size: int = 256
+    device: str | torch.device | None = "auto"
+    seed: int = 0
+    keep_probs: bool = False
+    progress: bool = True
+    perf: PerfConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, Attack], eps: float | None) -> dict[str, Attack]:
     """Attack objects by name: pass-through for a mapping, registry specs otherwise."""
     if isinstance(specs, Mapping):
@@ -42,12 +70,6 @@ def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, Attack], 
     if eps is None:
         raise ValueError("eps is required when attacks are given by name")
     return {spec: create_attack(spec, model, eps) for spec in specs}
-
-
-def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
-    """An attack from its config; ``restarts`` is passed only where it applies."""
-    extra = {"restarts": cfg.restarts} if cfg.restarts > 1 else {}
-    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, **extra)
 
 
 @torch.no_grad()
@@ -65,12 +87,9 @@ def evaluate(
     *,
     eps: float | None = None,
     class_names: Sequence[str] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = "auto",
-    seed: int = 0,
-    keep_probs: bool = False,
-    progress: bool = True,
-    perf: PerfConfig | None = None,
+    cascade: bool = False,
+    options: EvalOptions | None = None,
+    **option_values: Any,
 ) -> EvalResults:
     """Per-sample clean and adversarial predictions of ``model``.
 
@@ -80,77 +99,50 @@ def evaluate(
         attacks: registry specs ("fgsm", "pgd20", ...) with ``eps``, or a
             mapping name -> :class:`Attack` already built on ``model``.
         class_names: K names (default "0".."K-1").
-        seed: each attack draws its randomness from its own generator seeded
-            with ``seed``, so results are reproducible.
-        keep_probs: also keep softmax probabilities (N, K) per attack.
-        perf: speed options (channels_last, bf16 autocast, compile; see
-            :mod:`classwise.perf`), applied to ``model`` in place.
+        cascade: False judges every attack on its own. True is the cascade of
+            AutoAttack: attacks run in the given order, each only on examples
+            still robust, so ``adv_pred[name_k]`` is the worst case over attacks
+            1..k (an example keeps the prediction of the first attack that fooled
+            it) and ``adv_pred["worst"]`` the worst case over the suite. The
+            cumulative columns are *not* each attack alone, and since attacks see
+            fewer examples their random draws differ from the non-cascade run.
+        options: :class:`EvalOptions`; keyword arguments (``batch_size=``,
+            ``device=``, ``seed=``, ``keep_probs=``, ``progress=``, ``perf=``)
+            override its fields.
 
     Returns:
-        :class:`EvalResults` with labels, clean_pred and adv_pred per attack;
-        each attack is judged on its own (see :func:`evaluate_worst_case`).
+        :class:`EvalResults` with labels, clean_pred, adv_pred per attack and
+        each attack's identity (:meth:`Attack.facts`) in ``facts``.
     """
-    return _run(_attack_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
-                batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
-                progress=progress, perf=perf)
-
-
-def evaluate_worst_case(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    attacks: Sequence[str] | Mapping[str, Attack] = ("fgsm", "pgd20"),
-    *,
-    eps: float | None = None,
-    class_names: Sequence[str] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = "auto",
-    seed: int = 0,
-    keep_probs: bool = False,
-    progress: bool = True,
-    perf: PerfConfig | None = None,
-) -> EvalResults:
-    """Cascade evaluation (as AutoAttack): each attack runs only on examples still robust.
-
-    Attacks run in the given order (put cheap ones first). Attack k is run
-    only on examples that are clean-correct and not fooled by attacks 1..k-1,
-    so ``adv_pred[name_k]`` is the worst case over attacks 1..k: an example
-    fooled earlier keeps the prediction (and probabilities) of the first
-    attack that fooled it. Per-attack accuracies are therefore cumulative and
-    never increase along the order; they are *not* the accuracy under attack
-    k alone (use :func:`evaluate` for that). ``adv_pred["worst"]`` holds the
-    worst case over the whole suite (equal to the last attack's entry).
-    Arguments and return type as in :func:`evaluate`. Since attacks see fewer
-    examples, their random draws differ from :func:`evaluate`'s.
-    """
-    names = list(attacks)
-    if WORST in names:
+    opts = dataclasses.replace(options or EvalOptions(), **option_values)
+    if cascade and WORST in list(attacks):
         raise ValueError(f"attack name {WORST!r} is reserved for the worst case of the cascade")
-    return _run(_cascade_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
-                batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
-                progress=progress, perf=perf)
-
-
-def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-         attacks: Sequence[str] | Mapping[str, Attack], *, eps: float | None,
-         class_names: Sequence[str] | None, batch_size: int, device: str | torch.device | None,
-         seed: int, keep_probs: bool, progress: bool, perf: PerfConfig | None) -> EvalResults:
-    """The batch loop shared by :func:`evaluate` and :func:`evaluate_worst_case`."""
-    dev = resolve_device(device)
-    model = prepare_model(model.to(dev), perf)
+    dev = resolve_device(opts.device)
+    model = prepare_model(model.to(dev), opts.perf)
     built = make_attacks(model, attacks, eps)
-    gens = {name: torch.Generator(dev).manual_seed(seed) for name in built}
+    outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev)
+    results = _to_results(outs, labels, class_names, opts.keep_probs)
+    results.facts.update({name: attack.facts() for name, attack in built.items()})
+    if cascade:
+        results.facts[WORST] = {"family": WORST, "cascade": True, "over": list(built)}
+    return results
+
+
+def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device) -> dict[str, list[torch.Tensor]]:
+    """Run ``batch_fn`` over the batches; logits per key, on the CPU."""
+    gens = {name: torch.Generator(dev).manual_seed(opts.seed) for name in built}
     images, on_dev = to_device_once(images, dev), labels.to(dev)
     outs: dict[str, list[torch.Tensor]] = {}
     n = len(labels)
-    with progress_task(f"evaluating {', '.join(built)}", n, progress) as advance, autocast(perf, dev):
-        for start in range(0, n, batch_size):
-            x = prepare_input(as_float(images[start : start + batch_size].to(dev)), perf)
-            y = on_dev[start : start + batch_size]
+    with progress_task(f"evaluating {', '.join(built)}", n, opts.progress) as advance, autocast(opts.perf, dev):
+        for start in range(0, n, opts.batch_size):
+            x = prepare_input(as_float(images[start : start + opts.batch_size].to(dev)), opts.perf)
+            y = on_dev[start : start + opts.batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
             advance(len(y))
-    return _to_results(outs, labels, class_names, keep_probs)
+    return outs
 
 
 def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 2**31) -> torch.Tensor:
@@ -228,3 +220,77 @@ def zero_gradient_mask(model: nn.Module, images: torch.Tensor, labels: torch.Ten
             grad, _ = grad_and_logits(model, x, labels[start : start + batch_size].to(dev), cross_entropy)
             out.append((grad.flatten(1) == 0).all(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
+
+
+def temperature_sweep(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    inv_temps: Sequence[float] = PAPER_INV_TEMPERATURES,
+    *,
+    step_size: float | None = None,
+    steps: int = 20,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = "auto",
+    seed: int = 0,
+    progress: bool = False,
+) -> EvalResults:
+    """Vanilla PGD and Temperature-PGD at each 1/T on the same examples and seed.
+
+    Args:
+        model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
+        images: (N, C, H, W) uint8 or float in [0, 1]; labels: (N,) int.
+        eps: L-inf radius; step_size: default 2.5 eps / steps; steps: PGD steps.
+        inv_temps: the 1/T values (default: the paper's 14).
+        class_names, batch_size, device, seed, progress: as :func:`classwise.evaluate.evaluate`.
+
+    Returns:
+        :class:`~classwise.results.EvalResults` with adversarial predictions
+        under ``f"pgd{steps}"`` (the baseline) and ``tpgd_name(x)`` per 1/T.
+        1/T = 1 is vanilla PGD, so its column is the baseline's. Feed it to
+        :func:`classwise.analysis.relative_robustness` for the paper's table 4.
+
+    Example:
+        >>> res = temperature_sweep(model, x, y, eps=0.031, step_size=0.003)
+        >>> relative_robustness(res)["tpgd:5"]  # (K + 1,) total, then per class
+    """
+    threat = LinfThreat(eps, 2.5 * eps / steps if step_size is None else step_size)
+    baseline = f"pgd{steps}"
+    attacks = {baseline: PGD(model, threat, steps)}
+    attacks |= {tpgd_name(t): TemperaturePGD(model, threat, t, steps) for t in inv_temps if t != 1}
+    results = evaluate(model, images, labels, attacks, class_names=class_names, batch_size=batch_size,
+                       device=device, seed=seed, progress=progress)
+    if any(t == 1 for t in inv_temps):
+        results.adv_pred[tpgd_name(1)] = results.adv_pred[baseline].copy()
+        results.facts[tpgd_name(1)] = results.facts[baseline] | {"family": "tpgd", "inv_temperature": 1.0}
+    return results
+
+
+def relative_robustness(results: EvalResults, baseline: str | None = None) -> dict[str, np.ndarray]:
+    """Robustness of each "tpgd:*" attack minus the baseline's, in percentage points.
+
+    Returns name -> (K + 1,) float64: the total first, then one value per class
+    (the rows of the paper's tables 3 and 4). ``baseline`` defaults to the one
+    "pgd*" attack of ``results``.
+    """
+    from ..analysis.classwise import classwise_accuracy, overall_accuracy
+
+    baseline = baseline or _only_pgd(results.attacks)
+    k = results.num_classes
+
+    def row(name: str) -> np.ndarray:
+        pred = results.adv_pred[name]
+        return np.concatenate([[overall_accuracy(results.labels, pred)],
+                               classwise_accuracy(results.labels, pred, k)])
+
+    base = row(baseline)
+    return {name: row(name) - base for name in results.attacks if name.startswith("tpgd:")}
+
+
+def _only_pgd(attacks: list[str]) -> str:
+    pgd = [a for a in attacks if a.startswith("pgd")]
+    if len(pgd) != 1:
+        raise ValueError(f"give the baseline: expected one 'pgd*' attack, found {pgd or 'none'}")
+    return pgd[0]

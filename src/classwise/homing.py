@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,14 +35,18 @@ from torch import nn
 
 from .analysis import confound_classes, flipped_to, headline_attack, homing_counts, homing_share
 from .analysis import misclassified_confusion
-from .config import AttackConfig, RunConfig, from_dict, load_config
+from .attacks import build_attack
+from .config import AttackConfig, RunConfig, from_dict
 from .errors import ClasswiseError
-from .fileio import atomic_write
+from .evaluate import evaluate, resolve_device
+from .fileio import atomic_write, write_json
+from .pipeline import report_run, train_run
+from .report import figures, tables
 from .results import EvalResults
-from .runs import get_status, read_json, require_run_dir, write_json
+from .runs import MARKER, Run
+from .train.loop import STATE_FILE
 
 HOMING_DIR = "homing"
-DONE_STATES = ("trained", "complete")
 
 
 def homing_dir(run_dir: Path, j: int) -> Path:
@@ -58,32 +61,23 @@ def retrain_config(config: RunConfig, j: int) -> RunConfig:
     return dataclasses.replace(config, data=data, notes=(*config.notes, note))
 
 
-def _clear_stub(folder: Path) -> None:
-    """Remove a folder a crash left before its config was written (only empty subfolders inside)."""
-    if folder.exists() and not (folder / "config.yaml").exists():
-        if any(p.is_file() for p in folder.rglob("*")):
-            raise ClasswiseError(f"{folder} holds files but no config.yaml; move it away and rerun")
-        shutil.rmtree(folder)
-
-
 def retrain_one(run_dir: str, j: int, checkpoint: str, progress: bool = False, threads: int | None = None) -> str:
     """Retrain the run without class ``j`` unless done; returns "skipped", "resumed" or "trained".
 
     Top-level (picklable) so that :class:`ProcessPoolExecutor` workers can run it.
+    A retrain folder without a training checkpoint (a crash before the first
+    epoch ended) is started again; it is only ever classwise's own sub-run.
     """
-    from .pipeline import train_run
-
     if threads is not None:
         torch.set_num_threads(threads)
     out = homing_dir(Path(run_dir), j)
-    if get_status(out) in DONE_STATES and (out / "checkpoints" / f"{checkpoint}.safetensors").is_file():
+    if (out / MARKER).is_file() and Run(out).trained and Run(out).checkpoint_path(checkpoint).is_file():
         return "skipped"
-    config = retrain_config(load_config(Path(run_dir) / "config.yaml"), j)
-    if (out / "config.yaml").is_file():
+    config = retrain_config(Run.open(run_dir).config, j)
+    if (out / "checkpoints" / STATE_FILE).is_file():
         train_run(config, out, resume=True, progress=progress)
         return "resumed"
-    _clear_stub(out)
-    train_run(config, out, progress=progress)
+    train_run(config, out, overwrite=True, progress=progress)
     return "trained"
 
 
@@ -103,19 +97,17 @@ def retrain_all(run_dir: Path, removed: Sequence[int], checkpoint: str, jobs: in
         return {j: f.result() for j, f in futures.items()}
 
 
-def evaluation_inputs(run_dir: Path, results: EvalResults, meta: dict[str, Any]) -> tuple[RunConfig, Any, Any, Any]:
-    """(config, data, x, y): the run's data and its evaluation set, rebuilt as evaluate_run built it.
+def evaluation_inputs(run: Run, results: EvalResults) -> tuple[Any, Any, Any]:
+    """(data, x, y): the run's data and the test examples of ``results`` (by their test-set index).
 
     x: (N, C, H, W) uint8, y: (N,); checked against the saved labels.
     """
-    from .pipeline import eval_set, load_run_data
-
-    config = load_config(run_dir / "config.yaml")
-    data = load_run_data(config)
-    x, y = eval_set(data, meta.get("examples", config.eval.examples), config.seed)
+    data = run.data()
+    index = torch.as_tensor(results.extras.get("index", np.arange(len(results.labels))))
+    x, y = data.test_x[index], data.test_y[index]
     if not np.array_equal(y.numpy(), results.labels):
-        raise ClasswiseError(f"cannot rebuild the evaluation set of {run_dir}: re-run `classwise evaluate` first")
-    return config, data, x, y
+        raise ClasswiseError(f"cannot rebuild the evaluation set of {run.path}: re-run `classwise evaluate` first")
+    return data, x, y
 
 
 def reattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray, spec: AttackConfig, *,
@@ -125,8 +117,6 @@ def reattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarra
     x: (N, C, H, W), y: (N,), mask: (N,) bool, e.g. :func:`classwise.analysis.flipped_to`
     of the original model for the removed class. Robust = clean-correct and correct under attack.
     """
-    from .evaluate import build_attack, evaluate
-
     robust = np.zeros(mask.shape, dtype=bool)
     idx = np.flatnonzero(mask)
     if idx.size:
@@ -136,18 +126,15 @@ def reattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarra
     return robust
 
 
-def _homed(run_dir: Path, removed: Sequence[int], results: EvalResults, attack: str, meta: dict[str, Any],
-           device: str | None) -> dict[int, np.ndarray]:
+def _homed(run: Run, removed: Sequence[int], results: EvalResults, attack: str, device: str | None) -> dict[int, np.ndarray]:
     """Per removed class j, the retrained model's robustness on the examples flipped into j."""
-    from .evaluate import resolve_device
-    from .pipeline import load_run_model
-
-    config, data, x, y = evaluation_inputs(run_dir, results, meta)
+    config, meta = run.config, run.meta()
+    data, x, y = evaluation_inputs(run, results)
     dev = resolve_device(device or config.device)
-    spec = from_dict(AttackConfig, meta["attacks"][attack], f"attacks.{attack}")
+    spec = from_dict(AttackConfig, results.facts[attack]["config"], f"attacks.{attack}")
     out = {}
     for j in removed:
-        model = load_run_model(homing_dir(run_dir, j), config, data, meta.get("checkpoint", "last"), dev)
+        model = Run.open(homing_dir(run.path, j)).model(meta.get("checkpoint", "last"), dev)
         mask = flipped_to(results.labels, results.adv_pred[attack], j)
         out[j] = reattack(model, x, y, mask, spec, batch_size=config.eval.batch_size, device=dev, seed=config.seed)
     return out
@@ -173,8 +160,6 @@ def homing_record(results: EvalResults, attack: str, homed: dict[int, np.ndarray
 
 def write_homing(run_dir: Path, record: dict[str, Any]) -> Path:
     """homing.json, homing.csv, misclassified.csv and homing.png in ``RUN/homing``; returns the JSON path."""
-    from .report import figures, tables
-
     out, names = run_dir / HOMING_DIR, record["class_names"]
     h = np.array([[np.nan if v is None else v for v in row] for row in record["homing"]], dtype=np.float64)
     m = np.array(record["misclassified"], dtype=np.float64)
@@ -207,21 +192,19 @@ def homing_run(run_dir: str | Path, *, classes: Sequence[int] | None = None, job
     Returns:
         The homing record (see :func:`homing_record`), also in ``RUN/homing/homing.json``.
     """
-    from .pipeline import report_run
-
-    run_dir = require_run_dir(run_dir)
-    if not (run_dir / "results.npz").is_file():
-        raise ClasswiseError(f"{run_dir} has no per-sample results: run `classwise evaluate {run_dir}` first")
     if jobs < 1:
         raise ClasswiseError(f"--jobs must be >= 1, got {jobs}")
-    results, meta = EvalResults.load(run_dir / "results.npz"), read_json(run_dir / "meta.json")
-    attack = attack or headline_attack(results.attacks)
-    if attack not in results.adv_pred or attack not in meta.get("attacks", {}):
-        raise ClasswiseError(f"attack {attack!r} was not run on {run_dir} (run: {', '.join(results.attacks)})")
-    removed, checkpoint = _removed_classes(results, attack, classes), meta.get("checkpoint", "last")
-    retrain_all(run_dir, removed, checkpoint, jobs, progress)
-    homed = _homed(run_dir, removed, results, attack, meta, device)
-    record = homing_record(results, attack, homed, checkpoint)
-    write_homing(run_dir, record)
-    report_run(run_dir)
+    run = Run.open(run_dir)
+    with run.lock():
+        results, checkpoint = run.require_results(), run.meta().get("checkpoint", "last")
+        attack = attack or headline_attack(results.attacks)
+        if attack not in results.adv_pred or "config" not in results.facts.get(attack, {}):
+            runnable = [a for a in results.attacks if "config" in results.facts.get(a, {})]
+            raise ClasswiseError(f"attack {attack!r} cannot be re-run on {run.path} (attacks: {', '.join(runnable)})")
+        removed = _removed_classes(results, attack, classes)
+        with run.guarded("homing"):
+            retrain_all(run.path, removed, checkpoint, jobs, progress)
+            record = homing_record(results, attack, _homed(run, removed, results, attack, device), checkpoint)
+            write_homing(run.path, record)
+        report_run(run.path)
     return record

@@ -1,12 +1,15 @@
-"""The main jobs, each a few calls: train a run, evaluate it, write its report.
+"""The main jobs, each a few calls: train a run, evaluate it, write its report, the demo.
 
 The CLI is a thin layer over these functions; they are the Python API for
-whole runs (``classwise.evaluate.evaluate`` is the API for any model).
+whole runs (``classwise.evaluate.evaluate`` is the API for any model). Every
+file of a run folder is read and written through :class:`classwise.runs.Run`;
+which results an evaluation keeps is :mod:`classwise.identity`'s rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -14,51 +17,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import WORST, headline_attack, summarize, worst_case
 from .analysis.sanity import flags_to_json, sanity_checks
-from .attacks import attack_default_per_class, attack_is_black_box
-from .config import AttackConfig, RunConfig, dump_config, load_config
-from .data import DataBundle, class_balanced_indices, load_data, remove_class, subsample_train
+from .analysis import headline_attack, summarize
+from .attacks import Attack, build_attack
+from .checkpoint import build_model
+from .config import AttackConfig, RunConfig, load_config
+from .data import DataBundle, class_balanced_indices
 from .errors import ClasswiseError
-from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_device, zero_gradient_mask
-from .fileio import atomic_write
-from .report import write_report
+from .fileio import read_json, write_json
+from .evaluate import EvalOptions, evaluate, resolve_device, zero_gradient_mask
+from .identity import merge_results, with_worst_cases
 from .results import NOT_ATTACKED, EvalResults
-from .runs import (
-    get_status,
-    prepare_run_dir,
-    read_json,
-    read_jsonl,
-    require_run_dir,
-    set_status,
-    version_info,
-    write_json,
-)
-from .train.checkpoint import load_model, safe_load
+from .report import write_report
+from .runs import Run, dataset_label, load_run_data
 from .train.distributed import distributed
-from .train.loop import Trainer, build_model
-
+from .train.loop import STATE_FILE, Trainer
+from .train.objectives import check_method
 
 HOMING_JSON = "homing/homing.json"  # written by classwise.homing, shown by report_run when present
 # Softmax probabilities (figure 5a) are kept when N * K is at most this (80 MB as float32).
 PROBS_MAX_VALUES = 20_000_000
-
-
-def load_run_data(config: RunConfig) -> DataBundle:
-    """The run's dataset, as its config names it (sampled, then without ``data.remove_class``)."""
-    d = config.data
-    data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
-    data = data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
-    if d.remove_class is None:
-        return data
-    if d.remove_class >= data.num_classes:
-        raise ClasswiseError(f"data.remove_class {d.remove_class} is out of range for {data.num_classes} classes")
-    return remove_class(data, d.remove_class)
+# Config keys that --resume may change (they do not change what the run computes).
+RESUMABLE = ("train.epochs", "device", "perf.", "train.checkpoint_every", "train.tensorboard", "eval.", "notes")
 
 
 def check_config(config: RunConfig, data: DataBundle) -> None:
-    """Fail before any folder is created: the model and every attack must build."""
-    model = build_model(config, data)
+    """Fail before any folder is created: the method's rules, the model and every attack must hold."""
+    check_method(config.train, config.model)
+    model = build_model(config.model, data)
     for cfg in (config.train.attack, config.train.monitor, *config.eval.attacks):
         build_attack(cfg, model)
 
@@ -67,142 +53,223 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, o
               progress: bool = True) -> Path:
     """Train ``config`` into ``run_dir`` (new, ``overwrite``-n, or ``resume``-d).
 
-    Under ``torchrun`` every process calls this (DDP, docs/training.md); only
-    rank 0 creates the folder and writes files.
+    With ``resume``, ``config`` is the run's saved config with the allowed
+    changes applied (:func:`resumed_config`). Under ``torchrun`` every process
+    calls this (DDP, docs/training.md); only rank 0 touches the folder.
     """
-    run_dir = Path(run_dir)
-    if resume:
-        config = load_config(require_run_dir(run_dir) / "config.yaml")
+    if resume and overwrite:
+        raise ClasswiseError("--resume and --overwrite exclude each other")
     with distributed(resolve_device(config.device)) as dist:
         with dist.main_first():  # rank 0 downloads, if needed
             data = load_run_data(config)
         check_config(config, data)
-        if dist.main:
-            run_dir = _open_run_dir(config, run_dir, resume, overwrite)
+        run = _open_for_training(config, Path(run_dir), resume, overwrite) if dist.main else Run(Path(run_dir))
         dist.barrier()
-        trainer = Trainer(config, data, run_dir, progress=progress and dist.main, dist=dist)
-        if resume:
-            trainer.restore()
-        _guarded(run_dir, trainer.fit) if dist.main else trainer.fit()
-        if dist.main:
-            set_status(run_dir, "trained", epochs=trainer.epoch)
-    return run_dir
+        if not dist.main:
+            _fit(config, data, run, resume, progress=False, dist=dist)
+            return run.path
+        with run.lock():
+            _fit(config, data, run, resume, progress, dist)
+    return run.path
 
 
-def _open_run_dir(config: RunConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path:
-    """The run folder, created (config and version written) or reopened; status "training"."""
-    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: bool) -> Run:
+    """The run folder: created (marker, config, version) or reopened for ``resume``."""
     if not resume:
-        atomic_write(run_dir / "config.yaml", dump_config(config))
-        write_json(run_dir / "version.json", version_info())
-    set_status(run_dir, "training")
-    return run_dir
+        return Run.create(path, config, overwrite=overwrite)
+    run = Run.open(path)
+    if not (path / "checkpoints" / STATE_FILE).is_file():
+        raise ClasswiseError(f"nothing to resume in {path}: it has no training checkpoint yet; "
+                             "start it again with --overwrite")
+    with run.lock():
+        if config != run.config:
+            run.save_config(config)
+    return run
 
 
-def _guarded(run_dir: Path, work):
-    """Run ``work``; on any failure mark the run failed (never complete) and re-raise."""
-    try:
-        return work()
-    except BaseException as e:
-        set_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
-        raise
+def _fit(config: RunConfig, data: DataBundle, run: Run, resume: bool, progress: bool, dist) -> None:
+    """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state)."""
+    trainer = Trainer(config, data, run.path, progress=progress, dist=dist)
+    if resume:
+        trainer.restore()
+    if resume and trainer.epoch >= config.train.epochs and trainer.resume_point is None:
+        return
+    if not dist.main:
+        trainer.fit()
+        return
+    with run.guarded("training"):
+        run.set_status("training", trained=False)
+        trainer.fit()
+    run.set_status("trained", trained=True, epochs=trainer.epoch)
 
 
-def load_run_model(run_dir: Path, config: RunConfig, data: DataBundle, checkpoint: str = "last",
-                   device: str | torch.device = "auto") -> nn.Module:
-    """The run's model with weights from ``checkpoints/<checkpoint>.safetensors``."""
-    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.safetensors"
-    if not path.is_file():
-        found = sorted(p.name.split(".")[0] for p in path.parent.glob("*.safetensors") if ".state." not in p.name)
-        raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {', '.join(found) or 'none'})")
-    model = build_model(config, data)
-    load_model(model, path)
-    return model.to(resolve_device(device)).eval()
+def resumed_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The saved config of ``run_dir`` with ``overrides`` that may change on resume (else one error).
+
+    Allowed: more epochs (step schedules), device, perf, checkpointing, TensorBoard,
+    eval settings; each change is recorded in the config's notes.
+    """
+    run = Run.open(run_dir)
+    saved = run.config
+    config = load_config(run.path / "config.yaml", overrides)
+    changed = _changed_keys(saved, config)
+    refused = [k for k in changed if not k.startswith(RESUMABLE)]
+    if refused:
+        raise ClasswiseError(f"--resume cannot change {', '.join(refused)} (it would change the run); "
+                             "start a new run with --out, or --overwrite")
+    if config.train.epochs != saved.train.epochs:
+        _check_more_epochs(saved, config)
+    if not changed:
+        return saved
+    note = "resumed with " + ", ".join(f"{k}={_flat(config)[k]!r} (was {_flat(saved).get(k)!r})" for k in changed)
+    return dataclasses.replace(config, notes=(*config.notes, note))
+
+
+def _check_more_epochs(saved: RunConfig, config: RunConfig) -> None:
+    if config.train.epochs < saved.train.epochs:
+        raise ClasswiseError(f"--resume cannot lower train.epochs from {saved.train.epochs} to {config.train.epochs}")
+    if saved.train.schedule != "step":
+        raise ClasswiseError(f"--resume cannot change train.epochs of a '{saved.train.schedule}' learning-rate "
+                             "schedule (it is stretched over all epochs); start a new run")
+
+
+def _flat(config: RunConfig) -> dict[str, object]:
+    from .config import to_dict
+
+    def walk(node: object, prefix: str) -> dict[str, object]:
+        if not isinstance(node, dict) or prefix in ("model.kwargs.",) or not node:
+            return {prefix[:-1]: node}
+        return {k: v for key, value in node.items() for k, v in walk(value, f"{prefix}{key}.").items()}
+
+    return walk(to_dict(config), "")
+
+
+def _changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
 
 
 def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | None = None,
                  checkpoint: str | None = None, examples: int | None = None, device: str | None = None,
-                 cascade: bool = False, progress: bool = True) -> EvalResults:
+                 cascade: bool = False, progress: bool = True, allow_partial: bool = False,
+                 batch_size: int | None = None) -> EvalResults:
     """Attack the run's checkpoint, save per-sample results, summary and report.
 
     Each attack is judged on its own; CW-inf and N-Attack run on their default
     class-balanced sample (200 per class, appendix E), the other examples being
-    marked not attacked. The per-example worst case over the attacks that saw
-    every example is added as "worst". ``cascade=True`` computes only that worst
-    case, running each attack on the examples still robust (as AutoAttack).
-    Attacks of earlier calls on the same examples are kept.
+    marked not attacked. Results are keyed by what was measured (attack
+    identity and examples, :func:`classwise.identity.merge_results`): earlier
+    results of the same model are kept, an identical re-run replaces its
+    earlier self, and "worst" is the per-example worst case over the attacks
+    that share eps and examples. ``cascade=True`` computes only that worst case,
+    running each attack on the examples still robust (as AutoAttack).
+    ``allow_partial`` evaluates a model whose training did not finish (said so
+    in summary.json and the report).
     """
-    run_dir = require_run_dir(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
-                             checkpoint=checkpoint or config.eval.checkpoint, examples=examples or config.eval.examples)
-    data = load_run_data(config)
-    dev = resolve_device(device or config.device)
-    model = load_run_model(run_dir, config, data, ev.checkpoint, dev)
-    built = {attack_key(a): build_attack(a, model) for a in ev.attacks}
-    x, y = eval_set(data, ev.examples, config.seed)
-    set_status(run_dir, "evaluating")
-    kwargs = dict(class_names=data.class_names, batch_size=ev.batch_size, device=dev, seed=config.seed,
-                  progress=progress, perf=config.perf)
-    run = _cascade if cascade else _each_attack
-    results = _guarded(run_dir, lambda: run(model, x, y, built, kwargs, data.num_classes))
-    results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=ev.batch_size, device=dev)
-    results = _with_worst_case(_merge_previous(run_dir / "results.npz", _headline_probs_only(results)))
-    results.save(run_dir / "results.npz")
-    write_json(run_dir / "meta.json", _meta(config, data, ev, results, run_dir / "meta.json"))
-    report_run(run_dir)
+    run = Run.open(run_dir)
+    with run.lock():
+        partial = _check_trained(run, allow_partial)
+        config = run.config
+        ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
+                                 checkpoint=checkpoint or config.eval.checkpoint,
+                                 examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
+        data, dev = run.data(), resolve_device(device or config.device)
+        model = run.model(ev.checkpoint, dev)
+        model_id = _model_identity(run, ev.checkpoint)
+        built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
+        opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
+        with run.guarded("evaluating"):
+            new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade)
+            merged, messages = merge_results(run.results(), run.meta(), new, model_id)
+            for message in messages:
+                warnings.warn(message, stacklevel=2)
+            merged = with_worst_cases(_headline_probs_only(merged))
+            run.save_results(merged, _meta(run, data, ev, merged, model_id, partial))
+        report_run(run.path)
+    return merged
+
+
+def _check_trained(run: Run, allow_partial: bool) -> str | None:
+    """None for a finished model; the partial-model note with ``allow_partial``; else one error."""
+    if run.trained:
+        return None
+    status = run.status()
+    what = f"status '{status.get('state')}'" + (f": {status['error']}" if status.get("error") else "")
+    if not allow_partial:
+        raise ClasswiseError(f"{run.path} has not finished training ({what}); finish it with `classwise train "
+                             f"--resume --out {run.path}`, or pass --allow-partial to evaluate it as it is")
+    epochs = len(run.metrics())
+    return f"PARTIAL: the model is from an unfinished run ({what}, {epochs} of {run.config.train.epochs} epochs)"
+
+
+def _model_identity(run: Run, checkpoint: str) -> dict[str, str]:
+    """The evaluated model: checkpoint name and the SHA-256 of its file."""
+    digest = hashlib.sha256(run.checkpoint_path(checkpoint).read_bytes()).hexdigest()
+    return {"checkpoint": checkpoint, "sha256": digest}
+
+
+def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:
+    """Test-set indices of the evaluation: all, or a class-balanced sample of about ``examples``."""
+    n = len(labels)
+    if examples is None or examples >= n:
+        return np.arange(n)
+    k = int(labels.max()) + 1
+    return np.sort(class_balanced_indices(labels, max(1, examples // k), seed=seed).numpy())
+
+
+def _attack_all(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
+                opts: EvalOptions, cascade: bool) -> EvalResults:
+    """Per-sample results on the test examples ``idx`` (with ``index`` = idx), keyed by attack config."""
+    x, y = data.test_x[idx], data.test_y[idx]
+    keep_probs = len(y) * data.num_classes <= PROBS_MAX_VALUES
+    attacks = {cfg.to_text(): attack for cfg, attack in built}
+    if cascade:
+        results = evaluate(model, x, y, attacks, class_names=data.class_names, cascade=True, options=opts)
+        results = dataclasses.replace(results, adv_pred={"worst": results.adv_pred["worst"]}, adv_probs={},
+                                      facts={"worst": results.facts["worst"] | _common_threat(built)})
+    else:
+        results = _each_attack(model, x, y, attacks, data, opts, keep_probs)
+    results.extras["index"] = idx
+    results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=opts.batch_size, device=opts.device)
+    for text, (cfg, _) in zip(attacks, built):
+        if text in results.facts:
+            results.facts[text] = {"config": dataclasses.asdict(cfg), **results.facts[text]}
     return results
 
 
-def attack_key(cfg: AttackConfig) -> str:
-    """The results key of an attack: its spec, with "-rR" for R > 1 restarts."""
-    return cfg.name if cfg.restarts == 1 else f"{cfg.name}-r{cfg.restarts}"
+def _common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object]:
+    """The eps and norm that every attack of a cascade shares (one error otherwise)."""
+    threats = {(f["norm"], f["eps"]) for f in (a.facts() for _, a in built)}
+    if len(threats) != 1:
+        raise ClasswiseError("--cascade needs attacks of one eps and norm (the worst case mixes no threat models)")
+    norm, eps = threats.pop()
+    return {"norm": norm, "eps": eps}
 
 
-def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
-                 num_classes: int) -> EvalResults:
+def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, Attack],
+                 data: DataBundle, opts: EvalOptions, keep_probs: bool) -> EvalResults:
     """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
-    per_class = {k: _per_class(k, y, num_classes) for k in built}
-    full = {k: a for k, a in built.items() if per_class[k] is None}
-    keep_probs = len(y) * num_classes <= PROBS_MAX_VALUES
-    results = evaluate(model, x, y, full, keep_probs=keep_probs, **kwargs)
-    for key, attack in built.items():
+    per_class = {k: _per_class(a, y, data.num_classes) for k, a in attacks.items()}
+    full = {k: a for k, a in attacks.items() if per_class[k] is None}
+    results = evaluate(model, x, y, full, class_names=data.class_names, options=opts, keep_probs=keep_probs)
+    for key, attack in attacks.items():
         if per_class[key] is None:
             continue
-        idx = class_balanced_indices(y, per_class[key], seed=kwargs["seed"])
-        part = evaluate(model, x[idx], y[idx], {key: attack}, **kwargs)
+        sample = class_balanced_indices(y, per_class[key], seed=opts.seed)
+        part = evaluate(model, x[sample], y[sample], {key: attack}, class_names=data.class_names, options=opts)
         pred = np.full(len(y), NOT_ATTACKED, dtype=np.int64)
-        pred[idx.numpy()] = part.adv_pred[key]
+        pred[sample.numpy()] = part.adv_pred[key]
         results.adv_pred[key] = pred
+        results.facts[key] = part.facts[key]
+    results.adv_pred = {k: results.adv_pred[k] for k in attacks}  # the order the user gave
     return results
 
 
-def _per_class(key: str, y: torch.Tensor, num_classes: int) -> int | None:
+def _per_class(attack: Attack, y: torch.Tensor, num_classes: int) -> int | None:
     """The attack's default sample per class, if smaller than the evaluation set's."""
-    per_class = attack_default_per_class(key.rsplit("-r", 1)[0])
+    per_class = attack.default_per_class
     smallest = int(torch.bincount(y, minlength=num_classes).min())
     return per_class if per_class is not None and per_class < smallest else None
-
-
-def _cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
-             num_classes: int) -> EvalResults:
-    """Only the worst case, each attack run on the examples still robust."""
-    res = evaluate_worst_case(model, x, y, built, **kwargs)
-    return dataclasses.replace(res, adv_pred={WORST: res.adv_pred[WORST]}, adv_probs={})
-
-
-def _with_worst_case(results: EvalResults) -> EvalResults:
-    """Add (or refresh) "worst" over the attacks that saw every example.
-
-    With fewer than two such attacks an existing "worst" (from a cascade) stays.
-    """
-    full = [a for a in results.attacks if a != WORST and results.evaluated(a).all()]
-    if len(full) < 2:
-        return results
-    preds = [results.adv_pred[a] for a in full]
-    results.adv_pred.pop(WORST, None)  # re-added last, after the attacks it summarises
-    results.adv_pred[WORST] = worst_case(results.labels, results.clean_pred, preds)
-    return results
 
 
 def _headline_probs_only(results: EvalResults) -> EvalResults:
@@ -211,83 +278,51 @@ def _headline_probs_only(results: EvalResults) -> EvalResults:
     return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
 
 
-def _merge_previous(path: Path, results: EvalResults) -> EvalResults:
-    """Keep earlier attacks of the run when they were run on the same examples."""
-    if not path.is_file():
-        return results
-    merged, ok = results.merged_into(EvalResults.load(path))
-    if not ok:
-        warnings.warn(f"{path} held results on other examples; they are replaced", stacklevel=2)
-    return merged
-
-
-def eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All test images, or a class-balanced sample of about ``examples``."""
-    if examples is None or examples >= len(data.test_y):
-        return data.test_x, data.test_y
-    idx = class_balanced_indices(data.test_y, max(1, examples // data.num_classes), seed=seed)
-    return data.test_x[idx], data.test_y[idx]
-
-
-def _meta(config: RunConfig, data: DataBundle, ev, results: EvalResults, previous: Path) -> dict:
-    """What the report needs besides per-sample results (attack settings of every kept attack)."""
-    attacks = read_json(previous).get("attacks", {}) if previous.is_file() else {}
-    attacks = {k: v for k, v in attacks.items() if k in results.adv_pred} | {attack_key(a): dataclasses.asdict(a) for a in ev.attacks}
-    eps_values = {a["eps"] for a in attacks.values()}
-    return {
-        "dataset": dataset_label(config), "model": config.model.name, "checkpoint": ev.checkpoint,
-        "eps": eps_values.pop() if len(eps_values) == 1 else {k: a["eps"] for k, a in attacks.items()},
+def _meta(run: Run, data: DataBundle, ev, results: EvalResults, model_id: dict, partial: str | None) -> dict:
+    """What the report needs besides per-sample results: the model and every kept attack's identity."""
+    config = run.config
+    attacks = {k: results.facts.get(k, {}) for k in results.attacks}
+    eps_values = {f.get("eps") for f in attacks.values()}
+    meta = {"partial": partial} if partial else {}
+    return meta | {
+        "dataset": dataset_label(config), "model": config.model.name, **model_id,
+        "eps": eps_values.pop() if len(eps_values) == 1 else {k: f.get("eps") for k, f in attacks.items()},
         "attacks": attacks, "class_names": data.class_names, "superclasses": data.superclasses,
         "train_method": config.train.method, "notes": list(config.notes), "examples": ev.examples,
     }
 
 
-def dataset_label(config: RunConfig) -> str:
-    """How results name the data: the registry name, or imagefolder:<folder> (e.g. cifar10-jpeg75)."""
-    d = config.data
-    return f"imagefolder:{Path(d.root).name}" if d.name == "imagefolder" and d.root else d.name
-
-
 def report_run(run_dir: str | Path) -> dict[str, Path]:
     """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
-    run_dir = require_run_dir(run_dir)
-    if not (run_dir / "results.npz").is_file():
-        raise ClasswiseError(f"{run_dir} has no per-sample results yet: run `classwise evaluate {run_dir}` first")
-    results = EvalResults.load(run_dir / "results.npz")
-    meta = read_json(run_dir / "meta.json")
-    set_status(run_dir, "reporting")
-    head = _head_weight(run_dir / "checkpoints" / f"{meta.get('checkpoint', 'last')}.safetensors")
-    homing = read_json(run_dir / HOMING_JSON) if (run_dir / HOMING_JSON).is_file() else None
-    extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "superclasses")}
-    extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
-    ran, flags = sanity_checks(results, _is_black_box, results.extras.get("zero_grad"))
-    extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
-    summary = summarize(results, **extra)
-    write_json(run_dir / "summary.json", summary)
-    paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
-                         head_weight=head, superclasses=meta.get("superclasses") or None,
-                         meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
-                         notes=meta.get("notes") or None, homing=homing, sanity=flags_to_json(flags),
-                         checks_run=ran)
-    set_status(run_dir, "complete")
+    run = Run.open(run_dir)
+    with run.lock():
+        results, meta = run.require_results(), run.meta()
+        with run.guarded("reporting"):
+            paths = _write_report(run, results, meta)
+        run.set_status("complete")
     return paths
 
 
-def _is_black_box(name: str) -> bool:
-    """Registry lookup for sanity checks; "worst" and unknown keys count as white-box."""
-    try:
-        return attack_is_black_box(name.rsplit("-r", 1)[0])
-    except ValueError:
-        return False
+def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]:
+    head = run.head_weight(meta.get("checkpoint", "last"))
+    head = None if head is None else head.float().numpy()
+    homing = _read_optional(run.path / HOMING_JSON)
+    extra = {k: meta[k] for k in ("partial", "dataset", "model", "checkpoint", "eps", "superclasses") if k in meta}
+    extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
+    ran, flags = sanity_checks(results, lambda a: bool(results.facts.get(a, {}).get("black_box")),
+                               results.extras.get("zero_grad"))
+    extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
+    summary = summarize(results, **extra)
+    write_json(run.path / "summary.json", summary)
+    notes = ([meta["partial"]] if meta.get("partial") else []) + list(meta.get("notes") or [])
+    return write_report(run.path, results, metrics=run.metrics() or None, head_weight=head,
+                        superclasses=meta.get("superclasses") or None,
+                        meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method") if k in meta},
+                        notes=notes or None, homing=homing, sanity=flags_to_json(flags), checks_run=ran)
 
 
-def _head_weight(path: Path) -> np.ndarray | None:
-    """The classifier weight (K, D) stored under ``head.weight``, if any."""
-    if not path.is_file():
-        return None
-    tensors, _ = safe_load(path)
-    w = tensors.get("head.weight")
-    return None if w is None else w.float().numpy()
+def _read_optional(path: Path) -> dict | None:
+    return read_json(path) if path.is_file() else None
 
 
 def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: bool = False,
@@ -299,4 +334,4 @@ def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: boo
     return run_dir
 
 
-__all__ = ["demo", "evaluate_run", "get_status", "load_run_model", "report_run", "train_run"]
+__all__ = ["demo", "eval_indices", "evaluate_run", "report_run", "resumed_config", "train_run"]

@@ -37,6 +37,9 @@ class EvalResults:
         adv_probs: optional attack name -> (N, K) float32 softmax.
         extras: other per-sample arrays (N, ...), e.g. "zero_grad" (bool) for
             the sanity checks.
+        facts: attack name -> the attack's identity (family, norm, eps, step,
+            steps, restarts, loss, temperature, black_box, sample size...), as
+            recorded when it ran (:meth:`classwise.attacks.Attack.facts`).
     """
 
     labels: np.ndarray
@@ -46,6 +49,7 @@ class EvalResults:
     clean_probs: np.ndarray | None = None
     adv_probs: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    facts: dict[str, dict] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -72,7 +76,9 @@ class EvalResults:
         adv = {k: v for k, v in older.adv_pred.items() if k not in self.adv_pred} | self.adv_pred
         probs = {k: v for k, v in older.adv_probs.items() if k not in self.adv_pred} | self.adv_probs
         extras = older.extras | self.extras
-        return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs, extras), True
+        facts = {k: v for k, v in older.facts.items() if k in adv} | self.facts
+        return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs, extras,
+                           facts), True
 
     def evaluated(self, attack: str) -> np.ndarray:
         """(N,) bool: the examples ``attack`` was evaluated on (its sample)."""
@@ -88,6 +94,7 @@ class EvalResults:
         if self.clean_probs is not None:
             arrays["clean_probs"] = self.clean_probs
         arrays["class_names"] = np.array(json.dumps(self.class_names))
+        arrays["facts"] = np.array(json.dumps(self.facts))
         with atomic_open(path) as f:
             np.savez_compressed(f, **arrays)
 
@@ -107,4 +114,5 @@ class EvalResults:
             clean_probs=data.get("clean_probs"),
             adv_probs={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_probs/")},
             extras={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("extra/")},
+            facts=json.loads(str(data["facts"])) if "facts" in data else {},
         )

@@ -1,103 +1,332 @@
-"""The run folder: creation rules, status, JSON files written atomically.
+"""The run folder: everything about one run, behind one :class:`Run` object.
 
-Layout::
+Layout (the one place it is written down)::
 
+    run/classwise-run.json     marker: this folder is classwise's (format version, creation time)
     run/config.yaml            resolved config
     run/version.json           classwise version and git commit
-    run/status.json            {"state": "training" | "trained" | "evaluating" | "complete" | "failed"}
+    run/status.json            {"state": ..., "trained": bool, "error": ...}
     run/metrics.jsonl          one JSON line per epoch (class-wise clean and robust accuracy)
+    run/train.log              one line per epoch, as printed
     run/checkpoints/*.safetensors
-    run/results.npz            per-sample results
+    run/results.npz            per-sample results over the whole test set
+    run/meta.json              what produced the results: model, checkpoint, each attack's identity
     run/summary.json           headline numbers (written last, with the report)
     run/figures/ run/tables/ run/report.md run/report.html
+    run/homing/ run/compare/ run/tensorboard/ run/adv/
 
-A run is complete only when status.json says so; a crash leaves another state.
+States: "created", "training", "trained", "evaluating", "reporting", "homing",
+"complete", "failed", "interrupted". ``trained`` says whether training finished (an evaluation that
+fails leaves a trained model). A run is complete only when status.json says so.
+One process writes a run at a time (:meth:`Run.lock`, an OS lock released when
+the process dies); ``--overwrite`` deletes only marked folders holding nothing
+but files of this layout.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import fcntl
+import fnmatch
 import os
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from . import __version__
+from .checkpoint import head_weight, load_model_file
+from .config import RunConfig, dump_config, load_config
+from .data import DataBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
-from .fileio import atomic_write
+from .fileio import atomic_write, read_json, read_jsonl, write_json
+from .results import EvalResults
 
-MARKERS = ("config.yaml", "status.json")
-
-
-def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create ``path`` for a new run, or accept it for ``resume``; refuse silent reuse."""
-    path = Path(path)
-    exists = path.exists() and any(path.iterdir())
-    if resume and overwrite:
-        raise ClasswiseError("--resume and --overwrite exclude each other")
-    if resume and not (path / "config.yaml").is_file():
-        raise ClasswiseError(f"cannot resume: {path} is not a classwise run folder (no config.yaml)")
-    if exists and not resume:
-        if not overwrite:
-            raise ClasswiseError(f"run folder {path} already exists: pass --resume to continue it or --overwrite to replace it")
-        if not any((path / m).exists() for m in MARKERS):
-            raise ClasswiseError(f"refusing to overwrite {path}: it is not a classwise run folder")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "checkpoints").mkdir(exist_ok=True)
-    return path
+MARKER = "classwise-run.json"
+FORMAT = 1
+LOCK = ".classwise.lock"
+# Every file classwise writes into a run folder (glob patterns relative to it).
+OWN_FILES = (
+    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
+    "meta.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
+    "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
+    "compare/*", "tensorboard/*", "adv/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+)
+SUB_RUNS = ("homing",)  # folders holding nested runs (homing retrains), each checked as a run itself
+TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
+_HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
 
-def require_run_dir(path: str | Path) -> Path:
-    """An existing run folder (has config.yaml), or one clear error."""
-    path = Path(path)
-    if not (path / "config.yaml").is_file():
-        raise ClasswiseError(f"{path} is not a classwise run folder (no config.yaml); train one with `classwise train`")
-    return path
+def _foreign_files(path: Path) -> list[str]:
+    """Files under ``path`` that classwise did not write (nested runs checked recursively)."""
+    foreign = []
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path).as_posix()
+        if f.is_dir() or _in_sub_run(path, f):
+            continue
+        if f.is_symlink() or not any(fnmatch.fnmatchcase(rel, p) for p in OWN_FILES):
+            foreign.append(rel)
+    for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir()):
+        if (sub / MARKER).is_file():
+            foreign += [f"{sub.relative_to(path).as_posix()}/{r}" for r in _foreign_files(sub)]
+    return foreign
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Pretty JSON, atomically."""
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
+def _in_sub_run(root: Path, f: Path) -> bool:
+    rel = f.relative_to(root).parts
+    return len(rel) > 2 and rel[0] in SUB_RUNS and (root / rel[0] / rel[1] / MARKER).is_file()
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ClasswiseError(f"cannot read {path}: {e}") from e
+def _refuse_overwrite(path: Path) -> None:
+    """Raise unless ``path`` is a classwise run holding only classwise's files."""
+    if path.is_symlink():
+        raise ClasswiseError(f"refusing to overwrite {path}: it is a symbolic link (pass the real folder)")
+    if not (path / MARKER).is_file():
+        raise ClasswiseError(f"refusing to overwrite {path}: it is not a classwise run folder (no {MARKER})")
+    foreign = _foreign_files(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ClasswiseError(f"refusing to overwrite {path}: it holds files classwise did not write ({shown}); "
+                             "move them away first")
 
 
-def set_status(run_dir: Path, state: str, **extra: Any) -> None:
-    """Record the run's state; only "complete" means every result is written."""
-    write_json(Path(run_dir) / "status.json", {"state": state, **extra})
+@dataclasses.dataclass(eq=False)
+class Run:
+    """One run folder. Create with :meth:`create`, open an existing one with :meth:`open`."""
 
+    path: Path
 
-def get_status(run_dir: Path) -> str:
-    path = Path(run_dir) / "status.json"
-    return read_json(path).get("state", "unknown") if path.is_file() else "unknown"
+    # -- creation and opening ------------------------------------------------------------------
 
+    @classmethod
+    def create(cls, path: str | Path, config: RunConfig, *, overwrite: bool = False, origin: str = "train") -> "Run":
+        """A new run folder for ``config`` (marker, config, version, status "created").
 
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line and flush it to disk."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        An existing non-empty folder is refused unless ``overwrite``; then only a
+        marked folder holding nothing but classwise's files is emptied (under its
+        lock, so a live run is never deleted). Nothing is written into a refused folder.
+        """
+        path = Path(path)
+        _check_new(path, overwrite)
+        _mkdir(path)
+        run = cls(path)
+        with run.lock():
+            if _entries(path):
+                _check_new(path, overwrite)
+                for child in _entries(path):
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            _mkdir(path / "checkpoints")
+            write_json(path / MARKER, {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                       "origin": origin})
+            run.save_config(config)
+            write_json(path / "version.json", version_info())
+            run.set_status("created", trained=False)
+        return run
 
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        """An existing run folder, or one clear error."""
+        path = Path(path)
+        if not (path / MARKER).is_file():
+            hint = " (made by an older classwise? train it again)" if (path / "config.yaml").is_file() else ""
+            raise ClasswiseError(f"{path} is not a classwise run folder (no {MARKER}){hint}; "
+                                 "make one with `classwise train` or `classwise evaluate --model`")
+        return cls(path)
 
-def read_jsonl(path: Path) -> list[dict]:
-    """All complete JSON lines of ``path`` ([] when absent); a torn last line is dropped."""
-    if not Path(path).is_file():
-        return []
-    records = []
-    for line in Path(path).read_text().splitlines():
+    # -- config, status, lock -----------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> RunConfig:
+        return load_config(self.path / "config.yaml")
+
+    def save_config(self, config: RunConfig) -> None:
+        atomic_write(self.path / "config.yaml", dump_config(config))
+        self.__dict__["config"] = config
+
+    @property
+    def origin(self) -> str:
+        """"train" for runs classwise trained, "outside" for outside models (``evaluate --model``)."""
+        return read_json(self.path / MARKER).get("origin", "train")
+
+    def status(self) -> dict[str, Any]:
+        """status.json ({"state": "unknown"} when absent)."""
+        path = self.path / "status.json"
+        data = read_json(path) if path.is_file() else {}
+        return data if isinstance(data, dict) and "state" in data else {"state": "unknown"}
+
+    @property
+    def state(self) -> str:
+        return str(self.status().get("state", "unknown"))
+
+    @property
+    def trained(self) -> bool:
+        """Whether training finished (the model is final)."""
+        status = self.status()
+        return bool(status.get("trained", status.get("state") in TRAINED_STATES))
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        """Record the run's state; "complete" means every result is written. Keeps ``trained`` unless given."""
+        extra.setdefault("trained", self.trained if (self.path / "status.json").is_file() else False)
+        write_json(self.path / "status.json", {"state": state, **extra})
+
+    @contextmanager
+    def lock(self) -> Iterator["Run"]:
+        """Hold the folder's OS lock (re-entrant in this process); a second writer gets one error line."""
+        key = self.path.resolve()
+        if key in _HELD:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth + 1)
+        else:
+            _HELD[key] = (_acquire(self.path / LOCK), 1)
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
+            yield self
+        finally:
+            fd, depth = _HELD[key]
+            if depth > 1:
+                _HELD[key] = (fd, depth - 1)
+            else:
+                del _HELD[key]
+                os.close(fd)
+
+    @contextmanager
+    def guarded(self, state: str) -> Iterator["Run"]:
+        """Set ``state``; on failure record "failed" (or "interrupted") with the error line, and re-raise."""
+        self.set_status(state)
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.set_status("interrupted", error="interrupted (Ctrl-C)")
+            raise
+        except BaseException as e:
+            self.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+            raise
+
+    # -- data and model -----------------------------------------------------------------------
+
+    def data(self) -> DataBundle:
+        """The run's dataset, as its config names it (sampled, then without ``data.remove_class``)."""
+        return load_run_data(self.config)
+
+    def checkpoint_path(self, name: str = "last") -> Path:
+        return self.path / "checkpoints" / f"{name}.safetensors"
+
+    def checkpoint_names(self) -> list[str]:
+        return sorted(p.name.split(".")[0] for p in (self.path / "checkpoints").glob("*.safetensors")
+                      if ".state." not in p.name)
+
+    def model(self, checkpoint: str = "last", device: str | torch.device = "cpu") -> nn.Module:
+        """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode."""
+        path = self.checkpoint_path(checkpoint)
+        if not path.is_file():
+            found = ", ".join(self.checkpoint_names()) or "none"
+            raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {found})")
+        model, _ = load_model_file(path)
+        return model.to(device).eval()
+
+    def head_weight(self, checkpoint: str = "last") -> torch.Tensor | None:
+        """The classifier weight (K, D) of ``checkpoint``, if the model has a ``head``."""
+        return head_weight(self.checkpoint_path(checkpoint))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def results(self) -> EvalResults | None:
+        path = self.path / "results.npz"
+        return EvalResults.load(path) if path.is_file() else None
+
+    def require_results(self) -> EvalResults:
+        results = self.results()
+        if results is None:
+            raise ClasswiseError(f"{self.path} has no per-sample results yet: run `classwise evaluate {self.path}` first")
+        return results
+
+    def save_results(self, results: EvalResults, meta: dict[str, Any]) -> None:
+        results.save(self.path / "results.npz")
+        write_json(self.path / "meta.json", meta)
+
+    def meta(self) -> dict[str, Any]:
+        path = self.path / "meta.json"
+        meta = read_json(path) if path.is_file() else {}
+        if not isinstance(meta, dict):
+            raise ClasswiseError(f"cannot read {path}: not a JSON mapping")
+        return meta
+
+    def summary(self) -> dict[str, Any]:
+        path = self.path / "summary.json"
+        if not path.is_file():
+            raise ClasswiseError(f"{self.path} has no summary.json: run `classwise evaluate {self.path}` first")
+        return read_json(path)
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+
+def _entries(path: Path) -> list[Path]:
+    """The folder's entries except our lock file."""
+    return [p for p in path.iterdir() if p.name != LOCK] if path.is_dir() else []
+
+
+def _check_new(path: Path, overwrite: bool) -> None:
+    """Refuse a path that cannot become a new run (see :meth:`Run.create`)."""
+    if path.is_symlink():
+        raise ClasswiseError(f"run folder {path} is a symbolic link: pass the folder it points to")
+    if path.exists() and not path.is_dir():
+        raise ClasswiseError(f"run folder {path} exists and is not a folder")
+    if _entries(path):
+        if not overwrite:
+            raise ClasswiseError(f"run folder {path} already exists: pass --resume to continue it or "
+                                 "--overwrite to replace it")
+        _refuse_overwrite(path)
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClasswiseError(f"cannot create {path}: {e.strerror or e}") from e
+
+
+def _acquire(path: Path) -> int:
+    """An exclusive, non-blocking flock on ``path``; names the holder when it is taken."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ClasswiseError(f"cannot lock {path.parent}: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = Path(path).read_text().strip() or "another process"
+        os.close(fd)
+        raise ClasswiseError(f"{path.parent} is being written by {holder}; wait for it to finish "
+                             "(one writer per run folder)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} ({' '.join(['classwise', *sys.argv[1:3]])})\n".encode())
+    return fd
+
+
+def load_run_data(config: RunConfig) -> DataBundle:
+    """The dataset of ``config`` (sampled, then without ``data.remove_class``)."""
+    d = config.data
+    data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
+    data = data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
+    if d.remove_class is None:
+        return data
+    if d.remove_class >= data.num_classes:
+        raise ClasswiseError(f"data.remove_class {d.remove_class} is out of range for {data.num_classes} classes")
+    return remove_class(data, d.remove_class)
+
+
+def dataset_label(config: RunConfig) -> str:
+    """How results name the data: the registry name, or imagefolder:<folder> (e.g. cifar10-jpeg75)."""
+    d = config.data
+    return f"imagefolder:{Path(d.root).name}" if d.name == "imagefolder" and d.root else d.name
 
 
 def version_info() -> dict[str, str | None]:
@@ -108,3 +337,17 @@ def version_info() -> dict[str, str | None]:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {"classwise": __version__, "git_commit": commit or None}
+
+
+def load_model_from(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A model of ours from a checkpoint file, or from a run folder (its evaluated checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        run = Run.open(path)
+        return run.model(run.config.eval.checkpoint, device)
+    if not path.is_file():
+        raise ClasswiseError(f"{path} does not exist (give a checkpoint file or a run folder)")
+    return load_model_file(path)[0].to(device)
+
+
+__all__ = ["MARKER", "Run", "dataset_label", "load_model_from", "load_run_data", "version_info"]

@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 
+from ..results import EvalResults
+
 
 def _check_pair(labels: np.ndarray, pred: np.ndarray, num_classes: int | None = None) -> None:
     """Raise ValueError unless labels and pred are equal-length 1-D int arrays in range."""
@@ -157,3 +159,27 @@ def worst_case(labels: np.ndarray, clean_pred: np.ndarray, adv_preds: list[np.nd
         pred[fooled] = adv[fooled]
         alive &= ~fooled
     return pred
+
+
+def relative_robustness(results: EvalResults, baseline: str | None = None) -> dict[str, np.ndarray]:
+    """Robustness of each Temperature-PGD attack minus the baseline's, in percentage points.
+
+    Paper, section 4 (tables 3 and 4). Returns name -> (K + 1,) float64: the
+    total first, then one value per class. Attacks are told apart by their
+    recorded facts (family "tpgd" vs "pgd"); ``baseline`` defaults to the one
+    attack of family "pgd".
+    """
+    families = {a: results.facts.get(a, {}).get("family") for a in results.attacks}
+    if baseline is None:
+        pgd = [a for a, f in families.items() if f == "pgd"]
+        if len(pgd) != 1:
+            raise ValueError(f"give the baseline: expected one attack of family 'pgd', found {pgd or 'none'}")
+        baseline = pgd[0]
+    k = results.num_classes
+
+    def row(name: str) -> np.ndarray:
+        pred = results.adv_pred[name]
+        return np.concatenate([[overall_accuracy(results.labels, pred)], classwise_accuracy(results.labels, pred, k)])
+
+    base = row(baseline)
+    return {name: row(name) - base for name, family in families.items() if family == "tpgd"}

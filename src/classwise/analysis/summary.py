@@ -70,7 +70,9 @@ def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
 def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:
     """Accuracy block of ``attack`` over the examples it was evaluated on (its sample)."""
     m = results.evaluated(attack)
-    return accuracy_block(results.labels[m], results.adv_pred[attack][m], k) | {"examples": int(m.sum())}
+    facts = results.facts.get(attack, {})
+    threat = {key: facts[key] for key in ("norm", "eps") if key in facts}
+    return accuracy_block(results.labels[m], results.adv_pred[attack][m], k) | {"examples": int(m.sum())} | threat
 
 
 def _steps(name: str) -> int:

@@ -16,17 +16,17 @@ from .losses import cross_entropy, cw_margin, cw_margins, loss_names, make_loss
 from .nattack import NAttack
 from .pgd import PGD, grad_and_logits
 from .registry import (
-    DEFAULT_PGD_STEPS, attack_default_per_class, attack_is_black_box, attack_names, attack_usage, create_attack, parse_spec,
+    DEFAULT_PGD_STEPS, attack_default_per_class, attack_is_black_box, attack_names, attack_usage, build_attack,
+    create_attack, parse_spec,
 )
 from .threat import LinfThreat
-from .tpgd import PAPER_INV_TEMPERATURES, TemperaturePGD, relative_robustness, temperature_sweep, tpgd_name
-from .transfer import Transfer, load_surrogate
+from .tpgd import PAPER_INV_TEMPERATURES, TemperaturePGD, tpgd_name
+from .transfer import Transfer
 
 __all__ = [
     "Attack", "LinfThreat", "FGSM", "PGD", "CWInf", "CWMarginPGD", "TemperaturePGD", "NAttack",
     "Transfer", "APGDCE", "APGDT", "FABT", "Square", "AutoAttack",
-    "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box", "parse_spec",
-    "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "temperature_sweep", "relative_robustness", "tpgd_name",
-    "load_surrogate", "eval_mode", "input_grad", "grad_and_logits", "cross_entropy", "cw_margin",
+    "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box", "parse_spec",
+    "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad", "grad_and_logits", "cross_entropy", "cw_margin",
     "cw_margins", "loss_names", "make_loss",
 ]

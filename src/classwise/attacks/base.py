@@ -8,6 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,10 +60,12 @@ class Attack(ABC):
     mode and its train/eval mode is restored afterwards.
     """
 
-    name: str = "attack"
+    name: str = "attack"  # the attack's family, as the registry names it
     # Examples per class that evaluations draw by default for this attack
     # (None: the whole evaluation set). Costly attacks set it (paper, appendix E).
     default_per_class: int | None = None
+    # Uses only the model's outputs (queries) or another model's gradients.
+    black_box: bool = False
 
     def __init__(self, model: nn.Module, threat: LinfThreat) -> None:
         self.model = model
@@ -94,6 +97,20 @@ class Attack(ABC):
     ) -> torch.Tensor:
         """:meth:`perturb` for inputs the model classifies correctly (by default the same call)."""
         return self.perturb(x, y, generator)
+
+    def facts(self) -> dict[str, Any]:
+        """The attack's identity: family, threat model and every setting that changes its result.
+
+        Read from the class attributes and the instance's scalar settings (steps,
+        restarts, loss, temperature, ...), so a new attack needs no registration
+        here. Evaluations record these facts with the results; analyses and the
+        report read them instead of parsing names.
+        """
+        facts: dict[str, Any] = {"family": self.name, "class": type(self).__name__, "black_box": self.black_box,
+                                 "norm": getattr(self.threat, "norm", "linf"), "eps": float(self.threat.eps),
+                                 "step_size": float(self.threat.step_size), "per_class": self.default_per_class}
+        settings = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str)) and k != "name"}
+        return facts | dict(sorted(settings.items()))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.threat.eps}, step_size={self.threat.step_size})"

@@ -204,6 +204,7 @@ class Square(LibraryAttack):
     """
 
     name = "square"
+    black_box = True
     shown = ("n_queries", "restarts")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:

@@ -60,6 +60,7 @@ class NAttack(Attack):
 
     name = "nattack"
     default_per_class = 200
+    black_box = True
 
     def __init__(
         self,

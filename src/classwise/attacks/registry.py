@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from ..config import AttackConfig
+from ..runs import load_model_from
 from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
@@ -27,7 +29,7 @@ from .nattack import NAttack
 from .pgd import PGD
 from .threat import LinfThreat
 from .tpgd import TemperaturePGD
-from .transfer import Transfer, load_surrogate
+from .transfer import Transfer
 
 DEFAULT_PGD_STEPS = 20  # "pgd" without K: the paper's PGD-20 test attack
 _FGSM_OPTIONS = frozenset({"random_start", "loss", "temperature", "keep_best"})
@@ -52,17 +54,23 @@ class AttackEntry:
     """One registered attack: how to write it, what it is, how to build it.
 
     param: "none", "steps" (optional count glued on: "pgd40") or "value"
-    (after a colon: "tpgd:5"). per_class: examples per class that evaluations
-    draw by default (None: all), from the attack class. black_box: the attack
-    uses only the model's outputs (queries) or another model's gradients.
+    (after a colon: "tpgd:5"). ``per_class`` and ``black_box`` are the attack
+    class's own facts (:attr:`Attack.default_per_class`, :attr:`Attack.black_box`).
     """
 
     usage: str
     summary: str
+    cls: type[Attack]
     build: Callable[[AttackRequest], Attack]
     param: str = "none"
-    per_class: int | None = None
-    black_box: bool = False
+
+    @property
+    def per_class(self) -> int | None:
+        return self.cls.default_per_class
+
+    @property
+    def black_box(self) -> bool:
+        return self.cls.black_box
 
 
 def _check_options(spec: str, kwargs: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -143,7 +151,7 @@ def _transfer(req: AttackRequest) -> Attack:
         raise ValueError(f"{req.spec!r} names a surrogate file; do not also pass surrogate=")
     if not req.param and "surrogate" not in kwargs:
         raise ValueError("'transfer' needs a surrogate: transfer:PATH (checkpoint or run folder) or surrogate=")
-    surrogate = kwargs.pop("surrogate") if "surrogate" in kwargs else load_surrogate(req.param or "")
+    surrogate = kwargs.pop("surrogate") if "surrogate" in kwargs else load_model_from(req.param or "")
     steps = kwargs.pop("steps", DEFAULT_PGD_STEPS)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -174,25 +182,25 @@ def _positive_float(req: AttackRequest, what: str) -> float:
 
 _LIB = "torchattacks, reference AutoAttack settings"
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
-    "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", _fgsm(False)),
-    "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", _fgsm(True)),
-    "pgd": AttackEntry("pgd[K]", "PGD on cross-entropy, K steps (20), random start", _pgd, "steps"),
+    "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", FGSM, _fgsm(False)),
+    "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", FGSM, _fgsm(True)),
+    "pgd": AttackEntry("pgd[K]", "PGD on cross-entropy, K steps (20), random start", PGD, _pgd, "steps"),
     "cw-inf": AttackEntry("cw-inf", "Carlini-Wagner L-inf, minimum-distance tau search (robust: none within eps)",
-                          _fixed(CWInf), per_class=CWInf.default_per_class),
+                          CWInf, _fixed(CWInf)),
     "cw-margin": AttackEntry("cw-margin[K]", "fixed-eps PGD on the CW margin loss, K steps (20); not cw-inf",
-                             _cw_margin, "steps"),
+                             CWMarginPGD, _cw_margin, "steps"),
     "tpgd": AttackEntry("tpgd:X", "Temperature-PGD-20, cross-entropy of softmax(X * logits), X = 1/T",
-                        _tpgd, "value"),
+                        TemperaturePGD, _tpgd, "value"),
     "nattack": AttackEntry("nattack", "N-Attack, query-based black box (population 300, sigma 0.1, lr 0.02)",
-                           _fixed(NAttack), per_class=NAttack.default_per_class, black_box=True),
+                           NAttack, _fixed(NAttack)),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
-                            _transfer, "value", black_box=True),
-    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _fixed(APGDCE)),
-    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _fixed(APGDT)),
-    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _fixed(FABT)),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square), black_box=True),
+                            Transfer, _transfer, "value"),
+    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", APGDCE, _fixed(APGDCE)),
+    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", APGDT, _fixed(APGDT)),
+    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", FABT, _fixed(FABT)),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", Square, _fixed(Square)),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
-                              _fixed(AutoAttack)),
+                              AutoAttack, _fixed(AutoAttack)),
 })
 
 
@@ -249,6 +257,12 @@ def create_attack(
     return entry.build(AttackRequest(spec, param, model, eps, step_size, dict(kwargs)))
 
 
+def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
+    """The attack of an :class:`AttackConfig` (name, eps, step size, restarts, options) on ``model``."""
+    extra = {"restarts": cfg.restarts} if cfg.restarts > 1 else {}
+    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, **extra, **cfg.options)
+
+
 def attack_default_per_class(spec: str) -> int | None:
     """Examples per class an evaluation draws by default for ``spec`` (None: all).
 
@@ -263,6 +277,6 @@ def attack_is_black_box(spec: str) -> bool:
 
 
 __all__ = [
-    "AttackEntry", "AttackRequest", "attack_default_per_class", "attack_is_black_box", "attack_names", "attack_usage",
+    "AttackEntry", "AttackRequest", "build_attack", "attack_default_per_class", "attack_is_black_box", "attack_names", "attack_usage",
     "create_attack", "parse_spec",
 ]

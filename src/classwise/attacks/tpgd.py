@@ -1,19 +1,13 @@
-"""Temperature-PGD (section 4 of the paper) and the 1/T sweep against vanilla PGD."""
+"""Temperature-PGD (section 4 of the paper); the sweep over 1/T is ``classwise.evaluate.temperature_sweep``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-import numpy as np
 import torch
 from torch import nn
 
 from .pgd import PGD
 from .threat import LinfThreat
 
-if TYPE_CHECKING:  # evaluate imports this package; import it lazily at run time
-    from ..results import EvalResults
 
 # The 1/T values of the paper's sweep (section 4, tables 3 and 4).
 PAPER_INV_TEMPERATURES = (1, 2, 3, 4, 5, 7, 10, 50, 75, 100, 125, 150, 200, 300)
@@ -72,78 +66,3 @@ class TemperaturePGD(PGD):
 def tpgd_name(inv_temperature: float) -> str:
     """Registry spec of Temperature-PGD at 1/T: 2 -> "tpgd:2", 0.5 -> "tpgd:0.5"."""
     return f"tpgd:{float(inv_temperature):g}"
-
-
-def temperature_sweep(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    eps: float,
-    inv_temps: Sequence[float] = PAPER_INV_TEMPERATURES,
-    *,
-    step_size: float | None = None,
-    steps: int = 20,
-    class_names: Sequence[str] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = "auto",
-    seed: int = 0,
-    progress: bool = False,
-) -> EvalResults:
-    """Vanilla PGD and Temperature-PGD at each 1/T on the same examples and seed.
-
-    Args:
-        model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        images: (N, C, H, W) uint8 or float in [0, 1]; labels: (N,) int.
-        eps: L-inf radius; step_size: default 2.5 eps / steps; steps: PGD steps.
-        inv_temps: the 1/T values (default: the paper's 14).
-        class_names, batch_size, device, seed, progress: as :func:`classwise.evaluate.evaluate`.
-
-    Returns:
-        :class:`~classwise.results.EvalResults` with adversarial predictions
-        under ``f"pgd{steps}"`` (the baseline) and ``tpgd_name(x)`` per 1/T.
-        1/T = 1 is vanilla PGD, so its column is the baseline's. Feed it to
-        :func:`relative_robustness` for the paper's table 4.
-
-    Example:
-        >>> res = temperature_sweep(model, x, y, eps=0.031, step_size=0.003)
-        >>> relative_robustness(res)["tpgd:5"]  # (K + 1,) total, then per class
-    """
-    from ..evaluate import evaluate
-
-    threat = LinfThreat(eps, 2.5 * eps / steps if step_size is None else step_size)
-    baseline = f"pgd{steps}"
-    attacks = {baseline: PGD(model, threat, steps)}
-    attacks |= {tpgd_name(t): TemperaturePGD(model, threat, t, steps) for t in inv_temps if t != 1}
-    results = evaluate(model, images, labels, attacks, class_names=class_names, batch_size=batch_size,
-                       device=device, seed=seed, progress=progress)
-    if any(t == 1 for t in inv_temps):
-        results.adv_pred[tpgd_name(1)] = results.adv_pred[baseline].copy()
-    return results
-
-
-def relative_robustness(results: EvalResults, baseline: str | None = None) -> dict[str, np.ndarray]:
-    """Robustness of each "tpgd:*" attack minus the baseline's, in percentage points.
-
-    Returns name -> (K + 1,) float64: the total first, then one value per class
-    (the rows of the paper's tables 3 and 4). ``baseline`` defaults to the one
-    "pgd*" attack of ``results``.
-    """
-    from ..analysis.classwise import classwise_accuracy, overall_accuracy
-
-    baseline = baseline or _only_pgd(results.attacks)
-    k = results.num_classes
-
-    def row(name: str) -> np.ndarray:
-        pred = results.adv_pred[name]
-        return np.concatenate([[overall_accuracy(results.labels, pred)],
-                               classwise_accuracy(results.labels, pred, k)])
-
-    base = row(baseline)
-    return {name: row(name) - base for name in results.attacks if name.startswith("tpgd:")}
-
-
-def _only_pgd(attacks: list[str]) -> str:
-    pgd = [a for a in attacks if a.startswith("pgd")]
-    if len(pgd) != 1:
-        raise ValueError(f"give the baseline: expected one 'pgd*' attack, found {pgd or 'none'}")
-    return pgd[0]

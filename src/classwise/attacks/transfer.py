@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from ..errors import ClasswiseError
 from .base import Attack, rows
 from .pgd import PGD
 from .threat import LinfThreat
@@ -38,7 +34,7 @@ class Transfer(Attack):
         model: the target; maps (B, C, H, W) images in [0, 1] to (B, K) logits.
         threat: :class:`LinfThreat` (eps, step size).
         surrogate: any ``nn.Module`` on the same inputs and classes (see
-            :func:`load_surrogate` for a checkpoint or run folder of ours). It
+            :func:`classwise.runs.load_model_from` for a checkpoint or run folder of ours). It
             is moved to the images' device; its train/eval mode is restored.
         steps: PGD steps on the surrogate (20). random_start: as :class:`PGD`.
         keep_clean: see above (True).
@@ -46,11 +42,12 @@ class Transfer(Attack):
     Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
 
     Example:
-        >>> attack = Transfer(target, LinfThreat(0.031, 0.003), surrogate=load_surrogate("runs/std"))
+        >>> attack = Transfer(target, LinfThreat(0.031, 0.003), surrogate=load_model_from("runs/std"))
         >>> x_adv = attack(x, y, generator=torch.Generator().manual_seed(0))
     """
 
     name = "transfer"
+    black_box = True
 
     def __init__(
         self,
@@ -92,44 +89,3 @@ class Transfer(Attack):
             f"Transfer(eps={self.threat.eps}, step_size={self.threat.step_size}, steps={self.steps}, "
             f"surrogate={type(self.surrogate).__name__})"
         )
-
-
-def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """A model of ours from a checkpoint file or a run folder, in eval mode.
-
-    ``path`` is a ``.safetensors`` checkpoint written by training (its JSON
-    metadata names the model, classes, channels, image size, mean, std and
-    model options), or a run folder: then the checkpoint named by its
-    ``config.yaml`` (``eval.checkpoint``, default "last") under ``checkpoints/``.
-    Raises :class:`ClasswiseError` with one line when it cannot.
-    """
-    from ..models import create_model
-    from ..train.checkpoint import load_model, safe_load
-
-    file = _checkpoint_file(Path(path))
-    meta = json.loads(safe_load(file)[1].get("classwise", "{}"))
-    missing = [k for k in ("model", "num_classes", "in_channels", "image_size") if k not in meta]
-    if missing:
-        raise ClasswiseError(f"{file} lacks model metadata ({', '.join(missing)}); pass the surrogate as an nn.Module")
-    model = create_model(meta["model"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
-                         image_size=meta["image_size"], mean=meta.get("mean", (0.0,)),
-                         std=meta.get("std", (1.0,)), **meta.get("kwargs", {}))
-    load_model(model, file)
-    return model.to(device).eval()
-
-
-def _checkpoint_file(path: Path) -> Path:
-    """The checkpoint file of ``path``: itself, or the one a run folder evaluates."""
-    if not path.is_dir():
-        if not path.is_file():
-            raise ClasswiseError(f"surrogate {path} does not exist (give a checkpoint file or a run folder)")
-        return path
-    name = "last"
-    if (path / "config.yaml").is_file():
-        from ..config import load_config
-
-        name = load_config(path / "config.yaml").eval.checkpoint
-    file = path / "checkpoints" / f"{name}.safetensors"
-    if not file.is_file():
-        raise ClasswiseError(f"run folder {path} has no checkpoint {file.name} for the surrogate")
-    return file

@@ -5,11 +5,11 @@ Every model maps [0, 1] images (B, C, H, W) to logits (B, K), normalises inside
 ``use_he_head`` swaps the linear head for the hypersphere-embedding head.
 """
 
-from .base import Classifier, Normalize
+from .base import Classifier, Normalize, unwrap
 from .he import HEHead, margin_logits, use_he_head
 from .registry import create_model, model_kwargs, model_names
 
 __all__ = [
     "Classifier", "HEHead", "Normalize", "create_model", "margin_logits", "model_kwargs", "model_names",
-    "use_he_head",
+    "unwrap", "use_he_head",
 ]

@@ -22,7 +22,6 @@ all-reduced, and only rank 0 runs the monitor and writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -32,44 +31,24 @@ import torch
 from torch import nn
 
 from ..analysis import accuracy_block
+from ..attacks import build_attack
+from ..checkpoint import build_model, load_model, load_state, load_weights, model_meta, save_model, save_state, tree_to
 from ..config import RunConfig, TrainConfig
 from ..data import DataBundle, as_float, class_balanced_indices
 from ..errors import ClasswiseError
-from ..fileio import atomic_write
-from ..evaluate import build_attack, evaluate, resolve_device
-from ..models import create_model, use_he_head
+from ..evaluate import evaluate, resolve_device
+from ..fileio import append_jsonl, atomic_write, read_jsonl
+from ..models import unwrap
 from ..perf import autocast, prepare_input, prepare_model
 from ..progress import progress_task
-from ..runs import append_jsonl, read_jsonl
 from .tensorboard import write_scalars
 from .augment import AUGMENTATIONS
-from .checkpoint import load_model, load_state, load_weights, save_model, save_state, tree_to, unwrap
 from .distributed import Dist
 from .objectives import create_objective
 from .resume import EpochRun, rank_state, restore_rank_state
 from .schedules import make_optimizer, make_scheduler, per_batch, warmup_eps
 
 STATE_FILE = "last.state.safetensors"
-
-
-def build_model(config: RunConfig, data: DataBundle) -> nn.Module:
-    """The configured model for ``data`` (classes, channels, size, normalisation, head)."""
-    model = create_model(
-        config.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
-        image_size=data.image_size, mean=data.mean, std=data.std, **config.model.kwargs,
-    )
-    head = config.model.head
-    return use_he_head(model, head.scale, head.margin) if head.name == "he" else model
-
-
-def model_meta(config: RunConfig, data: DataBundle, epoch: int) -> dict:
-    """What a checkpoint needs to rebuild its model without the config."""
-    return {
-        "model": config.model.name, "kwargs": config.model.kwargs, "head": dataclasses.asdict(config.model.head),
-        "dataset": data.name,
-        "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
-        "mean": list(data.mean), "std": list(data.std), "class_names": data.class_names, "epoch": epoch,
-    }
 
 
 @dataclass
@@ -89,7 +68,7 @@ class Trainer:
         self.device = self.dist.device(resolve_device(self.config.device))
         self._check_world()
         torch.manual_seed(self.config.seed)  # the initial weights follow the run's seed
-        model = build_model(self.config, self.data).to(self.device)
+        model = build_model(self.config.model, self.data).to(self.device)
         if self.cfg.sync_batchnorm and self.dist.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = self.dist.wrap(prepare_model(model, self.config.perf), self.device)
@@ -97,7 +76,7 @@ class Trainer:
         steps = max(1, len(self.data.train_y) // self.config.train.batch_size)  # as _train_epoch
         self.scheduler = make_scheduler(self.config.train, self.optimizer, steps)
         self.per_batch = per_batch(self.config.train)
-        self.objective = create_objective(self.config.train)
+        self.objective = create_objective(self.config.train, self.config.model)
         self.epoch = 0  # epochs finished
         self.resume_point: dict | None = None  # a mid-epoch state loaded by restore()
 
@@ -247,7 +226,7 @@ class Trainer:
             return
         ckpt = self.run_dir / "checkpoints"
         if run is None:
-            meta = model_meta(self.config, self.data, self.epoch)
+            meta = model_meta(self.config.model, self.data, epoch=self.epoch)
             save_model(self.model, ckpt / "last.safetensors", meta)
             if self.epoch in self.cfg.save_epochs:
                 save_model(self.model, ckpt / f"epoch{self.epoch}.safetensors", meta)

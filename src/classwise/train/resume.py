@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import tree_to
+from ..checkpoint import tree_to
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Training objectives, one per module, behind a registry and a factory.
 
-``create_objective(cfg)`` builds ``OBJECTIVES[cfg.method]``; the loop calls
+``create_objective(cfg, model_cfg)`` checks the method's rules and builds ``OBJECTIVES[cfg.method]``; the loop calls
 ``objective.begin_epoch(epoch, model, x, y)`` before each epoch and
 ``objective(model, x, y, eps, generator) -> (loss, logits)`` per batch
 (x (B, C, H, W) in [0, 1], y (B,), logits (B, K)).
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ...config import TrainConfig
+from ...config import ModelConfig, TrainConfig
 from ...errors import ClasswiseError
 from .base import Objective, training_attack
 from .fgsm_rs import FGSMRS
@@ -40,11 +40,23 @@ OBJECTIVES: Mapping[str, type[Objective]] = MappingProxyType({
     "he-cmp": HECMP,
 })
 
-__all__ = ["OBJECTIVES", "Objective", "create_objective", "training_attack"]
+__all__ = ["OBJECTIVES", "Objective", "check_method", "create_objective", "training_attack"]
 
 
-def create_objective(cfg: TrainConfig) -> Objective:
-    """The objective named by ``cfg.method``, configured by ``cfg``."""
+def check_method(cfg: TrainConfig, model: ModelConfig | None = None) -> type[Objective]:
+    """The objective class of ``cfg.method``, after checking the method's rules (head with ``model``, attack)."""
     if cfg.method not in OBJECTIVES:
         raise ClasswiseError(f"unknown training method '{cfg.method}' (known: {', '.join(OBJECTIVES)})")
-    return OBJECTIVES[cfg.method](cfg)
+    cls = OBJECTIVES[cfg.method]
+    if model is not None and cls.requires_head is not None and model.head.name != cls.requires_head:
+        raise ClasswiseError(f"train.method {cfg.method} needs model.head.name: {cls.requires_head} "
+                             f"(got {model.head.name})")
+    if cls.requires_attack is not None and cfg.attack.name != cls.requires_attack:
+        raise ClasswiseError(f"train.method {cfg.method} needs train.attack.name {cls.requires_attack}, "
+                             f"got '{cfg.attack.name}'")
+    return cls
+
+
+def create_objective(cfg: TrainConfig, model: ModelConfig | None = None) -> Objective:
+    """The objective named by ``cfg.method``, configured by ``cfg`` (rules checked for ``model``)."""
+    return check_method(cfg, model)(cfg)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ...attacks import Attack, create_attack
 from ...config import AttackConfig, TrainConfig
-from ..checkpoint import unwrap
+from ...models import unwrap
 from .defences import ClassTally, class_weights, norm_spread_penalty, weighted_mean
 
 
@@ -41,6 +41,10 @@ class Objective(ABC):
     Args:
         cfg: the run's :class:`TrainConfig` (method, attack, beta, defences...).
     """
+
+    # The method's rules, checked once by :func:`check_method` where an objective is created:
+    requires_head: str | None = None  # model.head.name the method needs (HE methods: "he")
+    requires_attack: str | None = None  # train.attack family the method needs (fgsm-rs: "fgsm-rs")
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg

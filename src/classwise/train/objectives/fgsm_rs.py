@@ -17,4 +17,7 @@ class FGSMRS(PGDAT):
     Shapes: x (B, C, H, W) in [0, 1], y (B,) -> losses (B,), adversarial logits (B, K).
     """
 
+    requires_attack = "fgsm-rs"
+
+
     attack_name = "fgsm-rs"

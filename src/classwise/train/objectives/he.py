@@ -8,7 +8,7 @@ from torch import nn
 
 from ...config import TrainConfig
 from ...models.he import HEHead, margin_logits
-from ..checkpoint import unwrap
+from ...models import unwrap
 from .pgd_at import PGDAT
 
 
@@ -32,6 +32,8 @@ class HE(PGDAT):
 
     Shapes: x (B, C, H, W) in [0, 1], y (B,) -> losses (B,), adversarial logits (B, K).
     """
+
+    requires_head = "he"
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)

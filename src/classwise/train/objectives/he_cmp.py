@@ -10,7 +10,7 @@ from torch import nn
 from ...attacks import eval_mode
 from ...config import TrainConfig
 from ...data import as_float, class_balanced_indices
-from ..checkpoint import unwrap
+from ...models import unwrap
 from ..schedules import cmp_target
 from .he import HE, he_head
 

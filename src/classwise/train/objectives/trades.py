@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...attacks import LinfThreat, eval_mode, grad_and_logits
-from ..checkpoint import unwrap
+from ...models import unwrap
 from .base import Objective, training_attack
 
 START_STD = 0.001  # reference: x' starts at x + 0.001 * N(0, I)

@@ -1,4 +1,11 @@
-"""Checkpoints as safetensors, written atomically; never unpickled.
+"""Checkpoints: the file format, the model metadata and its inverse.
+
+The one module that reads and writes model files, for the trainer, evaluation,
+transfer surrogates and outside models alike. :func:`model_meta` records what
+rebuilds a model without its config (architecture, options, head, classes,
+input shape, normalisation); :func:`model_from_meta` is its exact inverse.
+
+Checkpoints are safetensors, written atomically; never unpickled.
 
 Model weights go to ``<name>.safetensors`` (loadable by any safetensors
 reader). Training state (optimiser, scheduler, RNG, epoch) is a nested
@@ -11,6 +18,7 @@ leave a mismatched pair. Files are flushed to disk (fsync) before the rename.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -21,8 +29,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from ..errors import ClasswiseError
-from ..fileio import atomic_open
+from .config import HeadConfig, ModelConfig, from_dict
+from .data import DataBundle
+from .errors import ClasswiseError
+from .fileio import atomic_open
+from .models import create_model, unwrap, use_he_head
+
+META_KEY = "classwise"  # the safetensors metadata entry holding the model meta (JSON)
+_META_NEEDS = ("model", "num_classes", "in_channels", "image_size")
 
 _TENSOR = "__tensor__"
 
@@ -80,17 +94,89 @@ def safe_load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise ClasswiseError(f"checkpoint {path} is corrupt or truncated ({e})") from e
 
 
+def build_model(model: ModelConfig, data: DataBundle) -> nn.Module:
+    """The configured model for ``data`` (classes, channels, size, normalisation, head)."""
+    net = create_model(model.name, num_classes=data.num_classes, in_channels=data.in_channels,
+                       image_size=data.image_size, mean=data.mean, std=data.std, **model.kwargs)
+    return use_he_head(net, model.head.scale, model.head.margin) if model.head.name == "he" else net
+
+
+def model_meta(model: ModelConfig, data: DataBundle, **extra: Any) -> dict:
+    """What rebuilds the model of ``model`` on ``data`` without a config (inverse: :func:`model_from_meta`)."""
+    return {
+        "model": model.name, "kwargs": dict(model.kwargs), "head": dataclasses.asdict(model.head),
+        "dataset": data.name, "num_classes": data.num_classes, "in_channels": data.in_channels,
+        "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
+        "class_names": list(data.class_names), **extra,
+    }
+
+
+def model_from_meta(meta: dict, source: Path | str = "checkpoint") -> nn.Module:
+    """Rebuild exactly the recorded architecture (head included), with fresh weights."""
+    missing = [k for k in _META_NEEDS if k not in meta]
+    if missing:
+        raise ClasswiseError(f"{source} lacks model metadata ({', '.join(missing)})")
+    kwargs = meta.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ClasswiseError(f"{source}: model metadata 'kwargs' must be a mapping, got {kwargs!r}")
+    head = from_dict(HeadConfig, meta.get("head") or {}, "head")
+    try:
+        net = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_channels=int(meta["in_channels"]),
+                           image_size=int(meta["image_size"]), mean=tuple(meta.get("mean", (0.0,))),
+                           std=tuple(meta.get("std", (1.0,))), **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ClasswiseError(f"{source}: cannot rebuild the model from its metadata ({e})") from e
+    return use_he_head(net, head.scale, head.margin) if head.name == "he" else net
+
+
 def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:
     """Model weights (and buffers) to safetensors; ``meta`` is stored as JSON."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    atomic_save(state, path, {"classwise": json.dumps(meta or {})})
+    atomic_save(state, path, {META_KEY: json.dumps(meta or {})})
+
+
+def read_meta(metadata: dict[str, str], source: Path) -> dict:
+    """The model meta stored by :func:`save_model` ({} when absent), or one clear error."""
+    try:
+        meta = json.loads(metadata.get(META_KEY, "{}"))
+    except json.JSONDecodeError as e:
+        raise ClasswiseError(f"checkpoint {source} has malformed model metadata ({e})") from e
+    if not isinstance(meta, dict):
+        raise ClasswiseError(f"checkpoint {source} has malformed model metadata (not a mapping)")
+    return meta
 
 
 def load_model(model: nn.Module, path: Path) -> dict:
     """Load weights saved by :func:`save_model` into ``model``; returns the meta."""
     tensors, metadata = safe_load(path)
+    check_finite(tensors, path)
     load_weights(model, tensors, path)
-    return json.loads(metadata.get("classwise", "{}"))
+    return read_meta(metadata, path)
+
+
+def load_model_file(path: Path | str) -> tuple[nn.Module, dict]:
+    """(model in eval mode, meta) from one checkpoint written by :func:`save_model`."""
+    tensors, metadata = safe_load(Path(path))
+    meta = read_meta(metadata, Path(path))
+    model = model_from_meta(meta, path)
+    check_finite(tensors, Path(path))
+    load_weights(model, tensors, Path(path))
+    return model.eval(), meta
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse weights holding NaN or Inf (a diverged model gives no meaningful result)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ClasswiseError(f"checkpoint {source} has non-finite weights ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}): the model diverged; it cannot be evaluated")
+
+
+def head_weight(path: Path) -> torch.Tensor | None:
+    """The classifier weight (K, D) stored under ``head.weight`` of a checkpoint, if any."""
+    if not Path(path).is_file():
+        return None
+    return safe_load(path)[0].get("head.weight")
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -125,9 +211,3 @@ def tree_to(tree: Any, device: torch.device | str) -> Any:
     if isinstance(tree, (list, tuple)):
         return [tree_to(v, device) for v in tree]
     return tree
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)

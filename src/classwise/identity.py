@@ -1,0 +1,203 @@
+"""Results keyed by what was measured: attack identity, merging, and the worst case per threat.
+
+A result's identity is everything that produced it: the model (checkpoint and
+file hash, checked by the caller), the attack's recorded facts (family, norm,
+eps, step, steps, restarts, loss, temperature...; :meth:`Attack.facts`) and the
+test examples it saw. Here:
+
+* :func:`merge_results` adds new results to a run's earlier ones. Results are
+  aligned on test-set indices (``extras["index"]``), so evaluations on other
+  examples add rows instead of wiping earlier ones. An identical attack on the
+  same examples replaces its earlier self (and says so); any other attack is
+  kept beside the earlier ones, under its plain name when it is free, else
+  under a name that says how it differs (``pgd5@eps=0.1``, ``pgd20@n=50``).
+* :func:`with_worst_cases` adds the per-example worst case over the attacks
+  that share norm, eps and examples ("worst", or ``worst@eps=...`` when a run
+  holds several threat models); it never mixes two threat models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .analysis import WORST, worst_case
+from .errors import ClasswiseError
+from .results import NOT_ATTACKED, EvalResults
+
+__all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
+
+_NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, not what it measured
+
+
+def attack_label(facts: dict[str, Any], fallback: str) -> str:
+    """The plain name of an attack: its config name, with "-rR" for R > 1 restarts."""
+    config = facts.get("config") or {}
+    name = config.get("name", fallback)
+    restarts = int(config.get("restarts", 1))
+    return name if restarts == 1 else f"{name}-r{restarts}"
+
+
+def _examples(results: EvalResults, key: str) -> np.ndarray:
+    """Test-set indices (sorted) of the examples ``key`` was evaluated on."""
+    return _index(results)[results.evaluated(key)]
+
+
+def _index(results: EvalResults) -> np.ndarray:
+    return results.extras.get("index", np.arange(len(results.labels)))
+
+
+def _identity(results: EvalResults, key: str) -> tuple[str, bytes]:
+    facts = {k: v for k, v in results.facts.get(key, {"name": key}).items() if k not in _NOT_IDENTITY}
+    return json.dumps(facts, sort_keys=True, default=str), _examples(results, key).tobytes()
+
+
+def _expand(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """A per-sample array placed at ``positions`` of a length-``n`` array (missing rows: not attacked / NaN / False)."""
+    fill: Any = NOT_ATTACKED if values.dtype.kind in "iu" else (False if values.dtype.kind == "b" else np.nan)
+    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    out[positions] = values
+    return out
+
+
+def _aligned(results: EvalResults, union: np.ndarray) -> EvalResults:
+    """``results`` on the test-set indices ``union`` (a superset of its own)."""
+    index = _index(results)
+    if np.array_equal(index, union):
+        return results
+    pos, n = np.searchsorted(union, index), len(union)
+    labels = np.full(n, NOT_ATTACKED, dtype=np.int64)
+    labels[pos] = results.labels
+    extras = {k: _expand(v, pos, n) for k, v in results.extras.items() if k != "index"} | {"index": union}
+    return EvalResults(labels, _expand(results.clean_pred, pos, n), {k: _expand(v, pos, n) for k, v in results.adv_pred.items()},
+                       results.class_names, None, {}, extras, dict(results.facts))
+
+
+def _combine(old: EvalResults, new: EvalResults) -> tuple[EvalResults, EvalResults]:
+    """Both results on the union of their test-set indices; labels and clean predictions filled from either."""
+    union = np.union1d(_index(old), _index(new))
+    a, b = _aligned(old, union), _aligned(new, union)
+    for field in ("labels", "clean_pred"):
+        x, y = getattr(a, field), getattr(b, field)
+        filled = np.where(x == NOT_ATTACKED, y, x)
+        a, b = dataclasses.replace(a, **{field: filled}), dataclasses.replace(b, **{field: filled})
+    probs = next((r.clean_probs for r, s in ((old, a), (new, b)) if np.array_equal(_index(r), union)), None)
+    return dataclasses.replace(a, clean_probs=probs), dataclasses.replace(b, clean_probs=probs)
+
+
+def _free_key(label: str, facts: dict[str, Any], examples: np.ndarray, taken: EvalResults) -> str:
+    """``label``, or ``label@how-it-differs`` when another result holds that name."""
+    if label not in taken.adv_pred:
+        return label
+    other = taken.facts.get(label, {})
+    parts = [f"{k}={facts[k]:g}" for k in ("eps", "step_size") if facts.get(k) != other.get(k) and facts.get(k) is not None]
+    parts = [p.replace("step_size", "step") for p in parts]
+    if facts.get("norm") != other.get("norm"):
+        parts.insert(0, f"norm={facts.get('norm')}")
+    if not np.array_equal(examples, _examples(taken, label)):
+        parts.append(f"n={len(examples)}")
+    key, i = "@".join([label, *parts]) if parts else f"{label}@2", 2
+    while key in taken.adv_pred:
+        i += 1
+        key = f"{label}@{i}"
+    return key
+
+
+def merge_results(old: EvalResults | None, old_meta: dict[str, Any], new: EvalResults,
+                  model: dict[str, str]) -> tuple[EvalResults, list[str]]:
+    """``new`` (keyed by attack spec text) added to ``old`` (a run's saved results); returns (merged, messages).
+
+    ``model`` ({"checkpoint", "sha256"}) must be the model ``old`` was measured on:
+    another checkpoint is refused (two models never share results); the same
+    checkpoint with other weights (trained further) replaces the old results.
+    """
+    messages: list[str] = []
+    if old is not None and old_meta.get("checkpoint", model["checkpoint"]) != model["checkpoint"]:
+        raise ClasswiseError(f"this run's results are of checkpoint '{old_meta['checkpoint']}', not "
+                             f"'{model['checkpoint']}': two models never share results.npz; move results.npz and "
+                             "meta.json away first, or evaluate a copy of the run")
+    if old is not None and old_meta.get("sha256") not in (None, model["sha256"]):
+        messages.append(f"checkpoint '{model['checkpoint']}' changed since the last evaluation (trained further?): "
+                        "its earlier results are replaced")
+        old = None
+    old = old if old is not None else dataclasses.replace(new, adv_pred={}, adv_probs={}, facts={})
+    merged, incoming = _combine(old, new)
+    for spec, pred in incoming.adv_pred.items():
+        merged, message = _put(merged, incoming, spec, pred)
+        messages += [message] if message else []
+    return merged, messages
+
+
+def _put(merged: EvalResults, incoming: EvalResults, spec: str, pred: np.ndarray) -> tuple[EvalResults, str | None]:
+    """Add one attack's results: replace an identical earlier result, else keep both."""
+    ident = _identity(incoming, spec)
+    same = [k for k in merged.adv_pred if _identity(merged, k) == ident]
+    facts = incoming.facts.get(spec, {})
+    key = same[0] if same else _free_key(attack_label(facts, spec), facts, _examples(incoming, spec), merged)
+    adv, probs = dict(merged.adv_pred), dict(merged.adv_probs)
+    adv[key] = pred
+    probs.pop(key, None)
+    if spec in incoming.adv_probs and incoming.clean_probs is not None:
+        probs[key] = incoming.adv_probs[spec]
+    merged = dataclasses.replace(merged, adv_pred=adv, adv_probs=probs, facts=merged.facts | {key: facts},
+                                 extras=merged.extras | {k: v for k, v in incoming.extras.items() if k != "index"})
+    return merged, (f"replaced the earlier results of {key} (same attack, same examples)" if same else None)
+
+
+def _threat(facts: dict[str, Any]) -> tuple[str, float]:
+    return str(facts.get("norm", "linf")), float(facts.get("eps", float("nan")))
+
+
+def _groups(results: EvalResults) -> dict[tuple[str, float, bytes], list[str]]:
+    """Attacks (not worst cases) by (norm, eps, examples)."""
+    groups: dict[tuple[str, float, bytes], list[str]] = {}
+    for key in results.attacks:
+        facts = results.facts.get(key, {})
+        if facts.get("family") != WORST:
+            groups.setdefault((*_threat(facts), _examples(results, key).tobytes()), []).append(key)
+    return groups
+
+
+def _main_groups(groups: dict[tuple[str, float, bytes], list[str]]) -> dict[tuple[str, float, bytes], list[str]]:
+    """Per threat, the group on the most examples (the main evaluation; samples such as CW-inf's left out)."""
+    best: dict[tuple[str, float], tuple[str, float, bytes]] = {}
+    for g in groups:
+        if len(g[2]) > len(best.get(g[:2], (0, 0, b""))[2]):
+            best[g[:2]] = g
+    return {g: groups[g] for g in best.values() if len(groups[g]) >= 2}
+
+
+def with_worst_cases(results: EvalResults) -> EvalResults:
+    """Add (or refresh) the per-example worst case over each threat's attacks on the same examples.
+
+    A threat model (norm, eps) with fewer than two attacks on its main example
+    set keeps an existing worst case (from a cascade). Worst cases come last.
+    """
+    fresh = _main_groups(_groups(results))
+    adv = {k: v for k, v in results.adv_pred.items() if results.facts.get(k, {}).get("family") != WORST}
+    kept = {k: results.facts[k] for k in results.adv_pred if k not in adv
+            and (*_threat(results.facts[k]), _examples(results, k).tobytes()) not in fresh}
+    worst: dict[str, tuple[np.ndarray, dict[str, Any]]] = {k: (results.adv_pred[k], f) for k, f in kept.items()}
+    for (norm, eps, _), keys in fresh.items():
+        pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[k] for k in keys])
+        worst[f"{WORST}:{norm}:{eps}"] = (pred, {"family": WORST, "cascade": False, "over": keys, "norm": norm, "eps": eps})
+    names = _worst_names([f for _, f in worst.values()])
+    adv |= {name: pred for name, (pred, _) in zip(names, worst.values())}
+    facts = {k: results.facts[k] for k in results.adv_pred if k not in kept and k in adv} | {
+        name: f for name, (_, f) in zip(names, worst.values())}
+    return dataclasses.replace(results, adv_pred=adv, facts=facts,
+                               adv_probs={k: v for k, v in results.adv_probs.items() if k in adv})
+
+
+def _worst_names(facts: Iterable[dict[str, Any]]) -> list[str]:
+    """"worst" for a single threat model, else worst@eps=... (with the norm when norms differ)."""
+    facts = list(facts)
+    if len(facts) <= 1:
+        return [WORST] * len(facts)
+    norms = {f.get("norm") for f in facts}
+    return [f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={float(f.get('eps')):g}"
+            for f in facts]
