@@ -36,7 +36,9 @@ def test_worst_case_hand_computed():
 
 
 def test_sampled_attack_runs_on_its_class_balanced_sample(trained, monkeypatch):
-    monkeypatch.setattr(pipeline, "attack_default_per_class", lambda spec: 3 if spec == "fgsm" else None)
+    from classwise.attacks import FGSM
+
+    monkeypatch.setattr(FGSM, "default_per_class", 3)  # the attack class's own sample size
     res = pipeline.evaluate_run(trained, attacks=(AttackConfig("fgsm", 0.3), AttackConfig("pgd3", 0.3, 0.1)),
                                 progress=False)
     seen = res.evaluated("fgsm")

@@ -316,7 +316,7 @@ def test_transfer_errors_are_one_clear_line(tmp_path):
     save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
     cases = [("transfer", "needs a surrogate"), (f"transfer:{tmp_path / 'none'}", "does not exist"),
              (f"transfer:{tmp_path / 'bare.safetensors'}", "lacks model metadata"),
-             (f"transfer:{tmp_path}", "has no checkpoint last.safetensors")]
+             (f"transfer:{tmp_path}", "not a classwise run folder")]
     for spec, message in cases:
         with pytest.raises((ValueError, ClasswiseError), match=message) as error:
             create_attack(spec, nn.Identity(), 0.1)

@@ -37,7 +37,6 @@ def test_overrides_parse_yaml_values():
     ("train.epochs=abc", "must be a number"),
     ("train.epochs=2.5", "must be an integer"),
     ("train.lr=0", "lr must be > 0"),
-    ("train.method=magic", "unknown training method"),
     ("train.optimizer=rmsprop", "unknown optimizer"),
     ("train.attack.eps=1.01", "eps must be in [0, 1]"),
     ("train.attack.restarts=0", "restarts must be >= 1"),

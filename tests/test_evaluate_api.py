@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from classwise.evaluate import evaluate
@@ -65,3 +66,29 @@ def test_evaluate_needs_eps_for_named_attacks(user_model_and_data):
     model, x, y = user_model_and_data
     with pytest.raises(ValueError, match="eps is required"):
         evaluate(model, x, y, ["pgd5"], progress=False)
+
+
+class RowLog(torch.nn.Module):
+    """Records the rows of every forward pass that needs an input gradient (the attack's passes)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.grad_rows = model, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            self.grad_rows.append(len(x))
+        return self.model(x)
+
+
+def test_evaluate_attacks_only_clean_correct_examples(mnist_mlp):
+    """Contract: PGD-K sends exactly the clean-correct examples through each of its K gradient passes."""
+    from classwise.attacks import PGD, LinfThreat
+
+    model, x, y = mnist_mlp
+    log = RowLog(model)
+    res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y), device="cpu",
+                   progress=False)
+    correct = int(res.correct().sum())
+    assert 0 < correct < len(y)  # some examples are misclassified, so the contract has teeth
+    assert log.grad_rows == [correct] * 4

@@ -16,7 +16,8 @@ from torch import nn
 from classwise.config import AttackConfig, TrainConfig, load_config, preset_names
 from classwise.errors import ClasswiseError
 from classwise.models import Classifier, HEHead, Normalize, margin_logits, use_he_head
-from classwise.train.objectives import OBJECTIVES, create_objective
+from classwise.runs import load_run_data
+from classwise.train.objectives import OBJECTIVES, check_method, create_objective
 from classwise.train.objectives.defences import class_weights, norm_spread_penalty
 from classwise.train.objectives.he_cmp import mean_max_prob, probe_cosines, solve_scale
 from classwise.train.objectives.mart import mart_losses
@@ -105,8 +106,8 @@ def loss_of(method: str, eps: float = EPS, **kw) -> float:
 
 def test_registry_matches_config_and_paper_methods():
     assert set(OBJECTIVES) == {"standard", "pgd-at", "fgsm-rs", "trades", "mart", "he", "he-lis", "he-cmp"}
-    with pytest.raises(ClasswiseError, match="he-cmp"):
-        TrainConfig(method="nope")
+    with pytest.raises(ClasswiseError, match="unknown training method 'nope'.*he-cmp"):
+        check_method(TrainConfig(method="nope"))
 
 
 def test_standard_is_mean_clean_cross_entropy():
@@ -304,7 +305,8 @@ def test_weight_norm_penalty_reduces_norm_spread():
 ])
 def test_bad_settings_fail_with_a_clear_error(overrides, match):
     with pytest.raises(ClasswiseError, match=match):
-        load_config("demo", overrides)
+        config = load_config("demo", overrides)  # the config's own checks, then the method's rules
+        check_method(config.train, config.model)
 
 
 @pytest.mark.parametrize("name, method", [

@@ -17,6 +17,8 @@ import typer
 
 from .errors import ClasswiseError
 
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
 
@@ -224,24 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit 2."""
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # Ctrl-C comes back as the exit code 130
     except (ClasswiseError, ValueError) as e:
         if os.environ.get("CLASSWISE_DEBUG"):
             raise
         typer.echo(f"error: {e}", err=True)
         return 2
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+        code = INTERRUPTED
     except Exception as e:  # usage errors of the (vendored) click parser
-        if type(e).__name__ == "Abort":  # click's wrapper of Ctrl-C
-            typer.echo("interrupted", err=True)
-            return 130
         if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
             return int(e.exit_code)
         raise
-    return 0
+    if code == INTERRUPTED:
+        typer.echo("interrupted", err=True)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -313,6 +313,7 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
                                results.extras.get("zero_grad"))
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
     summary = summarize(results, **extra)
+    summary = ({"partial": summary.pop("partial")} | summary) if "partial" in summary else summary  # said first
     write_json(run.path / "summary.json", summary)
     notes = ([meta["partial"]] if meta.get("partial") else []) + list(meta.get("notes") or [])
     return write_report(run.path, results, metrics=run.metrics() or None, head_weight=head,
