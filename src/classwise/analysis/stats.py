@@ -24,7 +24,6 @@ See docs/statistics.md for a worked example.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,15 +206,20 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def _row_spearman(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Spearman rho of x (K,) against every row of ys (B, K): Pearson on average ranks."""
+def _row_spearman(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Spearman rho of matching rows of xs and ys (B, K), or of one x (K,) against every row of ys.
+
+    Pearson correlation of average ranks (scipy ``rankdata``), as Spearman's rho
+    is defined with ties; a constant row gives NaN.
+    """
     from scipy.stats import rankdata
 
-    rx = rankdata(x)
+    rx = rankdata(xs, axis=-1)
     ry = rankdata(ys, axis=1)
-    rx, ry = rx - rx.mean(), ry - ry.mean(axis=1, keepdims=True)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ry @ rx) / (np.sqrt((ry ** 2).sum(axis=1)) * np.sqrt((rx ** 2).sum()))
+        return (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=-1) * (ry ** 2).sum(axis=1))
 
 
 def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -247,9 +251,7 @@ def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, confid
     if math.isnan(rho):
         return Correlation(rho, p, (float("nan"), float("nan")), int(x.size), confidence, "classes")
     idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        boots = np.array([_spearman(x[i], y[i])[0] for i in idx])
+    boots = _row_spearman(x[idx], y[idx])
     return Correlation(rho, p, _percentile_ci(boots, confidence), int(x.size), confidence, "classes")
 
 
