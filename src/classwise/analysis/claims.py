@@ -129,7 +129,7 @@ def weakest_explained(results: EvalResults, head: str, superclasses: dict[str, l
     (percentage points), its ``top`` confound classes with their share of the
     class's flips (examples of the class predicted as another class under
     attack, as in figure 3a), and the share of flips staying inside its
-    superclass (None without superclasses).
+    superclass (None without superclasses, or when the class is its superclass's only member).
     """
     k, m = results.num_classes, results.evaluated(head)
     robust = classwise_interval(results.labels[m], results.correct(head)[m], k)
@@ -145,7 +145,8 @@ def _explain(i: int, robust, clean: np.ndarray, flips: np.ndarray, sup: np.ndarr
              top: int) -> dict[str, Any]:
     total = int(flips.sum())
     to = [int(j) for j in np.argsort(-flips, kind="stable")[:top] if flips[j] > 0]
-    within = None if sup is None or total == 0 else float(flips[sup == sup[i]].sum() / total)
+    alone = sup is None or int((sup == sup[i]).sum()) < 2  # a one-class superclass keeps no flip inside
+    within = None if alone or total == 0 else float(flips[sup == sup[i]].sum() / total)
     return {"class": i, "robust": _num(robust.percent[i]), "ci95": _nums(robust.ci[i]), "n": int(robust.n[i]),
             "clean": _num(clean[i]), "gap_to_clean": _num(clean[i] - robust.percent[i]), "flips": total,
             "confounds": [{"class": j, "share": float(flips[j] / total)} for j in to],

@@ -108,7 +108,7 @@ def _claims(results: EvalResults, names: list[str], head: str | None, head_weigh
     out: dict[str, Any] = {"paired": paired_claims(results, ref), "weak_hurt_more": weak_hurt_more_claims(results, ref),
                            "weight_norm": None, "weakest": []}
     if head is not None:
-        out["weakest"] = weakest_explained(results, head, superclasses)
+        out["weakest"] = weakest_explained(results, head, superclasses, count=min(3, max(1, len(names) // 3)))
         out["weight_norm"] = norm_claims(results, head, head_weight) if head_weight is not None else None
     return out
 
