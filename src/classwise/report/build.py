@@ -369,7 +369,8 @@ def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]
     idx = shown_classes(len(names))
     paths["fig_weight_norms"] = figures.plot_norm_vs_robustness(
         np.asarray(norm["norms"])[idx], robust[idx], [names[i] for i in idx], rho, run_dir / "figures/weight_norms.png")
-    return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {rho:.2f}",
+    title = "n/a" if np.isnan(rho) else f"{rho:.2f}"
+    return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {title}",
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
                     f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
                     f"rho = {_rho(rob)}, against clean accuracy {_rho(norm['clean'])}; the intervals come from "
