@@ -19,7 +19,6 @@ Example (CPU, about a minute and a half):
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -27,7 +27,7 @@ from .attacks import eval_mode, grad_and_logits, tpgd_name
 from .config import PerfConfig
 from .data.bundle import as_float
 from .perf import autocast, prepare_input, prepare_model
-from .progress import progress_task
+from .progress import progress_tasks
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
@@ -135,13 +135,13 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
     images, on_dev = to_device_once(images, dev), labels.to(dev)
     outs: dict[str, list[torch.Tensor]] = {}
     n = len(labels)
-    with progress_task(f"evaluating {', '.join(built)}", n, opts.progress) as advance, autocast(opts.perf, dev):
+    with progress_tasks(list(built), n, opts.progress, prefix="evaluating ") as advance, autocast(opts.perf, dev):
         for start in range(0, n, opts.batch_size):
             x = prepare_input(as_float(images[start : start + opts.batch_size].to(dev)), opts.perf)
             y = on_dev[start : start + opts.batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
-            advance(len(y))
+                advance(name, len(y))
     return outs
 
 

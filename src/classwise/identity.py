@@ -90,12 +90,19 @@ def _combine(old: EvalResults, new: EvalResults) -> tuple[EvalResults, EvalResul
 
 
 def _free_key(label: str, facts: dict[str, Any], examples: np.ndarray, taken: EvalResults) -> str:
-    """``label``, or ``label@how-it-differs`` when another result holds that name."""
+    """``label``, or ``label@how-it-differs`` when another result holds that name.
+
+    The difference is said in the terms the user asked in (the attack configs:
+    eps, step, options), then the norm and the number of examples.
+    """
     if label not in taken.adv_pred:
         return label
     other = taken.facts.get(label, {})
-    parts = [f"{k}={facts[k]:g}" for k in ("eps", "step_size") if facts.get(k) != other.get(k) and facts.get(k) is not None]
-    parts = [p.replace("step_size", "step") for p in parts]
+    mine, theirs = facts.get("config") or facts, other.get("config") or other
+    parts = [f"{short}={mine[k]:g}" for k, short in (("eps", "eps"), ("step_size", "step"))
+             if mine.get(k) != theirs.get(k) and mine.get(k) is not None]
+    options, their_options = mine.get("options") or {}, theirs.get("options") or {}
+    parts += [f"{k}={v}" for k, v in sorted(options.items()) if their_options.get(k) != v]
     if facts.get("norm") != other.get("norm"):
         parts.insert(0, f"norm={facts.get('norm')}")
     if not np.array_equal(examples, _examples(taken, label)):

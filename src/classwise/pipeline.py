@@ -24,11 +24,11 @@ from .checkpoint import build_model
 from .config import AttackConfig, RunConfig, load_config
 from .data import DataBundle, class_balanced_indices
 from .errors import ClasswiseError
-from .fileio import read_json, write_json
 from .evaluate import EvalOptions, evaluate, resolve_device, zero_gradient_mask
+from .fileio import read_json, write_json
 from .identity import merge_results, with_worst_cases
+from .report import ReportContext, write_report
 from .results import NOT_ATTACKED, EvalResults
-from .report import write_report
 from .runs import Run, dataset_label, load_run_data
 from .train.distributed import distributed
 from .train.loop import STATE_FILE, Trainer
@@ -304,22 +304,23 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
 
 
 def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]:
+    """summary.json (the model's partial state first, when partial) and the report of ``results``."""
     head = run.head_weight(meta.get("checkpoint", "last"))
     head = None if head is None else head.float().numpy()
     homing = _read_optional(run.path / HOMING_JSON)
-    extra = {k: meta[k] for k in ("partial", "dataset", "model", "checkpoint", "eps", "superclasses") if k in meta}
+    extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps") if k in meta}
     extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
     ran, flags = sanity_checks(results, lambda a: bool(results.facts.get(a, {}).get("black_box")),
                                results.extras.get("zero_grad"))
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
-    summary = summarize(results, **extra)
-    summary = ({"partial": summary.pop("partial")} | summary) if "partial" in summary else summary  # said first
+    summary = summarize(results, head_weight=head, superclasses=meta.get("superclasses") or None, **extra)
+    summary = ({"partial": meta["partial"]} if meta.get("partial") else {}) | summary
     write_json(run.path / "summary.json", summary)
-    notes = ([meta["partial"]] if meta.get("partial") else []) + list(meta.get("notes") or [])
-    return write_report(run.path, results, metrics=run.metrics() or None, head_weight=head,
-                        superclasses=meta.get("superclasses") or None,
-                        meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method") if k in meta},
-                        notes=notes or None, homing=homing, sanity=flags_to_json(flags), checks_run=ran)
+    notes = list(meta.get("notes") or [])
+    shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method") if k in meta}
+    return write_report(run.path, ReportContext(
+        results, summary, metrics=run.metrics() or None, head_weight=head, meta=shown, notes=notes or None,
+        homing=homing, sanity=flags_to_json(flags), checks_run=ran))
 
 
 def _read_optional(path: Path) -> dict | None:

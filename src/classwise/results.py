@@ -80,6 +80,14 @@ class EvalResults:
         return EvalResults(self.labels, self.clean_pred, adv, self.class_names, self.clean_probs, probs, extras,
                            facts), True
 
+    def restricted(self, mask: np.ndarray) -> "EvalResults":
+        """These results on the examples in ``mask`` (N,) bool only (every per-sample array cut alike)."""
+        cut = lambda a: a[mask]  # noqa: E731
+        return EvalResults(cut(self.labels), cut(self.clean_pred), {k: cut(v) for k, v in self.adv_pred.items()},
+                           self.class_names, None if self.clean_probs is None else cut(self.clean_probs),
+                           {k: cut(v) for k, v in self.adv_probs.items()},
+                           {k: cut(v) for k, v in self.extras.items() if len(v) == len(mask)}, dict(self.facts))
+
     def evaluated(self, attack: str) -> np.ndarray:
         """(N,) bool: the examples ``attack`` was evaluated on (its sample)."""
         return self.adv_pred[attack] != NOT_ATTACKED
