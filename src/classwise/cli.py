@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import ClasswiseError
+from .fileio import user_os_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
@@ -62,8 +63,8 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, e.g. fgsm,pgd20 (default: the config's).")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="L-inf budget in [0, 1] for --attacks (default: the config's).")] = None,
-    step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step size (default 2.5*eps/steps).")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="L-inf budget in [0, 1] for --attacks, e.g. 0.03 or 8/255 (default: the config's).")] = None,
+    step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size, e.g. 2/255 (default 2.5*eps/steps).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
@@ -79,9 +80,9 @@ def evaluate(
     _print_summary(run)
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size: float | None):
+def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
-    from .config import AttackConfig, load_config
+    from .config import AttackConfig, load_config, parse_number
     from .runs import require_run_dir
 
     if attacks is None:
@@ -91,8 +92,10 @@ def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
+    eps_value = None if eps is None else parse_number(eps, "--eps")
+    step = None if step_size is None else parse_number(step_size, "--step-size")
     default_eps = load_config(require_run_dir(run) / "config.yaml").eval.attacks[0].eps
-    return tuple(AttackConfig(n, default_eps if eps is None else eps, step_size) for n in names)
+    return tuple(AttackConfig(n, default_eps if eps_value is None else eps_value, step) for n in names)
 
 
 @app.command()
@@ -225,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except OSError as e:  # a full disk or an unwritable folder outside classwise's own writes
+        mapped = None if os.environ.get("CLASSWISE_DEBUG") else user_os_error(e)
+        if mapped is None:
+            raise
+        typer.echo(f"error: {mapped}", err=True)
+        return 2
     except Exception as e:  # usage errors of the (vendored) click parser
         if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()

@@ -21,6 +21,8 @@ from .analysis import WORST
 from .attacks import Attack, create_attack, cross_entropy, eval_mode, grad_and_logits
 from .config import AttackConfig, PerfConfig
 from .data.bundle import as_float
+from .errors import ClasswiseError, unknown_name
+from .inputs import check_eval_inputs, check_logits
 from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_task
 from .results import EvalResults
@@ -29,10 +31,25 @@ BatchFn = Callable[..., dict[str, torch.Tensor]]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto"/None -> CUDA when present, else CPU."""
+    """"auto"/None -> CUDA when present, else CPU; a named device must exist here (one clear error)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in _DEVICE_AVAILABLE:
+        raise unknown_name("device", device, ("auto", "cpu", "cuda", "cuda:N", "mps"))
+    if not _DEVICE_AVAILABLE[dev.type]():
+        raise ClasswiseError(f"device {str(device)!r} is not available on this machine; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ClasswiseError(f"device {str(device)!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
+_DEVICE_AVAILABLE = {"cpu": lambda: True, "cuda": lambda: torch.cuda.is_available(),
+                     "mps": lambda: torch.backends.mps.is_available()}
 
 
 def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, Attack], eps: float | None) -> dict[str, Attack]:
@@ -137,7 +154,9 @@ def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torc
          seed: int, keep_probs: bool, progress: bool, perf: PerfConfig | None) -> EvalResults:
     """The batch loop shared by :func:`evaluate` and :func:`evaluate_worst_case`."""
     dev = resolve_device(device)
+    k = check_eval_inputs(images, labels, class_names)
     model = prepare_model(model.to(dev), perf)
+    check_logits(predict(model, prepare_input(as_float(images[:batch_size].to(dev)), perf)), k, labels[:batch_size])
     built = make_attacks(model, attacks, eps)
     gens = {name: torch.Generator(dev).manual_seed(seed) for name in built}
     images, on_dev = to_device_once(images, dev), labels.to(dev)
@@ -149,6 +168,7 @@ def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torc
             y = on_dev[start : start + batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
+                check_logits(outs[name][-1], k, labels[start : start + batch_size], f"{name} images")
             advance(len(y))
     return _to_results(outs, labels, class_names, keep_probs)
 

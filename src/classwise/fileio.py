@@ -2,11 +2,13 @@
 
 A reader (or a crash) never sees a half-written figure, table or report. The
 temporary file is opened normally (not ``mkstemp``), so it gets the usual
-permissions under the user's umask.
+permissions under the user's umask. A full disk, a read-only folder or missing
+permissions become one :class:`ClasswiseError` naming the path (:func:`user_os_error`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,20 +16,51 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import ClasswiseError
+
+# OSErrors that are the user's to fix (space, permissions), not bugs, by errno.
+USER_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def user_os_error(error: OSError, path: str | os.PathLike | None = None) -> ClasswiseError | None:
+    """One clear error for a full disk or an unwritable path; None for other OSErrors."""
+    reason = USER_OS_ERRORS.get(error.errno or 0)
+    if reason is None:
+        return None
+    where = path if path is not None else (error.filename or "a file")
+    return ClasswiseError(f"cannot write {where}: {reason}; free some space or choose a writable folder")
+
+
+@contextmanager
+def user_os_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk or an unwritable ``path`` inside the block into :func:`user_os_error`."""
+    try:
+        yield
+    except OSError as e:
+        mapped = user_os_error(e, path)
+        if mapped is None:
+            raise
+        raise mapped from e
+
 
 @contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` when the block exits without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with user_os_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "xb") as f:
+                yield f
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write(path: Path, data: str | bytes) -> Path:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ...config import TrainConfig
-from ...errors import ClasswiseError
+from ...errors import ClasswiseError, unknown_name
 from .base import Objective, training_attack
 from .fgsm_rs import FGSMRS
 from .he import HE
@@ -46,5 +46,5 @@ __all__ = ["OBJECTIVES", "Objective", "create_objective", "training_attack"]
 def create_objective(cfg: TrainConfig) -> Objective:
     """The objective named by ``cfg.method``, configured by ``cfg``."""
     if cfg.method not in OBJECTIVES:
-        raise ClasswiseError(f"unknown training method '{cfg.method}' (known: {', '.join(OBJECTIVES)})")
+        raise unknown_name("training method", cfg.method, OBJECTIVES)
     return OBJECTIVES[cfg.method](cfg)
