@@ -24,6 +24,7 @@ from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_devic
 from .fileio import atomic_write
 from .report import write_report
 from .results import NOT_ATTACKED, EvalResults
+from .runfiles import check_meta, check_metrics
 from .runs import (
     get_status,
     prepare_run_dir,
@@ -231,7 +232,7 @@ def eval_set(data: DataBundle, examples: int | None, seed: int) -> tuple[torch.T
 
 def _meta(config: RunConfig, data: DataBundle, ev, results: EvalResults, previous: Path) -> dict:
     """What the report needs besides per-sample results (attack settings of every kept attack)."""
-    attacks = read_json(previous).get("attacks", {}) if previous.is_file() else {}
+    attacks = check_meta(read_json(previous), previous)["attacks"] if previous.is_file() else {}
     attacks = {k: v for k, v in attacks.items() if k in results.adv_pred} | {attack_key(a): dataclasses.asdict(a) for a in ev.attacks}
     eps_values = {a["eps"] for a in attacks.values()}
     return {
@@ -254,7 +255,8 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     if not (run_dir / "results.npz").is_file():
         raise ClasswiseError(f"{run_dir} has no per-sample results yet: run `classwise evaluate {run_dir}` first")
     results = EvalResults.load(run_dir / "results.npz")
-    meta = read_json(run_dir / "meta.json")
+    meta = check_meta(read_json(run_dir / "meta.json"), run_dir / "meta.json", results.num_classes)
+    metrics = check_metrics(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "metrics.jsonl", results.num_classes)
     set_status(run_dir, "reporting")
     head = _head_weight(run_dir / "checkpoints" / f"{meta.get('checkpoint', 'last')}.safetensors")
     homing = read_json(run_dir / HOMING_JSON) if (run_dir / HOMING_JSON).is_file() else None
@@ -264,7 +266,7 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
     summary = summarize(results, **extra)
     write_json(run_dir / "summary.json", summary)
-    paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
+    paths = write_report(run_dir, results, metrics=metrics or None,
                          head_weight=head, superclasses=meta.get("superclasses") or None,
                          meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
                          notes=meta.get("notes") or None, homing=homing, sanity=flags_to_json(flags),

@@ -65,7 +65,7 @@ def write_json(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ClasswiseError(f"cannot read {path}: {e}") from e
 
 
@@ -88,15 +88,27 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """All complete JSON lines of ``path`` ([] when absent); a torn last line is dropped."""
+    """All complete JSON lines of ``path`` ([] when absent); a torn last line is dropped.
+
+    Any other line that is not a JSON object is one clear error naming the file and line.
+    """
     if not Path(path).is_file():
         return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClasswiseError(f"cannot read {path}: {e}") from e
     records = []
-    for line in Path(path).read_text().splitlines():
+    for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if i == len(lines) - 1:  # torn by a crash while appending
+                break
+            record = None
+        if not isinstance(record, dict):
+            raise ClasswiseError(f"{path} is damaged: line {i + 1} is not a JSON object; restore or delete the file")
+        records.append(record)
     return records
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import ClasswiseError
-from .base import Attack, rows
+from .base import Attack, eval_mode, rows
 from .pgd import PGD
 from .threat import LinfThreat
 
@@ -72,17 +71,28 @@ class Transfer(Attack):
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        x_adv = self.perturb_clean_correct(x, y, generator)
         if not self.keep_clean:
-            return x_adv
+            return self.perturb_clean_correct(x, y, generator)
         with torch.no_grad():
-            wrong = self.model(x).argmax(dim=1) != y
-        return torch.where(rows(wrong, x), x, x_adv)
+            clean = self.model(x)
+        self._check_fits(x, clean.shape[-1])
+        x_adv = self.perturb_clean_correct(x, y, generator)
+        return torch.where(rows(clean.argmax(dim=1) != y, x), x, x_adv)
+
+    def _check_fits(self, x: torch.Tensor, num_classes: int | None = None) -> None:
+        """Once per attack: the surrogate takes these images and has the model's classes."""
+        if not getattr(self, "_fits", False):
+            if num_classes is None:
+                with torch.no_grad():
+                    num_classes = self.model(x[:1]).shape[-1]
+            check_surrogate_fits(self.surrogate, num_classes, x)
+            self._fits = True
 
     def perturb_clean_correct(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """PGD on the surrogate, without checking the clean images on the model."""
+        self._check_fits(x)
         pgd = PGD(self.surrogate.to(x.device), self.threat, self.steps, random_start=self.random_start,
                   keep_best=False)
         return pgd(x, y, generator)
@@ -104,18 +114,42 @@ def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> nn.M
     Raises :class:`ClasswiseError` with one line when it cannot.
     """
     from ..models import create_model
-    from ..train.checkpoint import load_model, safe_load
+    from ..train.checkpoint import load_model, read_meta, safe_load
 
     file = _checkpoint_file(Path(path))
-    meta = json.loads(safe_load(file)[1].get("classwise", "{}"))
+    meta = read_meta(safe_load(file)[1], file)
     missing = [k for k in ("model", "num_classes", "in_channels", "image_size") if k not in meta]
     if missing:
         raise ClasswiseError(f"{file} lacks model metadata ({', '.join(missing)}); pass the surrogate as an nn.Module")
+    _check_meta_types(meta, file)
     model = create_model(meta["model"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
                          image_size=meta["image_size"], mean=meta.get("mean", (0.0,)),
                          std=meta.get("std", (1.0,)), **meta.get("kwargs", {}))
     load_model(model, file)
     return model.to(device).eval()
+
+
+def _check_meta_types(meta: dict, file: Path) -> None:
+    """A surrogate's metadata must name a model, whole sizes and a mapping of model options."""
+    sizes_ok = all(isinstance(meta[k], int) and not isinstance(meta[k], bool) and meta[k] >= 1
+                   for k in ("num_classes", "in_channels", "image_size"))
+    kwargs = meta.get("kwargs", {})
+    if not (isinstance(meta["model"], str) and sizes_ok and isinstance(kwargs, dict)
+            and all(isinstance(k, str) for k in kwargs)):
+        raise ClasswiseError(f"{file} has damaged model metadata (model, sizes or kwargs of the wrong type)")
+
+
+def check_surrogate_fits(surrogate: nn.Module, k_model: int, x: torch.Tensor) -> None:
+    """Refuse a surrogate that cannot take the images ``x`` or has not ``k_model`` classes."""
+    with torch.no_grad(), eval_mode(surrogate.to(x.device)):
+        try:
+            k_sur = surrogate(x[:1]).shape[-1]
+        except RuntimeError as e:
+            raise ClasswiseError(f"the transfer surrogate cannot take the model's images {tuple(x.shape[1:])}: "
+                                 f"it was built for another dataset ({str(e).splitlines()[0]})") from None
+    if k_sur != k_model:
+        raise ClasswiseError(f"the transfer surrogate has {k_sur} classes but the model {k_model}: "
+                             "use a surrogate trained on the same dataset")
 
 
 def _checkpoint_file(path: Path) -> Path:

@@ -87,10 +87,34 @@ def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:
 
 
 def load_model(model: nn.Module, path: Path) -> dict:
-    """Load weights saved by :func:`save_model` into ``model``; returns the meta."""
+    """Load weights saved by :func:`save_model` into ``model``; returns the meta.
+
+    Weights with NaN or Inf (a diverged run) are refused: nothing measured on them means anything.
+    """
     tensors, metadata = safe_load(path)
+    check_finite(tensors, path)
+    meta = read_meta(metadata, path)
     load_weights(model, tensors, path)
-    return json.loads(metadata.get("classwise", "{}"))
+    return meta
+
+
+def read_meta(metadata: dict[str, str], path: Path) -> dict:
+    """The JSON model meta of a checkpoint's metadata ({} when absent), or one clear error."""
+    try:
+        meta = json.loads(metadata.get("classwise", "{}"))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ClasswiseError(f"checkpoint {path} has damaged metadata (not a JSON object)")
+    return meta
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path | str) -> None:
+    """Refuse weights holding NaN or Inf, naming the first such tensor and ``path``."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ClasswiseError(f"checkpoint {path} holds non-finite weights (NaN or Inf in '{name}'): "
+                                 "the training diverged; retrain with a smaller learning rate")
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
