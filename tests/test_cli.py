@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ from classwise.runs import get_status
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True,
-                          env={"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    env = {"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    env |= {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # the source under test
+    proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout, proc.stderr
 
 

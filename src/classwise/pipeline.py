@@ -139,7 +139,7 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
                              checkpoint=checkpoint or config.eval.checkpoint, examples=examples or config.eval.examples)
     data = load_run_data(config)
     dev = resolve_device(device or config.device)
-    model = load_run_model(run_dir, config, data, ev.checkpoint, dev)
+    model = _guarded(run_dir, lambda: load_run_model(run_dir, config, data, ev.checkpoint, dev))  # damaged: failed
     built = {attack_key(a): build_attack(a, model) for a in ev.attacks}
     x, y = eval_set(data, ev.examples, config.seed)
     set_status(run_dir, "evaluating")
@@ -254,6 +254,10 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     run_dir = require_run_dir(run_dir)
     if not (run_dir / "results.npz").is_file():
         raise ClasswiseError(f"{run_dir} has no per-sample results yet: run `classwise evaluate {run_dir}` first")
+    return _guarded(run_dir, lambda: _report(run_dir))  # a damaged file leaves the run failed, never complete
+
+
+def _report(run_dir: Path) -> dict[str, Path]:
     results = EvalResults.load(run_dir / "results.npz")
     meta = check_meta(read_json(run_dir / "meta.json"), run_dir / "meta.json", results.num_classes)
     metrics = check_metrics(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "metrics.jsonl", results.num_classes)
