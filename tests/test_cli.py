@@ -19,7 +19,7 @@ from classwise.runs import Run
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
     env = {"CLASSWISE_PROGRESS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
-    env |= {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    env |= {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # the source under test
     proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout, proc.stderr
 

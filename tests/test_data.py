@@ -178,11 +178,11 @@ def test_imagefolder_grayscale_has_one_channel(tmp_path):
 def test_imagefolder_sizes_must_agree_or_resize(tmp_path):
     write_tree(tmp_path, {"a": 1}, "train", 1, size=8)
     write_tree(tmp_path, {"b": 2}, "train", 1, size=12)
-    write_tree(tmp_path, {"a": 1}, "test", 1, size=8)
+    write_tree(tmp_path, {"a": 1, "b": 2}, "test", 1, size=8)
     with pytest.raises(ClasswiseError, match="image_size"):
         load_data("imagefolder", root=tmp_path)
     bundle = load_data("imagefolder", root=tmp_path, image_size=6)
-    assert bundle.train_x.shape == (2, 3, 6, 6) and bundle.test_x.shape == (1, 3, 6, 6)
+    assert bundle.train_x.shape == (2, 3, 6, 6) and bundle.test_x.shape == (2, 3, 6, 6)
 
 
 def test_imagefolder_cifar10_names_get_superclasses(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 
 from classwise.analysis.sanity import (
     black_box_beats_white_box,
+    clean_predictions_collapse,
     more_budget_raises_robustness,
     robust_above_clean,
     sanity_checks,
@@ -67,11 +68,11 @@ def test_zero_gradient_share_only_counts_clean_correct_examples():
 
 def test_sanity_checks_lists_the_checks_it_ran():
     ran, flags = sanity_checks(results(fgsm=[0, 0, 0, 1, 1, 0]), attack_is_black_box)
-    assert ran == ["robust-above-clean"] and flags == []
+    assert ran == ["robust-above-clean", "clean-collapse"] and flags == []
     ran, _ = sanity_checks(results(pgd10=[0] * 6, pgd20=[0] * 6, square=[0] * 6), attack_is_black_box,
                            zero_grad=np.zeros(6, bool))
-    assert ran == ["robust-above-clean", "black-box-beats-white-box", "more-budget-raises-robustness",
-                   "zero-gradient"]
+    assert ran == ["robust-above-clean", "clean-collapse", "black-box-beats-white-box",
+                   "more-budget-raises-robustness", "zero-gradient"]
 
 
 def _two_class(fgsm_robust: list[int], pgd_robust: list[int], n: int = 20) -> EvalResults:
@@ -103,3 +104,16 @@ def test_single_step_check_runs_only_with_both_kinds():
     only = _two_class([18, 12], [10, 10])
     del only.adv_pred["pgd40"]
     assert "single-step-far-weaker" not in sanity_checks(only, attack_is_black_box)[0]
+
+
+
+def test_clean_collapse_flags_a_model_that_predicts_one_class():
+    labels = np.repeat(np.arange(4), 25)  # 100 examples, 4 balanced classes
+    names = ["a", "b", "c", "d"]
+    collapsed = np.where(np.arange(100) < 92, 2, labels)  # 92 of 100 predicted "c"
+    flags = clean_predictions_collapse(EvalResults(labels, collapsed, class_names=names))
+    assert [(f.check, f.scope) for f in flags] == [("clean-collapse", "overall")] and "92.0%" in flags[0].detail
+    healthy = np.where(np.arange(100) < 40, 2, labels)  # a poor but not collapsed model
+    assert clean_predictions_collapse(EvalResults(labels, healthy, class_names=names)) == []
+    skewed = np.r_[np.full(95, 1), np.arange(5) % 4]  # the labels are 95% one class: predicting it is fine
+    assert clean_predictions_collapse(EvalResults(skewed, np.full(100, 1), class_names=names)) == []

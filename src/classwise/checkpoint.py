@@ -140,14 +140,17 @@ def read_meta(metadata: dict[str, str], source: Path) -> dict:
     try:
         meta = json.loads(metadata.get(META_KEY, "{}"))
     except json.JSONDecodeError as e:
-        raise ClasswiseError(f"checkpoint {source} has malformed model metadata ({e})") from e
+        raise ClasswiseError(f"checkpoint {source} has damaged metadata ({e})") from e
     if not isinstance(meta, dict):
-        raise ClasswiseError(f"checkpoint {source} has malformed model metadata (not a mapping)")
+        raise ClasswiseError(f"checkpoint {source} has damaged metadata (not a JSON object)")
     return meta
 
 
 def load_model(model: nn.Module, path: Path) -> dict:
-    """Load weights saved by :func:`save_model` into ``model``; returns the meta."""
+    """Load weights saved by :func:`save_model` into ``model``; returns the meta.
+
+    Weights with NaN or Inf (a diverged run) are refused: nothing measured on them means anything.
+    """
     tensors, metadata = safe_load(path)
     check_finite(tensors, path)
     load_weights(model, tensors, path)
@@ -166,10 +169,10 @@ def load_model_file(path: Path | str) -> tuple[nn.Module, dict]:
 
 def check_finite(tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Refuse weights holding NaN or Inf (a diverged model gives no meaningful result)."""
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise ClasswiseError(f"checkpoint {source} has non-finite weights ({', '.join(bad[:3])}"
-                             f"{', ...' if len(bad) > 3 else ''}): the model diverged; it cannot be evaluated")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ClasswiseError(f"checkpoint {source} holds non-finite weights (NaN or Inf in '{name}'): "
+                                 "the training diverged; retrain with a smaller learning rate")
 
 
 def head_weight(path: Path) -> torch.Tensor | None:

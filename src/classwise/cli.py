@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import ClasswiseError
+from .fileio import user_os_error
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 
@@ -234,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         code = INTERRUPTED
+    except OSError as e:  # a full disk or an unwritable folder outside classwise's own writes
+        mapped = None if os.environ.get("CLASSWISE_DEBUG") else user_os_error(e)
+        if mapped is None:
+            raise
+        typer.echo(f"error: {mapped}", err=True)
+        return 2
     except Exception as e:  # usage errors of the (vendored) click parser
         if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()

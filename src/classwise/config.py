@@ -7,6 +7,8 @@ override single fields, and the resolved config is saved in the run folder.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -15,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ClasswiseError
+from .errors import ClasswiseError, did_you_mean, unknown_name
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
@@ -25,6 +27,37 @@ HEADS = ("linear", "he")
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ClasswiseError(message)
+
+
+def _check_known(kind: str, name: str, known: tuple[str, ...]) -> None:
+    """Refuse a name outside ``known`` with a "did you mean" suggestion."""
+    if name not in known:
+        raise unknown_name(kind, name, known)
+
+
+# A decimal or scientific number, or a fraction of two of them ("8/255"): YAML 1.1 reads
+# "1e-3" and "8/255" as strings, so number fields accept such text.
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER_TEXT = re.compile(rf"\s*({_NUMBER})\s*(?:/\s*({_NUMBER})\s*)?")
+
+
+def _number_from_text(text: str) -> int | float | None:
+    """0.1, 1e-3, 1e9, 8/255 -> the number; None for any other text (nothing is evaluated)."""
+    match = _NUMBER_TEXT.fullmatch(text)
+    if match is None:
+        return None
+    num, den = match.groups()
+    if den is None:
+        return int(num) if re.fullmatch(r"[+-]?\d+", num) else float(num)
+    return float(num) / float(den) if float(den) != 0 else None
+
+
+def parse_number(text: str | float, what: str) -> float:
+    """A finite number given as text (CLI flags, YAML): "0.03", "1e-3", "8/255"; one clear error otherwise."""
+    value = _number_from_text(text) if isinstance(text, str) else text
+    if value is None or isinstance(value, bool) or not math.isfinite(value):
+        raise ClasswiseError(f"{what} must be a finite number such as 0.03 or 8/255, got {text!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -65,7 +98,7 @@ class HeadConfig:
     margin: float = 0.2
 
     def __post_init__(self) -> None:
-        _check(self.name in HEADS, f"unknown model.head.name '{self.name}' (known: {', '.join(HEADS)})")
+        _check_known("model.head.name", self.name, HEADS)
         _check(self.scale > 0, f"model.head.scale must be > 0, got {self.scale}")
         _check(self.margin >= 0, f"model.head.margin must be >= 0, got {self.margin}")
 
@@ -235,7 +268,7 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
+        _check_known("optimizer", self.optimizer, OPTIMIZERS)
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -248,7 +281,7 @@ class TrainConfig:
         self._check_schedule()
 
     def _check_schedule(self) -> None:
-        _check(self.schedule in LR_SCHEDULES, f"unknown train.schedule '{self.schedule}' (known: {', '.join(LR_SCHEDULES)})")
+        _check_known("train.schedule", self.schedule, LR_SCHEDULES)
         if self.schedule != "piecewise":
             return
         xs, ys = self.lr_epochs, self.lr_values
@@ -292,7 +325,7 @@ class PerfConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.amp in AMP_MODES, f"unknown perf.amp '{self.amp}' (known: {', '.join(AMP_MODES)})")
+        _check_known("perf.amp", self.amp, AMP_MODES)
 
 
 @dataclass(frozen=True)
@@ -327,7 +360,8 @@ def _read_yaml(source: str | Path) -> dict:
     if not path.exists() and str(source) in preset_names():
         path = Path(str(resources.files("classwise.presets") / f"{source}.yaml"))
     if not path.is_file():
-        raise ClasswiseError(f"config '{source}' is neither a file nor a preset (presets: {', '.join(preset_names())})")
+        raise ClasswiseError(f"config '{source}' is neither a file nor a preset{did_you_mean(source, preset_names())} "
+                             f"(presets: {', '.join(preset_names())})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -347,7 +381,12 @@ def _apply_override(raw: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ClasswiseError(f"override '{item}': '{part}' is not a section")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as e:  # malformed ([1,2), or a tag safe_load refuses (!!python/...)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ClasswiseError(f"override '{item}': the value is not valid YAML ({problem}); "
+                             "quote text and write lists as [1, 2]") from None
 
 
 def from_dict(cls: type, raw: Any, where: str) -> Any:
@@ -358,7 +397,8 @@ def from_dict(cls: type, raw: Any, where: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ClasswiseError(f"unknown config key '{_join(where, unknown[0])}' (known: {', '.join(sorted(known))})")
+        raise ClasswiseError(f"unknown config key '{_join(where, unknown[0])}'{did_you_mean(unknown[0], known)} "
+                             f"(known: {', '.join(sorted(known))})")
     values = {k: _coerce(hints[k], v, _join(where, k)) for k, v in raw.items()}
     return cls(**values)
 
@@ -382,6 +422,9 @@ def _coerce(hint: Any, value: Any, where: str, nullable: bool = False) -> Any:
 
 
 def _scalar(hint: Any, value: Any, where: str, nullable: bool) -> Any:
+    if hint in (int, float) and isinstance(value, str):
+        number = _number_from_text(value)  # "1e-3", "8/255" (YAML 1.1 strings); other text is refused below
+        value = value if number is None else number
     expected = _mismatch(hint, value)
     if expected is not None:
         if nullable:  # "true or false" -> "true, false or null"; "a number" -> "a number or null"
@@ -401,6 +444,8 @@ def _mismatch(hint: Any, value: Any) -> str | None:
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "a number"
+        if not math.isfinite(value):
+            return "a finite number"
         return "an integer" if hint is int and float(value) != int(value) else None
     if hint is str and not isinstance(value, str):
         return "a string"

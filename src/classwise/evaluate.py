@@ -26,6 +26,8 @@ from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, LinfThreat, Temperatur
 from .attacks import eval_mode, grad_and_logits, tpgd_name
 from .config import PerfConfig
 from .data.bundle import as_float
+from .errors import ClasswiseError, unknown_name
+from .inputs import check_eval_inputs, check_logits
 from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_tasks
 from .results import EvalResults
@@ -34,10 +36,25 @@ BatchFn = Callable[..., dict[str, torch.Tensor]]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto"/None -> CUDA when present, else CPU."""
+    """"auto"/None -> CUDA when present, else CPU; a named device must exist here (one clear error)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in _DEVICE_AVAILABLE:
+        raise unknown_name("device", device, ("auto", "cpu", "cuda", "cuda:N", "mps"))
+    if not _DEVICE_AVAILABLE[dev.type]():
+        raise ClasswiseError(f"device {str(device)!r} is not available on this machine; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ClasswiseError(f"device {str(device)!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
+_DEVICE_AVAILABLE = {"cpu": lambda: True, "cuda": lambda: torch.cuda.is_available(),
+                     "mps": lambda: torch.backends.mps.is_available()}
 
 
 @dataclass(frozen=True)
@@ -118,9 +135,12 @@ def evaluate(
     if cascade and WORST in list(attacks):
         raise ValueError(f"attack name {WORST!r} is reserved for the worst case of the cascade")
     dev = resolve_device(opts.device)
+    k = check_eval_inputs(images, labels, class_names)
     model = prepare_model(model.to(dev), opts.perf)
+    probe = prepare_input(as_float(images[: opts.batch_size].to(dev)), opts.perf)
+    check_logits(predict(model, probe), k, labels[: opts.batch_size])
     built = make_attacks(model, attacks, eps)
-    outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev)
+    outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k)
     results = _to_results(outs, labels, class_names, opts.keep_probs)
     results.facts.update({name: attack.facts() for name, attack in built.items()})
     if cascade:
@@ -129,8 +149,8 @@ def evaluate(
 
 
 def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device) -> dict[str, list[torch.Tensor]]:
-    """Run ``batch_fn`` over the batches; logits per key, on the CPU."""
+             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device, k: int) -> dict[str, list[torch.Tensor]]:
+    """Run ``batch_fn`` over the batches; logits per key, on the CPU, each batch checked to have K finite columns."""
     gens = {name: torch.Generator(dev).manual_seed(opts.seed) for name in built}
     images, on_dev = to_device_once(images, dev), labels.to(dev)
     outs: dict[str, list[torch.Tensor]] = {}
@@ -141,6 +161,7 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
             y = on_dev[start : start + opts.batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
+                check_logits(outs[name][-1], k, labels[start : start + opts.batch_size], f"{name} images")
                 advance(name, len(y))
     return outs
 

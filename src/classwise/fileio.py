@@ -2,11 +2,13 @@
 
 A reader (or a crash) never sees a half-written figure, table or report. The
 temporary file is opened normally (not ``mkstemp``), so it gets the usual
-permissions under the user's umask.
+permissions under the user's umask. A full disk, a read-only folder or missing
+permissions become one :class:`ClasswiseError` naming the path (:func:`user_os_error`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -17,20 +19,51 @@ from typing import Any, BinaryIO
 
 from .errors import ClasswiseError
 
+from .errors import ClasswiseError
+
+# OSErrors that are the user's to fix (space, permissions), not bugs, by errno.
+USER_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def user_os_error(error: OSError, path: str | os.PathLike | None = None) -> ClasswiseError | None:
+    """One clear error for a full disk or an unwritable path; None for other OSErrors."""
+    reason = USER_OS_ERRORS.get(error.errno or 0)
+    if reason is None:
+        return None
+    where = path if path is not None else (error.filename or "a file")
+    return ClasswiseError(f"cannot write {where}: {reason}; free some space or choose a writable folder")
+
+
+@contextmanager
+def user_os_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk or an unwritable ``path`` inside the block into :func:`user_os_error`."""
+    try:
+        yield
+    except OSError as e:
+        mapped = user_os_error(e, path)
+        if mapped is None:
+            raise
+        raise mapped from e
+
 
 @contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` when the block exits without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with user_os_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "xb") as f:
+                yield f
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write(path: Path, data: str | bytes) -> Path:
@@ -49,7 +82,7 @@ def read_json(path: Path) -> Any:
     """A JSON file's content, or one clear error naming the file."""
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ClasswiseError(f"cannot read {path}: {e}") from e
 
 
@@ -62,16 +95,25 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """All complete JSON lines of ``path`` ([] when absent); a torn last line is dropped."""
+    """All complete JSON lines of ``path`` ([] when absent); a torn last line is dropped.
+
+    Any other line that is not a JSON object is one clear error naming the file and line.
+    """
     if not Path(path).is_file():
         return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClasswiseError(f"cannot read {path}: {e}") from e
     records = []
-    for line in Path(path).read_text().splitlines():
+    for i, line in enumerate(lines):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if i == len(lines) - 1:  # torn by a crash while appending
+                break
+            record = None
         if not isinstance(record, dict):
-            break
+            raise ClasswiseError(f"{path} is damaged: line {i + 1} is not a JSON object; restore or delete the file")
         records.append(record)
     return records

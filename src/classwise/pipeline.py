@@ -29,6 +29,7 @@ from .fileio import read_json, write_json
 from .identity import merge_results, with_worst_cases
 from .report import ReportContext, write_report
 from .results import NOT_ATTACKED, EvalResults
+from .runfiles import check_meta, check_metrics
 from .runs import Run, dataset_label, load_run_data
 from .train.distributed import distributed
 from .train.loop import STATE_FILE, Trainer
@@ -174,11 +175,12 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
                                  checkpoint=checkpoint or config.eval.checkpoint,
                                  examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
         data, dev = run.data(), resolve_device(device or config.device)
-        model = run.model(ev.checkpoint, dev)
-        model_id = _model_identity(run, ev.checkpoint)
-        built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
-        opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
-        with run.guarded("evaluating"):
+        with run.guarded("evaluating"):  # a damaged checkpoint or file leaves the run failed, never complete
+            model = run.model(ev.checkpoint, dev)
+            model_id = _model_identity(run, ev.checkpoint)
+            built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
+            opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress,
+                               perf=config.perf)
             new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade)
             merged, messages = merge_results(run.results(), run.meta(), new, model_id)
             for message in messages:
@@ -296,8 +298,9 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
     run = Run.open(run_dir)
     with run.lock():
-        results, meta = run.require_results(), run.meta()
-        with run.guarded("reporting"):
+        results = run.require_results()
+        with run.guarded("reporting"):  # a damaged file leaves the run failed, never complete
+            meta = check_meta(run.meta(), run.path / "meta.json", results.num_classes)
             paths = _write_report(run, results, meta)
         run.set_status("complete")
     return paths
@@ -318,8 +321,9 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     write_json(run.path / "summary.json", summary)
     notes = list(meta.get("notes") or [])
     shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method") if k in meta}
+    metrics = check_metrics(run.metrics(), run.path / "metrics.jsonl", results.num_classes)
     return write_report(run.path, ReportContext(
-        results, summary, metrics=run.metrics() or None, head_weight=head, meta=shown, notes=notes or None,
+        results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
         homing=homing, sanity=flags_to_json(flags), checks_run=ran))
 
 

@@ -108,19 +108,46 @@ class EvalResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EvalResults":
-        """Read results written by :meth:`save` (no pickles are loaded)."""
+        """Read results written by :meth:`save` (no pickles are loaded); a damaged file is one clear error."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as e:
-            raise ClasswiseError(f"cannot read per-sample results {path}: {e}") from e
+        except Exception as e:  # truncated or flipped bytes: BadZipFile, EOFError, zlib.error, ValueError...
+            raise ClasswiseError(f"cannot read per-sample results {path}: the file is damaged ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else 'no detail'}); re-run `classwise evaluate`") from e
+        names = _checked_arrays(data, path)
         return cls(
             labels=data["labels"],
             clean_pred=data["clean_pred"],
             adv_pred={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_pred/")},
-            class_names=json.loads(str(data["class_names"])),
+            class_names=names,
             clean_probs=data.get("clean_probs"),
             adv_probs={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("adv_probs/")},
             extras={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("extra/")},
             facts=json.loads(str(data["facts"])) if "facts" in data else {},
         )
+
+
+def _checked_arrays(data: dict[str, np.ndarray], path: str | os.PathLike) -> list[str]:
+    """The class names of a loaded results file, after checking its keys and shapes agree."""
+    def bad(why: str) -> ClasswiseError:
+        return ClasswiseError(f"per-sample results {path} are damaged ({why}); re-run `classwise evaluate`")
+
+    missing = [k for k in ("labels", "clean_pred", "class_names") if k not in data]
+    if missing:
+        raise bad(f"no {', '.join(missing)}")
+    try:
+        names = json.loads(str(data["class_names"]))
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("class_names is not a list of names")
+    n, k = len(data["labels"]), len(names)
+    for key, v in data.items():
+        if key.startswith(("labels", "clean_pred", "adv_pred/")) and (v.shape != (n,) or v.dtype.kind not in "iu"):
+            raise bad(f"{key} is not {n} integer predictions")
+        if key.startswith(("clean_probs", "adv_probs/")) and v.shape != (n, k):
+            raise bad(f"{key} is not ({n}, {k}) probabilities")
+    if n and not (0 <= data["labels"].min() and data["labels"].max() < k):
+        raise bad(f"labels outside the {k} classes")
+    return names

@@ -163,11 +163,28 @@ def zero_gradient_share(zero_grad: np.ndarray, results: EvalResults, threshold: 
     return flags
 
 
+def clean_predictions_collapse(results: EvalResults, share: float = 0.9) -> list[SanityFlag]:
+    """One class receiving at least ``share`` of the clean predictions while it holds less than
+    half of the labels: a collapsed (diverged or untrained) model, whose robustness means nothing."""
+    n, k = len(results.labels), max(results.num_classes, 1)
+    if n == 0:
+        return []
+    counts = np.bincount(results.clean_pred, minlength=k)
+    top = int(counts.argmax())
+    got, true = counts[top] / n, float((results.labels == top).mean())
+    if got < share or true >= 0.5:
+        return []
+    name = results.class_names[top] if top < len(results.class_names) else str(top)
+    return [SanityFlag("clean-collapse", "overall", f"{100 * got:.1f}% of clean predictions are class {name} "
+                       f"(its share of the labels: {100 * true:.1f}%)", "suggests a collapsed model (diverged or "
+                       "untrained): its robustness numbers are not meaningful")]
+
+
 def sanity_checks(results: EvalResults, is_black_box: Callable[[str], bool],
                   zero_grad: np.ndarray | None = None) -> tuple[list[str], list[SanityFlag]]:
     """Run every applicable check: (names of checks run, flags raised)."""
-    ran: list[str] = ["robust-above-clean"]
-    flags = robust_above_clean(results)
+    ran: list[str] = ["robust-above-clean", "clean-collapse"]
+    flags = robust_above_clean(results) + clean_predictions_collapse(results)
     if any(is_black_box(a) for a in results.attacks) and any(not is_black_box(a) for a in results.attacks):
         ran.append("black-box-beats-white-box")
         flags += black_box_beats_white_box(results, is_black_box)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import AttackConfig
 from ..runs import load_model_from
+from ..errors import did_you_mean
 from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
@@ -216,7 +217,9 @@ def attack_usage() -> dict[str, str]:
 
 def _unknown(spec: str) -> ValueError:
     known = ", ".join(e.usage for e in _REGISTRY.values())
-    return ValueError(f"unknown attack {spec!r}; known: {known}")
+    steps = re.sub(r"^\D*", "", spec)  # "pdg20" -> "20": also suggest "pgd20"
+    names = [*_REGISTRY, *(n + steps for n, e in _REGISTRY.items() if steps and e.param == "steps")]
+    return ValueError(f"unknown attack {spec!r}{did_you_mean(spec.lower(), names)}; known: {known}")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Attack, rows
+from ..errors import ClasswiseError
+from .base import Attack, eval_mode, rows
 from .pgd import PGD
 from .threat import LinfThreat
 
@@ -69,17 +70,28 @@ class Transfer(Attack):
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        x_adv = self.perturb_clean_correct(x, y, generator)
         if not self.keep_clean:
-            return x_adv
+            return self.perturb_clean_correct(x, y, generator)
         with torch.no_grad():
-            wrong = self.model(x).argmax(dim=1) != y
-        return torch.where(rows(wrong, x), x, x_adv)
+            clean = self.model(x)
+        self._check_fits(x, clean.shape[-1])
+        x_adv = self.perturb_clean_correct(x, y, generator)
+        return torch.where(rows(clean.argmax(dim=1) != y, x), x, x_adv)
+
+    def _check_fits(self, x: torch.Tensor, num_classes: int | None = None) -> None:
+        """Once per attack: the surrogate takes these images and has the model's classes."""
+        if not getattr(self, "_fits", False):
+            if num_classes is None:
+                with torch.no_grad():
+                    num_classes = self.model(x[:1]).shape[-1]
+            check_surrogate_fits(self.surrogate, num_classes, x)
+            self._fits = True
 
     def perturb_clean_correct(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """PGD on the surrogate, without checking the clean images on the model."""
+        self._check_fits(x)
         pgd = PGD(self.surrogate.to(x.device), self.threat, self.steps, random_start=self.random_start,
                   keep_best=False)
         return pgd(x, y, generator)
@@ -89,3 +101,16 @@ class Transfer(Attack):
             f"Transfer(eps={self.threat.eps}, step_size={self.threat.step_size}, steps={self.steps}, "
             f"surrogate={type(self.surrogate).__name__})"
         )
+
+
+def check_surrogate_fits(surrogate: nn.Module, k_model: int, x: torch.Tensor) -> None:
+    """Refuse a surrogate that cannot take the images ``x`` or has not ``k_model`` classes."""
+    with torch.no_grad(), eval_mode(surrogate.to(x.device)):
+        try:
+            k_sur = surrogate(x[:1]).shape[-1]
+        except RuntimeError as e:
+            raise ClasswiseError(f"the transfer surrogate cannot take the model's images {tuple(x.shape[1:])}: "
+                                 f"it was built for another dataset ({str(e).splitlines()[0]})") from None
+    if k_sur != k_model:
+        raise ClasswiseError(f"the transfer surrogate has {k_sur} classes but the model {k_model}: "
+                             "use a surrogate trained on the same dataset")

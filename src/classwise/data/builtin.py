@@ -167,21 +167,43 @@ def _missing(source: TorchvisionSource, root: Path, reason: str) -> ClasswiseErr
     )
 
 
+def _corrupt(source: TorchvisionSource, root: Path, exc: BaseException) -> ClasswiseError:
+    return ClasswiseError(
+        f"{source.title} files under {root / source.expected.split(' and ')[0]} are corrupt or truncated "
+        f"({_first_line(exc)}); delete them and download or copy the official files again."
+    )
+
+
+def _files_present(source: TorchvisionSource, root: Path) -> bool:
+    """Whether any of the files or folders the source expects exists (then a failed read is corruption)."""
+    return any((root / part).exists() for part in source.expected.split(" and "))
+
+
 def open_split(source: TorchvisionSource, root: Path, train: bool, download: bool) -> Any:
-    """The torchvision dataset object of one split: local files first, then a download."""
+    """The torchvision dataset object of one split: local files first, then a download.
+
+    Files that exist but cannot be read are reported as corrupt, never as missing.
+    """
     import torchvision.datasets
 
     cls = getattr(torchvision.datasets, source.dataset)
     kwargs = source.split_kwargs(train)
     try:
         return cls(str(root), download=False, **kwargs)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # torchvision parsers raise AssertionError, EOFError, pickle errors...
+        if _files_present(source, root) and not _says_missing(exc):
+            raise _corrupt(source, root, exc) from exc
         if not download:
             raise _missing(source, root, "downloading is off") from exc
     try:
         return cls(str(root), download=True, **kwargs)
     except Exception as exc:  # network, disk, checksum: all end in the same advice
         raise _missing(source, root, f"download failed: {_first_line(exc)}") from exc
+
+
+def _says_missing(exc: BaseException) -> bool:
+    """torchvision's own "not found" errors (files of another split or version absent)."""
+    return isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower()
 
 
 def to_tensors(source: TorchvisionSource, dataset: Any) -> Tensors:
@@ -205,7 +227,19 @@ def load_torchvision(
         to_tensors(source, open_split(source, root, flag, request.download))
         for flag in (True, False)
     )
+    for split, (_, labels) in (("train", train), ("test", test)):
+        check_labels(source, root, split, labels, len(info.classes))
     return info.bundle(name, train, test)
+
+
+def check_labels(source: TorchvisionSource, root: Path, split: str, labels: torch.Tensor, k: int) -> None:
+    """Labels of a split read from files must be class indices in [0, K): else the files are corrupt."""
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        bad = int(labels.max()) if int(labels.max()) >= k else int(labels.min())
+        raise ClasswiseError(
+            f"{source.title} {split} labels under {root / source.expected.split(' and ')[0]} include {bad}, "
+            f"outside the {k} classes 0..{k - 1}: the label file is corrupt; copy the official files again."
+        )
 
 
 def load_mnist(request: LoadRequest) -> DataBundle:

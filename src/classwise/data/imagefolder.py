@@ -12,6 +12,7 @@ bundle has 1 channel and no flip augmentation, otherwise 3 (RGB) channels and
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,12 +80,18 @@ def list_images(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[i
         raise ClasswiseError(f"{split_dir} has class folders {unknown} missing from train/.")
     paths: list[Path] = []
     labels: list[int] = []
+    empty = []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (split_dir / name).rglob("*") if is_image(p))
+        found = sorted(p for p in (split_dir / name).rglob("*") if is_image(p)) if (split_dir / name).is_dir() else []
+        empty += [] if found else [name]
         paths += found
         labels += [label] * len(found)
     if not paths:
         raise ClasswiseError(f"{split_dir} holds no images ({', '.join(IMG_EXTENSIONS)}).")
+    if empty:  # a class without images has no accuracy to report, nor anything to learn from
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise ClasswiseError(f"{split_dir} has no images of class {shown}; every class needs images "
+                             "in both train/ and test/ (remove the class folder everywhere, or add images).")
     return paths, labels
 
 
@@ -105,7 +112,8 @@ def read_split(split_dir: Path, classes: list[str], size: int | None) -> Tensors
         out[i] = image
         return gray
 
-    with ThreadPoolExecutor() as pool:
+    with warnings.catch_warnings(), ThreadPoolExecutor() as pool:  # the filter covers the workers
+        warnings.simplefilter("error", _bomb_warning())
         all_gray = all(list(pool.map(fill, range(len(paths)))))
     x = torch.from_numpy(out[:, :1].copy() if all_gray else out)
     return x, torch.tensor(labels, dtype=torch.int64)
@@ -119,11 +127,20 @@ def read_image(path: Path, size: int | None) -> tuple[np.ndarray, bool]:
         with Image.open(path) as img:
             gray = img.mode in GRAY_MODES
             rgb = img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ClasswiseError(f"image {path} has more pixels than PIL's safety limit "
+                             f"({Image.MAX_IMAGE_PIXELS}; a decompression bomb?); remove or shrink it.") from exc
     except (OSError, ValueError) as exc:
         raise ClasswiseError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
     if size is not None and rgb.size != (size, size):
         rgb = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
     return np.asarray(rgb).transpose(2, 0, 1), gray
+
+
+def _bomb_warning() -> type[Warning]:
+    from PIL import Image
+
+    return Image.DecompressionBombWarning
 
 
 def size_error(path: Path, shape: tuple, ref: Path, ref_shape: tuple) -> ClasswiseError:

@@ -14,7 +14,7 @@ from classwise.data import builtin
 from classwise.data.bundle import DataBundle
 from classwise.data.imagefolder import load_imagefolder
 from classwise.data.request import Loader, LoadRequest
-from classwise.errors import ClasswiseError
+from classwise.errors import ClasswiseError, unknown_name
 
 LOADERS: Mapping[str, Loader] = MappingProxyType({
     "mnist5k": builtin.load_mnist5k,
@@ -54,7 +54,7 @@ def load_data(
         ClasswiseError: unknown name, missing files, unreadable images.
     """
     if name not in LOADERS:
-        raise ClasswiseError(f"unknown dataset {name!r}; choose one of: {', '.join(LOADERS)}.")
+        raise unknown_name("dataset", name, LOADERS)
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     request = LoadRequest(
@@ -62,9 +62,24 @@ def load_data(
         image_size=image_size, seed=seed,
     )
     bundle = LOADERS[name](request)
+    check_classes(bundle)
     if image_size is None or bundle.image_size == image_size:
         return bundle
     return _resized(bundle, image_size)
+
+
+def check_classes(bundle: DataBundle) -> None:
+    """Refuse a dataset with fewer than 2 classes, or a class missing from its train or test split."""
+    k = bundle.num_classes
+    if k < 2:
+        raise ClasswiseError(f"dataset {bundle.name!r} has {k} class ({', '.join(bundle.class_names)}); "
+                             "class-wise robustness needs at least 2 classes.")
+    for split, labels in (("train", bundle.train_y), ("test", bundle.test_y)):
+        counts = torch.bincount(labels.clamp_min(0), minlength=k)[:k]  # loaders give labels in [0, K)
+        missing = [bundle.class_names[c] for c in torch.nonzero(counts == 0).flatten().tolist()]
+        if missing:
+            raise ClasswiseError(f"dataset {bundle.name!r} has no {split} images of class {', '.join(missing[:5])}; "
+                                 f"every class needs {split} images.")
 
 
 def _resized(bundle: DataBundle, size: int) -> DataBundle:

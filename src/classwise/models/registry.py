@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from torch import nn
 
-from ..errors import ClasswiseError
+from ..errors import ClasswiseError, unknown_name
 from .preact_resnet import build_preact_resnet18
 from .resnet import build_resnet18
 from .resnet50 import build_resnet50
@@ -47,7 +47,7 @@ def model_kwargs(name: str) -> dict[str, object]:
 
 def _builder(name: str) -> Builder:
     if name not in _MODELS:
-        raise ClasswiseError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}")
+        raise unknown_name("model", name, _MODELS)
     return _MODELS[name]
 
 

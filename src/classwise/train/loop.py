@@ -79,6 +79,7 @@ class Trainer:
         self.objective = create_objective(self.config.train, self.config.model)
         self.epoch = 0  # epochs finished
         self.resume_point: dict | None = None  # a mid-epoch state loaded by restore()
+        self._bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # set per epoch
 
     def _check_world(self) -> None:
         bs, world = self.cfg.batch_size, self.dist.world
@@ -162,6 +163,7 @@ class Trainer:
         bs, every = self.cfg.batch_size, self.cfg.checkpoint_every
         num_batches = max(1, len(y) // bs)  # drop the last partial batch
         run = self._start_run(gens)
+        self._bad_step.zero_()  # the step of the epoch's first non-finite loss (0: none)
         self.model.train()
         with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches,
                            self.progress and self.dist.main, unit="batch") as advance:
@@ -170,8 +172,23 @@ class Trainer:
                 self._step(x, y, order[b * bs : (b + 1) * bs], gens, run, num_batches)
                 advance(1)
                 if every and run.batch % every == 0 and run.batch < num_batches:
+                    self._stop_if_diverged(run, num_batches)
                     self._checkpoint(run, gens)
+        self._stop_if_diverged(run, num_batches)
         return self._finish_epoch(run, num_batches)
+
+    def _stop_if_diverged(self, run: EpochRun, num_batches: int) -> None:
+        """Stop (before any log line or checkpoint of this epoch is written) when a loss or
+        the weights stopped being finite; the last good checkpoint stays. One host sync."""
+        params = [p for p in self.module.state_dict().values() if p.is_floating_point()]
+        finite = torch.stack([torch.isfinite(p).all() for p in params]).all() if params else torch.tensor(True)
+        step, ok = int(self._bad_step), bool(finite)
+        where = f"epoch {self.epoch + 1}, step {step or run.batch} of {num_batches}"
+        advice = "the last good checkpoint is kept; lower train.lr (or check the data) and train again"
+        if step:
+            raise ClasswiseError(f"training diverged: the loss became NaN or Inf at {where}; {advice}")
+        if not ok:
+            raise ClasswiseError(f"training diverged: the weights became NaN or Inf by {where}; {advice}")
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gens: dict[str, torch.Generator],
               run: EpochRun, num_batches: int) -> None:
@@ -187,6 +204,8 @@ class Trainer:
         self.optimizer.step()
         if self.per_batch:
             self.scheduler.step()
+        first_bad = ~torch.isfinite(loss.detach()) & (self._bad_step == 0)  # on the device: no host sync
+        self._bad_step = torch.where(first_bad, run.batch + 1, self._bad_step)
         run.loss_sum += loss.detach() * len(yb)
         run.correct += (logits.argmax(1) == yb).sum()
         run.batch += 1
@@ -209,7 +228,7 @@ class Trainer:
             self.dist.sum_(tally.correct)
             self.dist.sum_(tally.total)
         loss_sum, correct = sums.tolist()
-        n = num_batches * self.cfg.batch_size
+        n = min(len(self.data.train_y), num_batches * self.cfg.batch_size)  # examples seen (a short set: one batch)
         return {"train_loss": loss_sum / n, "train_acc": 100.0 * correct / n, "train_eps": run.eps}
 
     def _monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:

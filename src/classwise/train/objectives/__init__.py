@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ...config import ModelConfig, TrainConfig
-from ...errors import ClasswiseError
+from ...errors import ClasswiseError, unknown_name
 from .base import Objective, training_attack
 from .fgsm_rs import FGSMRS
 from .he import HE
@@ -46,7 +46,7 @@ __all__ = ["OBJECTIVES", "Objective", "check_method", "create_objective", "train
 def check_method(cfg: TrainConfig, model: ModelConfig | None = None) -> type[Objective]:
     """The objective class of ``cfg.method``, after checking the method's rules (head with ``model``, attack)."""
     if cfg.method not in OBJECTIVES:
-        raise ClasswiseError(f"unknown training method '{cfg.method}' (known: {', '.join(OBJECTIVES)})")
+        raise unknown_name("training method", cfg.method, OBJECTIVES)
     cls = OBJECTIVES[cfg.method]
     if model is not None and cls.requires_head is not None and model.head.name != cls.requires_head:
         raise ClasswiseError(f"train.method {cfg.method} needs model.head.name: {cls.requires_head} "

@@ -1,0 +1,598 @@
+"""Contract: every bad input is one `error:` line and exit status 2, never a traceback,
+and the run folder is left untouched or marked `failed` (issue "results you can trust").
+
+The CLI runs in-process (``classwise.cli.main``) to keep this suite fast; one tiny
+evaluated run is built per module and copied for each case that touches a run.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from classwise.cli import main
+from classwise.config import RunConfig, load_config
+from classwise.errors import ClasswiseError
+from classwise.evaluate import evaluate
+from classwise.models import create_model
+from classwise.results import EvalResults
+from classwise.runs import get_status
+from classwise.train.checkpoint import safe_load, save_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def sets(overrides) -> list[str]:
+    return [item for o in overrides for item in ("--set", o)]
+
+
+def run_cli(capsys, args: list[str]) -> tuple[int, str]:
+    """(exit status, stderr) of ``classwise ARGS`` run in this process."""
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def assert_one_error(code: int, err: str, *needles: str) -> str:
+    """Exit 2, exactly one `error:` line, no traceback; the line holds every needle."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative path -> content hash of every file under ``folder`` ({} when absent)."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_overrides) -> Path:
+    """One trained and evaluated tiny run (never modified: cases copy it)."""
+    run = tmp_path_factory.mktemp("bad-inputs") / "run"
+    assert main(["demo", "--out", str(run), "-q", *sets(tiny_overrides)]) == 0
+    assert get_status(run) == "complete"
+    return run
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+# --- config overrides and names: nothing is created -----------------------------------------
+
+CONFIG_CASES = [
+    (["--set", "train.milestones=[1,2"], "not valid YAML"),
+    (["--set", "train.lr=!!python/object/apply:os.system ['true']"], "not valid YAML"),
+    (["--set", "train.lr=!!binary aGVsbG8="], "must be a number"),
+    (["--set", "train.epochs=.inf"], "finite number"),
+    (["--set", "train.lr=.nan"], "finite number"),
+    (["--set", "train.lr=-.inf"], "finite number"),
+    (["--set", "train.lr=1/0"], "must be a number"),
+    (["--set", "train.lr=abc"], "must be a number"),
+    (["--set", "train.epochs=2.5"], "an integer"),
+    (["--set", "train.epoch=3"], "did you mean 'epochs'"),
+    (["--set", "trian.epochs=3"], "did you mean 'train'"),
+    (["--set", "train.method=pgdat"], "did you mean 'pgd-at'"),
+    (["--set", "train.optimizer=adamw"], "did you mean 'adam'"),
+    (["--set", "train.schedule=stepp"], "did you mean 'step'"),
+    (["--set", "model.name=smalcnn"], "did you mean 'smallcnn'"),
+    (["--set", "train.attack.name=pdg3"], "did you mean 'pgd3'"),
+    (["--set", "train.attack.eps=2"], "eps must be in [0, 1]"),
+    (["--set", "train=5"], "must be a mapping"),
+    (["--set", "train.lr"], "key.sub=value"),
+    (["--set", "data.train_examples=0"], "train_examples"),
+    (["--dataset", "mnist7"], "did you mean"),
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--device", "mps"], "not available"),
+]
+
+
+@pytest.mark.parametrize("extra, needle", CONFIG_CASES, ids=[" ".join(c[0])[:40] for c in CONFIG_CASES])
+def test_bad_config_is_one_error_and_creates_nothing(capsys, tmp_path, extra, needle):
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, ["train", "demo", "--out", out, "-q", *extra])
+    assert_one_error(code, err, needle)
+    assert not out.exists()
+
+
+def test_unknown_preset_suggests_the_closest(capsys, tmp_path):
+    code, err = run_cli(capsys, ["train", "demoo", "--out", tmp_path / "run", "-q"])
+    assert_one_error(code, err, "did you mean 'demo'")
+
+
+def test_cuda_without_cuda_is_one_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = run_cli(capsys, ["train", "demo", "--out", tmp_path / "run", "-q", "--device", "cuda"])
+    assert_one_error(code, err, "'cuda' is not available")
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_1_1_numbers_and_fractions_are_numbers():
+    cfg = load_config("demo", ["train.lr=1e-3", "train.epochs=1e1", "train.attack.eps=8/255",
+                               "eval.attacks=[{name: fgsm, eps: 8/255}]"])
+    assert cfg.train.lr == 0.001 and cfg.train.epochs == 10 and isinstance(cfg.train.epochs, int)
+    assert cfg.train.attack.eps == pytest.approx(8 / 255) and cfg.eval.attacks[0].eps == pytest.approx(8 / 255)
+
+
+# --- data files: corrupt, not "not found" ------------------------------------------------------
+
+
+def _idx(path: Path, magic: int, dims: tuple[int, ...], values: np.ndarray) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    path.write_bytes(header + values.astype(np.uint8).tobytes())
+
+
+def _mnist_root(tmp_path: Path, *, magic: int = 2051, bad_label: int | None = None, cut: int | None = None) -> Path:
+    """A tiny MNIST raw folder (20 train, 10 test images) with one chosen defect."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        labels = np.arange(n) % 10
+        if bad_label is not None:
+            labels[3] = bad_label
+        _idx(raw / f"{prefix}-images-idx3-ubyte", magic, (n, 28, 28), np.zeros((n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", 2049, (n,), labels)
+        if cut is not None:
+            images = raw / f"{prefix}-images-idx3-ubyte"
+            images.write_bytes(images.read_bytes()[:cut])
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("defect, needle", [({"magic": 1234}, "corrupt or truncated"),
+                                            ({"bad_label": 200}, "include 200"),
+                                            ({"cut": 1000}, "corrupt or truncated")],
+                         ids=["bad-magic", "label-200", "truncated"])
+def test_damaged_mnist_files_are_reported_as_corrupt(capsys, tmp_path, defect, needle):
+    root = _mnist_root(tmp_path, **defect)
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, ["train", "demo", "--out", out, "-q", "--dataset", "mnist", "--data-root", root])
+    line = assert_one_error(code, err, needle)
+    assert "not found" not in line and not out.exists()
+
+
+def _tree(root: Path, layout: dict[str, dict[str, int]]) -> Path:
+    """split -> class -> number of 8x8 PNGs."""
+    for split, classes in layout.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(root / split / name / f"{i}.png")
+    return root
+
+
+IMAGEFOLDER_CASES = [
+    ({"train": {"a": 2, "b": 2}, "test": {"a": 2, "b": 0}}, "no images of class b"),
+    ({"train": {"a": 2, "b": 0}, "test": {"a": 2, "b": 2}}, "no images of class b"),
+    ({"train": {"a": 2, "b": 2}, "test": {"a": 2}}, "no images of class b"),
+    ({"train": {"a": 3}, "test": {"a": 2}}, "at least 2 classes"),
+]
+
+
+@pytest.mark.parametrize("layout, needle", IMAGEFOLDER_CASES, ids=["empty-test", "empty-train", "missing-test",
+                                                                   "one-class"])
+def test_imagefolder_class_problems_are_one_error(capsys, tmp_path, layout, needle):
+    root = _tree(tmp_path / "images", layout)
+    code, err = run_cli(capsys, ["train", "demo", "--out", tmp_path / "run", "-q", "--dataset", "imagefolder",
+                                 "--data-root", root])
+    assert_one_error(code, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("limit", [40, 20], ids=["bomb-warning", "bomb-error"])
+def test_decompression_bomb_image_is_one_error(capsys, tmp_path, monkeypatch, limit):
+    """PIL warns above MAX_IMAGE_PIXELS and refuses above twice that; both are an error here."""
+    root = _tree(tmp_path / "images", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)  # the 8x8 images hold 64 pixels
+    code, err = run_cli(capsys, ["train", "demo", "--out", tmp_path / "run", "-q", "--dataset", "imagefolder",
+                                 "--data-root", root])
+    assert_one_error(code, err, "decompression bomb")
+    assert "warning" not in err
+
+
+def test_unreadable_image_is_one_error(capsys, tmp_path):
+    root = _tree(tmp_path / "images", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    (root / "train" / "a" / "0.png").write_bytes(b"\x89PNG not really")
+    code, err = run_cli(capsys, ["train", "demo", "--out", tmp_path / "run", "-q", "--dataset", "imagefolder",
+                                 "--data-root", root])
+    assert_one_error(code, err, "cannot read image", "0.png")
+
+
+# --- evaluate / report on a damaged or misused run ----------------------------------------------
+
+
+def _damage_results_truncated(run: Path) -> None:
+    p = run / "results.npz"
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+
+
+def _damage_results_keyless(run: Path) -> None:
+    np.savez(run / "results.npz", clean_pred=np.zeros(3, np.int64))
+
+
+def _damage_results_shapes(run: Path) -> None:
+    res = EvalResults.load(run / "results.npz")
+    np.savez(run / "results.npz", labels=res.labels, clean_pred=res.clean_pred[:-1],
+             class_names=np.array(json.dumps(res.class_names)))
+
+
+def _write(name: str, text: str):
+    return lambda run: (run / name).write_text(text)
+
+
+def _metrics_middle_garbage(run: Path) -> None:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
+
+
+def _meta_without(key: str):
+    def damage(run: Path) -> None:
+        meta = json.loads((run / "meta.json").read_text())
+        del meta[key]
+        (run / "meta.json").write_text(json.dumps(meta))
+    return damage
+
+
+REPORT_CASES = [
+    (_damage_results_truncated, "results.npz"),
+    (_damage_results_keyless, "no labels"),
+    (_damage_results_shapes, "clean_pred"),
+    (_metrics_middle_garbage, "line 2"),
+    (_write("metrics.jsonl", "[1, 2]\n{}\n"), "line 1"),
+    (_write("metrics.jsonl", '{"epoch": 1, "robust": 5}\n'), "'robust'"),
+    (_write("meta.json", "{not json"), "meta.json"),
+    (_write("meta.json", "[1, 2]"), "JSON object"),
+    (_meta_without("eps"), "no eps"),
+    (_write("meta.json", '{"dataset": "d", "model": "m", "checkpoint": 3, "eps": 0.3, "superclasses": {}, '
+                         '"train_method": "x", "attacks": {}}'), "'checkpoint'"),
+]
+
+
+@pytest.mark.parametrize("damage, needle", REPORT_CASES, ids=[
+    "results-truncated", "results-keyless", "results-shapes", "metrics-garbage-line", "metrics-not-objects",
+    "metrics-bad-block", "meta-not-json", "meta-list", "meta-missing-key", "meta-bad-type"])
+def test_report_on_damaged_files_is_one_error_and_run_failed(capsys, run_copy, damage, needle):
+    damage(run_copy)
+    code, err = run_cli(capsys, ["report", run_copy])
+    assert_one_error(code, err, needle)
+    assert get_status(run_copy) == "failed"
+
+
+def _nan_weights(path: Path) -> None:
+    tensors, metadata = safe_load(path)
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    from safetensors.torch import save_file
+    save_file(tensors, str(path), metadata)
+
+
+def test_checkpoint_with_nan_weights_is_refused_by_evaluate(capsys, run_copy):
+    _nan_weights(run_copy / "checkpoints" / "last.safetensors")
+    before = snapshot(run_copy / "checkpoints")
+    code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", "fgsm"])
+    assert_one_error(code, err, "non-finite weights")
+    assert get_status(run_copy) == "failed" and snapshot(run_copy / "checkpoints") == before
+
+
+def test_truncated_checkpoint_is_one_error(capsys, run_copy):
+    ckpt = run_copy / "checkpoints" / "last.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:300])
+    code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", "fgsm"])
+    assert_one_error(code, err, "corrupt or truncated")
+    assert get_status(run_copy) == "failed"
+
+
+EVAL_FLAG_CASES = [
+    (["--attacks", "fgsm", "--eps", "abc"], "--eps must be a finite number"),
+    (["--attacks", "fgsm", "--eps", "8/0"], "--eps must be a finite number"),
+    (["--attacks", "fgsm", "--eps", "2"], "eps must be in [0, 1]"),
+    (["--attacks", "fgsm", "--step-size", "x/2"], "--step-size"),
+    (["--attacks", "pdg5"], "did you mean 'pgd5'"),
+    (["--attacks", "fgsm", "--device", "foo"], "unknown device"),
+]
+
+
+@pytest.mark.parametrize("flags, needle", EVAL_FLAG_CASES, ids=[" ".join(c[0][2:]) or c[0][1] for c in EVAL_FLAG_CASES])
+def test_bad_evaluate_flags_leave_the_run_untouched(capsys, run_copy, flags, needle):
+    before = snapshot(run_copy)
+    code, err = run_cli(capsys, ["evaluate", run_copy, *flags])
+    assert_one_error(code, err, needle)
+    assert snapshot(run_copy) == before
+
+
+def _surrogate(tmp_path: Path, num_classes: int = 10, channels: int = 1, size: int = 28, meta: dict | None = None) -> Path:
+    model = create_model("smallcnn", num_classes=num_classes, in_channels=channels, image_size=size)
+    meta = {"model": "smallcnn", "kwargs": {}, "num_classes": num_classes, "in_channels": channels,
+            "image_size": size, "mean": [0.0] * channels, "std": [1.0] * channels} | (meta or {})
+    path = tmp_path / "surrogate.safetensors"
+    save_model(model, path, meta)
+    return path
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"num_classes": 5}, "has 5 classes but the model 10"),
+    ({"channels": 3, "size": 32}, "another dataset"),
+    ({"meta": {"kwargs": [1, 2]}}, "damaged model metadata"),
+    ({"meta": {"num_classes": "ten"}}, "damaged model metadata"),
+], ids=["class-count", "other-dataset", "kwargs-list", "sizes-text"])
+def test_surrogate_that_does_not_fit_is_one_error(capsys, run_copy, tmp_path, kwargs, needle):
+    path = _surrogate(tmp_path, **kwargs)
+    code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", f"transfer:{path}"])
+    assert_one_error(code, err, needle)
+    assert get_status(run_copy) in ("complete", "failed")  # refused before or while attacking: never complete anew
+
+
+def test_surrogate_with_nan_weights_is_refused(capsys, run_copy, tmp_path):
+    path = _surrogate(tmp_path)
+    _nan_weights(path)
+    before = snapshot(run_copy)
+    code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", f"transfer:{path}"])
+    assert_one_error(code, err, "non-finite weights")
+    assert snapshot(run_copy) == before
+
+
+# --- the disk: read-only folders and a full disk ------------------------------------------------
+
+
+def _failing_replace(error: int, inside: Path):
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).is_relative_to(inside):
+            raise OSError(error, os.strerror(error), str(dst))
+        return real(src, dst, *args, **kwargs)
+    return replace
+
+
+@pytest.mark.parametrize("error, needle", [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")],
+                         ids=["read-only", "no-permission"])
+def test_unwritable_run_folder_is_one_error_and_untouched(capsys, run_copy, monkeypatch, error, needle):
+    before = snapshot(run_copy)
+    monkeypatch.setattr(os, "replace", _failing_replace(error, run_copy))
+    code, err = run_cli(capsys, ["report", run_copy])
+    assert_one_error(code, err, needle, str(run_copy))
+    assert snapshot(run_copy) == before
+
+
+def test_unwritable_parent_folder_is_one_error(capsys, tmp_path, monkeypatch):
+    real = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.is_relative_to(tmp_path / "locked"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code, err = run_cli(capsys, ["train", "demo", "--out", tmp_path / "locked" / "run", "-q"])
+    assert_one_error(code, err, "permission denied")
+
+
+def test_full_disk_while_training_is_one_error_and_run_failed(capsys, tmp_path, monkeypatch, tiny_overrides):
+    out = tmp_path / "run"
+    monkeypatch.setattr(os, "replace", _failing_replace(errno.ENOSPC, out / "checkpoints"))
+    code, err = run_cli(capsys, ["train", "demo", "--out", out, "-q", *sets(tiny_overrides), "--set", "train.epochs=1"])
+    assert_one_error(code, err, "the disk is full", "checkpoints")
+    assert get_status(out) == "failed" and not list((out / "checkpoints").glob("*"))  # no half-written file
+
+
+# --- divergence ---------------------------------------------------------------------------------
+
+
+def test_divergence_stops_training_failed_with_the_last_good_checkpoint(capsys, tmp_path, tiny_overrides):
+    """Epoch 1 trains normally; lr x 1e30 from epoch 2 on must end the run, keeping epoch 1."""
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, ["train", "demo", "--out", out, "-q", *sets(tiny_overrides),
+                                 "--set", "train.method=standard", "--set", "train.milestones=[1]",
+                                 "--set", "train.gamma=1e30", "--set", "train.epochs=3"])
+    assert_one_error(code, err, "training diverged", "epoch 2, step")
+    assert get_status(out) == "failed"
+    assert "diverged" in json.loads((out / "status.json").read_text())["error"]
+    tensors, metadata = safe_load(out / "checkpoints" / "last.safetensors")
+    assert json.loads(metadata["classwise"])["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1]
+
+
+def test_epoch_metrics_average_over_examples_not_batches(tmp_path):
+    """100 examples with batch 128: one batch of 100, so accuracy is correct / 100 (not / 128)."""
+    from classwise.pipeline import load_run_data
+    from classwise.train.loop import Trainer
+
+    config = load_config("demo", ["data.train_examples=100", "train.batch_size=128", "train.epochs=1",
+                                  "train.method=standard", "train.monitor_examples=10"])
+    trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
+    spy = trainer.objective = ObjectiveSpy(trainer.objective)
+    trainer.fit()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert spy.seen == 100
+    assert record["train_acc"] == pytest.approx(100 * spy.correct / 100)
+    assert record["train_loss"] == pytest.approx(spy.loss_sum / 100, rel=1e-5)
+
+
+class ObjectiveSpy:
+    """Wraps a training objective; counts the examples, correct logits and loss it returned."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seen, self.correct, self.loss_sum = inner, 0, 0, 0.0
+
+    def __call__(self, model, x, y, eps, generator):
+        loss, logits = self.inner(model, x, y, eps, generator)
+        self.seen += len(y)
+        self.correct += int((logits.argmax(1) == y).sum())
+        self.loss_sum += float(loss) * len(y)
+        return loss, logits
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+# --- the Python API: evaluate() refuses what it cannot measure ----------------------------------
+
+
+class Scale(torch.nn.Module):
+    """Multiplies the logits by a constant (NaN: a model whose outputs are NaN)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.factor
+
+
+def _api_case(name: str):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    nan_model = torch.nn.Sequential(model, Scale(float("nan")))
+    cases = {
+        "3d-images": (model, x[:, 0], y, {}),
+        "float-0-255": (model, x * 255, y, {}),
+        "nan-images": (model, x.masked_fill(x > 0.9, float("nan")), y, {}),
+        "int32-images": (model, (x * 255).int(), y, {}),
+        "label-out-of-range": (model, x, torch.tensor([0, 1, 2, 0, 1, 5]), {"class_names": ["a", "b", "c"]}),
+        "negative-label": (model, x, torch.tensor([0, 1, 2, 0, 1, -1]), {}),
+        "float-labels": (model, x, y.float(), {}),
+        "k-mismatch-names": (model, x, y, {"class_names": ["a", "b", "c", "d"]}),
+        "k-below-labels": (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), x, y, {}),
+        "nan-logits": (nan_model, x, y, {}),
+        "length-mismatch": (model, x, y[:5], {}),
+        "empty-set": (model, x[:0], y[:0], {}),
+        "2d-labels": (model, x, y[:, None], {}),
+    }
+    return cases[name]
+
+
+API_CASES = {"3d-images": "(N, C, H, W)", "float-0-255": "[0, 1]", "nan-images": "[0, 1]", "int32-images": "uint8",
+             "label-out-of-range": "[0, 3)", "negative-label": ">= 0", "float-labels": "integer",
+             "k-mismatch-names": "4 classes", "k-below-labels": "2 logits", "nan-logits": "NaN or Inf logits",
+             "length-mismatch": "differ in length", "empty-set": "empty", "2d-labels": "(N,)"}
+
+
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_evaluate_refuses_what_it_cannot_measure(case):
+    model, x, y, kwargs = _api_case(case)
+    with pytest.raises(ValueError) as error:
+        evaluate(model, x, y, ["fgsm"], eps=0.1, device="cpu", progress=False, **kwargs)
+    message = str(error.value)
+    assert API_CASES[case] in message and "\n" not in message
+
+
+def test_evaluate_float_images_in_range_still_work():
+    model, x, y, _ = _api_case("3d-images")
+    res = evaluate(model, x[:, None], y, ["fgsm"], eps=0.1, device="cpu", progress=False, class_names=["a", "b", "c"])
+    assert len(res.labels) == 6 and res.class_names == ["a", "b", "c"]
+
+
+# --- property-based: overrides and corrupted files ----------------------------------------------
+
+KEYS = ["train.lr", "train.epochs", "train.milestones", "train.attack.eps", "train.attack", "model.kwargs",
+        "data.name", "eval.attacks", "seed", "device", "perf.channels_last", "train.he.pmax_clip", "notes",
+        "train.nonsense", "train"]
+VALUES = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+    st.sampled_from(["[1,2", "{a: 1", "!!python/name:os.system", "!!binary AAAA", "!!set {a}", ".inf", "-.nan",
+                     "1e-3", "1e9", "8/255", "1/0", "0x10", "0o7", "1_000", "~", "null", "[]", "{}", "- 1",
+                     "'quoted'", "&a [*a]", "2020-01-01", "yes", "[.inf]", "{name: pgd3, eps: 8/255}", "1e400"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(key=st.sampled_from(KEYS), value=VALUES)
+def test_any_override_is_a_config_or_one_clear_error(key, value):
+    try:
+        cfg = load_config("demo", [f"{key}={value}"])
+    except (ClasswiseError, ValueError) as e:
+        assert "\n" not in str(e).strip()
+        return
+    assert isinstance(cfg, RunConfig)
+
+
+def _corrupt(data: bytes, cut: int | None, flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data if cut is None else data[: cut % max(1, len(data))])
+    for pos, xor in flips:
+        if out:
+            out[pos % len(out)] ^= xor
+    return bytes(out)
+
+
+CORRUPTION = dict(cut=st.one_of(st.none(), st.integers(0, 10**6)),
+                  flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4))
+
+
+@pytest.mark.parametrize("name", ["results.npz", "metrics.jsonl"])
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(**CORRUPTION)
+def test_report_on_corrupted_file_never_tracebacks_nor_completes_damage(capsys, tiny_run, tmp_path, name, cut, flips):
+    run = tmp_path / f"case-{abs(hash((name, cut, tuple(flips))))}"
+    shutil.copytree(tiny_run, run)
+    original = (run / name).read_bytes()
+    damaged = _corrupt(original, cut, flips)
+    (run / name).write_bytes(damaged)
+    code, err = run_cli(capsys, ["report", run])
+    if code == 0:  # still readable: then it must read back as the same content (a flip in slack bytes)
+        assert get_status(run) == "complete" and _same_content(name, tiny_run / name, run / name)
+    else:
+        assert_one_error(code, err)
+        assert get_status(run) == "failed"
+    shutil.rmtree(run)
+
+
+def _same_content(name: str, a: Path, b: Path) -> bool:
+    if name == "results.npz":
+        ra, rb = EvalResults.load(a), EvalResults.load(b)
+        return (np.array_equal(ra.labels, rb.labels) and ra.adv_pred.keys() == rb.adv_pred.keys()
+                and all(np.array_equal(ra.adv_pred[k], rb.adv_pred[k]) for k in ra.adv_pred))
+    from classwise.runs import read_jsonl
+
+    return all(isinstance(r, dict) and "epoch" in r for r in read_jsonl(b))  # a flipped digit cannot be seen
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(**CORRUPTION)
+def test_corrupted_checkpoint_is_refused_or_loads_finite(tiny_run, tmp_path, cut, flips):
+    """A damaged checkpoint is one clear error, or (a flip inside the weights) loads finite weights."""
+    from classwise.train.checkpoint import load_model
+    from classwise.train.loop import build_model
+    from classwise.pipeline import load_run_data
+
+    config = load_config(tiny_run / "config.yaml")
+    path = tmp_path / "last.safetensors"
+    path.write_bytes(_corrupt((tiny_run / "checkpoints" / "last.safetensors").read_bytes(), cut, flips))
+    model = build_model(config, _tiny_data(config, load_run_data))
+    try:
+        load_model(model, path)
+    except ClasswiseError as e:
+        assert "\n" not in str(e)
+        return
+    assert all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point())
+
+
+_DATA: dict = {}
+
+
+def _tiny_data(config, loader):
+    if "data" not in _DATA:
+        _DATA["data"] = loader(config)
+    return _DATA["data"]
