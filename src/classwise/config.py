@@ -168,20 +168,6 @@ def parse_value(text: str) -> Any:
         raise ClasswiseError(f"cannot parse value {text!r}: {str(e).splitlines()[0]}") from None
 
 
-def parse_number(text: str | float, what: str) -> float:
-    """A finite number from ``0.031``, ``1e-3`` or a fraction such as ``8/255``."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        num, slash, den = str(text).strip().partition("/")
-        try:
-            value = float(num) / float(den) if slash else float(num)
-        except (ValueError, ZeroDivisionError):
-            raise ClasswiseError(f"{what} must be a number such as 0.031 or 8/255, got {text!r}") from None
-    _check(value == value and abs(value) != float("inf"), f"{what} must be finite, got {text!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class TemperatureConfig:
     """Schedules of s = 1/T for HE-LIS and HE-CMP (appendix G, equations 5 and 6).

@@ -19,8 +19,6 @@ from typing import Any, BinaryIO
 
 from .errors import ClasswiseError
 
-from .errors import ClasswiseError
-
 # OSErrors that are the user's to fix (space, permissions), not bugs, by errno.
 USER_OS_ERRORS = {
     errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from torch import nn
 
-from ..errors import ClasswiseError, unknown_name
+from ..errors import unknown_name
 from .preact_resnet import build_preact_resnet18
 from .resnet import build_resnet18
 from .resnet50 import build_resnet50
