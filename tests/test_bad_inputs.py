@@ -27,8 +27,8 @@ from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
 from classwise.models import create_model
 from classwise.results import EvalResults
-from classwise.runs import get_status
-from classwise.train.checkpoint import safe_load, save_model
+from classwise.runs import Run
+from classwise.checkpoint import safe_load, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,7 +66,7 @@ def tiny_run(tmp_path_factory, tiny_overrides) -> Path:
     """One trained and evaluated tiny run (never modified: cases copy it)."""
     run = tmp_path_factory.mktemp("bad-inputs") / "run"
     assert main(["demo", "--out", str(run), "-q", *sets(tiny_overrides)]) == 0
-    assert get_status(run) == "complete"
+    assert Run(run).state == "complete"
     return run
 
 
@@ -273,7 +273,7 @@ def test_report_on_damaged_files_is_one_error_and_run_failed(capsys, run_copy, d
     damage(run_copy)
     code, err = run_cli(capsys, ["report", run_copy])
     assert_one_error(code, err, needle)
-    assert get_status(run_copy) == "failed"
+    assert Run(run_copy).state == "failed"
 
 
 def _nan_weights(path: Path) -> None:
@@ -289,7 +289,7 @@ def test_checkpoint_with_nan_weights_is_refused_by_evaluate(capsys, run_copy):
     before = snapshot(run_copy / "checkpoints")
     code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", "fgsm"])
     assert_one_error(code, err, "non-finite weights")
-    assert get_status(run_copy) == "failed" and snapshot(run_copy / "checkpoints") == before
+    assert Run(run_copy).state == "failed" and snapshot(run_copy / "checkpoints") == before
 
 
 def test_truncated_checkpoint_is_one_error(capsys, run_copy):
@@ -297,7 +297,7 @@ def test_truncated_checkpoint_is_one_error(capsys, run_copy):
     ckpt.write_bytes(ckpt.read_bytes()[:300])
     code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", "fgsm"])
     assert_one_error(code, err, "corrupt or truncated")
-    assert get_status(run_copy) == "failed"
+    assert Run(run_copy).state == "failed"
 
 
 EVAL_FLAG_CASES = [
@@ -337,7 +337,7 @@ def test_surrogate_that_does_not_fit_is_one_error(capsys, run_copy, tmp_path, kw
     path = _surrogate(tmp_path, **kwargs)
     code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", f"transfer:{path}"])
     assert_one_error(code, err, needle)
-    assert get_status(run_copy) in ("complete", "failed")  # refused before or while attacking: never complete anew
+    assert Run(run_copy).state in ("complete", "failed")  # refused before or while attacking: never complete anew
 
 
 def test_surrogate_with_nan_weights_is_refused(capsys, run_copy, tmp_path):
@@ -389,7 +389,7 @@ def test_full_disk_while_training_is_one_error_and_run_failed(capsys, tmp_path, 
     monkeypatch.setattr(os, "replace", _failing_replace(errno.ENOSPC, out / "checkpoints"))
     code, err = run_cli(capsys, ["train", "demo", "--out", out, "-q", *sets(tiny_overrides), "--set", "train.epochs=1"])
     assert_one_error(code, err, "the disk is full", "checkpoints")
-    assert get_status(out) == "failed" and not list((out / "checkpoints").glob("*"))  # no half-written file
+    assert Run(out).state == "failed" and not list((out / "checkpoints").glob("*"))  # no half-written file
 
 
 # --- divergence ---------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_divergence_stops_training_failed_with_the_last_good_checkpoint(capsys, 
                                  "--set", "train.method=standard", "--set", "train.milestones=[1]",
                                  "--set", "train.gamma=1e30", "--set", "train.epochs=3"])
     assert_one_error(code, err, "training diverged", "epoch 2, step")
-    assert get_status(out) == "failed"
+    assert Run(out).state == "failed"
     assert "diverged" in json.loads((out / "status.json").read_text())["error"]
     tensors, metadata = safe_load(out / "checkpoints" / "last.safetensors")
     assert json.loads(metadata["classwise"])["epoch"] == 1
@@ -551,10 +551,10 @@ def test_report_on_corrupted_file_never_tracebacks_nor_completes_damage(capsys, 
     (run / name).write_bytes(damaged)
     code, err = run_cli(capsys, ["report", run])
     if code == 0:  # still readable: then it must read back as the same content (a flip in slack bytes)
-        assert get_status(run) == "complete" and _same_content(name, tiny_run / name, run / name)
+        assert Run(run).state == "complete" and _same_content(name, tiny_run / name, run / name)
     else:
         assert_one_error(code, err)
-        assert get_status(run) == "failed"
+        assert Run(run).state == "failed"
     shutil.rmtree(run)
 
 
@@ -563,7 +563,7 @@ def _same_content(name: str, a: Path, b: Path) -> bool:
         ra, rb = EvalResults.load(a), EvalResults.load(b)
         return (np.array_equal(ra.labels, rb.labels) and ra.adv_pred.keys() == rb.adv_pred.keys()
                 and all(np.array_equal(ra.adv_pred[k], rb.adv_pred[k]) for k in ra.adv_pred))
-    from classwise.runs import read_jsonl
+    from classwise.fileio import read_jsonl
 
     return all(isinstance(r, dict) and "epoch" in r for r in read_jsonl(b))  # a flipped digit cannot be seen
 
@@ -573,14 +573,13 @@ def _same_content(name: str, a: Path, b: Path) -> bool:
 @given(**CORRUPTION)
 def test_corrupted_checkpoint_is_refused_or_loads_finite(tiny_run, tmp_path, cut, flips):
     """A damaged checkpoint is one clear error, or (a flip inside the weights) loads finite weights."""
-    from classwise.train.checkpoint import load_model
-    from classwise.train.loop import build_model
-    from classwise.pipeline import load_run_data
+    from classwise.checkpoint import build_model, load_model
+    from classwise.runs import load_run_data
 
     config = load_config(tiny_run / "config.yaml")
     path = tmp_path / "last.safetensors"
     path.write_bytes(_corrupt((tiny_run / "checkpoints" / "last.safetensors").read_bytes(), cut, flips))
-    model = build_model(config, _tiny_data(config, load_run_data))
+    model = build_model(config.model, _tiny_data(config, load_run_data))
     try:
         load_model(model, path)
     except ClasswiseError as e:

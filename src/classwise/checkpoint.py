@@ -118,14 +118,14 @@ def model_from_meta(meta: dict, source: Path | str = "checkpoint") -> nn.Module:
         raise ClasswiseError(f"{source} lacks model metadata ({', '.join(missing)})")
     kwargs = meta.get("kwargs") or {}
     if not isinstance(kwargs, dict):
-        raise ClasswiseError(f"{source}: model metadata 'kwargs' must be a mapping, got {kwargs!r}")
+        raise ClasswiseError(f"{source} has damaged model metadata ('kwargs' must be a mapping, got {kwargs!r})")
     head = from_dict(HeadConfig, meta.get("head") or {}, "head")
     try:
         net = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_channels=int(meta["in_channels"]),
                            image_size=int(meta["image_size"]), mean=tuple(meta.get("mean", (0.0,))),
                            std=tuple(meta.get("std", (1.0,))), **kwargs)
     except (TypeError, ValueError) as e:
-        raise ClasswiseError(f"{source}: cannot rebuild the model from its metadata ({e})") from e
+        raise ClasswiseError(f"{source} has damaged model metadata: cannot rebuild the model ({e})") from e
     return use_he_head(net, head.scale, head.margin) if head.name == "he" else net
 
 

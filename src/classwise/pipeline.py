@@ -175,12 +175,12 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
                                  checkpoint=checkpoint or config.eval.checkpoint,
                                  examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
         data, dev = run.data(), resolve_device(device or config.device)
-        with run.guarded("evaluating"):  # a damaged checkpoint or file leaves the run failed, never complete
-            model = run.model(ev.checkpoint, dev)
-            model_id = _model_identity(run, ev.checkpoint)
-            built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
-            opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress,
-                               perf=config.perf)
+        with run.guarded(None):  # a damaged checkpoint leaves the run failed, never complete
+            model, model_id = run.model(ev.checkpoint, dev), _model_identity(run, ev.checkpoint)
+        built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]  # a bad attack leaves the run untouched
+        opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
+        _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
+        with run.guarded("evaluating"):
             new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade)
             merged, messages = merge_results(run.results(), run.meta(), new, model_id)
             for message in messages:
@@ -298,8 +298,10 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
     run = Run.open(run_dir)
     with run.lock():
-        results = run.require_results()
+        if not (run.path / "results.npz").is_file():
+            run.require_results()  # one error saying what to run first; the run is left as it is
         with run.guarded("reporting"):  # a damaged file leaves the run failed, never complete
+            results = run.require_results()
             meta = check_meta(run.meta(), run.path / "meta.json", results.num_classes)
             paths = _write_report(run, results, meta)
         run.set_status("complete")

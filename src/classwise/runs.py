@@ -47,7 +47,7 @@ from .checkpoint import head_weight, load_model_file
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
-from .fileio import atomic_write, read_json, read_jsonl, write_json
+from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
 from .results import EvalResults
 
 MARKER = "classwise-run.json"
@@ -197,9 +197,11 @@ class Run:
                 os.close(fd)
 
     @contextmanager
-    def guarded(self, state: str) -> Iterator["Run"]:
-        """Set ``state``; on failure record "failed" (or "interrupted") with the error line, and re-raise."""
-        self.set_status(state)
+    def guarded(self, state: str | None) -> Iterator["Run"]:
+        """Set ``state`` (None: keep the status); on failure record "failed" (or "interrupted") with the
+        error line, and re-raise."""
+        if state is not None:
+            self.set_status(state)
         try:
             yield self
         except KeyboardInterrupt:
@@ -255,7 +257,7 @@ class Run:
         path = self.path / "meta.json"
         meta = read_json(path) if path.is_file() else {}
         if not isinstance(meta, dict):
-            raise ClasswiseError(f"cannot read {path}: not a JSON mapping")
+            raise ClasswiseError(f"{path} is damaged (a JSON object was expected); re-run `classwise evaluate` to rewrite it")
         return meta
 
     def summary(self) -> dict[str, Any]:
@@ -290,7 +292,7 @@ def _mkdir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ClasswiseError(f"cannot create {path}: {e.strerror or e}") from e
+        raise user_os_error(e, path) or ClasswiseError(f"cannot create {path}: {e.strerror or e}") from e
 
 
 def _acquire(path: Path) -> int:
