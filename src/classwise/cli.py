@@ -62,8 +62,9 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, e.g. fgsm,pgd20 (default: the config's).")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="L-inf budget in [0, 1] for --attacks (default: the config's).")] = None,
+    eps: Annotated[Optional[float], typer.Option(help="Budget for --attacks in the --norm's units: L-inf in [0, 1], L2 >= 0 (default: the config's).")] = None,
     step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step size (default 2.5*eps/steps).")] = None,
+    norm: Annotated[Optional[str], typer.Option(help="Threat model of --attacks: linf (default) or l2; eps in its units.")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
@@ -73,26 +74,30 @@ def evaluate(
     """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
     from .pipeline import evaluate_run
 
-    specs = _attack_configs(run, attacks, eps, step_size)
+    specs = _attack_configs(run, attacks, eps, step_size, norm)
     evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
                  progress=not quiet)
     _print_summary(run)
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size: float | None):
+def _attack_configs(run: Path, attacks: str | None, eps: float | None, step_size: float | None,
+                    norm: str | None = None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
     from .config import AttackConfig, load_config
     from .runs import require_run_dir
 
     if attacks is None:
-        if eps is not None or step_size is not None:
-            raise ClasswiseError("--eps and --step-size need --attacks")
+        if eps is not None or step_size is not None or norm is not None:
+            raise ClasswiseError("--eps, --step-size and --norm need --attacks")
         return None
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
-    default_eps = load_config(require_run_dir(run) / "config.yaml").eval.attacks[0].eps
-    return tuple(AttackConfig(n, default_eps if eps is None else eps, step_size) for n in names)
+    first = load_config(require_run_dir(run) / "config.yaml").eval.attacks[0]
+    norm = first.norm if norm is None else norm.strip().lower()
+    if eps is None and norm != first.norm:
+        raise ClasswiseError(f"--norm {norm} needs --eps in its units (the config's eps is for {first.norm})")
+    return tuple(AttackConfig(n, first.eps if eps is None else eps, step_size, norm=norm) for n in names)
 
 
 @app.command()

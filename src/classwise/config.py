@@ -88,15 +88,27 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """An attack spec of the registry ("fgsm", "pgd40", ...) and its budget."""
+    """An attack spec of the registry ("fgsm", "pgd40", ...) and its budget.
+
+    ``norm``: the threat model, "linf" (eps in [0, 1]) or "l2" (eps >= 0 in
+    L2 units, e.g. 0.5 on CIFAR-10 as RobustBench; radii > 1 are meaningful
+    on large images).
+    """
 
     name: str = "pgd40"
     eps: float = 0.3
     step_size: float | None = None
     restarts: int = 1
+    norm: str = "linf"
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
+        from .attacks.threat import NORMS  # lazy: the attacks package is heavy to import
+
+        _check(self.norm in NORMS, f"unknown attack norm '{self.norm}' (known: {', '.join(NORMS)})")
+        if self.norm == "linf":
+            _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
+        else:
+            _check(0.0 <= self.eps < float("inf"), f"L2 eps must be a finite number >= 0, got {self.eps}")
         _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
 

@@ -26,6 +26,7 @@ from .progress import progress_task
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
+RECORD = "record:"  # batch outputs "record:<kind>/<attack>" are per-example records, kept in extras
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -47,7 +48,7 @@ def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, Attack], 
 def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
     """An attack from its config; ``restarts`` is passed only where it applies."""
     extra = {"restarts": cfg.restarts} if cfg.restarts > 1 else {}
-    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, **extra)
+    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, norm=cfg.norm, **extra)
 
 
 @torch.no_grad()
@@ -89,6 +90,10 @@ def evaluate(
     Returns:
         :class:`EvalResults` with labels, clean_pred and adv_pred per attack;
         each attack is judged on its own (see :func:`evaluate_worst_case`).
+        Attacks with per-example records (:meth:`Attack.run`) add them to
+        ``extras`` as "<kind>/<attack>": "min_dist/fmn" (N,) float32 minimal
+        distances (0: clean-misclassified, inf: none found),
+        "target_hits/pgd20@target=all" (N, K) int8 (-1: not tried).
     """
     return _run(_attack_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
                 batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
@@ -148,7 +153,7 @@ def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torc
             x = prepare_input(as_float(images[start : start + batch_size].to(dev)), perf)
             y = on_dev[start : start + batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
-                outs.setdefault(name, []).append(logits.float().cpu())
+                outs.setdefault(name, []).append(logits.cpu() if name.startswith(RECORD) else logits.float().cpu())
             advance(len(y))
     return _to_results(outs, labels, class_names, keep_probs)
 
@@ -163,15 +168,17 @@ def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
                   gens: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    """Clean logits and, per attack, logits on adversarial images (B, K).
+    """Clean logits and, per attack, logits on adversarial images (B, K), plus its records.
 
-    Only clean-correct examples are attacked; the others keep their clean logits.
+    Only clean-correct examples are attacked; the others keep their clean logits
+    and the attack's fill value in each record ("record:min_dist/<attack>"...).
     """
     clean = predict(model, x)
     ok = clean.argmax(1) == y
     out = {"clean": clean}
     for name, attack in attacks.items():
-        out[name] = _attack_where(model, x, y, ok, clean, attack, gens[name])
+        out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], keep_records=True)
+        out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     return out
 
 
@@ -182,24 +189,37 @@ def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: 
     out = {"clean": current}
     for name, attack in attacks.items():
         robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
-        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])
+        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])[0]
     out[WORST] = current
     return out
 
 
 def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                  logits: torch.Tensor, attack: Attack, gen: torch.Generator) -> torch.Tensor:
-    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images."""
-    logits = logits.clone()
-    if mask.any():
-        x_adv = attack(x[mask], y[mask], gen, clean_correct=True)  # mask is within the clean-correct
-        logits[mask] = predict(model, x_adv).to(logits.dtype)
-    return logits
+                  logits: torch.Tensor, attack: Attack, gen: torch.Generator,
+                  keep_records: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images.
+
+    With ``keep_records``, also the attack's per-example records (B, ...), rows
+    outside ``mask`` holding the attack's ``record_fill`` value.
+    """
+    logits, records = logits.clone(), {}
+    if not mask.any():
+        return logits, {}
+    if keep_records:
+        x_adv, part = attack.run(x[mask], y[mask], gen, clean_correct=True)  # mask is within the clean-correct
+        for kind, rec in part.items():
+            records[kind] = rec.new_full((len(y), *rec.shape[1:]), attack.record_fill[kind])
+            records[kind][mask] = rec
+    else:
+        x_adv = attack(x[mask], y[mask], gen, clean_correct=True)
+    logits[mask] = predict(model, x_adv).to(logits.dtype)
+    return logits, records
 
 
 def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
                 class_names: Sequence[str] | None, keep_probs: bool) -> EvalResults:
     logits = {k: torch.cat(v) for k, v in outs.items()}
+    extras = {k[len(RECORD):]: logits.pop(k).numpy() for k in [k for k in logits if k.startswith(RECORD)]}
     clean = logits.pop("clean")
     names = list(class_names) if class_names is not None else [str(i) for i in range(clean.shape[1])]
     probs = (lambda t: t.softmax(1).numpy().astype(np.float32)) if keep_probs else None
@@ -210,6 +230,7 @@ def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
         class_names=names,
         clean_probs=probs(clean) if probs else None,
         adv_probs={k: probs(v) for k, v in logits.items()} if probs else {},
+        extras=extras,
     )
 
 

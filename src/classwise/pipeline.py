@@ -155,8 +155,13 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
 
 
 def attack_key(cfg: AttackConfig) -> str:
-    """The results key of an attack: its spec, with "-rR" for R > 1 restarts."""
-    return cfg.name if cfg.restarts == 1 else f"{cfg.name}-r{cfg.restarts}"
+    """The results key of an attack: its spec, with "-rR" for R > 1 restarts and "@norm=l2" under L2.
+
+    "-rR" goes before the spec's "@key=value" options: "pgd20-r2@target=3@norm=l2".
+    """
+    core, at, options = cfg.name.partition("@")
+    key = (core if cfg.restarts == 1 else f"{core}-r{cfg.restarts}") + at + options
+    return key + ("@norm=l2" if cfg.norm == "l2" and "norm=" not in options else "")
 
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .pgd import PGD
-from .threat import LinfThreat
+from .threat import Threat, make_threat
 
 if TYPE_CHECKING:  # evaluate imports this package; import it lazily at run time
     from ..results import EvalResults
@@ -31,13 +31,13 @@ class TemperaturePGD(PGD):
     Paper: "Intriguing class-wise properties of adversarial training",
     section 4 and appendix F; PGD of Madry et al., ICLR 2018.
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    signed-gradient steps of ``threat.step_size`` projected by the shared
-    :class:`LinfThreat`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; steps of ``threat.step_size`` projected by the shared threat
+    object, as :class:`PGD`.
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat` (eps, step size).
+        threat: the threat model (norm, eps, step size).
         inv_temperature: 1/T > 0; the loss sees ``logits * inv_temperature``.
         steps, random_start, restarts, keep_best: as :class:`PGD`.
 
@@ -53,7 +53,7 @@ class TemperaturePGD(PGD):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         inv_temperature: float,
         steps: int = 20,
         random_start: bool = True,
@@ -88,13 +88,15 @@ def temperature_sweep(
     device: str | torch.device | None = "auto",
     seed: int = 0,
     progress: bool = False,
+    norm: str = "linf",
 ) -> EvalResults:
     """Vanilla PGD and Temperature-PGD at each 1/T on the same examples and seed.
 
     Args:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
         images: (N, C, H, W) uint8 or float in [0, 1]; labels: (N,) int.
-        eps: L-inf radius; step_size: default 2.5 eps / steps; steps: PGD steps.
+        eps: radius in the units of ``norm`` ("linf" or "l2"); step_size:
+            default 2.5 eps / steps; steps: PGD steps.
         inv_temps: the 1/T values (default: the paper's 14).
         class_names, batch_size, device, seed, progress: as :func:`classwise.evaluate.evaluate`.
 
@@ -110,7 +112,7 @@ def temperature_sweep(
     """
     from ..evaluate import evaluate
 
-    threat = LinfThreat(eps, 2.5 * eps / steps if step_size is None else step_size)
+    threat = make_threat(norm, eps, 2.5 * eps / steps if step_size is None else step_size)
     baseline = f"pgd{steps}"
     attacks = {baseline: PGD(model, threat, steps)}
     attacks |= {tpgd_name(t): TemperaturePGD(model, threat, t, steps) for t in inv_temps if t != 1}
