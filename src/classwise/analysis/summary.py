@@ -15,6 +15,8 @@ import numpy as np
 
 from ..results import EvalResults
 from .classwise import best_worst, classwise_accuracy, largest_gap, overall_accuracy
+from .curves import compare_norms, curves_summary
+from .targeted import targeted_summary
 
 
 def _num(x: float) -> float | None:
@@ -55,6 +57,11 @@ def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
     Returns {"clean": block, "attacks": {name: block}, "class_names": [...],
     "num_examples": N, **extra}, each block as in :func:`accuracy_block`
     (the paper reports "overall" as "Tot." and marks best/worst per row in table 2).
+    Where the results hold them, also "curves" (per minimum-norm attack:
+    robustness over eps per class, median distances, eps at 50%; see
+    :func:`classwise.analysis.curves.distance_curves`), "targeted" (per
+    targeted attack: the class-by-class success matrix) and "norms" (L-inf
+    against L2 per class, with Spearman's rho).
     """
     names = class_names_of(results)
     k = len(names)
@@ -63,8 +70,16 @@ def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
         "attacks": {a: _attack_block(results, a, k) for a in results.adv_pred},
         "class_names": names,
         "num_examples": int(results.labels.shape[0]),
+        **_threat_blocks(results),
         **extra,
     }
+
+
+def _threat_blocks(results: EvalResults) -> dict[str, Any]:
+    """The "curves", "targeted" and "norms" entries, each only where the results have it."""
+    blocks = {"curves": curves_summary(results), "targeted": targeted_summary(results),
+              "norms": compare_norms(results, headline_attack)}
+    return {k: v for k, v in blocks.items() if v}
 
 
 def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:

@@ -41,7 +41,8 @@ class FMN(Attack):
     [0, 1]. r shrinks by (1 - gamma) (and to the smallest adversarial norm so
     far) while the iterate is adversarial, grows by (1 + gamma) once an
     adversarial example has been found, and before that jumps to the linear
-    estimate of the boundary, ``||delta|| + |margin| / ||grad||_dual``. The
+    estimate of the boundary, ``||delta|| + |margin| / ||grad||_dual`` (times
+    ``overshoot``). The
     smallest adversarial perturbation over the iterates is kept, its norm
     measured on the returned image.
 
@@ -59,6 +60,12 @@ class FMN(Attack):
         steps: iterations (100).
         alpha_init, alpha_final: step length, cosine annealed (1.0 -> alpha_init / 100).
         gamma_init, gamma_final: radius factor, cosine annealed (0.05 -> 0.001).
+        overshoot: factor (>= 1) on the linear boundary estimate before the
+            first success (1.1). A deviation from the paper's algorithm (which
+            uses 1): clipping to [0, 1] keeps the iterate short of that radius,
+            so without it iterates approach the boundary from the robust side
+            and may never cross it in the step budget (as DeepFool's
+            overshoot); the shrinking phase then removes the excess.
 
     :meth:`run` also returns "min_dist" (B,) float32: the smallest norm of a
     fooling perturbation found (0 where x itself is misclassified, inf where
@@ -82,6 +89,7 @@ class FMN(Attack):
         alpha_final: float | None = None,
         gamma_init: float = 0.05,
         gamma_final: float = 0.001,
+        overshoot: float = 1.1,
     ) -> None:
         super().__init__(model, threat)
         alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
@@ -89,6 +97,9 @@ class FMN(Attack):
             raise ValueError(f"FMN needs steps >= 1 and step lengths > 0, got {steps}, {alpha_init}, {alpha_final}")
         if not (0 <= gamma_final <= gamma_init < 1):
             raise ValueError(f"FMN needs 0 <= gamma_final <= gamma_init < 1, got {gamma_init}, {gamma_final}")
+        if not overshoot >= 1:
+            raise ValueError(f"FMN needs overshoot >= 1, got {overshoot}")
+        self.overshoot = overshoot
         self.steps, self.alpha_init, self.alpha_final = steps, alpha_init, alpha_final
         self.gamma_init, self.gamma_final = gamma_init, gamma_final
 
@@ -138,7 +149,7 @@ class FMN(Attack):
         gamma = _cosine(self.gamma_init, self.gamma_final, i, self.steps)
         dual = 1 if self.threat.norm == "linf" else 2
         to_boundary = margin.abs() / grad.flatten(1).norm(p=dual, dim=1).clamp(min=_TINY)
-        grow = torch.where(found, radius * (1 + gamma), norm + to_boundary)
+        grow = torch.where(found, radius * (1 + gamma), (norm + to_boundary) * self.overshoot)
         return torch.where(margin > 0, torch.minimum(radius * (1 - gamma), best_norm), grow)
 
     def _project(self, delta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
