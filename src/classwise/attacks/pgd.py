@@ -118,8 +118,9 @@ class PGD(Attack):
             most likely wrong class on the clean image) or "all" (one targeted
             run per class j != y, in class order). Examples whose label is the
             target are not attacked (their clean image is returned) and never
-            count as a success. Returned: per example the first image that
-            fooled the model over the runs, else the clean image. :meth:`run`
+            count as a success; neither do examples misclassified when clean
+            (they keep their clean image). Returned: per example the first
+            image that fooled the model over the runs, else the clean image. :meth:`run`
             also returns "target_hits" (B, K) int8: 1 where the run toward
             class j ended classified as j, 0 where it did not, -1 where j was
             not tried. Needs ``keep_best=True``.
@@ -191,11 +192,12 @@ class PGD(Attack):
         """One targeted run per target column; first fooling image (else x) and hits (B, K) int8."""
         logits = self._logits(x)
         hits = torch.full(logits.shape, -1, dtype=torch.int8, device=x.device)
-        best, fooled = x.clone(), torch.zeros_like(y, dtype=torch.bool)
+        fooled = logits.argmax(dim=1) != y  # misclassified when clean: kept clean, not attacked
+        best, clean_wrong = x.clone(), fooled.clone()
         for goal in target_columns(self.target, logits, y):
             x_goal = self._attack(x, y, goal, generator, check_clean)
             logits_goal = self._logits(x_goal)
-            tried = goal != y
+            tried = (goal != y) & ~clean_wrong
             hit = _success(logits_goal, y, goal).to(torch.int8)
             hits.scatter_(1, goal[:, None], torch.where(tried, hit, -1).to(torch.int8)[:, None])
             new = (logits_goal.argmax(dim=1) != y) & tried & ~fooled

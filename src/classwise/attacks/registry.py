@@ -188,11 +188,10 @@ def _positive_float(req: AttackRequest, what: str) -> float:
 
 
 _LIB = "torchattacks, reference AutoAttack settings"
+_LIB_NORMS = ("linf",)  # the wrappers run the L-inf attacks; "l2" joins when library.py passes the norm on
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", _fgsm(False)),
     "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", _fgsm(True)),
-    "fgm": AttackEntry("fgm", "fast gradient method: one L2-normalised step of eps (L2 only)", _fgsm(False),
-                       norms=("l2",)),
     "pgd": AttackEntry("pgd[K]", "PGD on cross-entropy, K steps (20), random start", _pgd, "steps"),
     "cw-inf": AttackEntry("cw-inf", "Carlini-Wagner L-inf, minimum-distance tau search (robust: none within eps)",
                           _fixed(CWInf), per_class=CWInf.default_per_class, norms=("linf",)),
@@ -203,16 +202,18 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "nattack": AttackEntry("nattack", "N-Attack, query-based black box (population 300, sigma 0.1, lr 0.02)",
                            _fixed(NAttack), per_class=NAttack.default_per_class, black_box=True,
                            norms=NAttack.norms),
+    "fgm": AttackEntry("fgm", "fast gradient method: one L2-normalised step of eps (L2 only)", _fgsm(False),
+                       norms=("l2",)),
     "fmn": AttackEntry("fmn[K]", "fast minimum-norm attack, K steps (100); records each example's minimal distance",
                        _fmn, "steps"),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
                             _transfer, "value", black_box=True),
-    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _fixed(APGDCE)),
-    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _fixed(APGDT)),
-    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _fixed(FABT)),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square), black_box=True),
+    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _fixed(APGDCE), norms=_LIB_NORMS),
+    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _fixed(APGDT), norms=_LIB_NORMS),
+    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _fixed(FABT), norms=_LIB_NORMS),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square), black_box=True, norms=_LIB_NORMS),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
-                              _fixed(AutoAttack)),
+                              _fixed(AutoAttack), norms=_LIB_NORMS),
 })
 
 
