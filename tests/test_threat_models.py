@@ -298,3 +298,73 @@ def test_norm_comparison_ranks_classes_under_each_norm(trained):
     assert cmp["spearman"]["rho"] == pytest.approx(spearmanr(linf, l2).statistic)
     assert compare_norms(EvalResults(res.labels, res.clean_pred, {"pgd10": res.adv_pred["pgd10"]},
                                      res.class_names), headline_attack) is None
+
+
+# ---------------------------------------------------------------- training objectives under L2
+
+def test_pgd_at_and_mart_train_on_the_l2_closed_form_point():
+    """On the two-layer linear model of test_objectives the CE gradient direction d is fixed,
+    so L2 PGD ends at x + eps d / ||d|| (box inactive): PGD-AT and MART train there. Each step
+    on the sphere shrinks the random start's off-d part by eps / (eps + step) = 2/3, so after
+    60 steps it is ~1e-11 of the start: the tolerance 1e-8."""
+    from test_objectives import W1, W2, X, Y, batch, cfg, linear_model, np_ce, np_logits
+    from classwise.train.objectives import create_objective
+    from classwise.train.objectives.mart import mart_losses
+
+    eps = 0.1
+    d = np.stack([W1.T @ (W2[1 - c] - W2[c]) for c in Y])
+    corner = X + eps * d / np.linalg.norm(d, axis=1, keepdims=True)
+    attack = AttackConfig("pgd60", eps, 0.05, norm="l2")
+    x, y = batch()
+    loss, _ = create_objective(cfg("pgd-at", attack=attack))(linear_model(), x, y, eps, torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(np_ce(np_logits(corner), Y).mean(), abs=1e-8)
+    model = linear_model()
+    loss, _ = create_objective(cfg("mart", attack=attack))(model, x, y, eps, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean, adv = model(x), model(torch.tensor(corner).view(4, 1, 2, 2))
+    assert loss.item() == pytest.approx(mart_losses(clean, adv, y, 6.0).mean().item(), abs=1e-8)
+
+
+def test_trades_and_fgsm_rs_attack_inside_the_l2_ball():
+    from test_objectives import batch, cfg, linear_model
+    from classwise.train.objectives import create_objective, training_attack
+    from classwise.train.objectives.trades import kl_attack
+
+    x, y = batch()
+    model = linear_model()
+    for method, name in (("trades", "pgd10"), ("fgsm-rs", "fgsm-rs")):
+        attack = AttackConfig(name, 0.3, None, norm="l2")
+        spec = training_attack(attack, model, 0.3)
+        assert spec.threat.norm == "l2" and not spec.keep_best
+        x_adv = kl_attack(model, x, spec.threat, 10, torch.Generator().manual_seed(0)) if method == "trades" \
+            else spec(x, y, torch.Generator().manual_seed(0))
+        dist = _l2(x_adv - x)
+        assert bool((dist <= 0.3 + 1e-6).all()) and bool((dist > 0.1).all())
+        loss, _ = create_objective(cfg(method, attack=attack))(model, x, y, 0.3, torch.Generator().manual_seed(0))
+        assert torch.isfinite(loss)
+
+
+# ---------------------------------------------------------------- command line and report
+
+def test_cli_evaluates_under_l2_and_reports_curves_and_both_norms(tmp_path, tiny_overrides):
+    import json
+
+    from classwise.cli import main
+
+    run = tmp_path / "demo"
+    sets = [item for o in tiny_overrides for item in ("--set", o)] + ["--set", "train.epochs=1"]
+    assert main(["demo", "--out", str(run), "-q", *sets]) == 0
+    assert main(["evaluate", str(run), "--attacks", "pgd5,fmn20,pgd5@target=likely", "--norm", "l2",
+                 "--eps", "1.5", "-q"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert {"pgd5@norm=l2", "fmn20@norm=l2", "pgd5@target=likely@norm=l2", "pgd5", "fgsm"} <= set(summary["attacks"])
+    curve = summary["curves"]["fmn20@norm=l2"]
+    assert curve["norm"] == "l2" and len(curve["eps"]) == len(curve["overall"]) == 21
+    assert summary["norms"]["attacks"] == {"linf": "pgd5", "l2": "pgd5@norm=l2"}
+    assert "pgd5@target=likely@norm=l2" in summary["targeted"]
+    report = (run / "report.md").read_text()
+    for title in ("Robustness over eps under fmn20@norm=l2", "Targeted success under", "Class-wise L-inf against L2"):
+        assert title in report
+    assert (run / "figures/curves_fmn20_norm_l2.png").is_file()
+    assert main(["evaluate", str(run), "--attacks", "pgd5", "--norm", "l2", "-q"]) == 2  # L2 needs its own eps
+    assert main(["evaluate", str(run), "--attacks", "cw-inf", "--norm", "l2", "--eps", "1", "-q"]) == 2
