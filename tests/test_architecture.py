@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "classwise"
 
 FLOORS = [
     {"errors", "progress", "presets", "__init__"},
-    {"fileio", "runfiles"},
+    {"fileio", "runfiles", "inputs"},
     {"config", "results"},
     {"data", "models"},
     {"checkpoint"},

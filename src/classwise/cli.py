@@ -69,8 +69,9 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 (default: the config's).")] = None,
-    eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks, e.g. 0.031 or 8/255 (default: the config's).")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks in the --norm's units, e.g. 0.031 or 8/255 (L-inf in [0, 1], L2 >= 0; default: the config's).")] = None,
     step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
+    norm: Annotated[Optional[str], typer.Option(help="Threat model of --attacks: linf (default) or l2; eps in its units.")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
@@ -82,28 +83,32 @@ def evaluate(
     """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
     from .pipeline import evaluate_run
 
-    specs = _attack_configs(run, attacks, eps, step_size)
+    specs = _attack_configs(run, attacks, eps, step_size, norm)
     evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
                  progress=not quiet, allow_partial=allow_partial, batch_size=batch_size)
     _print_summary(run)
     typer.echo(f"report: {Path(run) / 'report.html'}")
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None):
+def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None, norm: str | None = None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
     from .config import AttackConfig, parse_number
     from .runs import Run
 
     if attacks is None:
-        if eps is not None or step_size is not None:
-            raise ClasswiseError("--eps and --step-size need --attacks")
+        if eps is not None or step_size is not None or norm is not None:
+            raise ClasswiseError("--eps, --step-size and --norm need --attacks")
         return None
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
-    default_eps = Run.open(run).config.eval.attacks[0].eps if eps is None else parse_number(eps, "--eps")
+    first = Run.open(run).config.eval.attacks[0]
+    norm = first.norm if norm is None else norm.strip().lower()
+    if eps is None and norm != first.norm:
+        raise ClasswiseError(f"--norm {norm} needs --eps in its units (the config's eps is for {first.norm})")
+    eps_value = first.eps if eps is None else parse_number(eps, "--eps")
     step = None if step_size is None else parse_number(step_size, "--step-size")
-    return tuple(AttackConfig.from_text(n, default_eps, step) for n in names)
+    return tuple(AttackConfig.from_text(n, eps_value, step, norm) for n in names)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from .errors import ClasswiseError, did_you_mean, unknown_name
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
 HEADS = ("linear", "he")
+NORMS = ("linf", "l2")  # threat models: the L-inf and the L2 ball (classwise.attacks.threat)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -114,29 +115,37 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """An attack spec of the registry ("fgsm", "pgd40", ...), its budget and options.
+    """An attack spec of the registry ("fgsm", "pgd40", ...), its threat model, budget and options.
 
-    ``options`` are further keyword arguments of the attack class (e.g.
-    ``{loss: cw}`` for pgd). On the command line one attack is written
-    ``name[@key=value...]``: ``pgd20@step=0.003@restarts=5`` (see :meth:`from_text`).
+    ``norm``: the threat model, "linf" (eps in [0, 1]) or "l2" (eps >= 0 in
+    L2 units, e.g. 0.5 on CIFAR-10 as RobustBench; radii > 1 are meaningful
+    on large images). ``options`` are further keyword arguments of the attack
+    class (e.g. ``{loss: cw}`` for pgd, ``{target: 3}``). On the command line
+    one attack is written ``name[@key=value...]``: ``pgd20@step=0.003@restarts=5``,
+    ``pgd20@norm=l2@eps=0.5`` (see :meth:`from_text`).
     """
 
     name: str = "pgd40"
     eps: float = 0.3
     step_size: float | None = None
     restarts: int = 1
+    norm: str = "linf"
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
+        _check(self.norm in NORMS, f"unknown attack norm '{self.norm}' (known: {', '.join(NORMS)})")
+        if self.norm == "linf":
+            _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
+        else:
+            _check(0.0 <= self.eps < float("inf"), f"L2 eps must be a finite number >= 0, got {self.eps}")
         _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
 
     @classmethod
-    def from_text(cls, text: str, eps: float, step_size: float | None = None) -> "AttackConfig":
-        """``name[@key=value...]`` with keys eps, step (or step_size), restarts, or an attack option."""
+    def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> "AttackConfig":
+        """``name[@key=value...]`` with keys eps, step (or step_size), restarts, norm, or an attack option."""
         name, *items = [t.strip() for t in text.split("@")]
-        values: dict[str, Any] = {"eps": eps, "step_size": step_size}
+        values: dict[str, Any] = {"eps": eps, "step_size": step_size, "norm": norm}
         options: dict[str, Any] = {}
         for item in items:
             key, sep, raw = item.partition("=")
@@ -145,6 +154,8 @@ class AttackConfig:
             value = parse_value(raw)
             if key in ("eps", "step_size"):
                 values[key] = parse_number(raw, f"{text}: {key}")
+            elif key == "norm":
+                values[key] = str(value).lower()
             elif key == "restarts":
                 _check(isinstance(value, int) and not isinstance(value, bool), f"{text}: restarts must be an integer")
                 values[key] = value
@@ -157,6 +168,7 @@ class AttackConfig:
         """The inverse of :meth:`from_text` (eps and step written out)."""
         parts = [self.name, f"eps={self.eps:g}"] + ([f"step={self.step_size:g}"] if self.step_size is not None else [])
         parts += [f"restarts={self.restarts}"] if self.restarts > 1 else []
+        parts += [f"norm={self.norm}"] if self.norm != "linf" else []
         return "@".join(parts + [f"{k}={v}" for k, v in sorted(self.options.items())])
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .analysis import WORST
-from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, LinfThreat, TemperaturePGD, create_attack, cross_entropy
+from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, TemperaturePGD, create_attack, cross_entropy, make_threat
 from .attacks import eval_mode, grad_and_logits, tpgd_name
 from .config import PerfConfig
 from .data.bundle import as_float
@@ -33,6 +33,7 @@ from .progress import progress_tasks
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
+RECORD = "record:"  # batch outputs "record:<kind>/<attack>" are per-example records, kept in extras
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -129,7 +130,11 @@ def evaluate(
 
     Returns:
         :class:`EvalResults` with labels, clean_pred, adv_pred per attack and
-        each attack's identity (:meth:`Attack.facts`) in ``facts``.
+        each attack's identity (:meth:`Attack.facts`) in ``facts``. Attacks
+        with per-example records (:meth:`Attack.run`) add them to ``extras``
+        as "<kind>/<attack>": "min_dist/fmn" (N,) float32 minimal distances
+        (0: clean-misclassified, inf: none found), "target_hits/pgd20@target=all"
+        (N, K) int8 (-1: not tried).
     """
     opts = dataclasses.replace(options or EvalOptions(), **option_values)
     if cascade and WORST in list(attacks):
@@ -160,8 +165,9 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
             x = prepare_input(as_float(images[start : start + opts.batch_size].to(dev)), opts.perf)
             y = on_dev[start : start + opts.batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
-                outs.setdefault(name, []).append(logits.float().cpu())
-                check_logits(outs[name][-1], k, labels[start : start + opts.batch_size], f"{name} images")
+                outs.setdefault(name, []).append(logits.cpu() if name.startswith(RECORD) else logits.float().cpu())
+                if not name.startswith(RECORD):
+                    check_logits(outs[name][-1], k, labels[start : start + opts.batch_size], f"{name} images")
                 advance(name, len(y))
     return outs
 
@@ -176,15 +182,17 @@ def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
                   gens: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    """Clean logits and, per attack, logits on adversarial images (B, K).
+    """Clean logits and, per attack, logits on adversarial images (B, K), plus its records.
 
-    Only clean-correct examples are attacked; the others keep their clean logits.
+    Only clean-correct examples are attacked; the others keep their clean logits
+    and the attack's fill value in each record ("record:min_dist/<attack>"...).
     """
     clean = predict(model, x)
     ok = clean.argmax(1) == y
     out = {"clean": clean}
     for name, attack in attacks.items():
-        out[name] = _attack_where(model, x, y, ok, clean, attack, gens[name])
+        out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], keep_records=True)
+        out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     return out
 
 
@@ -195,24 +203,37 @@ def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: 
     out = {"clean": current}
     for name, attack in attacks.items():
         robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
-        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])
+        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])[0]
     out[WORST] = current
     return out
 
 
 def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                  logits: torch.Tensor, attack: Attack, gen: torch.Generator) -> torch.Tensor:
-    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images."""
-    logits = logits.clone()
-    if mask.any():
-        x_adv = attack(x[mask], y[mask], gen, clean_correct=True)  # mask is within the clean-correct
-        logits[mask] = predict(model, x_adv).to(logits.dtype)
-    return logits
+                  logits: torch.Tensor, attack: Attack, gen: torch.Generator,
+                  keep_records: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images.
+
+    With ``keep_records``, also the attack's per-example records (B, ...), rows
+    outside ``mask`` holding the attack's ``record_fill`` value.
+    """
+    logits, records = logits.clone(), {}
+    if not mask.any():
+        return logits, {}
+    if keep_records:
+        x_adv, part = attack.run(x[mask], y[mask], gen, clean_correct=True)  # mask is within the clean-correct
+        for kind, rec in part.items():
+            records[kind] = rec.new_full((len(y), *rec.shape[1:]), attack.record_fill[kind])
+            records[kind][mask] = rec
+    else:
+        x_adv = attack(x[mask], y[mask], gen, clean_correct=True)
+    logits[mask] = predict(model, x_adv).to(logits.dtype)
+    return logits, records
 
 
 def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
                 class_names: Sequence[str] | None, keep_probs: bool) -> EvalResults:
     logits = {k: torch.cat(v) for k, v in outs.items()}
+    extras = {k[len(RECORD):]: logits.pop(k).numpy() for k in [k for k in logits if k.startswith(RECORD)]}
     clean = logits.pop("clean")
     names = list(class_names) if class_names is not None else [str(i) for i in range(clean.shape[1])]
     probs = (lambda t: t.softmax(1).numpy().astype(np.float32)) if keep_probs else None
@@ -223,6 +244,7 @@ def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
         class_names=names,
         clean_probs=probs(clean) if probs else None,
         adv_probs={k: probs(v) for k, v in logits.items()} if probs else {},
+        extras=extras,
     )
 
 
@@ -257,13 +279,15 @@ def temperature_sweep(
     device: str | torch.device | None = "auto",
     seed: int = 0,
     progress: bool = False,
+    norm: str = "linf",
 ) -> EvalResults:
     """Vanilla PGD and Temperature-PGD at each 1/T on the same examples and seed.
 
     Args:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
         images: (N, C, H, W) uint8 or float in [0, 1]; labels: (N,) int.
-        eps: L-inf radius; step_size: default 2.5 eps / steps; steps: PGD steps.
+        eps: radius in the units of ``norm`` ("linf" or "l2"); step_size:
+            default 2.5 eps / steps; steps: PGD steps.
         inv_temps: the 1/T values (default: the paper's 14).
         class_names, batch_size, device, seed, progress: as :func:`classwise.evaluate.evaluate`.
 
@@ -277,7 +301,7 @@ def temperature_sweep(
         >>> res = temperature_sweep(model, x, y, eps=0.031, step_size=0.003)
         >>> relative_robustness(res)["tpgd:5"]  # (K + 1,) total, then per class
     """
-    threat = LinfThreat(eps, 2.5 * eps / steps if step_size is None else step_size)
+    threat = make_threat(norm, eps, 2.5 * eps / steps if step_size is None else step_size)
     baseline = f"pgd{steps}"
     attacks = {baseline: PGD(model, threat, steps)}
     attacks |= {tpgd_name(t): TemperaturePGD(model, threat, t, steps) for t in inv_temps if t != 1}
@@ -287,31 +311,3 @@ def temperature_sweep(
         results.adv_pred[tpgd_name(1)] = results.adv_pred[baseline].copy()
         results.facts[tpgd_name(1)] = results.facts[baseline] | {"family": "tpgd", "inv_temperature": 1.0}
     return results
-
-
-def relative_robustness(results: EvalResults, baseline: str | None = None) -> dict[str, np.ndarray]:
-    """Robustness of each "tpgd:*" attack minus the baseline's, in percentage points.
-
-    Returns name -> (K + 1,) float64: the total first, then one value per class
-    (the rows of the paper's tables 3 and 4). ``baseline`` defaults to the one
-    "pgd*" attack of ``results``.
-    """
-    from ..analysis.classwise import classwise_accuracy, overall_accuracy
-
-    baseline = baseline or _only_pgd(results.attacks)
-    k = results.num_classes
-
-    def row(name: str) -> np.ndarray:
-        pred = results.adv_pred[name]
-        return np.concatenate([[overall_accuracy(results.labels, pred)],
-                               classwise_accuracy(results.labels, pred, k)])
-
-    base = row(baseline)
-    return {name: row(name) - base for name in results.attacks if name.startswith("tpgd:")}
-
-
-def _only_pgd(attacks: list[str]) -> str:
-    pgd = [a for a in attacks if a.startswith("pgd")]
-    if len(pgd) != 1:
-        raise ValueError(f"give the baseline: expected one 'pgd*' attack, found {pgd or 'none'}")
-    return pgd[0]

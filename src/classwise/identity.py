@@ -35,11 +35,14 @@ _NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, 
 
 
 def attack_label(facts: dict[str, Any], fallback: str) -> str:
-    """The plain name of an attack: its config name, with "-rR" for R > 1 restarts."""
+    """The plain name of an attack: its config name, with "-rR" for R > 1 restarts, then its options
+    and "@norm=l2" under L2: "pgd20-r2@target=3@norm=l2" ("-rR" before the spec's own options)."""
     config = facts.get("config") or {}
-    name = config.get("name", fallback)
+    core, at, spec_options = config.get("name", fallback).partition("@")
     restarts = int(config.get("restarts", 1))
-    return name if restarts == 1 else f"{name}-r{restarts}"
+    label = (core if restarts == 1 else f"{core}-r{restarts}") + at + spec_options
+    label += "".join(f"@{k}={v}" for k, v in sorted((config.get("options") or {}).items()))
+    return label + ("@norm=l2" if config.get("norm", "linf") == "l2" and "norm=" not in label else "")
 
 
 def _examples(results: EvalResults, key: str) -> np.ndarray:

@@ -18,6 +18,8 @@ from ..results import EvalResults
 from .claims import difference_reference, norm_claims, paired_claims, weak_hurt_more_claims, weakest_explained
 from .classwise import best_worst, classwise_accuracy, largest_gap, overall_accuracy
 from .stats import classwise_interval, rank_call, wilson_interval
+from .curves import compare_norms, curves_summary
+from .targeted import targeted_summary
 
 
 def _num(x: float) -> float | None:
@@ -79,6 +81,11 @@ def summarize(results: EvalResults, *, headline: str | None = None, head_weight:
     (figure 4, with ``head_weight`` (K, D)) and "weakest" (why the weakest
     classes under the headline attack are weak). ``headline`` defaults to
     :func:`headline_attack`.
+    Where the results hold them, also "curves" (per minimum-norm attack:
+    robustness over eps per class, median distances, eps at 50%; see
+    :func:`classwise.analysis.curves.distance_curves`), "targeted" (per
+    targeted attack: the class-by-class success matrix) and "norms" (L-inf
+    against L2 per class, with Spearman's rho).
     """
     names = class_names_of(results)
     k = len(names)
@@ -97,6 +104,7 @@ def summarize(results: EvalResults, *, headline: str | None = None, head_weight:
         "headline": head,
         "claims": _claims(results, names, head, head_weight, superclasses),
         "superclasses": superclasses,
+        **_threat_blocks(results),
         **extra,
     }
 
@@ -111,6 +119,13 @@ def _claims(results: EvalResults, names: list[str], head: str | None, head_weigh
         out["weakest"] = weakest_explained(results, head, superclasses, count=min(3, max(1, len(names) // 3)))
         out["weight_norm"] = norm_claims(results, head, head_weight) if head_weight is not None else None
     return out
+
+
+def _threat_blocks(results: EvalResults) -> dict[str, Any]:
+    """The "curves", "targeted" and "norms" entries, each only where the results have it."""
+    blocks = {"curves": curves_summary(results), "targeted": targeted_summary(results),
+              "norms": compare_norms(results, headline_attack)}
+    return {k: v for k, v in blocks.items() if v}
 
 
 def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:

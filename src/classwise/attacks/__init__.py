@@ -1,4 +1,4 @@
-"""Attacks under the L-inf threat model, with a registry and a factory.
+"""Attacks under the L-inf and L2 threat models, with a registry and a factory.
 
 ``create_attack("pgd20", model, eps=8 / 255)`` is how the CLI and the tests
 build attacks; ``attack_names()`` lists the registered base names and
@@ -11,22 +11,24 @@ from .base import Attack, eval_mode, input_grad
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
+from .fmn import FMN
 from .library import APGDCE, APGDT, FABT, AutoAttack, Square
 from .losses import cross_entropy, cw_margin, cw_margins, loss_names, make_loss
 from .nattack import NAttack
-from .pgd import PGD, grad_and_logits
+from .pgd import PGD, TARGET_MODES, check_target, grad_and_logits
 from .registry import (
     DEFAULT_PGD_STEPS, attack_default_per_class, attack_is_black_box, attack_names, attack_usage, build_attack,
-    create_attack, parse_spec,
+    create_attack, parse_spec, split_options,
 )
-from .threat import LinfThreat
+from .threat import NORMS, L2Threat, LinfThreat, Threat, check_norm, make_threat
 from .tpgd import PAPER_INV_TEMPERATURES, TemperaturePGD, tpgd_name
 from .transfer import Transfer
 
 __all__ = [
-    "Attack", "LinfThreat", "FGSM", "PGD", "CWInf", "CWMarginPGD", "TemperaturePGD", "NAttack",
+    "Attack", "LinfThreat", "L2Threat", "Threat", "NORMS", "make_threat", "check_norm", "FGSM", "FMN", "PGD", "CWInf", "CWMarginPGD", "TemperaturePGD", "NAttack",
     "Transfer", "APGDCE", "APGDT", "FABT", "Square", "AutoAttack",
-    "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box", "parse_spec",
-    "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad", "grad_and_logits", "cross_entropy", "cw_margin",
-    "cw_margins", "loss_names", "make_loss",
+    "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box",
+    "parse_spec", "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad",
+    "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss", "split_options",
+    "TARGET_MODES", "check_target",
 ]

@@ -6,14 +6,15 @@ Subclasses implement :meth:`Attack.perturb`; callers use ``attack(x, y)``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import nn
 
-from .threat import LinfThreat
+from .threat import Threat
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,15 +50,18 @@ def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
 
 
 class Attack(ABC):
-    """An L-inf attack on a model mapping [0, 1] images to logits.
+    """An attack on a model mapping [0, 1] images to logits, under one threat model.
 
     Args:
         model: ``nn.Module`` mapping (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: the shared :class:`LinfThreat` (eps, step size, projection).
+        threat: the shared threat model, :class:`~classwise.attacks.threat.LinfThreat`
+            or :class:`~classwise.attacks.threat.L2Threat` (eps, step size, projection).
 
     Calling ``attack(x, y, generator)`` returns adversarial images of the same
     shape and dtype, inside the eps-ball and [0, 1]; the model runs in eval
-    mode and its train/eval mode is restored afterwards.
+    mode and its train/eval mode is restored afterwards. :meth:`run` also
+    returns per-example records (minimal distances, targets reached) that
+    evaluations keep in ``EvalResults.extras``.
     """
 
     name: str = "attack"  # the attack's family, as the registry names it
@@ -66,8 +70,14 @@ class Attack(ABC):
     default_per_class: int | None = None
     # Uses only the model's outputs (queries) or another model's gradients.
     black_box: bool = False
+    # Norms of the threat models this attack exists for; others are refused.
+    norms: tuple[str, ...] = ("linf", "l2")
+    # Per-example records of :meth:`run` -> value for examples an evaluation does not attack.
+    record_fill: Mapping[str, float] = MappingProxyType({})
 
-    def __init__(self, model: nn.Module, threat: LinfThreat) -> None:
+    def __init__(self, model: nn.Module, threat: Threat) -> None:
+        if threat.norm not in self.norms:
+            raise ValueError(f"{self.name!r} exists for the {'/'.join(self.norms)} threat model only, not {threat.norm}")
         self.model = model
         self.threat = threat
 
@@ -85,6 +95,17 @@ class Attack(ABC):
         perturb = self.perturb_clean_correct if clean_correct else self.perturb
         with eval_mode(self.model):
             return perturb(x.detach(), y, generator).detach()
+
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+        *, clean_correct: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Adversarial images (as ``attack(x, y)``) and per-example records (B, ...).
+
+        Records are keyed as in :attr:`record_fill` (e.g. "min_dist" for
+        minimum-norm attacks, "target_hits" for targeted ones); none by default.
+        """
+        return self(x, y, generator, clean_correct=clean_correct), {}
 
     @abstractmethod
     def perturb(
@@ -113,4 +134,5 @@ class Attack(ABC):
         return facts | dict(sorted(settings.items()))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.threat.eps}, step_size={self.threat.step_size})"
+        return (f"{type(self).__name__}(norm={self.threat.norm!r}, eps={self.threat.eps}, "
+                f"step_size={self.threat.step_size})")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .pgd import PGD
-from .threat import LinfThreat
+from .pgd import PGD, Target
+from .threat import Threat
 
 
 class CWMarginPGD(PGD):
@@ -21,14 +21,15 @@ class CWMarginPGD(PGD):
     Paper: Carlini & Wagner, "Towards Evaluating the Robustness of Neural
     Networks", IEEE S&P 2017 (the margin loss); Madry et al., ICLR 2018 (PGD).
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    ``steps`` signed-gradient steps of ``threat.step_size`` projected by the
-    shared :class:`LinfThreat`, as :class:`PGD`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; ``steps`` steps of ``threat.step_size`` projected by the
+    shared threat object, as :class:`PGD`. Targeted (``target``): ascends
+    ``z_t - max_{j != t} z_j`` toward class t, as Carlini & Wagner's targeted loss.
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat` (eps, step size).
-        steps, random_start, restarts, keep_best: as :class:`PGD`.
+        threat: the threat model (norm, eps, step size).
+        steps, random_start, restarts, keep_best, target: as :class:`PGD`.
 
     Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
 
@@ -42,13 +43,14 @@ class CWMarginPGD(PGD):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         steps: int = 20,
         random_start: bool = True,
         restarts: int = 1,
         keep_best: bool = True,
+        target: Target = None,
     ) -> None:
         super().__init__(
             model, threat, steps, random_start=random_start, restarts=restarts,
-            loss="cw", keep_best=keep_best,
+            loss="cw", keep_best=keep_best, target=target,
         )

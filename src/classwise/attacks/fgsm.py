@@ -1,27 +1,30 @@
-"""The fast gradient sign method, with or without a random start."""
+"""The fast gradient sign method (L-inf) and fast gradient method (L2), with or without a random start."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from .pgd import PGD
-from .threat import LinfThreat
+from .threat import Threat
 
 
 class FGSM(PGD):
-    r"""One signed-gradient step, projected: PGD with a single step.
+    r"""One gradient step, projected: PGD with a single step (FGSM under L-inf, FGM under L2).
 
     Paper: Goodfellow et al., "Explaining and Harnessing Adversarial Examples",
     ICLR 2015 (FGSM, step = eps, no random start). Wong et al., "Fast is better
     than free: Revisiting adversarial training", ICLR 2020 (FGSM-RS: uniform
     random start in the ball, step = 1.25 eps).
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    one step of ``threat.step_size``, projected by the shared :class:`LinfThreat`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; one step of ``threat.step_size``, projected by the shared
+    threat object. Under L-inf the step follows the gradient's sign (FGSM);
+    under L2 the L2-normalised gradient: the fast gradient method (FGM) of
+    Goodfellow et al. and Miyato et al. (registry name "fgm").
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat`; step_size eps (FGSM) or 1.25 eps (FGSM-RS).
+        threat: the threat model; step_size eps (FGSM, FGM) or 1.25 eps (FGSM-RS).
         random_start: start uniformly in the ball (FGSM-RS), drawn from ``generator``.
         loss: "ce" or "cw"; temperature: T > 0, the loss sees ``logits / T``.
         keep_best: as in :class:`PGD`: True (evaluation) returns the clean
@@ -41,7 +44,7 @@ class FGSM(PGD):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         random_start: bool = False,
         *,
         loss: str = "ce",

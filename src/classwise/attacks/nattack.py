@@ -59,6 +59,7 @@ class NAttack(Attack):
     """
 
     name = "nattack"
+    norms = ("linf",)  # its search space is the L-inf box around x
     default_per_class = 200
     black_box = True
 

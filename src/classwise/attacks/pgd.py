@@ -1,13 +1,19 @@
-"""Projected gradient descent (PGD) under the L-inf threat model."""
+"""Projected gradient descent (PGD) under the L-inf or L2 threat model, untargeted or targeted."""
 
 from __future__ import annotations
+
+from functools import partial
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
-from .base import Attack, LossFn, rows
-from .losses import make_loss
-from .threat import LinfThreat
+from .base import Attack, LossFn, eval_mode, rows
+from .losses import make_loss, true_class_mask
+from .threat import Threat
+
+TARGET_MODES = ("likely", "all")  # besides a class index: the most likely wrong class, every class in turn
+Target = int | str | None
 
 
 def grad_and_logits(
@@ -27,12 +33,54 @@ def grad_and_logits(
     return grad, logits.detach()
 
 
+def check_target(target: Target) -> Target:
+    """``target`` validated: None (untargeted), a class index >= 0, "likely" or "all".
+
+    Digit strings (from a spec such as "pgd20@target=3") become ints.
+    """
+    if isinstance(target, str) and target.strip().isdigit():
+        target = int(target)
+    if target is None or target in TARGET_MODES or (isinstance(target, int) and not isinstance(target, bool)
+                                                     and target >= 0):
+        return target
+    raise ValueError(f"target must be a class index >= 0, 'likely' (most likely wrong class) or 'all', got {target!r}")
+
+
+def _success(logits: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None) -> torch.Tensor:
+    """(B,) bool: misclassified (goal None) or classified as ``goal`` != y (targeted)."""
+    pred = logits.argmax(dim=1)
+    return pred != y if goal is None else (pred == goal) & (goal != y)
+
+
 def _keep_fooling(
-    best: torch.Tensor, fooled: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
+    best: torch.Tensor, fooled: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+    goal: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Store ``x_adv`` for examples it fools for the first time (no host sync)."""
-    new = (logits.argmax(dim=1) != y) & ~fooled  # (B,)
+    """Store ``x_adv`` for examples it fools (or pushes into ``goal``) for the first time (no host sync)."""
+    new = _success(logits, y, goal) & ~fooled  # (B,)
     return torch.where(rows(new, x_adv), x_adv, best), fooled | new
+
+
+def _toward(logits: torch.Tensor, goal: torch.Tensor, loss: LossFn) -> torch.Tensor:
+    """Targeted loss: minus the untargeted loss at label ``goal`` (CE toward goal; CW: z_goal - max_other)."""
+    return -loss(logits, goal)
+
+
+def target_columns(target: Target, logits: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """The target class per example (B,) int64 of each targeted run, from clean logits (B, K).
+
+    A class index: one run with that class; "likely": one run with the most
+    likely wrong class; "all": K runs, class 0, 1, ..., K-1 (rows whose label is
+    the run's class are skipped by the caller).
+    """
+    k = logits.shape[1]
+    if isinstance(target, int):
+        if target >= k:
+            raise ValueError(f"target class {target} is not a class of this model ({k} classes)")
+        return [torch.full_like(y, target)]
+    if target == "likely":
+        return [logits.masked_fill(true_class_mask(y, k), float("-inf")).argmax(dim=1)]
+    return [torch.full_like(y, j) for j in range(k)]
 
 
 class PGD(Attack):
@@ -42,13 +90,15 @@ class PGD(Attack):
     Attacks", ICLR 2018. Temperature-PGD (``temperature != 1``): section 4 of
     "Intriguing class-wise properties of adversarial training".
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    ``steps`` signed-gradient steps of ``threat.step_size``, each projected by
-    the shared :class:`LinfThreat`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; ``steps`` steps of ``threat.step_size`` (signed gradient under
+    L-inf, L2-normalised gradient under L2), each projected by the shared
+    threat object (:class:`~classwise.attacks.threat.LinfThreat`,
+    :class:`~classwise.attacks.threat.L2Threat`).
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat` (eps, step size, projection).
+        threat: the threat model (norm, eps, step size, projection).
         steps: gradient steps per restart (>= 1).
         random_start: start each restart uniformly in the ball.
         restarts: independent runs (>= 1); each draws its random start from
@@ -63,32 +113,60 @@ class PGD(Attack):
             with the host; with a fixed seed, more steps or restarts only grow
             the set of fooled examples. False (training, as Madry et al.):
             return the last iterate; needs ``restarts == 1``.
+        target: None (untargeted), a class index j (descend the loss toward
+            j; success = classified as j), "likely" (toward each example's
+            most likely wrong class on the clean image) or "all" (one targeted
+            run per class j != y, in class order). Examples whose label is the
+            target are not attacked (their clean image is returned) and never
+            count as a success; neither do examples misclassified when clean
+            (they keep their clean image). Returned: per example the first
+            image that fooled the model over the runs, else the clean image. :meth:`run`
+            also returns "target_hits" (B, K) int8: 1 where the run toward
+            class j ended classified as j, 0 where it did not, -1 where j was
+            not tried. Needs ``keep_best=True``.
 
     Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
 
     Example:
         >>> attack = PGD(model, LinfThreat(eps=8 / 255, step_size=2 / 255), steps=20)
         >>> x_adv = attack(x, y, generator=torch.Generator().manual_seed(0))
+        >>> x_adv, rec = PGD(model, threat, steps=20, target="all").run(x, y)  # rec["target_hits"]: (B, K)
     """
 
     name = "pgd"
+    record_fill = MappingProxyType({"target_hits": -1})
 
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         steps: int,
         random_start: bool = True,
         restarts: int = 1,
         loss: str = "ce",
         temperature: float = 1.0,
         keep_best: bool = True,
+        target: Target = None,
     ) -> None:
         super().__init__(model, threat)
         _check_counts(steps, restarts, keep_best)
+        self.target = check_target(target)
+        if self.target is not None and not keep_best:
+            raise ValueError("a targeted attack needs keep_best=True (it returns the image that reached its target)")
         self.loss_fn = make_loss(loss, temperature)
         self.steps, self.restarts, self.random_start = steps, restarts, random_start
         self.loss, self.temperature, self.keep_best = loss, temperature, keep_best
+
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+        *, clean_correct: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """As ``attack(x, y)``; targeted attacks also return "target_hits" (B, K) int8."""
+        if self.target is None:
+            return super().run(x, y, generator, clean_correct=clean_correct)
+        with eval_mode(self.model):
+            x_adv, hits = self._targeted(x.detach(), y, generator, check_clean=not clean_correct)
+        return x_adv.detach(), {"target_hits": hits}
 
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
@@ -104,13 +182,40 @@ class PGD(Attack):
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None, check_clean: bool
     ) -> torch.Tensor:
+        if self.target is None:
+            return self._attack(x, y, None, generator, check_clean)
+        return self._targeted(x, y, generator, check_clean)[0]
+
+    def _targeted(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None, check_clean: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One targeted run per target column; first fooling image (else x) and hits (B, K) int8."""
+        logits = self._logits(x)
+        hits = torch.full(logits.shape, -1, dtype=torch.int8, device=x.device)
+        fooled = logits.argmax(dim=1) != y  # misclassified when clean: kept clean, not attacked
+        best, clean_wrong = x.clone(), fooled.clone()
+        for goal in target_columns(self.target, logits, y):
+            x_goal = self._attack(x, y, goal, generator, check_clean)
+            logits_goal = self._logits(x_goal)
+            tried = (goal != y) & ~clean_wrong
+            hit = _success(logits_goal, y, goal).to(torch.int8)
+            hits.scatter_(1, goal[:, None], torch.where(tried, hit, -1).to(torch.int8)[:, None])
+            new = (logits_goal.argmax(dim=1) != y) & tried & ~fooled
+            best, fooled = torch.where(rows(new, x), x_goal, best), fooled | new
+        return best, hits
+
+    def _attack(
+        self, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None, generator: torch.Generator | None,
+        check_clean: bool,
+    ) -> torch.Tensor:
+        """All restarts, untargeted (goal None) or toward ``goal`` (B,)."""
         best, fooled = x.clone(), torch.zeros_like(y, dtype=torch.bool)
         if self.keep_best and self.random_start and check_clean:  # else the first step's forward sees x
-            best, fooled = _keep_fooling(best, fooled, x, self._logits(x), y)
+            best, fooled = _keep_fooling(best, fooled, x, self._logits(x), y, goal)
         for restart in range(self.restarts):
-            x_adv, best, fooled = self._descend(x, y, generator, best, fooled)
+            x_adv, best, fooled = self._descend(x, y, goal, generator, best, fooled)
             if restart + 1 < self.restarts:  # the next restart replaces x_adv
-                best, fooled = _keep_fooling(best, fooled, x_adv, self._logits(x_adv), y)
+                best, fooled = _keep_fooling(best, fooled, x_adv, self._logits(x_adv), y, goal)
         if not self.keep_best:
             return x_adv
         return torch.where(rows(fooled, x), best, x_adv)
@@ -119,15 +224,17 @@ class PGD(Attack):
         self,
         x: torch.Tensor,
         y: torch.Tensor,
+        goal: torch.Tensor | None,
         generator: torch.Generator | None,
         best: torch.Tensor,
         fooled: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart; returns its last iterate and the updated best/fooled."""
+        label, loss_fn = (y, self.loss_fn) if goal is None else (goal, partial(_toward, loss=self.loss_fn))
         x_adv = self.threat.random_init(x, generator) if self.random_start else x.clone()
         for _ in range(self.steps):
-            grad, logits = grad_and_logits(self.model, x_adv, y, self.loss_fn)
-            best, fooled = _keep_fooling(best, fooled, x_adv, logits, y)
+            grad, logits = grad_and_logits(self.model, x_adv, label, loss_fn)
+            best, fooled = _keep_fooling(best, fooled, x_adv, logits, y, goal)
             x_adv = self.threat.step(x_adv, grad, x)
         return x_adv, best, fooled
 
@@ -137,9 +244,10 @@ class PGD(Attack):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(eps={self.threat.eps}, step_size={self.threat.step_size}, "
-            f"steps={self.steps}, restarts={self.restarts}, random_start={self.random_start}, "
-            f"loss={self.loss!r}, temperature={self.temperature}, keep_best={self.keep_best})"
+            f"{type(self).__name__}(norm={self.threat.norm!r}, eps={self.threat.eps}, "
+            f"step_size={self.threat.step_size}, steps={self.steps}, restarts={self.restarts}, "
+            f"random_start={self.random_start}, loss={self.loss!r}, temperature={self.temperature}, "
+            f"keep_best={self.keep_best}, target={self.target!r})"
         )
 
 

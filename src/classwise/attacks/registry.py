@@ -2,8 +2,10 @@
 
 A spec is a base name, optionally with a parameter the base name parses:
 a step count glued on ("pgd40", "cw-margin100") or a value after a colon
-("tpgd:5", "transfer:runs/std"). ``attack_names()`` lists the base names,
-``attack_usage()`` one line of help each, ``create_attack`` builds one.
+("tpgd:5", "transfer:runs/std"), then any ``@key=value`` options
+("pgd20@target=3", "pgd20@norm=l2@target=all"; see :func:`split_options`).
+``attack_names()`` lists the base names, ``attack_usage()`` one line of help
+each, ``create_attack`` builds one.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
+from .fmn import FMN
 from .library import APGDCE, APGDT, FABT, AutoAttack, Square
 from .nattack import NAttack
 from .pgd import PGD
-from .threat import LinfThreat
+from .threat import Threat, check_norm, make_threat
 from .tpgd import TemperaturePGD
 from .transfer import Transfer
 
 DEFAULT_PGD_STEPS = 20  # "pgd" without K: the paper's PGD-20 test attack
 _FGSM_OPTIONS = frozenset({"random_start", "loss", "temperature", "keep_best"})
-_PGD_OPTIONS = _FGSM_OPTIONS | {"steps", "restarts"}
+_PGD_OPTIONS = _FGSM_OPTIONS | {"steps", "restarts", "target"}
 _VARIANT_OPTIONS = frozenset({"steps", "restarts", "random_start", "keep_best"})
+_SPEC_OPTIONS = ("norm", "target")  # keys of "@key=value" in a spec
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class AttackRequest:
     eps: float
     step_size: float | None
     kwargs: dict[str, Any]
+    norm: str = "linf"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class AttackEntry:
     cls: type[Attack]
     build: Callable[[AttackRequest], Attack]
     param: str = "none"
+    only_norms: tuple[str, ...] | None = None  # narrower than the class's own norms (e.g. fgm: L2 only)
 
     @property
     def per_class(self) -> int | None:
@@ -72,6 +78,10 @@ class AttackEntry:
     @property
     def black_box(self) -> bool:
         return self.cls.black_box
+
+    @property
+    def norms(self) -> tuple[str, ...]:
+        return self.only_norms if self.only_norms is not None else self.cls.norms
 
 
 def _check_options(spec: str, kwargs: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -104,9 +114,9 @@ def _steps(req: AttackRequest, kwargs: dict[str, Any]) -> int:
     return steps
 
 
-def _pgd_threat(req: AttackRequest, steps: int) -> LinfThreat:
-    """Default step 2.5 eps / steps (Madry et al. 2018)."""
-    return LinfThreat(req.eps, 2.5 * req.eps / steps if req.step_size is None else req.step_size)
+def _pgd_threat(req: AttackRequest, steps: int) -> Threat:
+    """Default step 2.5 eps / steps (Madry et al. 2018), in the norm's units."""
+    return make_threat(req.norm, req.eps, 2.5 * req.eps / steps if req.step_size is None else req.step_size)
 
 
 def _fgsm(rs: bool) -> Callable[[AttackRequest], Attack]:
@@ -117,7 +127,7 @@ def _fgsm(rs: bool) -> Callable[[AttackRequest], Attack]:
         kwargs = dict(req.kwargs)
         random_start = kwargs.pop("random_start", rs)
         default = 1.25 * req.eps if rs else req.eps
-        threat = LinfThreat(req.eps, default if req.step_size is None else req.step_size)
+        threat = make_threat(req.norm, req.eps, default if req.step_size is None else req.step_size)
         return FGSM(req.model, threat, random_start=random_start, **kwargs)
 
     return build
@@ -131,7 +141,7 @@ def _pgd(req: AttackRequest) -> Attack:
 
 
 def _cw_margin(req: AttackRequest) -> Attack:
-    _check_options(req.spec, req.kwargs, _VARIANT_OPTIONS)
+    _check_options(req.spec, req.kwargs, _VARIANT_OPTIONS | {"target"})
     kwargs = dict(req.kwargs)
     steps = _steps(req, kwargs)
     return CWMarginPGD(req.model, _pgd_threat(req, steps), steps=steps, **kwargs)
@@ -165,9 +175,18 @@ def _fixed(cls: type[Attack]) -> Callable[[AttackRequest], Attack]:
     def build(req: AttackRequest) -> Attack:
         _no_step_size(req)
         _check_options(req.spec, req.kwargs, _init_options(cls))
-        return cls(req.model, LinfThreat(req.eps, 0.0), **req.kwargs)
+        return cls(req.model, make_threat(req.norm, req.eps, 0.0), **req.kwargs)
 
     return build
+
+
+def _fmn(req: AttackRequest) -> Attack:
+    _no_step_size(req)
+    _check_options(req.spec, req.kwargs, _init_options(FMN))
+    kwargs = dict(req.kwargs)
+    steps = kwargs.pop("steps", None)
+    steps = int(req.param) if req.param is not None else (100 if steps is None else steps)
+    return FMN(req.model, make_threat(req.norm, req.eps, 0.0), steps=steps, **kwargs)
 
 
 def _positive_float(req: AttackRequest, what: str) -> float:
@@ -182,26 +201,35 @@ def _positive_float(req: AttackRequest, what: str) -> float:
 
 
 _LIB = "torchattacks, reference AutoAttack settings"
+_LIB_NORMS = ("linf",)  # the wrappers run the L-inf attacks; "l2" joins when library.py passes the norm on
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", FGSM, _fgsm(False)),
     "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", FGSM, _fgsm(True)),
     "pgd": AttackEntry("pgd[K]", "PGD on cross-entropy, K steps (20), random start", PGD, _pgd, "steps"),
     "cw-inf": AttackEntry("cw-inf", "Carlini-Wagner L-inf, minimum-distance tau search (robust: none within eps)",
-                          CWInf, _fixed(CWInf)),
+                          CWInf, _fixed(CWInf), only_norms=("linf",)),
     "cw-margin": AttackEntry("cw-margin[K]", "fixed-eps PGD on the CW margin loss, K steps (20); not cw-inf",
                              CWMarginPGD, _cw_margin, "steps"),
     "tpgd": AttackEntry("tpgd:X", "Temperature-PGD-20, cross-entropy of softmax(X * logits), X = 1/T",
                         TemperaturePGD, _tpgd, "value"),
     "nattack": AttackEntry("nattack", "N-Attack, query-based black box (population 300, sigma 0.1, lr 0.02)",
                            NAttack, _fixed(NAttack)),
+    "fgm": AttackEntry("fgm", "fast gradient method: one L2-normalised step of eps (L2 only)", FGSM, _fgsm(False),
+                       only_norms=("l2",)),
+    "fmn": AttackEntry("fmn[K]", "fast minimum-norm attack, K steps (100); records each example's minimal distance",
+                       FMN, _fmn, "steps"),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
                             Transfer, _transfer, "value"),
-    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", APGDCE, _fixed(APGDCE)),
-    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", APGDT, _fixed(APGDT)),
-    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", FABT, _fixed(FABT)),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", Square, _fixed(Square)),
+    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", APGDCE, _fixed(APGDCE),
+                           only_norms=_LIB_NORMS),
+    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", APGDT, _fixed(APGDT),
+                          only_norms=_LIB_NORMS),
+    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", FABT, _fixed(FABT),
+                         only_norms=_LIB_NORMS),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", Square, _fixed(Square),
+                          only_norms=_LIB_NORMS),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
-                              AutoAttack, _fixed(AutoAttack)),
+                              AutoAttack, _fixed(AutoAttack), only_norms=_LIB_NORMS),
 })
 
 
@@ -222,9 +250,32 @@ def _unknown(spec: str) -> ValueError:
     return ValueError(f"unknown attack {spec!r}{did_you_mean(spec.lower(), names)}; known: {known}")
 
 
+def split_options(spec: str) -> tuple[str, dict[str, str]]:
+    """A spec without its ``@key=value`` options, and the options.
+
+    "pgd20@target=3@norm=l2" -> ("pgd20", {"target": "3", "norm": "l2"}).
+    Keys: "norm" (linf, l2) and "target" (a class index, "likely": the most
+    likely wrong class, "all": every class in turn; pgd[K] and cw-margin[K]).
+    """
+    core, *items = spec.strip().split("@")
+    options: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in _SPEC_OPTIONS or not value.strip():
+            raise ValueError(f"{spec!r}: options are @key=value with key one of {', '.join(_SPEC_OPTIONS)}")
+        if key in options:
+            raise ValueError(f"{spec!r} gives @{key}= twice")
+        options[key] = value.strip()
+    return core, options
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Base name and parameter of ``spec``: "pgd40" -> ("pgd", "40"), "tpgd:2" -> ("tpgd", "2")."""
-    base, colon, param = spec.strip().partition(":")
+    """Base name and parameter of ``spec``: "pgd40" -> ("pgd", "40"), "tpgd:2" -> ("tpgd", "2").
+
+    ``@key=value`` options are ignored here (see :func:`split_options`).
+    """
+    base, colon, param = split_options(spec)[0].partition(":")
     base = base.lower()
     if colon:
         if base in _REGISTRY and _REGISTRY[base].param == "value":
@@ -239,9 +290,9 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def create_attack(
-    spec: str, model: nn.Module, eps: float, step_size: float | None = None, **kwargs: Any
+    spec: str, model: nn.Module, eps: float, step_size: float | None = None, norm: str = "linf", **kwargs: Any
 ) -> Attack:
-    """Build the attack named by ``spec`` on ``model`` with L-inf radius ``eps``.
+    """Build the attack named by ``spec`` on ``model`` with radius ``eps`` in ``norm`` ("linf" or "l2").
 
     Specs (see :func:`attack_usage`): fgsm, fgsm-rs, pgd[K], cw-inf,
     cw-margin[K], tpgd:X, nattack, transfer:PATH, apgd-ce, apgd-t, fab-t,
@@ -251,19 +302,40 @@ def create_attack(
     no step size. ``kwargs`` go to the attack class (e.g. restarts, loss,
     temperature, keep_best for pgd; max_iterations for cw-inf and nattack;
     steps, n_queries for the wrappers; surrogate for transfer).
-    Raises ValueError with one clear line for any bad name or value.
+    ``@norm=`` and ``@target=`` in the spec set ``norm`` and ``target=``
+    (pgd and cw-margin: a class index, "likely" or "all"). cw-inf and
+    nattack exist for L-inf only, fgm for L2 only; fmn[K] (fast minimum-norm)
+    for both. Raises ValueError with one clear line for any bad name or value.
     """
     base, param = parse_spec(spec)
     entry = _REGISTRY[base]
     if entry.param == "none" and param is not None:
         raise ValueError(f"{spec!r}: {base!r} takes no parameter")
-    return entry.build(AttackRequest(spec, param, model, eps, step_size, dict(kwargs)))
+    norm, kwargs = _with_spec_options(spec, check_norm(norm), dict(kwargs))
+    if norm not in entry.norms:
+        raise ValueError(f"{spec!r} exists for the {'/'.join(entry.norms)} threat model only, not {norm}")
+    return entry.build(AttackRequest(spec, param, model, eps, step_size, kwargs, norm))
+
+
+def _with_spec_options(spec: str, norm: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The norm and keyword arguments after the spec's ``@norm=`` / ``@target=`` options."""
+    options = split_options(spec)[1]
+    if "norm" in options:
+        spec_norm = check_norm(options["norm"])
+        if norm != "linf" and norm != spec_norm:
+            raise ValueError(f"{spec!r} says norm {spec_norm} but norm={norm} was given")
+        norm = spec_norm
+    if "target" in options:
+        if "target" in kwargs:
+            raise ValueError(f"{spec!r} names a target; do not also pass target=")
+        kwargs["target"] = options["target"]
+    return norm, kwargs
 
 
 def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
-    """The attack of an :class:`AttackConfig` (name, eps, step size, restarts, options) on ``model``."""
+    """The attack of an :class:`AttackConfig` (name, norm, eps, step size, restarts, options) on ``model``."""
     extra = {"restarts": cfg.restarts} if cfg.restarts > 1 else {}
-    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, **extra, **cfg.options)
+    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, norm=cfg.norm, **extra, **cfg.options)
 
 
 def attack_default_per_class(spec: str) -> int | None:
@@ -280,6 +352,6 @@ def attack_is_black_box(spec: str) -> bool:
 
 
 __all__ = [
-    "AttackEntry", "AttackRequest", "build_attack", "attack_default_per_class", "attack_is_black_box", "attack_names", "attack_usage",
-    "create_attack", "parse_spec",
+    "AttackEntry", "AttackRequest", "build_attack", "attack_default_per_class", "attack_is_black_box", "attack_names",
+    "attack_usage", "create_attack", "parse_spec", "split_options",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .pgd import PGD
-from .threat import LinfThreat
+from .threat import Threat
 
 
 # The 1/T values of the paper's sweep (section 4, tables 3 and 4).
@@ -24,13 +24,13 @@ class TemperaturePGD(PGD):
     Paper: "Intriguing class-wise properties of adversarial training",
     section 4 and appendix F; PGD of Madry et al., ICLR 2018.
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    signed-gradient steps of ``threat.step_size`` projected by the shared
-    :class:`LinfThreat`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; steps of ``threat.step_size`` projected by the shared threat
+    object, as :class:`PGD`.
 
     Arguments:
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat` (eps, step size).
+        threat: the threat model (norm, eps, step size).
         inv_temperature: 1/T > 0; the loss sees ``logits * inv_temperature``.
         steps, random_start, restarts, keep_best: as :class:`PGD`.
 
@@ -46,7 +46,7 @@ class TemperaturePGD(PGD):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         inv_temperature: float,
         steps: int = 20,
         random_start: bool = True,

@@ -8,7 +8,7 @@ from torch import nn
 from ..errors import ClasswiseError
 from .base import Attack, eval_mode, rows
 from .pgd import PGD
-from .threat import LinfThreat
+from .threat import Threat
 
 
 class Transfer(Attack):
@@ -27,13 +27,13 @@ class Transfer(Attack):
     appendix E of "Intriguing class-wise properties of adversarial training":
     surrogate = a standard-trained model, PGD settings as the white-box PGD.
 
-    Threat model: L-inf ball of radius ``threat.eps`` intersected with [0, 1];
-    ``steps`` signed-gradient steps of ``threat.step_size`` on the surrogate,
-    projected by the shared :class:`LinfThreat`.
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1]; ``steps`` steps of ``threat.step_size`` on the surrogate,
+    projected by the shared threat object, as :class:`PGD`.
 
     Arguments:
         model: the target; maps (B, C, H, W) images in [0, 1] to (B, K) logits.
-        threat: :class:`LinfThreat` (eps, step size).
+        threat: the threat model (norm, eps, step size).
         surrogate: any ``nn.Module`` on the same inputs and classes (see
             :func:`classwise.runs.load_model_from` for a checkpoint or run folder of ours). It
             is moved to the images' device; its train/eval mode is restored.
@@ -53,7 +53,7 @@ class Transfer(Attack):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         surrogate: nn.Module,
         steps: int = 20,
         random_start: bool = True,
@@ -98,7 +98,7 @@ class Transfer(Attack):
 
     def __repr__(self) -> str:
         return (
-            f"Transfer(eps={self.threat.eps}, step_size={self.threat.step_size}, steps={self.steps}, "
+            f"Transfer(norm={self.threat.norm!r}, eps={self.threat.eps}, step_size={self.threat.step_size}, steps={self.steps}, "
             f"surrogate={type(self.surrogate).__name__})"
         )
 

@@ -469,7 +469,7 @@ def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list
     if head is not None:
         sections += _head_sections(run_dir, ctx, head, paths)
         sections += _norm_section(run_dir, summary, paths) if summary["claims"]["weight_norm"] else []
-    return sections
+    return sections + threat_model_sections(run_dir, summary, names, paths)
 
 
 def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
@@ -486,3 +486,70 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
     paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
     return paths
+
+
+def threat_model_sections(run_dir: Path, summary: dict[str, Any], names: list[str],
+                          paths: dict[str, Path]) -> list[Section]:
+    """Robustness curves per class, targeted success matrices, and L-inf beside L2 (where present).
+
+    Reads the "curves", "targeted" and "norms" entries of the summary (see
+    :func:`classwise.analysis.summarize`); writes figures/curves_<attack>.png,
+    figures/targeted_<attack>.png, tables/targeted_<attack>.csv and
+    tables/norms.{csv,md}. Self-contained: nothing else in the report depends on it.
+    """
+    out: list[Section] = []
+    for attack, c in summary.get("curves", {}).items():
+        per_class = np.array([[np.nan if v is None else v for v in row] for row in c["per_class"]], dtype=float)
+        overall = np.array([np.nan if v is None else v for v in c["overall"]], dtype=float)
+        path = figures.plot_robustness_curves(np.array(c["eps"]), per_class, overall, names,
+                                              run_dir / f"figures/curves_{slug(attack)}.png", norm=c["norm"],
+                                              title=f"{attack}: robust accuracy over eps")
+        paths[f"fig_curves:{attack}"] = path
+        header = ["class", "n", "median distance", "95% interval", "eps at 50%"]
+        rows = [[n, str(c["n"][i]), _dist(c["median"]["per_class"][i]["median"]),
+                 f"{_dist(c['median']['per_class'][i]['low'])} .. {_dist(c['median']['per_class'][i]['high'])}",
+                 _dist(c["eps50"]["per_class"][i])] for i, n in enumerate(names)]
+        out.append(Section(f"Robustness over eps under {attack} ({c['norm']})",
+                           "Robust accuracy of each class at every radius, from each example's minimal adversarial "
+                           "distance found by the minimum-norm attack (robust at eps when the distance exceeds "
+                           "eps); below, the median distance per class with a 95% order-statistic interval and "
+                           "the eps at which the class falls to 50%.",
+                           table_md=tables.simple_markdown(header, rows), table_html=tables.simple_html(header, rows),
+                           image=path))
+    for attack, t in summary.get("targeted", {}).items():
+        matrix = np.array([[np.nan if v is None else v for v in row] for row in t["success"]], dtype=float)
+        paths[f"targeted_csv:{attack}"] = atomic_write(run_dir / f"tables/targeted_{slug(attack)}.csv",
+                                                       tables.matrix_csv(matrix, names, names))
+        path = figures.plot_confusion(matrix, names, names, run_dir / f"figures/targeted_{slug(attack)}.png",
+                                      title=f"{attack}: % reaching the target", xlabel="target class")
+        paths[f"fig_targeted:{attack}"] = path
+        out.append(Section(f"Targeted success under {attack}",
+                           "Row i, column j: the percentage of the attacked test images of class i that the attack "
+                           "toward class j pushed into class j (blank: never tried). Read it beside the "
+                           "untargeted robustness confusion matrix.", image=path))
+    if summary.get("norms"):
+        out.append(_norms_section(run_dir, summary["norms"], names, paths))
+    return out
+
+
+def _dist(v: float | str | None) -> str:
+    return "n/a" if v is None else "none found" if v == "inf" else f"{float(v):.4g}"
+
+
+def _norms_section(run_dir: Path, cmp: dict[str, Any], names: list[str], paths: dict[str, Path]) -> Section:
+    """L-inf beside L2: per class robustness and rank (1 = weakest) under each norm, with Spearman's rho."""
+    a = cmp["attacks"]
+    header = ["class", f"L-inf: {a['linf']}", "rank", f"L2: {a['l2']}", "rank"]
+    rows = [[n, pct(cmp["per_class"]["linf"][i]), str(cmp["rank"]["linf"][i]),
+             pct(cmp["per_class"]["l2"][i]), str(cmp["rank"]["l2"][i])] for i, n in enumerate(names)]
+    md = tables.simple_markdown(header, rows)
+    paths["norms_md"] = atomic_write(run_dir / "tables/norms.md", md)
+    paths["norms_csv"] = atomic_write(run_dir / "tables/norms.csv", tables.text_csv(header, rows))
+    rho, p = cmp["spearman"]["rho"], cmp["spearman"]["p"]
+    agree = "n/a (too few classes or a constant ranking)" if rho is None else f"{rho:.2f} (p = {p:.3g})"
+    weak = {n: names[i] if i is not None else "n/a" for n, i in cmp["weakest"].items()}
+    return Section("Class-wise L-inf against L2",
+                   f"Which classes are weak under each threat model: robustness per class under {a['linf']} "
+                   f"(L-inf) and {a['l2']} (L2), rank 1 = the weakest class. Weakest: {weak['linf']} (L-inf), "
+                   f"{weak['l2']} (L2); Spearman rank correlation of the two class rankings: {agree}.",
+                   table_md=md, table_html=tables.simple_html(header, rows))

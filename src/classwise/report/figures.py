@@ -302,3 +302,28 @@ def plot_tsne(natural: np.ndarray, adversarial: np.ndarray, labels: np.ndarray, 
     if len(class_names) <= _MAX_LEGEND:
         axes[1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
+
+
+def plot_robustness_curves(eps: np.ndarray, per_class: np.ndarray, overall: np.ndarray, class_names: list[str],
+                           path: Path, norm: str = "linf", title: str = "",
+                           marks: dict[str, float] | None = None) -> Path:
+    """Robust accuracy against eps, one curve per class (from minimal adversarial distances).
+
+    eps: (E,) radii; per_class: (K, E) percent; overall: (E,) percent, dashed
+    black. A dotted line at 50%; ``marks`` name -> eps draws vertical lines
+    (e.g. the evaluation's eps). Classes beyond 20 get no legend.
+    """
+    eps, per_class = np.asarray(eps, dtype=np.float64), np.asarray(per_class, dtype=np.float64)
+    fig = _figure(7, 4.5)
+    ax = fig.subplots()
+    for c, color in zip(range(per_class.shape[0]), _colors(per_class.shape[0])):
+        ax.plot(eps, per_class[c], color=color, label=class_names[c], drawstyle="steps-post")
+    ax.plot(eps, overall, "k--", label="overall", drawstyle="steps-post")
+    ax.axhline(50.0, color="0.6", linestyle=":")
+    for name, value in (marks or {}).items():
+        ax.axvline(value, color="0.4", linestyle="-.", linewidth=0.8, label=name)
+    unit = "L2" if norm == "l2" else "L-inf"
+    ax.set(xlabel=f"eps ({unit})", ylabel="robust accuracy (%)", title=title, ylim=(-2, 102))
+    if per_class.shape[0] <= _MAX_LEGEND:
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)

@@ -32,7 +32,7 @@ def training_attack(attack: AttackConfig, model: nn.Module, eps: float, name: st
     forwards through DDP would expect a gradient synchronisation.
     """
     step = None if attack.step_size is None else attack.step_size * eps / max(attack.eps, 1e-12)
-    return create_attack(name or attack.name, unwrap(model), eps, step_size=step, keep_best=False)
+    return create_attack(name or attack.name, unwrap(model), eps, step_size=step, norm=attack.norm, keep_best=False)
 
 
 class Objective(ABC):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...attacks import LinfThreat, eval_mode, grad_and_logits
+from ...attacks import Threat, eval_mode, grad_and_logits
 from ...models import unwrap
 from .base import Objective, training_attack
 
@@ -33,9 +33,11 @@ def _kl_sum(logits: torch.Tensor, clean_probs: torch.Tensor) -> torch.Tensor:
 
 
 def kl_attack(
-    model: nn.Module, x: torch.Tensor, threat: LinfThreat, steps: int, generator: torch.Generator
+    model: nn.Module, x: torch.Tensor, threat: Threat, steps: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """x' maximising ``KL(f(x) || f(x'))`` by ``steps`` signed steps from x + 0.001 N(0, I).
+    """x' maximising ``KL(f(x) || f(x'))`` by ``steps`` threat steps from x + 0.001 N(0, I).
+
+    Steps and projection are the threat's (signed under L-inf, L2-normalised under L2).
 
     Runs in eval mode (mode restored). x (B, C, H, W) in [0, 1] -> x' (B, C, H, W), detached.
     """
