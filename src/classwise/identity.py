@@ -153,8 +153,10 @@ def _put(merged: EvalResults, incoming: EvalResults, spec: str, pred: np.ndarray
     probs.pop(key, None)
     if spec in incoming.adv_probs and incoming.clean_probs is not None:
         probs[key] = incoming.adv_probs[spec]
+    records = {f"{k.rpartition('/')[0]}/{key}": v for k, v in incoming.extras.items() if k.endswith(f"/{spec}")}
+    shared = {k: v for k, v in incoming.extras.items() if "/" not in k and k != "index"}  # e.g. zero_grad
     merged = dataclasses.replace(merged, adv_pred=adv, adv_probs=probs, facts=merged.facts | {key: facts},
-                                 extras=merged.extras | {k: v for k, v in incoming.extras.items() if k != "index"})
+                                 extras=merged.extras | shared | records)
     return merged, (f"replaced the earlier results of {key} (same attack, same examples)" if same else None)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,14 @@ def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: b
 
 
 def _fit(config: RunConfig, data: DataBundle, run: Run, resume: bool, progress: bool, dist) -> None:
-    """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state)."""
-    trainer = Trainer(config, data, run.path, progress=progress, dist=dist)
-    if resume:
-        trainer.restore()
+    """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state).
+
+    Any failure on the way, setting up included, leaves the status "failed" with its error line.
+    """
+    with run.guarded(None) if dist.main else nullcontext():
+        trainer = Trainer(config, data, run.path, progress=progress, dist=dist)
+        if resume:
+            trainer.restore()
     if resume and trainer.epoch >= config.train.epochs and trainer.resume_point is None:
         return
     if not dist.main:
