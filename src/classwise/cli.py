@@ -64,32 +64,91 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder made by `classwise train` (or by `evaluate --model`).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Evaluate a model classwise did not train: a registry name, torchvision:NAME, timm:NAME or robustbench:NAME (needs --dataset and --out).")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset of --model (a registry name, see `classwise list`).")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create for --model.")] = None,
+    threat_model: Annotated[str, typer.Option("--threat-model", help="RobustBench threat model: Linf, L2 or corruptions.")] = "Linf",
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="RobustBench model_dir: weights in DIR/<dataset>/<threat>/<name>.pt (downloaded when absent).")] = Path("models"),
+    mean: Annotated[Optional[str], typer.Option(help="Input normalisation of --model, e.g. 0.4914,0.4822,0.4465 (default: the dataset's).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Input normalisation std of --model (with --mean).")] = None,
+    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="--model normalises its inputs itself (or needs none).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out run folder.")] = False,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 (default: the config's).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks, e.g. 0.031 or 8/255 (default: the config's).")] = None,
     step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
+    sets: Sets = None,
+    save_adv: Annotated[bool, typer.Option("--save-adv", help="Save each attack's adversarial images and their test-set indices to RUN/adv/<attack>.safetensors.")] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
     cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
+    """Attack a run class-wise (or any model, with --model); write per-sample results, summary.json and the report.
+
+    With --model a run folder (--out) is made for a model classwise did not train, then
+    evaluated and reported like a trained run. --set changes the config (any key with
+    --model; eval.*, device and perf.* for an existing run).
+    """
     from .pipeline import evaluate_run
 
-    specs = _attack_configs(run, attacks, eps, step_size)
+    if model is not None:
+        run, specs = _outside_run(model, weights, dataset, data_root, out, threat_model, model_dir, mean, std,
+                                  no_normalize, overwrite, sets, attacks, eps, step_size)
+        sets = None
+    else:
+        if run is None:
+            raise ClasswiseError("give a run folder, or --model SPEC --dataset NAME --out RUN for any model")
+        _refuse_outside_flags(weights=weights, dataset=dataset, out=out, mean=mean, std=std)
+        specs = _attack_configs(_default_eps(run), attacks, eps, step_size)
     evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
-                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size)
+                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size,
+                 overrides=tuple(sets or ()), save_adv=save_adv)
     _print_summary(run)
     typer.echo(f"report: {Path(run) / 'report.html'}")
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None):
+def _refuse_outside_flags(**flags) -> None:
+    given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+    if given:
+        raise ClasswiseError(f"{', '.join(given)} go with --model (evaluating a model classwise did not train)")
+
+
+def _outside_run(spec, weights, dataset, data_root, out, threat_model, model_dir, mean, std, no_normalize,
+                 overwrite, sets, attacks, eps, step_size):
+    """Create the run folder of ``--model``: (its path, the attack configs for it)."""
+    from .pipeline import OutsideModel, create_outside_run, outside_config
+
+    if dataset is None or out is None:
+        raise ClasswiseError("--model needs --dataset NAME and --out RUN (the run folder to create)")
+    outside = OutsideModel(spec, weights, threat_model, model_dir, _floats(mean, "--mean"), _floats(std, "--std"),
+                           not no_normalize)
+    items = _overrides(sets, **{"data.root": data_root})
+    config = outside_config(outside, dataset, items)
+    specs = _attack_configs(config.eval.attacks[0].eps, attacks, eps, step_size)
+    return create_outside_run(outside, config, out, overwrite=overwrite, attacks=specs), specs
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    from .config import parse_number
+
+    return None if text is None else tuple(parse_number(v.strip(), flag) for v in text.split(",") if v.strip())
+
+
+def _default_eps(run: Path) -> float:
+    from .runs import Run
+
+    return Run.open(run).config.eval.attacks[0].eps
+
+
+def _attack_configs(default_eps: float, attacks: str | None, eps: str | None, step_size: str | None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
     from .config import AttackConfig, parse_number
-    from .runs import Run
 
     if attacks is None:
         if eps is not None or step_size is not None:
@@ -98,7 +157,7 @@ def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
-    default_eps = Run.open(run).config.eval.attacks[0].eps if eps is None else parse_number(eps, "--eps")
+    default_eps = default_eps if eps is None else parse_number(eps, "--eps")
     step = None if step_size is None else parse_number(step_size, "--step-size")
     return tuple(AttackConfig.from_text(n, default_eps, step) for n in names)
 
@@ -209,10 +268,10 @@ def list_names() -> None:
     from .attacks import attack_usage
     from .config import preset_names
     from .data import dataset_names
-    from .models import model_names
+    from .models import model_names, outside_kinds
     from .train.objectives import OBJECTIVES
 
-    for title, names in (("datasets", dataset_names()), ("models", model_names()),
+    for title, names in (("datasets", dataset_names()), ("models", model_names() + outside_kinds()),
                          ("methods", list(OBJECTIVES)), ("presets", preset_names())):
         typer.echo(f"{title}: {', '.join(names)}")
     typer.echo("attacks:")

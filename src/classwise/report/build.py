@@ -182,8 +182,14 @@ def _norm_stats(summary: dict[str, Any], head: str, weight: np.ndarray) -> dict[
     return {"norms": norms, "robust": robust, "rho": rho, "p": p}
 
 
+def classifier_sentence(meta: dict[str, Any] | None) -> str:
+    """Which layer figure 4 reads, when it is not the model's ``head`` (outside models): one sentence."""
+    where = (meta or {}).get("classifier")
+    return "" if where in (None, "head") else f" The model has no head: the classifier is its {where}."
+
+
 def _norm_section(run_dir: Path, names: list[str], head: str, stats: dict[str, Any],
-                  paths: dict[str, Path]) -> list[Section]:
+                  paths: dict[str, Path], note: str = "") -> list[Section]:
     """Figure 4: classifier weight norm per class against robustness, with Spearman rho."""
     idx, rho, p = shown_classes(len(names)), stats["rho"], stats["p"]
     paths["fig_weight_norms"] = figures.plot_norm_vs_robustness(
@@ -191,7 +197,7 @@ def _norm_section(run_dir: Path, names: list[str], head: str, stats: dict[str, A
     return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {rho:.2f}",
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
                     f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
-                    f"rho = {rho:.3f} (p = {p:.3g})." + sampled_note(len(names)),
+                    f"rho = {rho:.3f} (p = {p:.3g})." + note + sampled_note(len(names)),
                     image=paths["fig_weight_norms"])]
 
 
@@ -299,7 +305,7 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
     sections += _epoch_section(run_dir, metrics, names, paths) if metrics else []
     if head is not None:
         sections += _head_sections(run_dir, summary, results, head, superclasses, homing, paths)
-        sections += _norm_section(run_dir, names, head, stats, paths) if stats else []
+        sections += _norm_section(run_dir, names, head, stats, paths, classifier_sentence(meta)) if stats else []
     paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
     paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
     return paths
