@@ -306,11 +306,12 @@ def fit_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path
     target.load_state_dict(tensors, strict=False)
 
 
-def outside_meta(model: ModelConfig, data: DataBundle, mean: tuple[float, ...], std: tuple[float, ...],
+def outside_meta(model: ModelConfig, data: DataBundle, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
                  normalization: str, weights: Path | None, **extra: Any) -> dict:
     """The record of an outside model: :func:`model_meta` with the normalisation used, the weights
     file and its SHA-256 (for RobustBench the file in ``model_dir``); inverse :func:`load_outside`."""
-    meta = model_meta(model, data, **extra) | {"mean": list(mean), "std": list(std), "normalization": normalization}
+    meta = model_meta(model, data, **extra) | {"mean": None if mean is None else list(mean),
+                                               "std": None if std is None else list(std), "normalization": normalization}
     if split_spec(model.name)[0] == "robustbench":
         kw = model.kwargs
         weights = robustbench_file(model.name.split(":", 1)[1], kw["dataset"], kw["threat_model"], kw["model_dir"])

@@ -199,16 +199,26 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 @app.command()
 def compare(
-    standard: Annotated[Path, typer.Argument(help="Evaluated run of a standard (non-robust) model.")],
-    robust: Annotated[Path, typer.Argument(help="Evaluated run of a robust model.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ROBUST/compare).")] = None,
-    attack: Annotated[Optional[str], typer.Option(help="Attack of the robust run (default: its headline PGD).")] = None,
+    runs: Annotated[list[Path], typer.Argument(help="Evaluated run folders (with --figure7: STANDARD ROBUST).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
+    attack: Annotated[Optional[str], typer.Option(help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline PGD).")] = None,
+    figure7: Annotated[bool, typer.Option("--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's robustness.")] = False,
 ) -> None:
-    """Figure 7: class-wise accuracy of a standard model beside class-wise robustness of a robust one."""
-    from .compare import compare_runs
+    """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure.
 
-    out = out or Path(robust) / "compare"
-    rec = compare_runs(standard, robust, out, attack=attack)
+    With --figure7 and two runs (standard, then robust): figure 7 of the paper.
+    """
+    from .compare import compare_runs, compare_table
+
+    out = out or Path(runs[-1]) / "compare"
+    if not figure7:
+        rec = compare_table(runs, out, attack=attack)
+        typer.echo((out / "compare.md").read_text())
+        typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: {out / 'compare.png'}")
+        return
+    if len(runs) != 2:
+        raise ClasswiseError(f"--figure7 compares two runs (STANDARD ROBUST), got {len(runs)}")
+    rec = compare_runs(runs[0], runs[1], out, attack=attack)
     typer.echo(f"largest gap: standard {rec['standard']['gap']:.1f} points, robust {rec['robust']['gap']:.1f} "
                f"points ({rec['attack']}); figure: {out / 'gap_comparison.png'}")
 

@@ -496,7 +496,7 @@ def _check_outputs(net: nn.Module, data: DataBundle) -> str | None:
     if found is None:
         return "none found (no nn.Linear with K outputs): no figure 4"
     return "head" if found[0] == "head" and hasattr(net, "features") else \
-        f"last nn.Linear '{found[0]}' (the model has no head)"
+        f"last nn.Linear '{found[0]}'"
 
 
 def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: bool = False,
