@@ -185,9 +185,9 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
         adv = _AdvImages() if save_adv else None
         with run.guarded("evaluating"):
             new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade, adv)
-            if adv is not None:
-                adv.save(run, new.facts)
             merged, messages = merge_results(run.results(), run.meta(), new, model_id)
+            if adv is not None:
+                adv.save(run, new.facts, merged.facts)
             for message in messages:
                 warnings.warn(message, stacklevel=2)
             merged = with_worst_cases(_headline_probs_only(merged))
@@ -238,12 +238,14 @@ class _AdvImages:
         """EvalOptions.adv_sink for images whose positions map to test-set indices ``index``."""
         return lambda name, pos, x_adv: self.parts.setdefault(name, []).append((index[pos], x_adv))
 
-    def save(self, run: Run, facts: dict[str, dict]) -> None:
-        for name, parts in self.parts.items():
+    def save(self, run: Run, facts: dict[str, dict], merged: dict[str, dict]) -> None:
+        """One file per attack, named as the run's results name it (the merged key with the same facts)."""
+        for spec, parts in self.parts.items():
+            name = next((k for k, f in merged.items() if f == facts.get(spec)), spec)
             index = np.concatenate([i for i, _ in parts])
             order = np.argsort(index, kind="stable")
             run.save_adv(name, index[order], torch.cat([x for _, x in parts])[torch.as_tensor(order)],
-                         facts.get(name, {}))
+                         facts.get(spec, {}))
 
 
 def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:
