@@ -153,13 +153,17 @@ def robustbench_architecture(name: str, dataset: str = "cifar10", threat_model: 
                              model_dir: str | None = None) -> nn.Module:
     """RobustBench's model-zoo architecture of ``name`` with fresh weights (no download)."""
     robustbench()
+    return _zoo_entry(name, dataset, threat_model)["model"]()
+
+
+def _zoo_entry(name: str, dataset: str, threat_model: str) -> dict:
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
     zoo = model_dicts[BenchmarkDataset(robustbench_dataset(dataset))][_threat(threat_model, ThreatModel)]
     if name not in zoo:
         raise ClasswiseError(f"RobustBench has no {dataset} {threat_model} model {name!r}")
-    return zoo[name]["model"]()
+    return zoo[name]
 
 
 def _threat(threat_model: str, enum: type) -> object:
@@ -182,13 +186,10 @@ def load_robustbench(name: str, dataset: str, threat_model: str, model_dir: str 
     robustbench()
     from robustbench.utils import load_model
 
-    robustbench_dataset(dataset)
-    _threat(threat_model, str)
+    _zoo_entry(name, dataset, threat_model)
     with _weights_only():
         try:
             return load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model).eval()
-        except KeyError:
-            raise ClasswiseError(f"RobustBench has no {dataset} {threat_model} model {name!r}") from None
         except Exception as e:  # RobustBench raises bare errors (download, unpickling, state dict)
             if "weights_only" in str(e) or "Unsupported global" in str(e):
                 raise ClasswiseError(f"refusing {robustbench_file(name, dataset, threat_model, model_dir)}: it "
