@@ -14,9 +14,22 @@ model.kwargs={depth: 34, width: 10}`` for the WRN setting (same for all rows).
 and 10 iterations, both on 5 images per class.
 
     python experiments/table2.py --quick
+
+``--robustbench`` evaluates the *released* models the paper used, as RobustBench
+serves them (CIFAR-10, L-inf): Madry-style training ``Engstrom2019Robustness``,
+TRADES ``Zhang2019Theoretically``, MART ``Wang2020Improving`` and RST
+``Carmon2019Unlabeled``, with the same five attacks (eps 8/255; the transfer
+attack's surrogate is RobustBench's ``Standard`` model). Weights are downloaded
+into ``--model-dir`` (RobustBench's layout ``DIR/cifar10/Linf/<name>.pt``) or read
+from there offline. A GPU job; ``--examples N`` evaluates a class-balanced sample,
+``--quick`` only FGSM and PGD-20 (a smoke test):
+
+    python experiments/table2.py --robustbench --model-dir models --data-root ~/data
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from _common import ensure_run, load, out_dir, parser, write_text
 
@@ -65,8 +78,66 @@ def defence_blocks(args, defence: str, eps: float, step: float, surrogate) -> di
     return blocks | sample_blocks(run, eps, args.quick)
 
 
+ROBUSTBENCH = {"Madry": "Engstrom2019Robustness", "TRADES": "Zhang2019Theoretically",
+               "MART": "Wang2020Improving", "RST": "Carmon2019Unlabeled"}
+SURROGATE = "Standard"  # RobustBench's standard-trained WideResNet-28-10: the transfer attack's surrogate
+
+
+def robustbench_run(args, name: str, attacks: tuple[AttackConfig, ...]) -> Path:
+    """The evaluated run of RobustBench model ``name`` (made, and attacked with what it lacks, as needed)."""
+    from classwise.pipeline import OutsideModel, create_outside_run, outside_config
+    from classwise.runs import Run
+
+    folder = (args.runs or Path("runs/experiments/runs-robustbench")) / name
+    model = OutsideModel(f"robustbench:{name}", model_dir=args.model_dir)
+    sets = [f"data.root={args.data_root}"] if args.data_root else []
+    sets += [f"device={args.device}"] if args.device else []
+    if not (folder / "model.json").is_file():
+        config = outside_config(model, args.dataset, [*sets, *args.sets])
+        create_outside_run(model, config, folder, overwrite=folder.exists(), attacks=attacks)
+    have = Run.open(folder).summary()["attacks"] if (folder / "summary.json").is_file() else {}
+    missing = tuple(a for a in attacks if _key(have, a) is None)
+    if missing:
+        evaluate_run(folder, attacks=missing, examples=args.examples)
+    return folder
+
+
+def _key(attacks: dict, cfg: AttackConfig) -> str | None:
+    """The summary key of ``cfg`` (its base name before ':' or '@'), if the run has it."""
+    base = cfg.name.split(":")[0]
+    return next((k for k in attacks if k.split("@")[0].split(":")[0] == base), None)
+
+
+def robustbench_main(args) -> None:
+    """Table 2 on the released models (see the module docstring)."""
+    from classwise.compare import compare_table
+
+    out = out_dir(args, "table2-robustbench")
+    eps, step = 8 / 255, 0.003
+    surrogate = robustbench_run(args, SURROGATE, (AttackConfig("fgsm", eps),))
+    attacks = full_set_attacks(eps, step, surrogate)
+    attacks += () if args.quick else (AttackConfig("cw-inf", eps), AttackConfig("nattack", eps))
+    runs = {label: robustbench_run(args, name, attacks) for label, name in ROBUSTBENCH.items()}
+    summaries = {label: read_json(run / "summary.json") for label, run in runs.items()}
+    names = summaries["Madry"]["class_names"]
+    rows = [(f"{label}({LABELS[a.name.split(':')[0]]})", summaries[label]["attacks"][_key(summaries[label]["attacks"], a)])
+            for a in attacks for label in runs]
+    write_text(out / "table2.csv", blocks_csv(rows, names, corner="defence(attack)"))
+    compare_table(list(runs.values()), out / "compare")
+    print(write_text(out / "table2.md", blocks_markdown(rows, names, corner="Defenses(Attacks)")).read_text())
+
+
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--robustbench", action="store_true", help="the released RobustBench models the paper used")
+    p.add_argument("--model-dir", default="models", help="RobustBench model_dir (DIR/cifar10/Linf/<name>.pt)")
+    p.add_argument("--dataset", default="cifar10", help="with --robustbench: cifar10, or imagefolder with "
+                   "--data-root pointing at a CIFAR-10 image folder (e.g. cifar10-jpeg75)")
+    p.add_argument("--examples", type=int, default=None, help="with --robustbench: a class-balanced test sample")
+    args = p.parse_args()
+    if args.robustbench:
+        robustbench_main(args)
+        return
     out = out_dir(args, "table2")
     eps, step = (0.3, 0.03) if args.quick else (0.031, 0.003)
     surrogate = ensure_run(args, "standard")

@@ -230,6 +230,26 @@ def test_compare_cli(tmp_path):
 
     std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 1.0, 0.0])
     rob = _fake_run(tmp_path / "rob", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
-    assert main(["compare", str(std), str(rob)]) == 0
+    assert main(["compare", str(std), str(rob), "--figure7"]) == 0
     assert (rob / "compare" / "gap_comparison.png").is_file()
-    assert main(["compare", str(std), str(rob), "--attack", "nope"]) == 2
+    assert main(["compare", str(std), str(rob), "--attack", "nope", "--figure7"]) == 2
+    assert main(["compare", str(std), "--figure7"]) == 2  # figure 7 needs exactly two runs
+
+
+def test_compare_table_of_any_number_of_runs(tmp_path):
+    from classwise.cli import main
+
+    a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
+    b = _fake_run(tmp_path / "b", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
+    c = _fake_run(tmp_path / "c", [60.0, 65.0, 50.0], [35.0, 5.0, 25.0])
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), str(c), "--attack", "pgd20", "--out", str(out)]) == 0
+    rows = (out / "compare.csv").read_text().splitlines()
+    assert rows[0] == "run (attack),total,a,b,c,most_robust,most_vulnerable"
+    assert rows[1:] == ["a (pgd20),20.00,10.00,30.00,20.00,b,a", "b (pgd20),43.33,40.00,70.00,20.00,b,c",
+                        "c (pgd20),21.67,35.00,5.00,25.00,a,b"]
+    md = (out / "compare.md").read_text()
+    assert "| b (pgd20) | 43.3 | 40.0 | <u>70.0</u> | **20.0** |" in md and (out / "compare.png").is_file()
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0  # no --attack: clean and every attack
+    assert len((out / "compare.csv").read_text().splitlines()) == 1 + 4
+    assert main(["compare", str(a), str(b), "--attack", "nope"]) == 2

@@ -162,7 +162,7 @@ def test_list_names_every_registry():
     from classwise.attacks import attack_usage
     from classwise.config import preset_names
     from classwise.data import dataset_names
-    from classwise.models import model_names
+    from classwise.models import model_names, outside_kinds
     from classwise.train.objectives import OBJECTIVES
 
     code, out, _ = cli("list")
@@ -170,7 +170,7 @@ def test_list_names_every_registry():
     lines = out.splitlines()
     rows = {line.split(":", 1)[0]: line.split(":", 1)[1].split(", ") for line in lines if not line.startswith(" ")}
     assert [n.strip() for n in rows["datasets"]] == dataset_names()
-    assert [n.strip() for n in rows["models"]] == model_names()
+    assert [n.strip() for n in rows["models"]] == model_names() + outside_kinds()
     assert [n.strip() for n in rows["methods"]] == list(OBJECTIVES)
     assert [n.strip() for n in rows["presets"]] == preset_names()
     attack_lines = [line.strip() for line in lines if line.startswith("  ")]

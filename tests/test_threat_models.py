@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from classwise.analysis.curves import (
-    compare_norms, distance_curves, eps_at_fraction, median_distance, norm_of, robustness_curve,
+    compare_norms, eps_at_fraction, median_distance, norm_of, robustness_curve,
 )
 from classwise.analysis.classwise import classwise_accuracy
 from classwise.analysis.summary import headline_attack, summarize
 from classwise.analysis.targeted import targeted_success
-from classwise.attacks import FMN, PGD, L2Threat, LinfThreat, create_attack, make_threat, split_options
+from classwise.attacks import FMN, L2Threat, LinfThreat, create_attack, make_threat, split_options
 from classwise.config import AttackConfig
 from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate

@@ -5,7 +5,11 @@ transfer surrogates and outside models alike. :func:`model_meta` records what
 rebuilds a model without its config (architecture, options, head, classes,
 input shape, normalisation); :func:`model_from_meta` is its exact inverse.
 
-Checkpoints are safetensors, written atomically; never unpickled.
+Checkpoints are safetensors, written atomically; never unpickled. Outside
+weights (:func:`read_weights`: ``.safetensors``, or ``.pt``/``.pth``/``.bin``
+state dicts read with ``torch.load(weights_only=True)``) are loaded into an
+outside model by :func:`load_outside`, whose record (:func:`outside_meta`, the
+model meta plus the weights file, its SHA-256 and the normalisation) rebuilds it.
 
 Model weights go to ``<name>.safetensors`` (loadable by any safetensors
 reader). Training state (optimiser, scheduler, RNG, epoch) is a nested
@@ -19,8 +23,10 @@ leave a mismatched pair. Files are flushed to disk (fsync) before the rename.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,8 @@ from .config import HeadConfig, ModelConfig, from_dict
 from .data import DataBundle
 from .errors import ClasswiseError
 from .fileio import atomic_open
-from .models import create_model, unwrap, use_he_head
+from .models import Normalized, create_model, split_spec, unwrap, use_he_head
+from .models.outside import load_robustbench, robustbench_file
 
 META_KEY = "classwise"  # the safetensors metadata entry holding the model meta (JSON)
 _META_NEEDS = ("model", "num_classes", "in_channels", "image_size")
@@ -214,3 +221,135 @@ def tree_to(tree: Any, device: torch.device | str) -> Any:
     if isinstance(tree, (list, tuple)):
         return [tree_to(v, device) for v in tree]
     return tree
+
+
+# -- outside models ---------------------------------------------------------------------------
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")  # checked in this order
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_weights(path: Path | str) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a ``.pt``/``.pth``/``.bin`` file, never unpickled.
+
+    ``torch.load(weights_only=True)`` refuses anything but tensors and plain
+    containers (so a pickle payload never runs). Wrappers are unwrapped:
+    ``{"state_dict": ...}``, ``{"model": ...}`` (with other entries such as the
+    epoch or the optimiser beside them), and ``module.`` / ``_orig_mod.`` key
+    prefixes (DataParallel, torch.compile).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClasswiseError(f"weights file {path} does not exist")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ClasswiseError(f"weights file {path} must end in {', '.join(WEIGHT_SUFFIXES)}")
+    if path.suffix == ".safetensors":
+        return _strip_prefixes(safe_load(path)[0])
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, OSError) as e:
+        raise ClasswiseError(f"refusing {path}: torch.load(weights_only=True) cannot read it as a state dict "
+                             f"({str(e).splitlines()[0][:160]}); classwise never unpickles model files: save "
+                             "torch.save(model.state_dict(), FILE) or a .safetensors file") from None
+    return _strip_prefixes(_state_dict_of(obj, path))
+
+
+def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor mapping inside a loaded object (wrappers unwrapped), or one clear error."""
+    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            odd = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)][:3]
+            raise ClasswiseError(f"{path} is not a state dict: entries {', '.join(map(str, odd))} are not "
+                                 f"tensors (and no {'/'.join(_WRAPPERS)} entry holds one)")
+        obj = inner
+    if not isinstance(obj, dict) or not obj:
+        raise ClasswiseError(f"{path} holds no state dict (found {type(obj).__name__})")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _strip_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in tensors.items():
+        for prefix in _PREFIXES:
+            key = key[len(prefix):] if key.startswith(prefix) else key
+        out[key] = value
+    return out
+
+
+def fit_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Load an outside state dict into ``model`` (the network of a :class:`Normalized`), strictly.
+
+    A classwise model may lack its ``normalize.*`` buffers (then the recorded
+    normalisation stays). One error lists missing and unexpected keys and
+    mismatched shapes.
+    """
+    target = model.net if isinstance(model, Normalized) else unwrap(model)
+    expected = target.state_dict()
+    optional = {k for k in expected if k.startswith("normalize.")}
+    missing = [k for k in expected if k not in tensors and k not in optional]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+              if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ClasswiseError(f"weights {source} do not fit the model: " + "; ".join(
+            f"{what} ({len(keys)}): {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                               ("shape mismatches", shapes)) if keys))
+    target.load_state_dict(tensors, strict=False)
+
+
+def outside_meta(model: ModelConfig, data: DataBundle, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                 normalization: str, weights: Path | None, **extra: Any) -> dict:
+    """The record of an outside model: :func:`model_meta` with the normalisation used, the weights
+    file and its SHA-256 (for RobustBench the file in ``model_dir``); inverse :func:`load_outside`."""
+    meta = model_meta(model, data, **extra) | {"mean": None if mean is None else list(mean),
+                                               "std": None if std is None else list(std), "normalization": normalization}
+    if split_spec(model.name)[0] == "robustbench":
+        kw = model.kwargs
+        weights = robustbench_file(model.name.split(":", 1)[1], kw["dataset"], kw["threat_model"], kw["model_dir"])
+    meta["weights"] = None if weights is None else str(Path(weights).resolve())
+    meta["sha256"] = file_sha256(weights) if weights is not None and Path(weights).is_file() else None
+    return meta
+
+
+def load_outside(meta: dict, source: Path | str = "model.json") -> nn.Module:
+    """The outside model of ``meta`` (:func:`outside_meta`) with its weights, in eval mode.
+
+    The weights file must still have the recorded SHA-256 (else one error).
+    """
+    kind, name = split_spec(str(meta.get("model", "")))
+    weights = meta.get("weights")
+    if kind == "robustbench":
+        kw = meta.get("kwargs") or {}
+        model = load_robustbench(name, kw["dataset"], kw["threat_model"], kw["model_dir"])
+        _check_digest(meta, source)
+        return model.eval()
+    model = model_from_meta(meta, source)
+    if weights is not None:
+        _check_digest(meta, source)
+        tensors = read_weights(weights)
+        check_finite(tensors, Path(weights))
+        fit_weights(model, tensors, weights)
+    return model.eval()
+
+
+def _check_digest(meta: dict, source: Path | str) -> None:
+    path, recorded = meta.get("weights"), meta.get("sha256")
+    if path is None or recorded is None:
+        return
+    if not Path(path).is_file():
+        raise ClasswiseError(f"{source}: the weights file {path} is gone (it was recorded with SHA-256 {recorded})")
+    if file_sha256(path) != recorded:
+        raise ClasswiseError(f"{source}: the weights file {path} changed since the run was made (SHA-256 differs); "
+                             "make a new run for the new weights")

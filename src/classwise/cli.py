@@ -67,7 +67,18 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder made by `classwise train`.")],
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder made by `classwise train` (or by `evaluate --model`).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Evaluate a model classwise did not train: a registry name, torchvision:NAME, timm:NAME or robustbench:NAME (needs --dataset and --out).")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset of --model (a registry name, see `classwise list`).")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create for --model.")] = None,
+    threat_model: Annotated[str, typer.Option("--threat-model", help="RobustBench threat model: Linf, L2 or corruptions.")] = "Linf",
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="RobustBench model_dir: weights in DIR/<dataset>/<threat>/<name>.pt (downloaded when absent).")] = Path("models"),
+    mean: Annotated[Optional[str], typer.Option(help="Input normalisation of --model, e.g. 0.4914,0.4822,0.4465 (default: the dataset's).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Input normalisation std of --model (with --mean).")] = None,
+    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="--model normalises its inputs itself (or needs none).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out run folder.")] = False,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 (default: the config's).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks in the --norm's units, e.g. 0.031 or 8/255 (L-inf in [0, 1], L2 >= 0; default: the config's).")] = None,
     step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
@@ -75,25 +86,74 @@ def evaluate(
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
     examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
+    sets: Sets = None,
+    save_adv: Annotated[bool, typer.Option("--save-adv", help="Save each attack's adversarial images and their test-set indices to RUN/adv/<attack>.safetensors.")] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
     cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Attack a trained run class-wise; write per-sample results, summary.json and the report."""
+    """Attack a run class-wise (or any model, with --model); write per-sample results, summary.json and the report.
+
+    With --model a run folder (--out) is made for a model classwise did not train, then
+    evaluated and reported like a trained run. --set changes the config (any key with
+    --model; eval.*, device and perf.* for an existing run).
+    """
     from .pipeline import evaluate_run
 
-    specs = _attack_configs(run, attacks, eps, step_size, norm)
+    if model is not None:
+        run, specs = _outside_run(model, weights, dataset, data_root, out, threat_model, model_dir, mean, std,
+                                  no_normalize, overwrite, sets, attacks, eps, step_size, norm)
+        sets = None
+    else:
+        if run is None:
+            raise ClasswiseError("give a run folder, or --model SPEC --dataset NAME --out RUN for any model")
+        _refuse_outside_flags(weights=weights, dataset=dataset, out=out, mean=mean, std=std)
+        specs = _attack_configs(_first_attack(run), attacks, eps, step_size, norm)
     evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
-                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size)
+                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size,
+                 overrides=tuple(sets or ()), save_adv=save_adv)
     _print_summary(run)
     typer.echo(f"report: {Path(run) / 'report.html'}")
 
 
-def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: str | None, norm: str | None = None):
+def _refuse_outside_flags(**flags) -> None:
+    given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+    if given:
+        raise ClasswiseError(f"{', '.join(given)} go with --model (evaluating a model classwise did not train)")
+
+
+def _outside_run(spec, weights, dataset, data_root, out, threat_model, model_dir, mean, std, no_normalize,
+                 overwrite, sets, attacks, eps, step_size, norm):
+    """Create the run folder of ``--model``: (its path, the attack configs for it)."""
+    from .pipeline import OutsideModel, create_outside_run, outside_config
+
+    if dataset is None or out is None:
+        raise ClasswiseError("--model needs --dataset NAME and --out RUN (the run folder to create)")
+    outside = OutsideModel(spec, weights, threat_model, model_dir, _floats(mean, "--mean"), _floats(std, "--std"),
+                           not no_normalize)
+    items = _overrides(sets, **{"data.root": data_root})
+    config = outside_config(outside, dataset, items)
+    specs = _attack_configs(config.eval.attacks[0], attacks, eps, step_size, norm)
+    return create_outside_run(outside, config, out, overwrite=overwrite, attacks=specs), specs
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    from .config import parse_number
+
+    return None if text is None else tuple(parse_number(v.strip(), flag) for v in text.split(",") if v.strip())
+
+
+def _first_attack(run: Path):
+    """The run's first configured attack: its eps and norm are the defaults of --attacks."""
+    from .runs import Run
+
+    return Run.open(run).config.eval.attacks[0]
+
+
+def _attack_configs(first, attacks: str | None, eps: str | None, step_size: str | None, norm: str | None = None):
     """AttackConfigs for ``--attacks``; None keeps the run's configured attacks."""
     from .config import AttackConfig, parse_number
-    from .runs import Run
 
     if attacks is None:
         if eps is not None or step_size is not None or norm is not None:
@@ -102,7 +162,6 @@ def _attack_configs(run: Path, attacks: str | None, eps: str | None, step_size: 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ClasswiseError("--attacks needs at least one attack name")
-    first = Run.open(run).config.eval.attacks[0]
     norm = first.norm if norm is None else norm.strip().lower()
     if eps is None and norm != first.norm:
         raise ClasswiseError(f"--norm {norm} needs --eps in its units (the config's eps is for {first.norm})")
@@ -148,16 +207,26 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 @app.command()
 def compare(
-    standard: Annotated[Path, typer.Argument(help="Evaluated run of a standard (non-robust) model.")],
-    robust: Annotated[Path, typer.Argument(help="Evaluated run of a robust model.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ROBUST/compare).")] = None,
-    attack: Annotated[Optional[str], typer.Option(help="Attack of the robust run (default: its headline PGD).")] = None,
+    runs: Annotated[list[Path], typer.Argument(help="Evaluated run folders (with --figure7: STANDARD ROBUST).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
+    attack: Annotated[Optional[str], typer.Option(help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline PGD).")] = None,
+    figure7: Annotated[bool, typer.Option("--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's robustness.")] = False,
 ) -> None:
-    """Figure 7: class-wise accuracy of a standard model beside class-wise robustness of a robust one."""
-    from .compare import compare_runs
+    """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure.
 
-    out = out or Path(robust) / "compare"
-    rec = compare_runs(standard, robust, out, attack=attack)
+    With --figure7 and two runs (standard, then robust): figure 7 of the paper.
+    """
+    from .compare import compare_runs, compare_table
+
+    out = out or Path(runs[-1]) / "compare"
+    if not figure7:
+        rec = compare_table(runs, out, attack=attack)
+        typer.echo((out / "compare.md").read_text())
+        typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: {out / 'compare.png'}")
+        return
+    if len(runs) != 2:
+        raise ClasswiseError(f"--figure7 compares two runs (STANDARD ROBUST), got {len(runs)}")
+    rec = compare_runs(runs[0], runs[1], out, attack=attack)
     typer.echo(f"largest gap: standard {rec['standard']['gap']:.1f} points, robust {rec['robust']['gap']:.1f} "
                f"points ({rec['attack']}); figure: {out / 'gap_comparison.png'}")
 
@@ -217,10 +286,10 @@ def list_names() -> None:
     from .attacks import attack_usage
     from .config import preset_names
     from .data import dataset_names
-    from .models import model_names
+    from .models import model_names, outside_kinds
     from .train.objectives import OBJECTIVES
 
-    for title, names in (("datasets", dataset_names()), ("models", model_names()),
+    for title, names in (("datasets", dataset_names()), ("models", model_names() + outside_kinds()),
                          ("methods", list(OBJECTIVES)), ("presets", preset_names())):
         typer.echo(f"{title}: {', '.join(names)}")
     typer.echo("attacks:")

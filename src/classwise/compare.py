@@ -1,4 +1,14 @@
-"""Figure 7 from two run folders: standard model's accuracy beside robust model's robustness.
+"""Comparing evaluated runs: one class-wise table of any number of runs, and figure 7.
+
+:func:`compare_table` (``classwise compare RUN1 RUN2 ...``) writes the paper's
+table 2 layout over runs: one row per run and attack, the most robust class of
+each row underlined and the most vulnerable in bold, into ``out``::
+
+    compare.md     the table (Markdown, marks as in table 2)
+    compare.csv    the same numbers, with the most robust and most vulnerable class of each row
+    compare.png    grouped bars: per class, one bar per row
+
+:func:`compare_runs` (``classwise compare STANDARD ROBUST --figure7``) is figure 7.
 
 Paper, appendix C: the class-wise gap of a robust model (robustness under
 attack) is much larger than that of a standard model (clean accuracy), while
@@ -19,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import gap_comparison, headline_attack
+from .report.tables import blocks_markdown, text_csv
 from .errors import ClasswiseError
 from .fileio import atomic_write, write_json
 from .report import figures, tables
@@ -73,3 +84,58 @@ def _fix(v: Any) -> Any:
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     """NaN to None in the per-class lists and the ratio (strict JSON)."""
     return {k: [_fix(x) for x in v] if isinstance(v, list) else _fix(v) for k, v in record.items()}
+
+
+def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = None) -> dict[str, Any]:
+    """Write compare.{md,csv,png} for evaluated ``runs`` (rows run x attack; clean rows without ``attack``).
+
+    attack: only this attack's row of every run (each run must have it).
+    Returns {"rows": [(label, block)], "class_names", "files"}.
+    """
+    if not runs:
+        raise ClasswiseError("compare needs at least one evaluated run")
+    summaries = [(_label(Path(r), runs), _summary(Path(r))) for r in runs]
+    names = summaries[0][1]["class_names"]
+    for label, s in summaries:
+        if s["class_names"] != names:
+            raise ClasswiseError(f"{label} has other classes than {summaries[0][0]}; compare runs on one dataset")
+    rows = [(f"{label} ({name})", _marked_block(block)) for label, s in summaries for name, block in _rows(label, s, attack)]
+    out = Path(out)
+    files = {"md": atomic_write(out / "compare.md", blocks_markdown(rows, names, corner="Run (attack)")),
+             "csv": atomic_write(out / "compare.csv", _csv(rows, names))}
+    bars = {label: np.array([np.nan if v is None else v for v in b["per_class"]], dtype=np.float64) for label, b in rows}
+    files["png"] = figures.plot_classwise_bars(bars, names, out / "compare.png", title="class-wise comparison")
+    return {"rows": rows, "class_names": names, "files": files}
+
+
+def _label(run: Path, runs: list[str | Path]) -> str:
+    """The run's folder name, or its path when two runs share a name."""
+    same = sum(Path(r).name == run.name for r in runs)
+    return run.name if same == 1 else str(run)
+
+
+def _rows(label: str, summary: dict[str, Any], attack: str | None) -> list[tuple[str, dict[str, Any]]]:
+    if attack is None:
+        return [("clean", summary["clean"]), *summary["attacks"].items()]
+    if attack not in summary["attacks"]:
+        raise ClasswiseError(f"attack {attack!r} was not run on {label} (run: {', '.join(summary['attacks'])})")
+    return [(attack, summary["attacks"][attack])]
+
+
+def _marked_block(block: dict[str, Any]) -> dict[str, Any]:
+    """The block with its best and worst class (recomputed when absent; None when no class has a value)."""
+    values = _values(block)
+    if "best_class" in block and "worst_class" in block:
+        return block
+    ok = np.isfinite(values)
+    best = int(np.nanargmax(values)) if ok.any() else None
+    worst = int(np.nanargmin(values)) if ok.any() else None
+    return block | {"best_class": best, "worst_class": worst}
+
+
+def _csv(rows: list[tuple[str, dict[str, Any]]], names: list[str]) -> str:
+    header = ["run (attack)", "total", *names, "most_robust", "most_vulnerable"]
+    cell = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+    pick = lambda i: "" if i is None else names[i]  # noqa: E731
+    return text_csv(header, [[label, cell(b["overall"]), *map(cell, b["per_class"]), pick(b["best_class"]),
+                              pick(b["worst_class"])] for label, b in rows])

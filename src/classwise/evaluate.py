@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .analysis import WORST
-from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, TemperaturePGD, create_attack, cross_entropy, make_threat
+from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, CustomAttack, TemperaturePGD, create_attack, cross_entropy
+from .attacks import make_threat
 from .attacks import eval_mode, grad_and_logits, tpgd_name
 from .config import PerfConfig
 from .data.bundle import as_float
@@ -67,6 +68,7 @@ class EvalOptions:
     keep_probs: also keep softmax probabilities (N, K) per attack.
     progress: show a progress bar. perf: speed options (channels_last, bf16
     autocast, compile; :mod:`classwise.perf`), applied to the model in place.
+    adv_sink: receives the adversarial images of each attack (``--save-adv``).
     """
 
     batch_size: int = 256
@@ -75,19 +77,42 @@ class EvalOptions:
     keep_probs: bool = False
     progress: bool = True
     perf: PerfConfig | None = None
+    # Called as adv_sink(attack name, positions in ``images`` (B,) int64, adversarial images (B, C, H, W)
+    # float on the CPU) for every attacked batch (only clean-correct examples are attacked).
+    adv_sink: Callable[[str, np.ndarray, torch.Tensor], None] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, Attack], eps: float | None) -> dict[str, Attack]:
-    """Attack objects by name: pass-through for a mapping, registry specs otherwise."""
-    if isinstance(specs, Mapping):
-        return dict(specs)
-    if eps is None:
-        raise ValueError("eps is required when attacks are given by name")
-    return {spec: create_attack(spec, model, eps) for spec in specs}
+AttackLike = Attack | str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_attacks(model: nn.Module, specs: Sequence[str] | Mapping[str, AttackLike], eps: float | None) -> dict[str, Attack]:
+    """Attack objects by name.
+
+    A sequence holds registry specs ("pgd20"); a mapping maps the name results
+    are recorded under to an :class:`Attack`, a registry spec, or the user's own
+    attack: a torchattacks object or any callable ``(x, y) -> x_adv``, wrapped in
+    :class:`~classwise.attacks.CustomAttack` (outputs checked against ``eps``, or
+    the object's own ``eps``).
+    """
+    items = specs.items() if isinstance(specs, Mapping) else ((s, s) for s in specs)
+    return {name: _make_attack(model, name, value, eps) for name, value in items}
+
+
+def _make_attack(model: nn.Module, name: str, value: AttackLike, eps: float | None) -> Attack:
+    if isinstance(value, Attack):
+        return value
+    if isinstance(value, str):
+        if eps is None:
+            raise ValueError("eps is required when attacks are given by name")
+        return create_attack(value, model, eps)
+    if callable(value):
+        return CustomAttack(model, value, name, eps)
+    raise ValueError(f"attack {name!r} must be an Attack, a registry name or a callable (x, y) -> x_adv, "
+                     f"got {type(value).__name__}")
 
 
 @torch.no_grad()
@@ -101,7 +126,7 @@ def evaluate(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    attacks: Sequence[str] | Mapping[str, Attack] = ("pgd20",),
+    attacks: Sequence[str] | Mapping[str, AttackLike] = ("pgd20",),
     *,
     eps: float | None = None,
     class_names: Sequence[str] | None = None,
@@ -115,7 +140,10 @@ def evaluate(
         model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
         images: (N, C, H, W) uint8 or float in [0, 1]; labels: (N,) int.
         attacks: registry specs ("fgsm", "pgd20", ...) with ``eps``, or a
-            mapping name -> :class:`Attack` already built on ``model``.
+            mapping name -> :class:`Attack` already built on ``model``, registry
+            spec, torchattacks object or callable ``(x, y) -> x_adv`` (recorded as
+            family "custom" under that name; outputs must stay in the eps-ball
+            and [0, 1], else one error; see :func:`make_attacks`).
         class_names: K names (default "0".."K-1").
         cascade: False judges every attack on its own. True is the cascade of
             AutoAttack: attacks run in the given order, each only on examples
@@ -164,12 +192,20 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
         for start in range(0, n, opts.batch_size):
             x = prepare_input(as_float(images[start : start + opts.batch_size].to(dev)), opts.perf)
             y = on_dev[start : start + opts.batch_size]
-            for name, logits in batch_fn(model, x, y, built, gens).items():
+            sink = None if opts.adv_sink is None else _sink(opts.adv_sink, start)
+            for name, logits in batch_fn(model, x, y, built, gens, sink).items():
                 outs.setdefault(name, []).append(logits.cpu() if name.startswith(RECORD) else logits.float().cpu())
                 if not name.startswith(RECORD):
                     check_logits(outs[name][-1], k, labels[start : start + opts.batch_size], f"{name} images")
                 advance(name, len(y))
     return outs
+
+
+def _sink(adv_sink: Callable[[str, np.ndarray, torch.Tensor], None], start: int) -> Callable:
+    """adv_sink for one batch starting at ``start``: (name, mask (B,), x_adv) -> positions in the whole set."""
+    def sink(name: str, mask: torch.Tensor, x_adv: torch.Tensor) -> None:
+        adv_sink(name, start + mask.nonzero().flatten().cpu().numpy(), x_adv.detach().float().cpu())
+    return sink
 
 
 def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 2**31) -> torch.Tensor:
@@ -181,7 +217,7 @@ def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 
 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
-                  gens: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
+                  gens: Mapping[str, torch.Generator], sink: Callable | None = None) -> dict[str, torch.Tensor]:
     """Clean logits and, per attack, logits on adversarial images (B, K), plus its records.
 
     Only clean-correct examples are attacked; the others keep their clean logits
@@ -191,27 +227,32 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: M
     ok = clean.argmax(1) == y
     out = {"clean": clean}
     for name, attack in attacks.items():
-        out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], keep_records=True)
+        out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], _named(sink, name),
+                                           keep_records=True)
         out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     return out
 
 
 def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
-                   gens: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
+                   gens: Mapping[str, torch.Generator], sink: Callable | None = None) -> dict[str, torch.Tensor]:
     """Clean logits, per attack the worst-case logits so far, and "worst" (B, K)."""
     current = predict(model, x)
     out = {"clean": current}
     for name, attack in attacks.items():
         robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
-        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name])[0]
+        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name], _named(sink, name))[0]
     out[WORST] = current
     return out
 
 
+def _named(sink: Callable | None, name: str) -> Callable | None:
+    return None if sink is None else (lambda mask, x_adv: sink(name, mask, x_adv))
+
+
 def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
                   logits: torch.Tensor, attack: Attack, gen: torch.Generator,
-                  keep_records: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images.
+                  sink: Callable | None = None, keep_records: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images (given to ``sink``).
 
     With ``keep_records``, also the attack's per-example records (B, ...), rows
     outside ``mask`` holding the attack's ``record_fill`` value.
@@ -227,6 +268,8 @@ def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torc
     else:
         x_adv = attack(x[mask], y[mask], gen, clean_correct=True)
     logits[mask] = predict(model, x_adv).to(logits.dtype)
+    if sink is not None:
+        sink(mask, x_adv)
     return logits, records
 
 

@@ -9,7 +9,6 @@ which results an evaluation keeps is :mod:`classwise.identity`'s rule.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,9 +20,11 @@ from torch import nn
 from .analysis.sanity import flags_to_json, sanity_checks
 from .analysis import headline_attack, summarize
 from .attacks import Attack, build_attack
-from .checkpoint import build_model
-from .config import AttackConfig, RunConfig, load_config
+from .checkpoint import build_model, load_outside, outside_meta
+from .config import AttackConfig, RunConfig, load_config, preset_names
 from .data import DataBundle, class_balanced_indices
+from .models import classifier_layer, split_spec
+from .models.outside import robustbench
 from .errors import ClasswiseError
 from .evaluate import EvalOptions, evaluate, resolve_device, zero_gradient_mask
 from .fileio import read_json, write_json
@@ -158,7 +159,8 @@ def _changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
 def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | None = None,
                  checkpoint: str | None = None, examples: int | None = None, device: str | None = None,
                  cascade: bool = False, progress: bool = True, allow_partial: bool = False,
-                 batch_size: int | None = None) -> EvalResults:
+                 batch_size: int | None = None, overrides: tuple[str, ...] | list[str] = (),
+                 save_adv: bool = False) -> EvalResults:
     """Attack the run's checkpoint, save per-sample results, summary and report.
 
     Each attack is judged on its own; CW-inf and N-Attack run on their default
@@ -170,24 +172,29 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     that share eps and examples. ``cascade=True`` computes only that worst case,
     running each attack on the examples still robust (as AutoAttack).
     ``allow_partial`` evaluates a model whose training did not finish (said so
-    in summary.json and the report).
+    in summary.json and the report). ``overrides`` (``--set``) may change
+    eval.*, device and perf.* for this evaluation. ``save_adv`` writes each
+    attack's adversarial images with their test-set indices to RUN/adv/.
     """
     run = Run.open(run_dir)
     with run.lock():
         partial = _check_trained(run, allow_partial)
-        config = run.config
+        config = _eval_config(run, overrides)
         ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
                                  checkpoint=checkpoint or config.eval.checkpoint,
                                  examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
         data, dev = run.data(), resolve_device(device or config.device)
         with run.guarded(None):  # a damaged checkpoint leaves the run failed, never complete
-            model, model_id = run.model(ev.checkpoint, dev), _model_identity(run, ev.checkpoint)
+            model, model_id = run.model(ev.checkpoint, dev), run.model_digest(ev.checkpoint)
         built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]  # a bad attack leaves the run untouched
         opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
         _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
+        adv = _AdvImages() if save_adv else None
         with run.guarded("evaluating"):
-            new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade)
+            new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade, adv)
             merged, messages = merge_results(run.results(), run.meta(), new, model_id)
+            if adv is not None:
+                adv.save(run, new.facts, merged.facts)
             for message in messages:
                 warnings.warn(message, stacklevel=2)
             merged = with_worst_cases(_headline_probs_only(merged))
@@ -210,9 +217,42 @@ def _check_trained(run: Run, allow_partial: bool) -> str | None:
 
 
 def _model_identity(run: Run, checkpoint: str) -> dict[str, str]:
-    """The evaluated model: checkpoint name and the SHA-256 of its file."""
-    digest = hashlib.sha256(run.checkpoint_path(checkpoint).read_bytes()).hexdigest()
-    return {"checkpoint": checkpoint, "sha256": digest}
+    """The evaluated model: checkpoint name and the SHA-256 of its file (outside runs: of the weights)."""
+    return run.model_digest(checkpoint)
+
+
+EVAL_KEYS = ("eval.", "device", "perf.")  # what --set may change when an existing run is evaluated
+
+
+def _eval_config(run: Run, overrides: tuple[str, ...] | list[str]) -> RunConfig:
+    """The run's config with ``--set`` overrides of eval.*, device and perf.* (anything else: one error)."""
+    if not overrides:
+        return run.config
+    config = load_config(run.path / "config.yaml", overrides)
+    refused = [k for k in _changed_keys(run.config, config) if not k.startswith(EVAL_KEYS)]
+    if refused:
+        raise ClasswiseError(f"--set on evaluate can change only eval.*, device and perf.*, not {', '.join(refused)}")
+    return config
+
+
+class _AdvImages:
+    """Adversarial images per attack, gathered during an evaluation (``save_adv``)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[tuple[np.ndarray, torch.Tensor]]] = {}
+
+    def sink(self, index: np.ndarray):
+        """EvalOptions.adv_sink for images whose positions map to test-set indices ``index``."""
+        return lambda name, pos, x_adv: self.parts.setdefault(name, []).append((index[pos], x_adv))
+
+    def save(self, run: Run, facts: dict[str, dict], merged: dict[str, dict]) -> None:
+        """One file per attack, named as the run's results name it (the merged key with the same facts)."""
+        for spec, parts in self.parts.items():
+            name = next((k for k, f in merged.items() if f == facts.get(spec)), spec)
+            index = np.concatenate([i for i, _ in parts])
+            order = np.argsort(index, kind="stable")
+            run.save_adv(name, index[order], torch.cat([x for _, x in parts])[torch.as_tensor(order)],
+                         facts.get(spec, {}))
 
 
 def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:
@@ -225,9 +265,10 @@ def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.nd
 
 
 def _attack_all(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
-                opts: EvalOptions, cascade: bool) -> EvalResults:
+                opts: EvalOptions, cascade: bool, adv: _AdvImages | None = None) -> EvalResults:
     """Per-sample results on the test examples ``idx`` (with ``index`` = idx), keyed by attack config."""
     x, y = data.test_x[idx], data.test_y[idx]
+    opts = opts if adv is None else dataclasses.replace(opts, adv_sink=adv.sink(idx))
     keep_probs = len(y) * data.num_classes <= PROBS_MAX_VALUES
     attacks = {cfg.to_text(): attack for cfg, attack in built}
     if cascade:
@@ -235,7 +276,7 @@ def _attack_all(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list
         results = dataclasses.replace(results, adv_pred={"worst": results.adv_pred["worst"]}, adv_probs={},
                                       facts={"worst": results.facts["worst"] | _common_threat(built)})
     else:
-        results = _each_attack(model, x, y, attacks, data, opts, keep_probs)
+        results = _each_attack(model, x, y, attacks, data, opts, keep_probs, adv, idx)
     results.extras["index"] = idx
     results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=opts.batch_size, device=opts.device)
     for text, (cfg, _) in zip(attacks, built):
@@ -254,7 +295,8 @@ def _common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object
 
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, Attack],
-                 data: DataBundle, opts: EvalOptions, keep_probs: bool) -> EvalResults:
+                 data: DataBundle, opts: EvalOptions, keep_probs: bool, adv: _AdvImages | None = None,
+                 idx: np.ndarray | None = None) -> EvalResults:
     """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
     per_class = {k: _per_class(a, y, data.num_classes) for k, a in attacks.items()}
     full = {k: a for k, a in attacks.items() if per_class[k] is None}
@@ -263,7 +305,9 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: di
         if per_class[key] is None:
             continue
         sample = class_balanced_indices(y, per_class[key], seed=opts.seed)
-        part = evaluate(model, x[sample], y[sample], {key: attack}, class_names=data.class_names, options=opts)
+        sink = None if adv is None or idx is None else adv.sink(idx[sample.numpy()])
+        part = evaluate(model, x[sample], y[sample], {key: attack}, class_names=data.class_names,
+                        options=dataclasses.replace(opts, adv_sink=sink))
         pred = np.full(len(y), NOT_ATTACKED, dtype=np.int64)
         pred[sample.numpy()] = part.adv_pred[key]
         results.adv_pred[key] = pred
@@ -296,7 +340,15 @@ def _meta(run: Run, data: DataBundle, ev, results: EvalResults, model_id: dict, 
         "eps": eps_values.pop() if len(eps_values) == 1 else {k: f.get("eps") for k, f in attacks.items()},
         "attacks": attacks, "class_names": data.class_names, "superclasses": data.superclasses,
         "train_method": config.train.method, "notes": list(config.notes), "examples": ev.examples,
-    }
+    } | (_outside_facts(run) if run.origin == "outside" else {})
+
+
+def _outside_facts(run: Run) -> dict:
+    """meta.json entries of an outside model: origin, weights file and SHA-256, normalisation, classifier."""
+    rec = run.outside_meta()
+    keep = ("weights", "sha256", "normalization", "mean", "std", "classifier", "robustbench", "kwargs")
+    return {"origin": "outside", "train_method": "outside model (not trained by classwise)",
+            "outside": {k: rec[k] for k in keep if k in rec}, "classifier": rec.get("classifier")}
 
 
 def report_run(run_dir: str | Path) -> dict[str, Path]:
@@ -327,7 +379,8 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     summary = ({"partial": meta["partial"]} if meta.get("partial") else {}) | summary
     write_json(run.path / "summary.json", summary)
     notes = list(meta.get("notes") or [])
-    shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method") if k in meta}
+    shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method", "classifier")
+             if meta.get(k) is not None}
     metrics = check_metrics(run.metrics(), run.path / "metrics.jsonl", results.num_classes)
     return write_report(run.path, ReportContext(
         results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
@@ -336,6 +389,129 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
 
 def _read_optional(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutsideModel:
+    """A model classwise did not train (``classwise evaluate --model``).
+
+    spec: registry name, ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME``.
+    weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench).
+    threat_model, model_dir: RobustBench's (``model_dir/<dataset>/<threat>/<name>.pt``).
+    mean, std: input normalisation; None: the dataset's; ``normalize=False``: none.
+    """
+
+    spec: str
+    weights: str | Path | None = None
+    threat_model: str = "Linf"
+    model_dir: str | Path = "models"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    normalize: bool = True
+
+
+def outside_config(model: OutsideModel, dataset: str, overrides: tuple[str, ...] | list[str] = ()) -> RunConfig:
+    """The run config of an outside model: the dataset's preset (eval attacks, eps) or the defaults."""
+    base = dataset if dataset in preset_names() else None
+    items = [f"data.name={dataset}", f"model.name={model.spec}",
+             "notes=['outside model: weights not trained by classwise']", *overrides]
+    config = load_config(base, items)
+    if split_spec(model.spec)[0] != "robustbench":
+        return config
+    kwargs = {"dataset": _robustbench_dataset(config, dataset), "threat_model": model.threat_model,
+              "model_dir": str(Path(model.model_dir).resolve())} | dict(config.model.kwargs)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, kwargs=kwargs))
+
+
+def _robustbench_dataset(config: RunConfig, dataset: str) -> str:
+    """RobustBench's dataset: ``model.kwargs.dataset``, the dataset's name, or CIFAR-10/100 by class names."""
+    from .data.classes import CIFAR10_CLASSES
+
+    if "dataset" in config.model.kwargs:
+        return str(config.model.kwargs["dataset"])
+    if dataset in ("cifar10", "cifar100", "imagenet"):
+        return dataset
+    if dataset == "imagefolder" and config.data.root and _folder_classes(config.data.root) == list(CIFAR10_CLASSES):
+        return "cifar10"
+    raise ClasswiseError(f"which RobustBench dataset is {dataset!r}? say it with --set model.kwargs.dataset=cifar10 "
+                         "(or cifar100, imagenet)")
+
+
+def _folder_classes(root: str) -> list[str]:
+    train = Path(root) / "train"
+    return sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+
+
+def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Path, *,
+                       overwrite: bool = False, attacks: tuple[AttackConfig, ...] | None = None) -> Path:
+    """A run folder for an outside model (origin "outside", status trained), ready for :func:`evaluate_run`.
+
+    The model is loaded and checked (weights fit, K outputs) before any folder is
+    made; model.json records the spec, the weights file and its SHA-256, the
+    normalisation, the classifier used by figure 4 and, for RobustBench, its version.
+    """
+    data = load_run_data(config)
+    mean, std, how = _normalisation(model, data)
+    weights = None if model.weights is None else Path(model.weights)
+    if weights is None and split_spec(model.spec)[0] != "robustbench":
+        raise ClasswiseError(f"--model {model.spec} needs --weights FILE (its trained state dict)")
+    extra = {"robustbench": {"version": robustbench()[1], **config.model.kwargs}} \
+        if split_spec(model.spec)[0] == "robustbench" else {}
+    meta = outside_meta(config.model, data, mean, std, how, weights, **extra)
+    net = load_outside(meta, model.weights or model.spec)
+    meta = outside_meta(config.model, data, *_loaded_normalisation(net, mean, std, how), weights, **extra)
+    meta["classifier"] = _check_outputs(net, data)
+    for cfg in attacks or config.eval.attacks:  # every attack builds before the folder is made
+        build_attack(cfg, net)
+    run = Run.create(run_dir, config, overwrite=overwrite, origin="outside")
+    with run.lock():
+        run.save_outside_meta(meta)
+        run.set_status("trained", trained=True)
+    return run.path
+
+
+def _normalisation(model: OutsideModel, data: DataBundle) -> tuple[tuple | None, tuple | None, str]:
+    """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
+    if split_spec(model.spec)[0] == "robustbench":
+        if model.mean is not None or model.std is not None or not model.normalize:
+            raise ClasswiseError("RobustBench models normalise their inputs themselves: drop --mean/--std/--no-normalize")
+        return None, None, "inside the model (RobustBench)"
+    if (model.mean is None) != (model.std is None):
+        raise ClasswiseError("give both --mean and --std, or neither")
+    if model.mean is not None:
+        if not model.normalize:
+            raise ClasswiseError("--no-normalize excludes --mean/--std")
+        return tuple(model.mean), tuple(model.std), "--mean/--std"
+    if not model.normalize:
+        return (0.0,), (1.0,), "none"
+    return tuple(data.mean), tuple(data.std), f"the dataset's ({data.name})"
+
+
+def _loaded_normalisation(net: nn.Module, mean, std, how: str) -> tuple[tuple | None, tuple | None, str]:
+    """The normalisation the loaded model applies (a classwise state dict brings its own buffers)."""
+    norm = getattr(net, "normalize", None)
+    if norm is None or mean is None:
+        return mean, std, how
+    got = tuple(norm.mean.flatten().tolist()), tuple(norm.std.flatten().tolist())
+    want = tuple(torch.tensor(mean).expand(len(got[0])).tolist()), tuple(torch.tensor(std).expand(len(got[1])).tolist())
+    return (got[0], got[1], how) if np.allclose(got, want) else (got[0], got[1], "the weights file (normalize buffers)")
+
+
+def _check_outputs(net: nn.Module, data: DataBundle) -> str | None:
+    """One error unless the model maps two test images to (2, K) logits; the classifier's description."""
+    from .data.bundle import as_float
+
+    with torch.no_grad():
+        out = net(as_float(data.test_x[:2].clone()))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(data.test_x[:2]), data.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ClasswiseError(f"the model maps {tuple(data.test_x[:2].shape)} images to {got}, not logits for "
+                             f"the {data.num_classes} classes of {data.name}")
+    found = classifier_layer(net, data.num_classes)
+    if found is None:
+        return "none found (no nn.Linear with K outputs): no figure 4"
+    return "head" if found[0] == "head" and hasattr(net, "features") else \
+        f"last nn.Linear '{found[0]}'"
 
 
 def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: bool = False,
@@ -347,4 +523,5 @@ def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: boo
     return run_dir
 
 
-__all__ = ["demo", "eval_indices", "evaluate_run", "report_run", "resumed_config", "train_run"]
+__all__ = ["OutsideModel", "create_outside_run", "demo", "eval_indices", "evaluate_run", "outside_config",
+           "report_run", "resumed_config", "train_run"]

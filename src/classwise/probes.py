@@ -7,7 +7,7 @@ section 4 (figure 5b-d, f-h) and appendix D (figure 8).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 
 from .attacks import PGD, Attack, eval_mode, grad_and_logits
 from .data.bundle import as_float
+from .models import classifier_layer
 
 
 @torch.no_grad()
@@ -62,15 +63,40 @@ def probability_trajectory(model: nn.Module, x: torch.Tensor, y: torch.Tensor, a
 
 @torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """``model.features`` (the input of the classifier head) of images x (N, C, H, W) -> (N, D) float32."""
-    if not hasattr(model, "features"):
-        raise ValueError(f"{type(model).__name__} has no features(x); t-SNE needs the penultimate layer")
+    """The input of the classifier of images x (N, C, H, W) -> (N, D) float32.
+
+    ``model.features`` for classwise models; for a model without it (torchvision,
+    timm, RobustBench), the input of its last ``nn.Linear``
+    (:func:`classwise.models.classifier_layer`), read by a forward hook.
+    """
+    own = getattr(model, "features", None)  # a method; torchvision's VGG "features" is a conv stack, not it
+    features = own if callable(own) and not isinstance(own, nn.Module) else _linear_input(model)
     dev = next(model.parameters()).device
     out = []
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
-            out.append(model.features(as_float(x[start : start + batch_size].to(dev))).float().cpu())
+            out.append(features(as_float(x[start : start + batch_size].to(dev))).float().flatten(1).cpu())
     return torch.cat(out).numpy()
+
+
+def _linear_input(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> the input of the model's last ``nn.Linear`` (B, D) on x, captured during ``model(x)``."""
+    found = classifier_layer(model)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no features(x) and no nn.Linear classifier; "
+                         "t-SNE needs the penultimate layer")
+    layer = found[1]
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+        handle = layer.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        return seen[-1]
+
+    return features
 
 
 def adversarial_images(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,

@@ -9,6 +9,8 @@ Layout (the one place it is written down)::
     run/metrics.jsonl          one JSON line per epoch (class-wise clean and robust accuracy)
     run/train.log              one line per epoch, as printed
     run/checkpoints/*.safetensors
+    run/model.json             outside models only (origin "outside"): the model spec, weights file and
+                               its SHA-256, normalisation, RobustBench version (checkpoint.outside_meta)
     run/results.npz            per-sample results over the whole test set
     run/meta.json              what produced the results: model, checkpoint, each attack's identity
     run/summary.json           headline numbers (written last, with the report)
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import fnmatch
+import json
 import os
 import shutil
 import subprocess
@@ -39,11 +42,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import head_weight, load_model_file
+from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, load_outside
+from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
@@ -56,7 +61,7 @@ LOCK = ".classwise.lock"
 # Every file classwise writes into a run folder (glob patterns relative to it).
 OWN_FILES = (
     MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
-    "meta.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
+    "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
     "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
     "compare/*", "tensorboard/*", "adv/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
 )
@@ -225,7 +230,12 @@ class Run:
                       if ".state." not in p.name)
 
     def model(self, checkpoint: str = "last", device: str | torch.device = "cpu") -> nn.Module:
-        """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode."""
+        """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode.
+
+        An outside run has one model, rebuilt from model.json (its spec and weights file).
+        """
+        if self.origin == "outside":
+            return load_outside(self.outside_meta(), self.path / "model.json").to(device).eval()
         path = self.checkpoint_path(checkpoint)
         if not path.is_file():
             found = ", ".join(self.checkpoint_names()) or "none"
@@ -234,8 +244,44 @@ class Run:
         return model.to(device).eval()
 
     def head_weight(self, checkpoint: str = "last") -> torch.Tensor | None:
-        """The classifier weight (K, D) of ``checkpoint``, if the model has a ``head``."""
-        return head_weight(self.checkpoint_path(checkpoint))
+        """The classifier weight (K, D) of ``checkpoint``, if the model has a ``head``.
+
+        For an outside model: the weight of its classifier, ``head`` or else its
+        last ``nn.Linear`` with K outputs (:func:`classwise.models.classifier_layer`).
+        """
+        if self.origin != "outside":
+            return head_weight(self.checkpoint_path(checkpoint))
+        found = classifier_layer(self.model(), int(self.outside_meta()["num_classes"]))
+        return None if found is None else found[1].weight.detach().cpu()
+
+    def model_digest(self, checkpoint: str = "last") -> dict[str, str]:
+        """The evaluated model: checkpoint name and the SHA-256 of its file (outside: of the weights file)."""
+        if self.origin == "outside":
+            meta = self.outside_meta()
+            return {"checkpoint": "outside", "sha256": meta.get("sha256") or "none (fresh weights)"}
+        return {"checkpoint": checkpoint, "sha256": file_sha256(self.checkpoint_path(checkpoint))}
+
+    # -- outside models -----------------------------------------------------------------------
+
+    def save_outside_meta(self, meta: dict[str, Any]) -> None:
+        """model.json: what rebuilds the outside model (:func:`classwise.checkpoint.outside_meta`)."""
+        write_json(self.path / "model.json", meta)
+
+    def outside_meta(self) -> dict[str, Any]:
+        path = self.path / "model.json"
+        if not path.is_file():
+            raise ClasswiseError(f"{self.path} is an outside-model run without model.json; make it again "
+                                 "with `classwise evaluate --model ... --overwrite`")
+        return read_json(path)
+
+    def save_adv(self, attack: str, index: np.ndarray, images: torch.Tensor, facts: dict[str, Any]) -> Path:
+        """adv/<attack>.safetensors: adversarial images (N, C, H, W) float32 and their test-set ``index`` (N,)."""
+        name = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in attack)
+        path = self.path / "adv" / f"{name}.safetensors"
+        _mkdir(path.parent)
+        atomic_save({"images": images.float().contiguous(), "index": torch.as_tensor(index, dtype=torch.int64)},
+                    path, {"attack": attack, "facts": json.dumps(facts, default=str)})
+        return path
 
     # -- results ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import Attack, eval_mode, input_grad
 from .cw_inf import CWInf
+from .custom import CustomAttack, is_torchattacks
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
 from .fmn import FMN
@@ -25,8 +26,9 @@ from .tpgd import PAPER_INV_TEMPERATURES, TemperaturePGD, tpgd_name
 from .transfer import Transfer
 
 __all__ = [
-    "Attack", "LinfThreat", "L2Threat", "Threat", "NORMS", "make_threat", "check_norm", "FGSM", "FMN", "PGD", "CWInf", "CWMarginPGD", "TemperaturePGD", "NAttack",
-    "Transfer", "APGDCE", "APGDT", "FABT", "Square", "AutoAttack",
+    "Attack", "LinfThreat", "L2Threat", "Threat", "NORMS", "make_threat", "check_norm", "FGSM", "FMN", "PGD", "CWInf",
+    "CWMarginPGD", "TemperaturePGD", "NAttack", "Transfer", "CustomAttack", "is_torchattacks", "APGDCE", "APGDT",
+    "FABT", "Square", "AutoAttack",
     "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box",
     "parse_spec", "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad",
     "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss", "split_options",

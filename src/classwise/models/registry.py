@@ -20,6 +20,7 @@ from .resnet import build_resnet18
 from .resnet50 import build_resnet50
 from .smallcnn import build_smallcnn
 from .wideresnet import build_wideresnet
+from .outside import KINDS, build_outside, split_spec
 
 Builder = Callable[..., nn.Module]
 
@@ -37,6 +38,11 @@ _COMMON = ("num_classes", "in_channels", "image_size", "mean", "std")
 def model_names() -> list[str]:
     """Registered model names, in registry order."""
     return list(_MODELS)
+
+
+def outside_kinds() -> list[str]:
+    """Spec prefixes of models classwise did not define: ``torchvision:NAME``, ``timm:NAME``, ``robustbench:NAME``."""
+    return [f"{kind}:NAME" for kind in KINDS]
 
 
 def model_kwargs(name: str) -> dict[str, object]:
@@ -70,9 +76,19 @@ def create_model(
         kwargs: model-specific options (see :func:`model_kwargs`), e.g.
             ``create_model("wideresnet", depth=34, width=10, dropout=0.0)``.
 
+    A spec ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME`` builds that
+    library's architecture with fresh weights (:mod:`classwise.models.outside`);
+    its ``kwargs`` go to the library's builder.
+
     Raises:
         ClasswiseError: unknown name. ValueError: bad sizes or keyword arguments.
     """
+    if split_spec(name)[0] is not None:
+        _check_common(num_classes, in_channels, image_size)
+        try:
+            return build_outside(name, num_classes, in_channels, image_size, mean, std, **kwargs)
+        except TypeError as e:
+            raise ValueError(f"model {name!r}: {e}") from None
     builder = _builder(name)
     unknown = sorted(set(kwargs) - set(model_kwargs(name)))
     if unknown:

@@ -360,7 +360,13 @@ def _superclass_section(run_dir: Path, results: EvalResults, head: str, names: l
                     image=paths["fig_superclass_confusion"])]
 
 
-def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]) -> list[Section]:
+def classifier_sentence(meta: dict[str, Any] | None) -> str:
+    """Which layer figure 4 reads, when it is not the model's ``head`` (outside models): one sentence."""
+    where = (meta or {}).get("classifier")
+    return "" if where in (None, "head") else f" The model has no head: the classifier is its {where}."
+
+
+def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path], note: str = "") -> list[Section]:
     """Figure 4: classifier weight norm per class against robustness, with Spearman rho and its CI."""
     names, norm = summary["class_names"], summary["claims"]["weight_norm"]
     head, rob = norm["attack"], norm["robust"]
@@ -374,7 +380,7 @@ def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
                     f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
                     f"rho = {_rho(rob)}, against clean accuracy {_rho(norm['clean'])}; the intervals come from "
-                    "resampling the test examples of each class." + sampled_note(len(names)),
+                    "resampling the test examples of each class." + note + sampled_note(len(names)),
                     image=paths["fig_weight_norms"])]
 
 
@@ -468,7 +474,8 @@ def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list
     sections += _epoch_section(run_dir, ctx.metrics, names, paths) if ctx.metrics else []
     if head is not None:
         sections += _head_sections(run_dir, ctx, head, paths)
-        sections += _norm_section(run_dir, summary, paths) if summary["claims"]["weight_norm"] else []
+        note = classifier_sentence(ctx.meta)
+        sections += _norm_section(run_dir, summary, paths, note) if summary["claims"]["weight_norm"] else []
     return sections + threat_model_sections(run_dir, summary, names, paths)
 
 

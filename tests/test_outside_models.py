@@ -1,0 +1,350 @@
+"""Any model through the command line: outside weights, torchvision, timm, RobustBench; custom attacks.
+
+Every file is made in the test (random weights, a 20-image CIFAR-10-named image
+folder); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from classwise.cli import main
+from classwise.data import load_data
+from classwise.errors import ClasswiseError
+from classwise.models.outside import KINDS
+from classwise.runs import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _has_robustbench() -> bool:
+    try:
+        from classwise.models.outside import robustbench
+
+        robustbench()
+        return True
+    except ClasswiseError:
+        return False
+
+
+needs_robustbench = pytest.mark.skipif(not _has_robustbench(), reason="the robustbench extra is not installed "
+                                       "(pip install 'classwise[robustbench]')")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """An image folder with CIFAR-10's class names: 2 train and 2 test 32x32 RGB images per class."""
+    root = tmp_path_factory.mktemp("cifar-like")
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in CIFAR10:
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def _evaluate(folder: Path, out: Path, *args: str) -> int:
+    return main(["evaluate", *args, "--dataset", "imagefolder", "--data-root", str(folder), "--out", str(out),
+                 "--attacks", "fgsm,pgd2@step=0.01", "--eps", "8/255", "-q"])
+
+
+def _resnet18_file(path: Path, wrap=lambda sd: sd) -> tuple[torch.nn.Module, Path]:
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    torch.save(wrap(net.state_dict()), path)
+    return net, path
+
+
+def _clean_pred(net: torch.nn.Module, run: Run, mean, std) -> np.ndarray:
+    """The network's own predictions on the run's evaluated images, normalised by hand."""
+    idx = run.results().extras["index"]
+    x = run.data().test_x[idx].float() / 255
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        return net((x - m) / s).argmax(1).numpy()
+
+
+@pytest.fixture(scope="module")
+def tv_run(folder, tmp_path_factory) -> tuple[Path, torch.nn.Module, Path]:
+    """torchvision:resnet18 from a plain torch.save(state_dict), evaluated with --save-adv."""
+    tmp = tmp_path_factory.mktemp("tv")
+    net, weights = _resnet18_file(tmp / "resnet18.pt")
+    assert _evaluate(folder, tmp / "run", "--model", "torchvision:resnet18", "--weights", str(weights),
+                     "--save-adv") == 0
+    return tmp / "run", net, weights
+
+
+def test_torchvision_model_from_a_plain_state_dict(tv_run, folder):
+    path, net, weights = tv_run
+    run = Run.open(path)
+    assert run.origin == "outside" and run.state == "complete" and run.trained
+    meta, data = run.meta(), load_data("imagefolder", folder)
+    assert meta["model"] == "torchvision:resnet18" and meta["origin"] == "outside"
+    assert meta["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert meta["outside"]["weights"] == str(weights.resolve())
+    assert meta["outside"]["normalization"] == "the dataset's (imagefolder)"
+    assert meta["outside"]["mean"] == pytest.approx(list(data.mean))
+    # the results are those of the user's network, normalised with the dataset's mean and std
+    results = run.results()
+    assert len(results.labels) == 20
+    assert np.array_equal(results.clean_pred, _clean_pred(net, run, data.mean, data.std))
+    for name in ("summary.json", "report.html", "figures/weight_norms.png", "tables/classwise.csv"):
+        assert (path / name).is_file(), name
+    assert meta["classifier"] == "last nn.Linear 'net.fc'"
+    assert "The model has no head: the classifier is its last nn.Linear 'net.fc'" in (path / "report.md").read_text()
+
+
+def test_wrapped_state_dict_loads_the_same_weights(tv_run, folder, tmp_path):
+    _, net, _ = tv_run
+    _, weights = _resnet18_file(tmp_path / "ckpt.pth", lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()},
+                                                                   "epoch": 7})
+    assert _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet18", "--weights", str(weights),
+                     "--no-normalize") == 0
+    run = Run.open(tmp_path / "run")
+    assert run.meta()["outside"]["normalization"] == "none"
+    assert np.array_equal(run.results().clean_pred, _clean_pred(net, run, [0.0], [1.0]))
+
+
+def test_saved_adversarial_examples_are_the_evaluated_ones(tv_run):
+    from safetensors.torch import load_file
+
+    path, _, _ = tv_run
+    run = Run.open(path)
+    results, model = run.results(), run.model()
+    x_all = run.data().test_x.float() / 255
+    assert sorted(p.name for p in (path / "adv").iterdir()) == ["fgsm.safetensors", "pgd2.safetensors"]
+    for attack, eps in (("fgsm", 8 / 255), ("pgd2", 8 / 255)):
+        saved = load_file(path / "adv" / f"{attack}.safetensors")
+        index, images = saved["index"].numpy(), saved["images"]
+        pos = np.searchsorted(results.extras["index"], index)
+        # exactly the clean-correct examples were attacked, each inside the eps-ball and [0, 1]
+        assert np.array_equal(pos, np.flatnonzero(results.clean_pred == results.labels))
+        assert float((images - x_all[index]).abs().max()) <= eps + 1e-6 and images.min() >= 0 and images.max() <= 1
+        with torch.no_grad():
+            assert np.array_equal(model(images).argmax(1).numpy(), results.adv_pred[attack][pos])
+
+
+def test_pickle_payload_is_refused_and_never_runs(folder, tmp_path, capsys):
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": Payload()}, bad)
+    assert _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet18", "--weights", str(bad)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: refusing") and "never unpickles" in err[0]
+    assert not marker.exists() and not (tmp_path / "run").exists()
+    torch.load(bad, weights_only=False)  # the payload is real: full unpickling would have run it
+    assert marker.exists()
+
+
+def test_weights_that_do_not_fit_list_the_keys(folder, tmp_path, capsys):
+    _, weights = _resnet18_file(tmp_path / "r18.pt")
+    assert _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet34", "--weights", str(weights)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not fit the model" in err[0] and "missing keys" in err[0] and "layer1.2" in err[0]
+
+
+def test_weights_changed_after_the_run_are_refused(folder, tmp_path):
+    _, weights = _resnet18_file(tmp_path / "r18.pt")
+    assert _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet18", "--weights", str(weights)) == 0
+    _resnet18_file(weights, lambda sd: {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()})
+    with pytest.raises(ClasswiseError, match="changed since the run was made"):
+        Run.open(tmp_path / "run").model()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "torchvision:resnet18"], "needs --weights"),
+    (["--model", "nope:resnet18", "--weights", "x.pt"], "unknown model kind"),
+    (["--model", "torchvision:nonexistent_net", "--weights", "x.pt"], "torchvision has no model"),
+    (["--model", "timm:nonexistent_net", "--weights", "x.pt"], "timm has no model"),
+    (["--model", "torchvision:resnet18", "--weights", "missing.pt"], "does not exist"),
+    (["--model", "torchvision:resnet18", "--weights", "x.pt", "--mean", "0.5"], "both --mean and --std"),
+])
+def test_bad_outside_input_is_one_error_line(folder, tmp_path, capsys, args, message):
+    (tmp_path / "x.pt").write_bytes(b"")
+    args = [a if not a.endswith(".pt") else str(tmp_path / a) for a in args]
+    assert _evaluate(folder, tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_set_changes_only_eval_keys(tv_run, capsys):
+    path, _, _ = tv_run
+    assert main(["evaluate", str(path), "--set", "model.name=smallcnn", "-q"]) == 2
+    assert "only eval.*" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--set", "eval.batch_size=7", "--attacks", "fgsm@eps=0.01", "-q"]) == 0
+    assert "fgsm" in Run.open(path).summary()["attacks"]
+
+
+# -- registry-driven: every model spec kind builds, evaluates and reports -------------------------
+
+
+def _registry_weights(tmp: Path, data) -> tuple[str, list[str]]:
+    from classwise.checkpoint import save_model
+    from classwise.models import create_model
+
+    net = create_model("smallcnn", num_classes=10, in_channels=3, image_size=32, mean=data.mean, std=data.std)
+    save_model(net, tmp / "smallcnn.safetensors")
+    return "smallcnn", ["--weights", str(tmp / "smallcnn.safetensors")]
+
+
+def _torchvision_weights(tmp: Path, data) -> tuple[str, list[str]]:
+    _, path = _resnet18_file(tmp / "tv.pt")
+    return "torchvision:resnet18", ["--weights", str(path)]
+
+
+def _timm_weights(tmp: Path, data) -> tuple[str, list[str]]:
+    timm = pytest.importorskip("timm", reason="the timm extra is not installed")
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    torch.save(net.state_dict(), tmp / "timm.bin")
+    return "timm:resnet10t", ["--weights", str(tmp / "timm.bin")]
+
+
+def _robustbench_weights(tmp: Path, data) -> tuple[str, list[str]]:
+    if not _has_robustbench():
+        pytest.skip("the robustbench extra is not installed (pip install 'classwise[robustbench]')")
+    from classwise.models.outside import robustbench_architecture
+
+    torch.manual_seed(0)
+    (tmp / "models/cifar10/Linf").mkdir(parents=True)
+    torch.save(robustbench_architecture("Wong2020Fast").state_dict(), tmp / "models/cifar10/Linf/Wong2020Fast.pt")
+    return "robustbench:Wong2020Fast", ["--model-dir", str(tmp / "models"), "--threat-model", "Linf"]
+
+
+KIND_EXAMPLES = {"registry": _registry_weights, "torchvision": _torchvision_weights, "timm": _timm_weights,
+                 "robustbench": _robustbench_weights}
+
+
+@pytest.mark.parametrize("kind", ["registry", *KINDS])
+def test_every_model_spec_kind_builds_evaluates_and_reports(kind, folder, tmp_path):
+    data = load_data("imagefolder", folder)
+    spec, args = KIND_EXAMPLES[kind](tmp_path, data)  # a new kind needs an example here
+    assert _evaluate(folder, tmp_path / "run", "--model", spec, *args) == 0
+    run = Run.open(tmp_path / "run")
+    summary, meta = run.summary(), run.meta()
+    assert summary["num_examples"] == 20 and list(summary["attacks"]) == ["fgsm", "pgd2", "worst"]
+    for block in summary["attacks"].values():
+        assert block["overall"] <= summary["clean"]["overall"]
+    assert meta["model"] == spec and (tmp_path / "run/report.html").is_file()
+    assert (tmp_path / "run/figures/weight_norms.png").is_file()  # figure 4 from the head or the last nn.Linear
+
+
+@needs_robustbench
+def test_robustbench_model_end_to_end_from_model_dir(folder, tmp_path):
+    from robustbench.utils import load_model
+
+    spec, args = _robustbench_weights(tmp_path, None)
+    assert _evaluate(folder, tmp_path / "run", "--model", spec, *args) == 0
+    run = Run.open(tmp_path / "run")
+    meta = run.meta()
+    rb = meta["outside"]["robustbench"]
+    assert rb["version"] == importlib.metadata.version("robustbench")
+    assert rb["dataset"] == "cifar10" and rb["threat_model"] == "Linf"  # CIFAR-10 told by the class names
+    assert meta["outside"]["normalization"] == "inside the model (RobustBench)"
+    assert meta["sha256"] == hashlib.sha256((tmp_path / "models/cifar10/Linf/Wong2020Fast.pt").read_bytes()).hexdigest()
+    # the predictions are those of RobustBench's own loader
+    net = load_model("Wong2020Fast", model_dir=str(tmp_path / "models"), dataset="cifar10", threat_model="Linf")
+    x = run.data().test_x[run.results().extras["index"]].float() / 255
+    with torch.no_grad():
+        assert np.array_equal(net(x).argmax(1).numpy(), run.results().clean_pred)
+
+
+@needs_robustbench
+def test_robustbench_pickle_payload_is_refused(folder, tmp_path, capsys):
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "models/cifar10/Linf").mkdir(parents=True)
+    torch.save({"state_dict": Payload()}, tmp_path / "models/cifar10/Linf/Wong2020Fast.pt")
+    assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast", "--model-dir",
+                     str(tmp_path / "models")) == 2
+    assert "never unpickles" in capsys.readouterr().err and not marker.exists()
+
+
+@pytest.mark.skipif(_has_robustbench(), reason="checks the message shown without the robustbench extra")
+def test_robustbench_absent_is_one_clear_error(folder, tmp_path, capsys):
+    assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'classwise[robustbench]'" in err[0]
+
+
+# -- probes on a model without features/head ----------------------------------------------------
+
+
+def test_penultimate_features_of_a_model_without_features(tv_run):
+    from classwise.probes import penultimate_features
+
+    run = Run.open(tv_run[0])
+    model, x = run.model(), run.data().test_x[:4]
+    feats = penultimate_features(model, x)
+    net = model.net
+    with torch.no_grad():
+        h = net.avgpool(net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(
+            model.normalize(x.float() / 255))))))))))
+    assert feats.shape == (4, 512) and np.allclose(feats, torch.flatten(h, 1).numpy(), atol=1e-5)
+    assert run.head_weight().shape == (10, 512)
+
+
+# -- bring your own attack ----------------------------------------------------------------------
+
+
+def test_torchattacks_and_callables_run_beside_registry_attacks(mnist_mlp):
+    torchattacks = pytest.importorskip("torchattacks")
+    from classwise.evaluate import evaluate
+
+    model, x, y = mnist_mlp
+    eps = 0.1
+    attacks = {"fgsm": "fgsm", "ta-fgsm": torchattacks.FGSM(model, eps=eps),
+               "noise": lambda xb, yb: (xb + eps * torch.sign(torch.randn_like(xb))).clamp(0, 1)}
+    res = evaluate(model, x, y, attacks, eps=eps, progress=False, device="cpu")
+    assert res.facts["ta-fgsm"]["family"] == "custom" and res.facts["ta-fgsm"]["attack_class"].endswith("FGSM")
+    assert res.facts["ta-fgsm"]["eps"] == eps and res.facts["noise"]["family"] == "custom"
+    # torchattacks' FGSM and ours compute the same step: the same predictions but for float rounding
+    assert (res.adv_pred["ta-fgsm"] == res.adv_pred["fgsm"]).mean() >= 0.99
+    assert res.correct("fgsm").mean() < res.correct("noise").mean() <= res.correct().mean()
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda x, y: (x + 0.2).clamp(0, 1), "left the threat model"),
+    (lambda x, y: x - 0.05, "left the \\[0, 1\\] image range"),
+    (lambda x, y: x[:, :, :2], "not images of shape"),
+])
+def test_custom_attack_outside_the_threat_model_is_one_error(mnist_mlp, fn, message):
+    from classwise.evaluate import evaluate
+
+    model, x, y = mnist_mlp
+    with pytest.raises(ClasswiseError, match=message):
+        evaluate(model, x[:50], y[:50], {"mine": fn}, eps=0.1, progress=False, device="cpu")
+
+
+def test_custom_attack_needs_a_budget(mnist_mlp):
+    from classwise.evaluate import evaluate
+
+    model, x, y = mnist_mlp
+    with pytest.raises(ClasswiseError, match="give eps="):
+        evaluate(model, x[:10], y[:10], {"mine": lambda a, b: a}, progress=False, device="cpu")
+
+
+def test_list_names_outside_kinds(capsys):
+    assert main(["list"]) == 0
+    assert "torchvision:NAME" in capsys.readouterr().out
