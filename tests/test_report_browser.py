@@ -10,9 +10,7 @@ browser with ``make browser-deps``; without /usr/bin/chromium the test skips.
 from __future__ import annotations
 
 import html
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import pytest
 from classwise.report import ReportContext, write_report
 from classwise.results import EvalResults
 
-CHROMIUM = Path("/usr/bin/chromium")
+from browser import CHROMIUM, NO_CHROMIUM, browser_probe
 NAMES = ["plane", "car", "bird", "cat"]
 SECTIONS = [
     "Summary", "Notes", "Warnings", "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
@@ -36,14 +34,6 @@ SECTIONS = [
 SANITY = ["attack sanity: example flag",
           {"check": "zero-gradient", "scope": "cat", "detail": "5.0% of examples have a zero gradient",
            "suggests": "suggests gradient masking"}]
-PROBE = """<script>
-window.addEventListener("load", function () {
-  var imgs = Array.from(document.images);
-  document.title = JSON.stringify({
-    images: imgs.length, rendered: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
-    headings: Array.from(document.querySelectorAll("h2")).map(function (h) { return h.textContent; })});
-});
-</script>"""
 
 
 def _results() -> EvalResults:
@@ -95,21 +85,9 @@ def test_report_contains_every_section_with_a_sentence(full_report):
         assert line in md, line
 
 
-def _browser_probe(report: Path, tmp: Path) -> dict:
-    probe = tmp / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--no-first-run", f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000",
-           "--dump-dom", probe.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    title = re.search(r"<title>(.*?)</title>", out, re.S)
-    assert title, f"no <title> in the dumped DOM: {out[:300]!r}"
-    return json.loads(html.unescape(title.group(1)))
-
-
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium: run `make browser-deps` to install it")
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM)
 def test_every_figure_renders_in_chromium(full_report, tmp_path):
-    seen = _browser_probe(full_report["report_html"], tmp_path)
+    seen = browser_probe(full_report["report_html"], tmp_path)
     figures = sum(1 for k in full_report if k.startswith("fig_"))
     assert seen["images"] == figures == 9
     assert seen["rendered"] == seen["images"], seen

@@ -9,11 +9,9 @@ scroll containers and that every figure decodes.
 from __future__ import annotations
 
 import csv
-import html
 import json
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +20,7 @@ import pytest
 from classwise.report import ReportContext, write_report
 from classwise.results import EvalResults
 
-CHROMIUM = Path("/usr/bin/chromium")
-PROBE = """<script>
-window.addEventListener("load", function () {
-  var width = document.documentElement.clientWidth, bad = [];
-  document.querySelectorAll("body *").forEach(function (el) {
-    if (el.closest(".scroll") && !el.classList.contains("scroll")) return;
-    if (el.getBoundingClientRect().right > width + 1) bad.push(el.tagName + ":" + (el.textContent || "").slice(0, 40));
-  });
-  var imgs = Array.from(document.images);
-  document.title = JSON.stringify({
-    images: imgs.length, rendered: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
-    overflow: bad.slice(0, 5), page_wider: document.documentElement.scrollWidth > width,
-    scrolls: document.querySelectorAll(".scroll").length,
-    headings: Array.from(document.querySelectorAll("h2")).map(function (h) { return h.textContent; })});
-});
-</script>"""
+from browser import CHROMIUM, NO_CHROMIUM, browser_probe
 
 
 def _synthetic(k: int, per_class: int, seed: int = 0) -> tuple[EvalResults, dict[str, list[int]]]:
@@ -146,22 +129,10 @@ def test_summary_json_ready_and_names_capped(scaled):
     assert all(len(line) < 600 for line in summary.splitlines()), "a summary line lists too many classes"
 
 
-def _probe(report: Path, tmp: Path) -> dict:
-    probe = tmp / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--no-first-run", f"--user-data-dir={tmp / 'profile'}", "--window-size=1280,900",
-           "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    title = re.search(r"<title>(.*?)</title>", out, re.S)
-    assert title, f"no <title> in the dumped DOM: {out[:300]!r}"
-    return json.loads(html.unescape(title.group(1)))
-
-
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium: run `make browser-deps` to install it")
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM)
 def test_renders_in_chromium_without_overflow(scaled, tmp_path):
     k, _, _, paths = scaled
-    seen = _probe(paths["report_html"], tmp_path)
+    seen = browser_probe(paths["report_html"], tmp_path)
     figures = sum(1 for key in paths if key.startswith("fig_"))
     assert seen["images"] == figures and seen["rendered"] == figures, seen
     assert seen["overflow"] == [] and not seen["page_wider"], seen
