@@ -33,6 +33,12 @@ SPECS = [
     pytest.param("fab-t", {"steps": 3, "n_target_classes": 2}, id="fab-t"),
     pytest.param("square", {"n_queries": 20}, id="square"),
     pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1}, id="autoattack"),
+    pytest.param("apgd-ce", {"steps": 5, "backend": "torchattacks"}, id="apgd-ce-torchattacks"),
+    pytest.param("apgd-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="apgd-t-torchattacks"),
+    pytest.param("fab-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="fab-t-torchattacks"),
+    pytest.param("square", {"n_queries": 20, "backend": "torchattacks"}, id="square-torchattacks"),
+    pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1, "backend": "torchattacks"},
+                 id="autoattack-torchattacks"),
 ]
 # Every registered base name must appear in SPECS (checked below), so a new
 # attack cannot join the registry without passing the contracts.

@@ -11,7 +11,10 @@ from .base import Attack, eval_mode, input_grad
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
-from .library import APGDCE, APGDT, FABT, AutoAttack, Square
+from .library import (
+    APGDCE, APGDT, FABT, AutoAttack, Square, TorchattacksAPGDCE, TorchattacksAPGDT, TorchattacksAutoAttack,
+    TorchattacksFABT, TorchattacksSquare,
+)
 from .losses import cross_entropy, cw_margin, cw_margins, loss_names, make_loss
 from .nattack import NAttack
 from .pgd import PGD, grad_and_logits
@@ -24,7 +27,8 @@ from .transfer import Transfer, load_surrogate
 
 __all__ = [
     "Attack", "LinfThreat", "FGSM", "PGD", "CWInf", "CWMarginPGD", "TemperaturePGD", "NAttack",
-    "Transfer", "APGDCE", "APGDT", "FABT", "Square", "AutoAttack",
+    "Transfer", "APGDCE", "APGDT", "FABT", "Square", "AutoAttack", "TorchattacksAPGDCE", "TorchattacksAPGDT",
+    "TorchattacksFABT", "TorchattacksSquare", "TorchattacksAutoAttack",
     "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box", "parse_spec",
     "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "temperature_sweep", "relative_robustness", "tpgd_name",
     "load_surrogate", "eval_mode", "input_grad", "grad_and_logits", "cross_entropy", "cw_margin",

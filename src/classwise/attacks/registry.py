@@ -22,7 +22,7 @@ from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
-from .library import APGDCE, APGDT, FABT, AutoAttack, Square
+from .library import BACKENDS, BY_BACKEND
 from .nattack import NAttack
 from .pgd import PGD
 from .threat import LinfThreat
@@ -161,6 +161,22 @@ def _fixed(cls: type[Attack]) -> Callable[[AttackRequest], Attack]:
     return build
 
 
+def _library(family: str) -> Callable[[AttackRequest], Attack]:
+    """Factory of an AutoAttack attack; ``backend=`` picks the official package (default) or torchattacks."""
+
+    def build(req: AttackRequest) -> Attack:
+        _no_step_size(req)
+        kwargs = dict(req.kwargs)
+        backend = kwargs.pop("backend", BACKENDS[0])
+        if backend not in BACKENDS:
+            raise ValueError(f"{req.spec!r}: unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        cls = BY_BACKEND[family][backend]
+        _check_options(req.spec, kwargs, _init_options(cls))
+        return cls(req.model, LinfThreat(req.eps, 0.0), **kwargs)
+
+    return build
+
+
 def _positive_float(req: AttackRequest, what: str) -> float:
     try:
         value = float(req.param or "")
@@ -172,7 +188,7 @@ def _positive_float(req: AttackRequest, what: str) -> float:
     return value
 
 
-_LIB = "torchattacks, reference AutoAttack settings"
+_LIB = "official AutoAttack, standard settings; backend=torchattacks for torchattacks'"
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", _fgsm(False)),
     "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", _fgsm(True)),
@@ -187,12 +203,12 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
                            _fixed(NAttack), per_class=NAttack.default_per_class, black_box=True),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
                             _transfer, "value", black_box=True),
-    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _fixed(APGDCE)),
-    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _fixed(APGDT)),
-    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _fixed(FABT)),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _fixed(Square), black_box=True),
+    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", _library("apgd-ce")),
+    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", _library("apgd-t")),
+    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", _library("fab-t")),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", _library("square"), black_box=True),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
-                              _fixed(AutoAttack)),
+                              _library("autoattack")),
 })
 
 
@@ -236,8 +252,9 @@ def create_attack(
     cw-margin[K], tpgd:X, nattack, transfer:PATH, apgd-ce, apgd-t, fab-t,
     square, autoattack. Default step sizes: eps (fgsm), 1.25 eps (fgsm-rs,
     Wong et al. 2020), 2.5 eps / steps (pgd, cw-margin, tpgd, transfer;
-    Madry et al. 2018); cw-inf, nattack and the torchattacks wrappers take
-    no step size. ``kwargs`` go to the attack class (e.g. restarts, loss,
+    Madry et al. 2018); cw-inf, nattack and AutoAttack's attacks take
+    no step size; the latter run the official AutoAttack unless
+    ``backend="torchattacks"``. ``kwargs`` go to the attack class (e.g. restarts, loss,
     temperature, keep_best for pgd; max_iterations for cw-inf and nattack;
     steps, n_queries for the wrappers; surrogate for transfer).
     Raises ValueError with one clear line for any bad name or value.
