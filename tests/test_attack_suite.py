@@ -143,7 +143,7 @@ def test_no_attack_flips_a_point_beyond_eps(linear, spec, kwargs):
 
 def test_cw_inf_finds_nearly_minimal_perturbations(linear):
     """Tau shrinks by 0.9 after each success, so the search guarantees 1/0.9 of the
-    smallest feasible tau; Adam's step (lr 0.005 in tanh space) adds a little."""
+    smallest feasible tau; Adam's step (lr 0.005) adds a little."""
     model, x, y, m = linear
     attack = CWInf(model, LinfThreat(LIN_EPS, 0.0), stop_within_eps=False)  # paper settings
     best, dist = attack.minimal_adversarial(x, y)
@@ -185,14 +185,46 @@ def test_cw_inf_distances_zero_for_misclassified_and_inf_when_nothing_found(cnn)
     assert missing.any() and torch.equal(best[missing], x[missing])
 
 
+# Saturated pixels: on MNIST about 80% of pixels are exactly 0 or 1. CW-inf must be at least
+# as strong as PGD-40 at the same eps, within CW_PGD_TOLERANCE percentage points of robust
+# accuracy (measured: 1-3 points above PGD-40 on these images, as cw-margin-40 is; the tanh
+# change of variables, which freezes saturated pixels, was 16 points above with the paper's
+# 1000 iterations and 44 above with 100).
+CW_PGD_TOLERANCE = 5.0
+
+
+def _cw_against_pgd(model, x, y, eps, **cw):
+    """Robust accuracy (percent of all) under PGD-40 and CW-inf on the same images."""
+    assert ((x == 0) | (x == 1)).float().mean() > 0.5  # mostly saturated pixels
+    pgd = _robust_pct(model, _run("pgd40", model, x, y, eps), y)
+    return pgd, _robust_pct(model, _run("cw-inf", model, x, y, eps, **cw), y)
+
+
+def test_cw_inf_on_saturated_pixels_is_as_strong_as_pgd(mnist_mlp):
+    model, x, y = mnist_mlp[0], mnist_mlp[1][:150].float() / 255, mnist_mlp[2][:150]
+    pgd, cw = _cw_against_pgd(model, x, y, 0.1, max_iterations=100)
+    assert cw <= pgd + CW_PGD_TOLERANCE
+    assert pgd < _robust_pct(model, x, y) - 20  # the eps is a real test, not a saturated one
+    tanh = _robust_pct(model, _run("cw-inf", model, x, y, 0.1, max_iterations=100, box="tanh"), y)
+    assert tanh > cw + CW_PGD_TOLERANCE  # the reference's box handling is the weakness this removes
+
+
+@pytest.mark.slow
+def test_cw_inf_paper_settings_on_saturated_pixels_is_as_strong_as_pgd(mnist_mlp):
+    """Paper settings (5 binary-search steps, up to 1000 Adam steps) on 300 MNIST images."""
+    model, x, y = mnist_mlp[0], mnist_mlp[1].float() / 255, mnist_mlp[2]
+    for eps in (0.05, 0.1):
+        pgd, cw = _cw_against_pgd(model, x, y, eps)
+        assert cw <= pgd + CW_PGD_TOLERANCE
+
+
 @pytest.mark.slow
 def test_cw_inf_full_budget_is_close_to_pgd(cnn):
-    """Paper settings (5 x 1000 Adam steps): most of what PGD fools, CW-inf fools too.
-    On MNIST CW-inf is weaker: pixels at exactly 0 or 1 barely move in tanh space."""
+    """Paper settings (5 x 1000 Adam steps) on a CNN: what PGD fools, CW-inf fools too."""
     model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
     pgd = _fooled(model, _run("pgd100", model, x, y, 0.1), y).sum()
     cw = _fooled(model, _run("cw-inf", model, x, y, 0.1), y).sum()
-    assert 0.8 * pgd <= cw <= len(y)
+    assert 0.9 * pgd <= cw <= len(y)
 
 
 # --- names: cw-margin and tpgd are PGD variants ---------------------------------------------
