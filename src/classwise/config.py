@@ -88,17 +88,25 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """An attack spec of the registry ("fgsm", "pgd40", ...) and its budget."""
+    """An attack spec of the registry ("fgsm", "pgd40", ...) and its budget.
+
+    ``examples_per_class``: the class-balanced sample an evaluation attacks
+    (null: the attack's default, 200 for cw-inf and nattack, else every
+    example); a sample as large as the smallest class means every example.
+    """
 
     name: str = "pgd40"
     eps: float = 0.3
     step_size: float | None = None
     restarts: int = 1
+    examples_per_class: int | None = None
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
         _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
+        _check(self.examples_per_class is None or self.examples_per_class >= 1,
+               f"examples_per_class must be >= 1 or null, got {self.examples_per_class}")
 
 
 @dataclass(frozen=True)

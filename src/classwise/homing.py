@@ -2,7 +2,7 @@
 
 Paper, section 3.1 (definitions 1-3, figure 3). For an evaluated run and each
 confound class j (default: every class that received a flip under the run's
-headline attack), the run's own config is retrained with
+protocol attack), the run's own config is retrained with
 ``data.remove_class = j`` into ``RUN/homing/class_<j>/``; then the test
 examples that the original model flipped into j are attacked again, with the
 same attack, on the retrained model. ``H[i, j]`` counts those of true class i
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import confound_classes, flipped_to, headline_attack, homing_counts, homing_share
+from .analysis import confound_classes, flipped_to, homing_counts, homing_share, protocol_attack
 from .analysis import misclassified_confusion
 from .config import AttackConfig, RunConfig, from_dict, load_config
 from .errors import ClasswiseError
@@ -202,7 +202,7 @@ def homing_run(run_dir: str | Path, *, classes: Sequence[int] | None = None, job
     Args:
         run_dir: an evaluated run folder (results.npz, meta.json).
         classes: confound classes j to remove (default: every class that received a flip).
-        jobs: retrains in parallel processes. attack: one of the run's attacks (default: headline).
+        jobs: retrains in parallel processes. attack: one of the run's attacks (default: the protocol attack).
 
     Returns:
         The homing record (see :func:`homing_record`), also in ``RUN/homing/homing.json``.
@@ -215,7 +215,7 @@ def homing_run(run_dir: str | Path, *, classes: Sequence[int] | None = None, job
     if jobs < 1:
         raise ClasswiseError(f"--jobs must be >= 1, got {jobs}")
     results, meta = EvalResults.load(run_dir / "results.npz"), read_json(run_dir / "meta.json")
-    attack = attack or headline_attack(results.attacks)
+    attack = attack or protocol_attack(results.attacks)
     if attack not in results.adv_pred or attack not in meta.get("attacks", {}):
         raise ClasswiseError(f"attack {attack!r} was not run on {run_dir} (run: {', '.join(results.attacks)})")
     removed, checkpoint = _removed_classes(results, attack, classes), meta.get("checkpoint", "last")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import WORST, headline_attack, summarize, worst_case
+from .analysis import WORST, protocol_attack, suite_worst_case, summarize
 from .analysis.sanity import flags_to_json, sanity_checks
 from .attacks import attack_default_per_class, attack_is_black_box
 from .config import AttackConfig, RunConfig, dump_config, load_config
@@ -144,8 +144,9 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     set_status(run_dir, "evaluating")
     kwargs = dict(class_names=data.class_names, batch_size=ev.batch_size, device=dev, seed=config.seed,
                   progress=progress, perf=config.perf)
+    sizes = {attack_key(a): a.examples_per_class for a in ev.attacks}
     run = _cascade if cascade else _each_attack
-    results = _guarded(run_dir, lambda: run(model, x, y, built, kwargs, data.num_classes))
+    results = _guarded(run_dir, lambda: run(model, x, y, built, kwargs, data.num_classes, sizes))
     results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=ev.batch_size, device=dev)
     results = _with_worst_case(_merge_previous(run_dir / "results.npz", _headline_probs_only(results)))
     results.save(run_dir / "results.npz")
@@ -160,9 +161,12 @@ def attack_key(cfg: AttackConfig) -> str:
 
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
-                 num_classes: int) -> EvalResults:
-    """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
-    per_class = {k: _per_class(k, y, num_classes) for k in built}
+                 num_classes: int, sizes: dict | None = None) -> EvalResults:
+    """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample.
+
+    Samples of one seed are nested (a smaller one is part of a larger one).
+    """
+    per_class = {k: _per_class(k, y, num_classes, (sizes or {}).get(k)) for k in built}
     full = {k: a for k, a in built.items() if per_class[k] is None}
     keep_probs = len(y) * num_classes <= PROBS_MAX_VALUES
     results = evaluate(model, x, y, full, keep_probs=keep_probs, **kwargs)
@@ -177,37 +181,38 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict
     return results
 
 
-def _per_class(key: str, y: torch.Tensor, num_classes: int) -> int | None:
-    """The attack's default sample per class, if smaller than the evaluation set's."""
-    per_class = attack_default_per_class(key.rsplit("-r", 1)[0])
+def _per_class(key: str, y: torch.Tensor, num_classes: int, requested: int | None = None) -> int | None:
+    """The attack's sample per class (``requested``, else its default), if smaller than the evaluation set's."""
+    per_class = requested if requested is not None else attack_default_per_class(key.rsplit("-r", 1)[0])
     smallest = int(torch.bincount(y, minlength=num_classes).min())
     return per_class if per_class is not None and per_class < smallest else None
 
 
 def _cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, built: dict, kwargs: dict,
-             num_classes: int) -> EvalResults:
+             num_classes: int, sizes: dict | None = None) -> EvalResults:
     """Only the worst case, each attack run on the examples still robust."""
     res = evaluate_worst_case(model, x, y, built, **kwargs)
     return dataclasses.replace(res, adv_pred={WORST: res.adv_pred[WORST]}, adv_probs={})
 
 
 def _with_worst_case(results: EvalResults) -> EvalResults:
-    """Add (or refresh) "worst" over the attacks that saw every example.
+    """Add (or refresh) "worst": the per-example worst case over every attack of the run.
 
-    With fewer than two such attacks an existing "worst" (from a cascade) stays.
+    It covers the examples every attack saw (the smallest class-balanced sample;
+    :func:`classwise.analysis.suite_worst_case`). With fewer than two attacks an
+    existing "worst" (from a cascade) stays.
     """
-    full = [a for a in results.attacks if a != WORST and results.evaluated(a).all()]
-    if len(full) < 2:
+    pred = suite_worst_case(results)
+    if pred is None:
         return results
-    preds = [results.adv_pred[a] for a in full]
     results.adv_pred.pop(WORST, None)  # re-added last, after the attacks it summarises
-    results.adv_pred[WORST] = worst_case(results.labels, results.clean_pred, preds)
+    results.adv_pred[WORST] = pred
     return results
 
 
 def _headline_probs_only(results: EvalResults) -> EvalResults:
-    """Keep adversarial probabilities only for the headline attack (figure 5a needs no others)."""
-    head = headline_attack(results.attacks)
+    """Keep adversarial probabilities only for the protocol attack (figure 5a needs no others)."""
+    head = protocol_attack(results.attacks)
     return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
 
 

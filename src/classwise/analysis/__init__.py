@@ -19,7 +19,10 @@ from .distribution import INTERVAL_LABELS, gap_comparison, robustness_intervals,
 from .embedding import tsne_2d
 from .homing import confound_classes, flipped_to, homing_counts, homing_share, misclassified_confusion
 from .probability import classwise_probability_variance, probability_variance
-from .summary import accuracy_block, class_names_of, headline_attack, sanity_warnings, summarize
+from .summary import (
+    accuracy_block, class_names_of, headline_attack, headline_block, protocol_attack, sanity_warnings, suite_worst_case,
+    summarize,
+)
 
 __all__ = [
     "WORST",
@@ -43,6 +46,9 @@ __all__ = [
     "confusion_counts",
     "fold_superclasses",
     "headline_attack",
+    "headline_block",
+    "protocol_attack",
+    "suite_worst_case",
     "largest_gap",
     "minmax",
     "norm_robustness_correlation",

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..results import EvalResults
-from .classwise import best_worst, classwise_accuracy, largest_gap, overall_accuracy
+from ..results import NOT_ATTACKED, EvalResults
+from .classwise import WORST, best_worst, classwise_accuracy, largest_gap, overall_accuracy, worst_case
 
 
 def _num(x: float) -> float | None:
@@ -52,8 +52,9 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
 def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
     """Overall and class-wise clean accuracy and robustness per attack, in percent.
 
-    Returns {"clean": block, "attacks": {name: block}, "class_names": [...],
-    "num_examples": N, **extra}, each block as in :func:`accuracy_block`
+    Returns {"clean": block, "attacks": {name: block}, "headline": ..., "class_names": [...],
+    "num_examples": N, **extra}, each block as in :func:`accuracy_block`, the
+    headline as in :func:`headline_block` (None without attacks)
     (the paper reports "overall" as "Tot." and marks best/worst per row in table 2).
     """
     names = class_names_of(results)
@@ -61,6 +62,7 @@ def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
     return {
         "clean": accuracy_block(results.labels, results.clean_pred, k),
         "attacks": {a: _attack_block(results, a, k) for a in results.adv_pred},
+        "headline": headline_block(results),
         "class_names": names,
         "num_examples": int(results.labels.shape[0]),
         **extra,
@@ -78,18 +80,66 @@ def _steps(name: str) -> int:
     return max((int(n) for n in re.findall(r"\d+", name)), default=0)
 
 
-def headline_attack(attacks: list[str]) -> str | None:
-    """The attack whose robustness headlines a report: a PGD attack with the most steps.
+def protocol_attack(attacks: list[str]) -> str | None:
+    """The paper's protocol attack of a run: a PGD attack with the most steps.
 
     Among names starting with "pgd" (case-insensitive), the one with the largest
     number in its name ("pgd20" over "pgd10"; first on ties), since the paper's
-    class-wise analyses (figures 1-4) use PGD. Without one, the first attack;
-    None when there are no attacks.
+    class-wise analyses (figures 1-6) use PGD. Without one, the first attack
+    other than "worst"; None when there is none. Per-example figures (confusion,
+    homing, probabilities) are drawn under this attack, which saw every example.
     """
+    attacks = [a for a in attacks if a != WORST]
     pgd = [a for a in attacks if a.lower().startswith("pgd")]
     if pgd:
         return max(pgd, key=_steps)
     return attacks[0] if attacks else None
+
+
+def headline_attack(attacks: list[str]) -> str | None:
+    """The entry whose robustness headlines a summary: "worst" when the run has it, else the protocol attack.
+
+    "worst" is the per-example worst case over the whole suite (see
+    :func:`suite_worst_case`): the least robust number the run can defend, so
+    the headline never rests on one (possibly weak) attack. Without it, see
+    :func:`protocol_attack`.
+    """
+    return WORST if WORST in attacks else protocol_attack(attacks)
+
+
+def suite_worst_case(results: EvalResults) -> np.ndarray | None:
+    """Per-example worst case over every attack, on the examples all of them were evaluated on.
+
+    Returns an (N,) prediction (:func:`~classwise.analysis.classwise.worst_case`;
+    ``NOT_ATTACKED`` outside the shared examples), or None with fewer than two
+    attacks or no shared example. Class-balanced samples of one seed are
+    nested, so the shared examples are the smallest sample.
+    """
+    attacks = [a for a in results.attacks if a != WORST]
+    if len(attacks) < 2:
+        return None
+    shared = np.all([results.evaluated(a) for a in attacks], axis=0)
+    if not shared.any():
+        return None
+    pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[a] for a in attacks])
+    return np.where(shared, pred, NOT_ATTACKED)
+
+
+def headline_block(results: EvalResults) -> dict[str, Any] | None:
+    """What the headline is and how it was made: {"attack", "over", "examples", "protocol", "text"}.
+
+    "over": the attacks the headline takes the worst case of (just itself when
+    it is one attack); "protocol": the paper's protocol attack, reported under
+    its own name beside it; "text": one line saying so.
+    """
+    head = headline_attack(results.attacks)
+    if head is None:
+        return None
+    over = [a for a in results.attacks if a != WORST] if head == WORST else [head]
+    n = int(results.evaluated(head).sum())
+    text = (f"worst case per example over {', '.join(over)} on the {n} examples every attack saw"
+            if head == WORST else f"{head} on {n} examples")
+    return {"attack": head, "over": over, "examples": n, "protocol": protocol_attack(results.attacks), "text": text}
 
 
 def sanity_warnings(summary: dict[str, Any]) -> list[str]:

@@ -9,8 +9,8 @@ comparable with the RobustBench leaderboard. The alternative is torchattacks
 explicitly: torchattacks' own defaults differ (10 steps, its AutoAttack
 included, and 9 target classes only for 10-class models).
 
-Both packages are optional (``classwise[attacks]``) and imported only when an
-attack runs. Each class names what it is in class attributes: ``family``
+``pyautoattack`` is a dependency of classwise, torchattacks optional
+(``classwise[attacks]``); both are imported only when an attack runs. Each class names what it is in class attributes: ``family``
 ("apgd-ce", ...), ``backend`` ("autoattack" or "torchattacks") and
 ``backend_version`` (the installed package's version, or None).
 """
@@ -69,8 +69,8 @@ def _official() -> Any:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise ClasswiseError("this attack needs the official AutoAttack: pip install pyautoattack (or classwise[attacks]), "
-                         "or pass backend=torchattacks")
+    raise ClasswiseError("this attack needs the official AutoAttack: pip install pyautoattack "
+                         "(a dependency of classwise), or pass backend=torchattacks")
 
 
 def official_norm(threat: Any) -> str:

@@ -16,9 +16,13 @@ experiment) and the number of sanity flags. Every later section starts with
 one sentence saying what it shows. With more than 20 classes, per-class line
 figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
 
-"The" robustness of the report (headline numbers, confusion, weight-norm and
-superclass figures) is that of :func:`classwise.analysis.headline_attack`: the
-PGD attack with the most steps, else the first attack; ``headline`` overrides it.
+The headline numbers (overall robustness, most and least robust class) are
+those of :func:`classwise.analysis.headline_attack`: the per-example worst
+case over the whole suite ("worst") when the run has one, and the summary
+says so; the paper's protocol attack (:func:`classwise.analysis.protocol_attack`,
+the PGD attack with the most steps) is reported beside it under its own
+name and draws the per-example figures (confusion, superclasses, homing,
+intervals, probabilities, weight norms). ``headline`` overrides both.
 Every file is written to a temporary name and renamed, report.html last, and an
 old report.md / report.html is removed first, so a crash never leaves a report
 that looks complete.
@@ -38,6 +42,7 @@ from ..analysis import (
     fold_superclasses,
     headline_attack,
     norm_robustness_correlation,
+    protocol_attack,
     robustness_confusion,
     row_percent,
     sanity_warnings,
@@ -70,13 +75,28 @@ def _headline_lines(summary: dict[str, Any], head: str | None) -> list[str]:
              f"clean accuracy: {pct(clean['overall'])}"]
     block, what = (summary["attacks"][head], "robust") if head else (clean, "accurate")
     if head:
-        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}")
+        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_how(summary, head)}")
     if block["best_class"] is not None:
         best, worst = block["best_class"], block["worst_class"]
         lines += [f"most {what} class: {names[best]} ({pct(block['per_class'][best])})",
                   f"least {what} class: {names[worst]} ({pct(block['per_class'][worst])})",
                   f"largest class gap: {block['gap']:.1f} percentage points"]
     return lines
+
+
+def _how(summary: dict[str, Any], head: str) -> str:
+    """" (worst case per example over ...)" when ``head`` is the summary's headline entry."""
+    info = summary.get("headline")
+    return f" ({info['text']})" if info and info["attack"] == head and len(info["over"]) > 1 else ""
+
+
+def _protocol_line(summary: dict[str, Any], head: str | None, protocol: str | None) -> list[str]:
+    """The paper's protocol attack under its own name, when the headline is another entry."""
+    if protocol is None or protocol == head:
+        return []
+    block = summary["attacks"][protocol]
+    return [f"robust accuracy under {protocol} (the paper's protocol, figures below) on its "
+            f"{block['examples']} examples: {pct(block['overall'])}"]
 
 
 def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults,
@@ -103,7 +123,7 @@ def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults
 
 
 def difference_reference(attacks: list[str], head: str | None) -> str | None:
-    """The reference of the difference table: PGD-20 (the paper's), else the headline attack."""
+    """The reference of the difference table: PGD-20 (the paper's), else the given (protocol) attack."""
     return "pgd20" if "pgd20" in attacks else head
 
 
@@ -286,20 +306,22 @@ def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | N
     names, head = summary["class_names"], headline or headline_attack(results.attacks)
     if head is not None and head not in results.adv_pred:
         raise ValueError(f"headline attack {head!r} not among {results.attacks}")
+    fig = headline or protocol_attack(results.attacks)  # the attack of the per-example figures
     paths: dict[str, Path] = {}
-    stats = _norm_stats(summary, head, head_weight) if head is not None and head_weight is not None else None
+    stats = _norm_stats(summary, fig, head_weight) if fig is not None and head_weight is not None else None
     warns = sanity_warnings(summary) + [_flag_line(f) for f in sanity or []]
-    lines = _meta_lines(meta or {}) + _headline_lines(summary, head) + _diagnosis_lines(stats, homing, warns)
+    lines = _meta_lines(meta or {}) + _headline_lines(summary, head) + _protocol_line(summary, head, fig)
+    lines += _diagnosis_lines(stats, homing, warns)
     sections = [Section("Summary", items=tuple(lines))]
     sections += [Section("Notes", items=tuple(notes))] if notes else []
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
     sections += [_checks_section(checks_run, sanity or [])] if checks_run else []
     sections += _table_sections(run_dir, summary, results, paths)
-    sections += _difference_section(run_dir, summary, head, paths)
+    sections += _difference_section(run_dir, summary, fig, paths)
     sections += _epoch_section(run_dir, metrics, names, paths) if metrics else []
-    if head is not None:
-        sections += _head_sections(run_dir, summary, results, head, superclasses, homing, paths)
-        sections += _norm_section(run_dir, names, head, stats, paths) if stats else []
+    if fig is not None:
+        sections += _head_sections(run_dir, summary, results, fig, superclasses, homing, paths)
+        sections += _norm_section(run_dir, names, fig, stats, paths) if stats else []
     paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
     paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
     return paths
