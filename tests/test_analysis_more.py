@@ -205,7 +205,7 @@ def _spy_class_names(monkeypatch, module, name: str, store: dict) -> None:
 
 
 def test_report_with_many_classes_shows_12_sampled_classes(tmp_path, monkeypatch):
-    from classwise.report import build, write_report
+    from classwise.report import ReportContext, build, write_report
     from classwise.results import EvalResults
 
     k = 30
@@ -216,7 +216,7 @@ def test_report_with_many_classes_shows_12_sampled_classes(tmp_path, monkeypatch
     shown: dict[str, list[str]] = {}
     for name in ("plot_classwise_epochs", "plot_norm_vs_robustness"):
         _spy_class_names(monkeypatch, build.figures, name, shown)
-    write_report(tmp_path, res, metrics=metrics, head_weight=np.eye(k))
+    write_report(tmp_path, ReportContext.build(res, metrics=metrics, head_weight=np.eye(k)))
     expected = [f"c{i}" for i in sample_classes(k, 12, seed=0)]
     assert shown["plot_classwise_epochs"] == expected and shown["plot_norm_vs_robustness"] == expected
     md = (tmp_path / "report.md").read_text()

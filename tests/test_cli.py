@@ -161,3 +161,26 @@ def test_resume_continues_to_the_same_weights(tmp_path, tiny_overrides):
     b = load_file(resumed / "checkpoints" / "last.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert len((resumed / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_train_without_terminal_prints_one_line_per_epoch(tmp_path, tiny_overrides):
+    """Captured output (no terminal, as under slurm or nohup): one useful line per epoch, no blank lines."""
+    import classwise
+
+    run = tmp_path / "run"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(classwise.__file__).parents[1])}  # the source under test; progress not disabled
+    proc = subprocess.run([sys.executable, "-m", "classwise", "train", "demo", "--out", str(run),
+                           *sets(tiny_overrides)], capture_output=True, text=True, env=env)
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(line.strip() for line in lines) and "\x1b" not in out + err and "\r" not in out + err
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and epochs[0].startswith("epoch 1/2 loss ") and epochs[1].startswith("epoch 2/2 loss ")
+    for line in epochs:
+        for part in ("clean ", "robust(pgd3) ", "worst class ", "img/s", "ETA "):
+            assert part in line, (part, line)
+    assert len(lines) == 3 and lines[-1].startswith("trained: ")
+    assert (run / "train.log").read_text().splitlines() == epochs
+    assert err.strip() == ""

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from classwise.report import build, write_report
+from classwise.report import ReportContext, build, write_report
+from classwise.analysis.stats import wilson_interval
 from classwise.report.tables import classwise_markdown
 from classwise.results import EvalResults
 
@@ -41,9 +42,9 @@ FIGURES = ["fig_classwise_bars", "fig_epochs", "fig_confusion", "fig_superclass_
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    paths = write_report(run_dir, _results(), metrics=METRICS, head_weight=WEIGHT, superclasses=GROUPS,
-                         meta={"dataset": "toy3", "model": "smallcnn", "eps": 0.3},
-                         notes=["demo recipe: 2 epochs instead of 100"])
+    paths = write_report(run_dir, ReportContext.build(
+        _results(), metrics=METRICS, head_weight=WEIGHT, superclasses=GROUPS,
+        meta={"dataset": "toy3", "model": "smallcnn", "eps": 0.3}, notes=["demo recipe: 2 epochs instead of 100"]))
     return run_dir, paths
 
 
@@ -71,10 +72,16 @@ def test_markdown_table_marks_best_and_worst(report):
     _, paths = report
     md = paths["table_md"].read_text()
     # pgd20: cat 3/10 (worst, bold), car 8/10 (best, underlined), ship 5/10; total 16/30
-    assert "| pgd20 | 53.3 | **30.0** | <u>80.0</u> | 50.0 |" in md
-    assert "| fgsm | 76.7 | **60.0** | <u>90.0</u> | 80.0 |" in md
-    assert "| clean | 93.3 | **90.0** | <u>100.0</u> | 90.0 |" in md  # tie: first class marked
-    assert "Underlined" in md and "bold" in md
+    # each cell: value ± half the width of the 95% Wilson interval of k of n
+    def cell(k, n):
+        lo, hi = wilson_interval(k, n)
+        return f"{100 * k / n:.1f} ±{50 * (hi - lo):.1f}"
+
+    assert f"| pgd20 | {cell(16, 30)} | **{cell(3, 10)}** | <u>{cell(8, 10)}</u> | {cell(5, 10)} |" in md
+    assert f"| fgsm | {cell(23, 30)} | **{cell(6, 10)}** | <u>{cell(9, 10)}</u> | {cell(8, 10)} |" in md
+    assert f"| clean | {cell(28, 30)} | **{cell(9, 10)}** | <u>{cell(10, 10)}</u> | {cell(9, 10)} |" in md  # tie: first
+    assert "| pgd20 | 53.3 ±16.8 | **30.0 ±24.8** |" in md  # by hand: [36.1, 69.8], [10.8, 60.3]
+    assert "Underlined" in md and "bold" in md and "Wilson" in md
 
 
 def test_markdown_marks_nan_and_single_class():
@@ -99,21 +106,25 @@ def test_csv_numbers(report):
 def test_summary_numbers_in_report(report):
     _, paths = report
     md = paths["report_md"].read_text()
-    for line in ["dataset: toy3", "model: smallcnn", "eps: 0.3", "clean accuracy: 93.3%",
-                 "robust accuracy under pgd20: 53.3%", "most robust class: car (80.0%)",
-                 "least robust class: cat (30.0%)", "largest class gap: 50.0 percentage points",
+    for line in ["dataset: toy3", "model: smallcnn", "eps: 0.3", "clean accuracy: 93.3% [78.7, 98.2]",
+                 "robust accuracy under pgd20: 53.3% [36.1, 69.8]",
+                 "most robust class: car (80.0% [49.0, 94.3]); tied with ship, cat (95% intervals overlap)",
+                 "least robust class: cat (30.0% [10.8, 60.3]); tied with ship, car",
+                 "largest class gap: 50.0 percentage points",
+                 "weak class cat: 30.0% [10.8, 60.3] robust under pgd20, clean 90.0% (gap 60.0 points); "
+                 "flipped to car 100%", "fgsm vs pgd20: 0 of 3 classes differ significantly",
                  "demo recipe: 2 epochs instead of 100", "Spearman rho = 1.00"]:
         assert line in md, line
     assert md.index("## Summary") < md.index("## Notes") < md.index("## Class-wise accuracy")
     assert "](figures/weight_norms.png)" in md
     html_text = paths["report_html"].read_text()
-    assert "most robust class: car (80.0%)" in html_text and "<u>80.0</u>" in html_text
+    assert "most robust class: car (80.0%" in html_text and "<u>80.0 ±22.7</u>" in html_text
 
 
 def test_optional_sections_skipped_and_text_escaped(tmp_path):
     res = _results()
     res.class_names = ["<b>cat&", "car", "ship"]
-    paths = write_report(tmp_path, res, headline="fgsm")
+    paths = write_report(tmp_path, ReportContext.build(res, headline="fgsm"))
     assert not any(k in paths for k in ["fig_epochs", "fig_weight_norms", "fig_superclass_confusion"])
     text = paths["report_html"].read_text()
     assert text.count("data:image/png;base64,") == 4 and "robust accuracy under fgsm" in text  # bars, 2, 3a, 6
@@ -121,7 +132,7 @@ def test_optional_sections_skipped_and_text_escaped(tmp_path):
 
 
 def test_crash_leaves_no_report(tmp_path, monkeypatch):
-    write_report(tmp_path, _results())
+    write_report(tmp_path, ReportContext.build(_results()))
     assert (tmp_path / "report.html").is_file()
 
     def boom(*args, **kwargs):
@@ -129,12 +140,12 @@ def test_crash_leaves_no_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build.figures, "plot_confusion", boom)
     with pytest.raises(RuntimeError):
-        write_report(tmp_path, _results())
+        write_report(tmp_path, ReportContext.build(_results()))
     assert not (tmp_path / "report.html").exists() and not (tmp_path / "report.md").exists()
 
 
 def test_bad_inputs_raise(tmp_path):
     with pytest.raises(ValueError, match="head_weight"):
-        write_report(tmp_path, _results(), head_weight=WEIGHT.T)
+        ReportContext.build(_results(), head_weight=WEIGHT.T)
     with pytest.raises(ValueError, match="headline"):
-        write_report(tmp_path, _results(), headline="cw")
+        ReportContext.build(_results(), headline="cw")

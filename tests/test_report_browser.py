@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classwise.report import write_report
+from classwise.report import ReportContext, write_report
 from classwise.results import EvalResults
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,10 +76,10 @@ def full_report(tmp_path_factory) -> dict[str, Path]:
     # robustness under pgd20 is ordered car > cat > bird > plane here; norms follow it (rho = 1)
     robust = [float(np.mean(res.adv_pred["pgd20"][res.labels == k] == k)) for k in range(4)]
     weight = np.diag(1.0 + np.argsort(np.argsort(robust)))
-    return write_report(tmp_path_factory.mktemp("full"), res, metrics=metrics, head_weight=weight,
-                        superclasses={"transport": [0, 1], "animals": [2, 3]},
-                        meta={"dataset": "toy4", "model": "smallcnn", "eps": 0.031},
-                        notes=["a note"], homing=_homing(res), sanity=SANITY)
+    return write_report(tmp_path_factory.mktemp("full"), ReportContext.build(
+        res, metrics=metrics, head_weight=weight, superclasses={"transport": [0, 1], "animals": [2, 3]},
+        meta={"dataset": "toy4", "model": "smallcnn", "eps": 0.031}, notes=["a note"], homing=_homing(res),
+        sanity=SANITY))
 
 
 def test_report_contains_every_section_with_a_sentence(full_report):

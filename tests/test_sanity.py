@@ -72,3 +72,34 @@ def test_sanity_checks_lists_the_checks_it_ran():
                            zero_grad=np.zeros(6, bool))
     assert ran == ["robust-above-clean", "black-box-beats-white-box", "more-budget-raises-robustness",
                    "zero-gradient"]
+
+
+def _two_class(fgsm_robust: list[int], pgd_robust: list[int], n: int = 20) -> EvalResults:
+    """n examples per class, all clean-correct; the first r of class k robust under each attack."""
+    labels = np.repeat([0, 1], n)
+    preds = {}
+    for name, robust in (("fgsm", fgsm_robust), ("pgd40", pgd_robust)):
+        pred = 1 - labels
+        for k, r in enumerate(robust):
+            pred[np.flatnonzero(labels == k)[:r]] = k
+        preds[name] = pred
+    return EvalResults(labels, labels.copy(), preds, ["a", "b"])
+
+
+def test_single_step_far_weaker_flags_the_class_over_15_points():
+    from classwise.analysis.sanity import single_step_far_weaker
+
+    # class a: FGSM 90%, PGD 50% (40 points); class b: 60% vs 50% (10 points); overall 75 vs 50 (25)
+    flags = single_step_far_weaker(_two_class([18, 12], [10, 10]))
+    assert {f.scope for f in flags} == {"overall", "a"}
+    a = next(f for f in flags if f.scope == "a")
+    assert "fgsm leaves 90.0% robust, pgd40 50.0%" in a.detail and "catastrophic overfitting" in a.suggests
+    assert single_step_far_weaker(_two_class([13, 13], [10, 10])) == []  # exactly 15 points: not flagged
+
+
+def test_single_step_check_runs_only_with_both_kinds():
+    ran, flags = sanity_checks(_two_class([18, 12], [10, 10]), attack_is_black_box)
+    assert "single-step-far-weaker" in ran and any(f.check == "single-step-far-weaker" for f in flags)
+    only = _two_class([18, 12], [10, 10])
+    del only.adv_pred["pgd40"]
+    assert "single-step-far-weaker" not in sanity_checks(only, attack_is_black_box)[0]

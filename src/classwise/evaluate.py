@@ -22,7 +22,7 @@ from .attacks import Attack, create_attack, cross_entropy, eval_mode, grad_and_l
 from .config import AttackConfig, PerfConfig
 from .data.bundle import as_float
 from .perf import autocast, prepare_input, prepare_model
-from .progress import progress_task
+from .progress import progress_tasks
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
@@ -143,13 +143,13 @@ def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torc
     images, on_dev = to_device_once(images, dev), labels.to(dev)
     outs: dict[str, list[torch.Tensor]] = {}
     n = len(labels)
-    with progress_task(f"evaluating {', '.join(built)}", n, progress) as advance, autocast(perf, dev):
+    with progress_tasks(list(built), n, progress, prefix="evaluating ") as advance, autocast(perf, dev):
         for start in range(0, n, batch_size):
             x = prepare_input(as_float(images[start : start + batch_size].to(dev)), perf)
             y = on_dev[start : start + batch_size]
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
-            advance(len(y))
+                advance(name, len(y))
     return _to_results(outs, labels, class_names, keep_probs)
 
 

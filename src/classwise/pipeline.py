@@ -22,7 +22,7 @@ from .data import DataBundle, class_balanced_indices, load_data, remove_class, s
 from .errors import ClasswiseError
 from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_device, zero_gradient_mask
 from .fileio import atomic_write
-from .report import write_report
+from .report import ReportContext, write_report
 from .results import NOT_ATTACKED, EvalResults
 from .runs import (
     get_status,
@@ -267,13 +267,12 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
     ran, flags = sanity_checks(results, _is_black_box, results.extras.get("zero_grad"))
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
-    summary = summarize(results, **extra)
+    summary = summarize(results, head_weight=head, **extra)
     write_json(run_dir / "summary.json", summary)
-    paths = write_report(run_dir, results, metrics=read_jsonl(run_dir / "metrics.jsonl") or None,
-                         head_weight=head, superclasses=meta.get("superclasses") or None,
-                         meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
-                         notes=meta.get("notes") or None, homing=homing, sanity=flags_to_json(flags),
-                         checks_run=ran)
+    paths = write_report(run_dir, ReportContext(
+        results, summary, metrics=read_jsonl(run_dir / "metrics.jsonl") or None, head_weight=head,
+        meta={k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method")},
+        notes=meta.get("notes") or None, homing=homing, sanity=flags_to_json(flags), checks_run=ran))
     set_status(run_dir, "complete")
     return paths
 

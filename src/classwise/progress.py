@@ -1,27 +1,90 @@
-"""Progress bars for long work (rich), silent when asked or when not on a terminal."""
+"""Progress bars and log lines for long work: bars on a terminal only, plain lines everywhere.
+
+A progress bar (rich) shows what runs, how far it is, its rate (items per
+second) and the time left. It is drawn only when stderr is a terminal and
+``CLASSWISE_PROGRESS`` is not "0", so slurm and nohup logs get no control
+characters and no blank lines; what they get instead are the one-line records
+of :func:`log_line` (one per training epoch), which also go to a log file.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 Advance = Callable[[int], None]
 
 
 def _enabled() -> bool:
-    return os.environ.get("CLASSWISE_PROGRESS", "1") != "0"
+    return os.environ.get("CLASSWISE_PROGRESS", "1") != "0" and sys.stderr.isatty()
+
+
+def _rate_column(unit: str) -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        """Items per second of the task, e.g. "412.3 img/s"."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.1f} {unit}/s")
+
+    return Rate()
 
 
 @contextmanager
-def progress_task(description: str, total: int, enabled: bool = True) -> Iterator[Advance]:
-    """Yield ``advance(n)``; draws a rich progress bar while the block runs."""
+def progress_task(description: str, total: int, enabled: bool = True, unit: str = "it") -> Iterator[Advance]:
+    """Yield ``advance(n)``; draws a rich progress bar with its rate while the block runs (terminals only)."""
     if not (enabled and _enabled()):
         yield lambda n=1: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _rate_column(unit),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextmanager
+def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str = "img",
+                   prefix: str = "") -> Iterator[Callable[[str, int], None]]:
+    """One bar per name (e.g. per attack) over ``total`` items; yield ``advance(name, n)``.
+
+    Unknown names are ignored. Terminals only, as :func:`progress_task`.
+    """
+    if not (enabled and _enabled()):
+        yield lambda name, n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _rate_column(unit),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        tasks = {name: bar.add_task(f"{prefix}{name}", total=total) for name in names}
+        yield lambda name, n=1: bar.advance(tasks[name], n) if name in tasks else None
+
+
+def log_line(text: str, log_file: str | Path | None = None) -> None:
+    """Print one line (no trailing blank line) to stdout, flushed, and append it to ``log_file``."""
+    line = " ".join(text.split())  # one line, single spaces
+    print(line, flush=True)
+    if log_file is not None:
+        with open(log_file, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` / ``4:05`` style h:mm:ss or m:ss."""
+    s = int(round(max(seconds, 0.0)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

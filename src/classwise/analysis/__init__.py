@@ -20,7 +20,7 @@ from .embedding import tsne_2d
 from .homing import confound_classes, flipped_to, homing_counts, homing_share, misclassified_confusion
 from .probability import classwise_probability_variance, probability_variance
 from .summary import (
-    accuracy_block, class_names_of, headline_attack, headline_block, protocol_attack, sanity_warnings, suite_worst_case,
+    accuracy_block, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings, suite_worst_case,
     summarize,
 )
 
@@ -46,7 +46,7 @@ __all__ = [
     "confusion_counts",
     "fold_superclasses",
     "headline_attack",
-    "headline_block",
+    "headline_basis",
     "protocol_attack",
     "suite_worst_case",
     "largest_gap",

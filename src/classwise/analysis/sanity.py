@@ -109,6 +109,42 @@ def _budget_flags(results: EvalResults, weak: str, strong: str, tolerance: float
     return flags
 
 
+SINGLE_STEP = re.compile(r"fgsm(-rs)?")  # single-step attacks (FGSM, FGSM with a random start)
+
+
+def single_step_far_weaker(results: EvalResults, threshold: float = 15.0) -> list[SanityFlag]:
+    """A single-step attack leaving far more examples robust than an iterative one (> threshold points).
+
+    Per class and overall, on the examples both attacks saw: FGSM (or FGSM-RS)
+    robustness minus PGD / CW-margin robustness above ``threshold`` percentage
+    points is the signature of gradient masking or of catastrophic overfitting
+    of single-step adversarial training (the model is robust only to the step
+    it was trained against).
+    """
+    single = [a for a in results.attacks if SINGLE_STEP.fullmatch(a)]
+    iterative = [a for a in results.attacks if _steps_and_restarts(a) is not None]
+    flags = []
+    for one in single:
+        for many in iterative:
+            both = results.evaluated(one) & results.evaluated(many)
+            for scope, mask in _scopes(results):
+                flags += _gap_flag(results, one, many, scope, mask & both, threshold)
+    return flags
+
+
+def _gap_flag(results: EvalResults, one: str, many: str, scope: str, mask: np.ndarray,
+              threshold: float) -> list[SanityFlag]:
+    if not mask.any():
+        return []
+    r1, rn = (100.0 * results.correct(a)[mask].mean() for a in (one, many))
+    if r1 - rn <= threshold:
+        return []
+    return [SanityFlag("single-step-far-weaker", scope, f"{one} leaves {r1:.1f}% robust, {many} {rn:.1f}% "
+                       f"({r1 - rn:.1f} points apart, threshold {threshold:g})",
+                       "suggests gradient masking or catastrophic overfitting of single-step training: "
+                       "trust the iterative attack, and train with PGD or FGSM-RS with a smaller step")]
+
+
 def zero_gradient_share(zero_grad: np.ndarray, results: EvalResults, threshold: float = 0.0) -> list[SanityFlag]:
     """Share of clean-correct examples whose input gradient of the loss is exactly zero.
 
@@ -138,6 +174,10 @@ def sanity_checks(results: EvalResults, is_black_box: Callable[[str], bool],
     if sum(_steps_and_restarts(a) is not None for a in results.attacks) >= 2:
         ran.append("more-budget-raises-robustness")
         flags += more_budget_raises_robustness(results)
+    if any(SINGLE_STEP.fullmatch(a) for a in results.attacks) and any(
+            _steps_and_restarts(a) is not None for a in results.attacks):
+        ran.append("single-step-far-weaker")
+        flags += single_step_far_weaker(results)
     if zero_grad is not None:
         ran.append("zero-gradient")
         flags += zero_gradient_share(zero_grad, results)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..results import NOT_ATTACKED, EvalResults
+from .claims import difference_reference, norm_claims, paired_claims, weak_hurt_more_claims, weakest_explained
 from .classwise import WORST, best_worst, classwise_accuracy, largest_gap, overall_accuracy, worst_case
+from .stats import classwise_interval, rank_call, wilson_interval
 
 
 def _num(x: float) -> float | None:
@@ -33,40 +36,89 @@ def class_names_of(results: EvalResults) -> list[str]:
 
 
 def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """{"overall", "per_class", "best_class", "worst_class", "gap"} for one prediction set.
+    """One prediction set's numbers with their uncertainty (table 2 row).
 
-    labels, pred: (N,). best/worst/gap are None when no class has examples.
+    labels, pred: (N,). Returns {"overall", "overall_ci95" [lo, hi], "per_class",
+    "n", "count", "ci95" [[lo, hi], ...] (95% Wilson, percent), "best_class",
+    "worst_class", "gap", "best_call", "worst_call"}; a call is {"class",
+    "significant", "tied_with": [class indices]} (:func:`classwise.analysis.stats.rank_call`).
+    best/worst/gap/calls are None when no class has examples.
     """
     per_class = classwise_accuracy(labels, pred, num_classes)
+    ci = classwise_interval(labels, pred == labels, num_classes)
+    hits = int(np.sum(pred == labels))
     block: dict[str, Any] = {
         "overall": _num(overall_accuracy(labels, pred)),
+        "overall_ci95": [_num(100.0 * v) for v in wilson_interval(hits, int(labels.size))],
         "per_class": [_num(v) for v in per_class],
-        "best_class": None, "worst_class": None, "gap": None,
+        "n": ci.n.tolist(), "count": ci.count.tolist(), "ci95": [[_num(lo), _num(hi)] for lo, hi in ci.ci],
+        "best_class": None, "worst_class": None, "gap": None, "best_call": None, "worst_call": None,
     }
     if not np.all(np.isnan(per_class)):
         best, worst = best_worst(per_class)
-        block |= {"best_class": best, "worst_class": worst, "gap": largest_gap(per_class)}
+        block |= {"best_class": best, "worst_class": worst, "gap": largest_gap(per_class),
+                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst")}
     return block
 
 
-def summarize(results: EvalResults, **extra: Any) -> dict[str, Any]:
-    """Overall and class-wise clean accuracy and robustness per attack, in percent.
+def _call(per_class: np.ndarray, ci: np.ndarray, which: str) -> dict[str, Any]:
+    call = rank_call(per_class, ci, which)
+    return {"class": call.index, "significant": call.significant, "tied_with": list(call.tied_with)}
 
-    Returns {"clean": block, "attacks": {name: block}, "headline": ..., "class_names": [...],
-    "num_examples": N, **extra}, each block as in :func:`accuracy_block`, the
-    headline as in :func:`headline_block` (None without attacks)
-    (the paper reports "overall" as "Tot." and marks best/worst per row in table 2).
+
+def summarize(results: EvalResults, *, headline: str | None = None, head_weight: np.ndarray | None = None,
+              superclasses: dict[str, list[int]] | None = None, **extra: Any) -> dict[str, Any]:
+    """Overall and class-wise clean accuracy and robustness per attack, in percent, with claims.
+
+    Returns {"clean": block, "attacks": {name: block}, "class_names": [...],
+    "num_examples": N, "headline": attack, "headline_basis": {...}, "protocol": attack,
+    "claims": {...}, "superclasses", **extra},
+    each block as in :func:`accuracy_block` (the paper reports "overall" as "Tot."
+    and marks best/worst per row in table 2). "claims" holds the tested claims of
+    :mod:`classwise.analysis.claims`: "paired" (each attack vs the reference,
+    exact McNemar per class), "weak_hurt_more" (section 3.3), "weight_norm"
+    (figure 4, with ``head_weight`` (K, D)) and "weakest" (why the weakest
+    classes under the headline attack are weak). ``headline`` defaults to
+    :func:`headline_attack` (the worst case over the suite when the run has
+    it), "headline_basis" says what it is made of (:func:`headline_basis`);
+    "protocol" is the paper's protocol attack (:func:`protocol_attack`),
+    reported under its own name, the reference of the paired claims and the
+    attack of the weight-norm claim (``headline`` overrides it too).
     """
     names = class_names_of(results)
     k = len(names)
+    if head_weight is not None:
+        head_weight = np.asarray(head_weight)
+        if head_weight.ndim != 2 or head_weight.shape[0] != k:
+            raise ValueError(f"head_weight must be (K={k}, D) like nn.Linear.weight, got {head_weight.shape}")
+    head = headline or headline_attack(results.attacks)
+    if head is not None and head not in results.adv_pred:
+        raise ValueError(f"headline attack {head!r} not among {results.attacks}")
+    protocol = headline or protocol_attack(results.attacks)
     return {
         "clean": accuracy_block(results.labels, results.clean_pred, k),
         "attacks": {a: _attack_block(results, a, k) for a in results.adv_pred},
-        "headline": headline_block(results),
         "class_names": names,
         "num_examples": int(results.labels.shape[0]),
+        "headline": head,
+        "headline_basis": headline_basis(results, head),
+        "protocol": protocol,
+        "claims": _claims(results, names, head, protocol, head_weight, superclasses),
+        "superclasses": superclasses,
         **extra,
     }
+
+
+def _claims(results: EvalResults, names: list[str], head: str | None, protocol: str | None,
+            head_weight: np.ndarray | None, superclasses: dict[str, list[int]] | None) -> dict[str, Any]:
+    results = replace(results, class_names=names)
+    ref = difference_reference(results.attacks, protocol)
+    out: dict[str, Any] = {"paired": paired_claims(results, ref), "weak_hurt_more": weak_hurt_more_claims(results, ref),
+                           "weight_norm": None, "weakest": []}
+    if head is not None:
+        out["weakest"] = weakest_explained(results, head, superclasses, count=min(3, max(1, len(names) // 3)))
+        out["weight_norm"] = norm_claims(results, protocol, head_weight) if head_weight is not None else None
+    return out
 
 
 def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:
@@ -125,21 +177,20 @@ def suite_worst_case(results: EvalResults) -> np.ndarray | None:
     return np.where(shared, pred, NOT_ATTACKED)
 
 
-def headline_block(results: EvalResults) -> dict[str, Any] | None:
-    """What the headline is and how it was made: {"attack", "over", "examples", "protocol", "text"}.
+def headline_basis(results: EvalResults, head: str | None = None) -> dict[str, Any] | None:
+    """What the headline (``head``, default :func:`headline_attack`) is made of: {"attack", "over", "examples", "text"}.
 
     "over": the attacks the headline takes the worst case of (just itself when
-    it is one attack); "protocol": the paper's protocol attack, reported under
-    its own name beside it; "text": one line saying so.
+    it is one attack); "text": one line saying so.
     """
-    head = headline_attack(results.attacks)
+    head = head or headline_attack(results.attacks)
     if head is None:
         return None
     over = [a for a in results.attacks if a != WORST] if head == WORST else [head]
     n = int(results.evaluated(head).sum())
     text = (f"worst case per example over {', '.join(over)} on the {n} examples every attack saw"
             if head == WORST else f"{head} on {n} examples")
-    return {"attack": head, "over": over, "examples": n, "protocol": protocol_attack(results.attacks), "text": text}
+    return {"attack": head, "over": over, "examples": n, "text": text}
 
 
 def sanity_warnings(summary: dict[str, Any]) -> list[str]:

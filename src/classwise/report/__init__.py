@@ -1,5 +1,5 @@
 """Report: figures (matplotlib), tables (CSV, Markdown), one self-contained HTML page."""
 
-from .build import write_report
+from .build import ReportContext, write_report
 
-__all__ = ["write_report"]
+__all__ = ["ReportContext", "write_report"]

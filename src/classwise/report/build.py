@@ -2,36 +2,43 @@
 
 Layout written into ``run_dir``::
 
-    figures/*.png                 classwise_bars, confusion, misclassified, robustness_intervals,
+    figures/*.png and *.svg       classwise_bars, confusion, misclassified, robustness_intervals,
                                   [epochs], [weight_norms], [superclass_confusion], [homing],
-                                  [probability_variance]
-    tables/classwise.{csv,md}     table 2 layout: clean and every attack
+                                  [probability_variance]; PNG at 150 dpi, SVG beside each
+    tables/classwise.{csv,md}     table 2 layout: clean and every attack (by class above 20 classes)
+    tables/classwise_ci.csv       every row and class: n, count, percent, 95% Wilson interval
+    tables/difference.{csv,md}, difference_tests.csv   tables 3, 4, 6 with exact McNemar tests
     tables/confusion_<attack>.csv robustness confusion (percent of row) per attack
-    tables/misclassified_<attack>.csv, robustness_intervals.csv, [homing.csv], [probability_variance.csv]
+    tables/misclassified_<attack>.csv, robustness_intervals.csv, [homing.csv], [probability_variance.csv],
+    [superclass_robustness.csv]
     report.md, report.html        summary, notes, warnings, each table and figure
 
-The summary comes first: overall numbers, best and worst class, largest gap,
-Spearman rho of weight norms (with a head weight), homing share (with a homing
-experiment) and the number of sanity flags. Every later section starts with
-one sentence saying what it shows. With more than 20 classes, per-class line
-figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
+The summary comes first: overall numbers with their 95% intervals, best and
+worst class (significant, or "tied with"), largest gap, why the weakest classes
+are weak (confound classes, superclass share, gap to clean), the tested claims
+(stronger attacks hurt weak classes more; weight norm vs robustness and vs clean
+accuracy) and the number of sanity flags. Every later section starts with one
+sentence saying what it shows. With more than 20 classes the report leads with
+the superclass view (when superclasses exist), then the 10 weakest and 10
+strongest classes, then the full table by class in a scroll container; per-class
+line figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
 
-The headline numbers (overall robustness, most and least robust class) are
-those of :func:`classwise.analysis.headline_attack`: the per-example worst
-case over the whole suite ("worst") when the run has one, and the summary
-says so; the paper's protocol attack (:func:`classwise.analysis.protocol_attack`,
-the PGD attack with the most steps) is reported beside it under its own
-name and draws the per-example figures (confusion, superclasses, homing,
-intervals, probabilities, weight norms). ``headline`` overrides both.
-Every file is written to a temporary name and renamed, report.html last, and an
-old report.md / report.html is removed first, so a crash never leaves a report
-that looks complete.
+Everything is computed once, by :func:`classwise.analysis.summarize`, and handed
+over in a :class:`ReportContext`; "the" robustness of the report is the summary's
+"headline": the per-example worst case over the whole suite when the run has
+one (the summary says so), and the paper's protocol attack (the summary's
+"protocol", PGD with the most steps) is reported beside it under its own name
+and draws the per-example figures (confusion, superclasses, homing, intervals,
+probabilities). Every file is written to a temporary name and renamed,
+report.html last, and an old report.md / report.html is removed first, so a crash
+never leaves a report that looks complete.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +47,72 @@ import numpy as np
 from ..analysis import (
     confusion_counts,
     fold_superclasses,
-    headline_attack,
-    norm_robustness_correlation,
-    protocol_attack,
     robustness_confusion,
     row_percent,
     sanity_warnings,
     summarize,
-    weight_norms,
 )
+from ..analysis.stats import classwise_interval
 from ..results import EvalResults
 from . import diagnosis, figures, tables
-from .section import Section, pct, sampled_note, shown_classes, slug
+from .section import MAX_SHOWN_CLASSES, Section, pct, sampled_note, shown_classes, slug
 from ..fileio import atomic_write
 
 TITLE = "Class-wise robustness report"
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .5em;
-text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:.85em}
-h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
+EXTREMES = 10  # with more than MAX_SHOWN_CLASSES classes: the 10 weakest and the 10 strongest
+MAX_NAMED = 5  # "tied with" lists name at most this many classes
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;
+overflow-wrap:anywhere}table{border-collapse:collapse;font-size:.9em;margin:0}th,td{border:1px solid #ccc;
+padding:.25em .5em;text-align:right;white-space:nowrap}th:first-child,td:first-child{text-align:left}
+thead th{position:sticky;top:0;background:#f4f4f4}img{max-width:100%;height:auto}.note{color:#555;font-size:.85em}
+.scroll{overflow:auto;max-width:100%;max-height:32em;margin:.5em 0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything a report shows, computed beforehand: the per-sample results and their summary.
+
+    summary: :func:`classwise.analysis.summarize` of ``results`` (its "headline",
+    "superclasses" and "claims" drive the report). metrics: per-epoch training-log
+    dicts with "robust": {"overall", "per_class"} and "monitor" (figure 1).
+    head_weight: (K, D) classifier weight (figure 4). meta: shown first (dataset,
+    model, eps). notes: shown after the summary. homing: the homing.json of
+    :func:`classwise.homing.homing_run` (figure 3b). sanity: extra sanity flags,
+    listed under Warnings: lines, or dicts with "check", "scope", "detail",
+    "suggests" (:func:`classwise.analysis.sanity.flags_to_json`). checks_run:
+    names of the sanity checks that ran (a "Sanity checks" section).
+    Probabilities in ``results`` (clean_probs, adv_probs[headline]) add figure 5a.
+    """
+
+    results: EvalResults
+    summary: dict[str, Any]
+    metrics: list[dict] | None = None
+    head_weight: np.ndarray | None = None
+    meta: dict[str, Any] | None = None
+    notes: list[str] | None = None
+    homing: dict[str, Any] | None = None
+    sanity: list[str | dict[str, str]] | None = None
+    checks_run: list[str] | None = None
+
+    @classmethod
+    def build(cls, results: EvalResults, *, headline: str | None = None, head_weight: np.ndarray | None = None,
+              superclasses: dict[str, list[int]] | None = None, **rest: Any) -> "ReportContext":
+        """Summarise ``results`` (one :func:`summarize` call) and bundle it with the rest."""
+        summary = summarize(results, headline=headline, head_weight=head_weight, superclasses=superclasses)
+        return cls(results, summary, head_weight=head_weight, **rest)
+
+    @property
+    def headline(self) -> str | None:
+        return self.summary.get("headline")
+
+    @property
+    def protocol(self) -> str | None:
+        """The attack of the per-example figures (the paper's protocol attack)."""
+        return self.summary.get("protocol", self.headline)
+
+    @property
+    def superclasses(self) -> dict[str, list[int]] | None:
+        return self.summary.get("superclasses") or None
 
 
 def _meta_lines(meta: dict[str, Any]) -> list[str]:
@@ -68,80 +122,220 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     return [f"{k}: {meta[k]}" for k in keys]
 
 
-def _headline_lines(summary: dict[str, Any], head: str | None) -> list[str]:
-    """Clean and robust overall, most and least robust class and the largest gap."""
-    names, clean = summary["class_names"], summary["clean"]
+def _names(indices: list[int], names: list[str]) -> str:
+    """Class names, at most :data:`MAX_NAMED` of them, then "and N more"."""
+    shown = ", ".join(names[i] for i in indices[:MAX_NAMED])
+    return shown + (f" and {len(indices) - MAX_NAMED} more" if len(indices) > MAX_NAMED else "")
+
+
+def _ci(ci: list | None) -> str:
+    return "" if not ci or ci[0] is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def _call_text(block: dict[str, Any], which: str, names: list[str]) -> str:
+    """"car (80.0% [49.0, 94.3]); significant" or "...; tied with ship, cat (intervals overlap)"."""
+    call = block[f"{which}_call"]
+    i = call["class"]
+    text = f"{names[i]} ({pct(block['per_class'][i])}{_ci(block['ci95'][i])})"
+    if call["significant"]:
+        return text + f"; significant (its 95% interval is disjoint from every other class's)"
+    return text + f"; tied with {_names(call['tied_with'], names)} (95% intervals overlap)"
+
+
+def _headline_lines(summary: dict[str, Any]) -> list[str]:
+    """Clean and robust overall with intervals, most and least robust class (tested), the largest gap."""
+    names, clean, head = summary["class_names"], summary["clean"], summary["headline"]
     lines = [f"test examples: {summary['num_examples']}, classes: {len(names)}",
-             f"clean accuracy: {pct(clean['overall'])}"]
+             f"clean accuracy: {pct(clean['overall'])}{_ci(clean['overall_ci95'])}"]
     block, what = (summary["attacks"][head], "robust") if head else (clean, "accurate")
     if head:
-        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_how(summary, head)}")
+        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_ci(block['overall_ci95'])}"
+                     f"{_basis(summary)}")
     if block["best_class"] is not None:
-        best, worst = block["best_class"], block["worst_class"]
-        lines += [f"most {what} class: {names[best]} ({pct(block['per_class'][best])})",
-                  f"least {what} class: {names[worst]} ({pct(block['per_class'][worst])})",
+        lines += [f"most {what} class: {_call_text(block, 'best', names)}",
+                  f"least {what} class: {_call_text(block, 'worst', names)}",
                   f"largest class gap: {block['gap']:.1f} percentage points"]
-    return lines
+    return lines + _protocol_line(summary)
 
 
-def _how(summary: dict[str, Any], head: str) -> str:
-    """" (worst case per example over ...)" when ``head`` is the summary's headline entry."""
-    info = summary.get("headline")
-    return f" ({info['text']})" if info and info["attack"] == head and len(info["over"]) > 1 else ""
+def _basis(summary: dict[str, Any]) -> str:
+    """" (worst case per example over ...)" when the headline is the suite's worst case."""
+    basis = summary.get("headline_basis")
+    return f" ({basis['text']})" if basis and len(basis["over"]) > 1 else ""
 
 
-def _protocol_line(summary: dict[str, Any], head: str | None, protocol: str | None) -> list[str]:
+def _protocol_line(summary: dict[str, Any]) -> list[str]:
     """The paper's protocol attack under its own name, when the headline is another entry."""
-    if protocol is None or protocol == head:
+    protocol = summary.get("protocol")
+    if protocol is None or protocol == summary["headline"]:
         return []
     block = summary["attacks"][protocol]
-    return [f"robust accuracy under {protocol} (the paper's protocol, figures below) on its "
-            f"{block['examples']} examples: {pct(block['overall'])}"]
+    return [f"robust accuracy under {protocol} (the paper's protocol; the figures below use it) on its "
+            f"{block['examples']} examples: {pct(block['overall'])}{_ci(block['overall_ci95'])}"]
 
 
-def _table_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults,
-                    paths: dict[str, Path]) -> list[Section]:
-    """tables/classwise.{csv,md}, one confusion CSV per attack, and the bar figure."""
+def _weakest_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per weakest class under the headline attack: why it is weak."""
+    names, head, groups = summary["class_names"], summary["headline"], summary.get("superclasses")
+    out = []
+    for w in summary["claims"]["weakest"]:
+        text = f"weak class {names[w['class']]}: {pct(w['robust'])}{_ci(w['ci95'])} robust under {head}"
+        text += f", clean {pct(w['clean'])} (gap {w['gap_to_clean']:.1f} points)"
+        if w["confounds"]:
+            text += "; flipped to " + ", ".join(f"{names[c['class']]} {100 * c['share']:.0f}%" for c in w["confounds"])
+        if w["within_superclass"] is not None:
+            group = next(g for g, members in groups.items() if w["class"] in members)
+            text += f"; {100 * w['within_superclass']:.0f}% of its flips stay within {group}"
+        out.append(text)
+    return out
+
+
+def _claim_lines(summary: dict[str, Any]) -> list[str]:
+    """The tested claims: significant paired drops, weak-hurt-more rho, weight-norm rho."""
+    claims, k = summary["claims"], len(summary["class_names"])
+    out = []
+    paired = claims["paired"]
+    for attack, c in paired["attacks"].items():
+        out.append(f"{attack} vs {paired['reference']}: {sum(c['significant'])} of {k} classes differ significantly "
+                   f"(exact McNemar, Holm-adjusted, p < {c['alpha']:g}); overall {c['overall']['diff']:+.1f} points "
+                   f"(p = {c['overall']['p']:.3g})")
+    for w in claims["weak_hurt_more"]:
+        out.append(f"stronger attacks hurt weak classes more? {w['stronger']} vs {w['weaker']}: Spearman rho of "
+                   f"{w['weaker']} robustness and the drop = {_rho(w)}; negative means the weak classes lose more")
+    norm = claims["weight_norm"]
+    if norm:
+        out.append(f"Spearman rho of classifier weight norm and class robustness under {norm['attack']}: "
+                   f"{_rho(norm['robust'])}; against clean accuracy: {_rho(norm['clean'])} (95% intervals "
+                   "resample the test examples)")
+    return out
+
+
+def _rho(c: dict[str, Any]) -> str:
+    if c["rho"] is None:
+        return "n/a (too few classes or a constant value)"
+    ci = "" if c["ci"][0] is None else f", 95% CI [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
+    p = "p < 1e-300" if c["p"] == 0 else f"p = {c['p']:.3g}"
+    return f"{c['rho']:.2f} ({p}{ci})"
+
+
+def _order(summary: dict[str, Any]) -> list[int]:
+    """Classes worst first under the headline attack (clean accuracy without one); empty classes last."""
+    head = summary["headline"]
+    block = summary["attacks"][head] if head else summary["clean"]
+    v = np.array([np.inf if x is None else x for x in block["per_class"]])
+    return [int(i) for i in np.argsort(v, kind="stable")]
+
+
+def _bars(run_dir: Path, summary: dict[str, Any], classes: list[int], split: int | None, title: str,
+          paths: dict[str, Path]) -> Path:
     names = summary["class_names"]
+    rows = tables.table_rows(summary)
+    bars = {name: np.array([np.nan if b["per_class"][i] is None else b["per_class"][i] for i in classes])
+            for name, b in rows}
+    errors = {name: np.array([[np.nan if v is None else v for v in b["ci95"][i]] for i in classes])
+              for name, b in rows}
+    paths["fig_classwise_bars"] = figures.plot_classwise_bars(
+        bars, [names[i] for i in classes], run_dir / "figures/classwise_bars.png", errors=errors, split=split,
+        title=title)
+    return paths["fig_classwise_bars"]
+
+
+def _table_sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
+    """tables/classwise.{csv,md}, classwise_ci.csv, one confusion CSV per attack, and the bar figure."""
+    summary, results = ctx.summary, ctx.results
+    names, many = summary["class_names"], len(summary["class_names"]) > MAX_SHOWN_CLASSES
     paths["table_csv"] = atomic_write(run_dir / "tables/classwise.csv", tables.classwise_csv(summary))
-    paths["table_md"] = atomic_write(run_dir / "tables/classwise.md", tables.classwise_markdown(summary))
+    paths["table_ci_csv"] = atomic_write(run_dir / "tables/classwise_ci.csv", tables.classwise_ci_csv(summary))
+    order = _order(summary)
+    full_md = tables.classwise_markdown(summary, classes=order if many else None, by_class=many)
+    paths["table_md"] = atomic_write(run_dir / "tables/classwise.md", full_md)
     for attack, pred in results.adv_pred.items():
         m = results.evaluated(attack)
         matrix = robustness_confusion(results.labels[m], pred[m], len(names))
         paths[f"confusion_csv:{attack}"] = atomic_write(
             run_dir / f"tables/confusion_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
-    bars = {name: np.array(b["per_class"], dtype=np.float64) for name, b in tables.table_rows(summary)}
-    paths["fig_classwise_bars"] = figures.plot_classwise_bars(bars, names, run_dir / "figures/classwise_bars.png")
+    return _extremes_sections(run_dir, summary, order, paths) if many else _all_classes_sections(
+        run_dir, summary, order, full_md, paths)
+
+
+def _all_classes_sections(run_dir: Path, summary: dict[str, Any], order: list[int], md: str,
+                          paths: dict[str, Path]) -> list[Section]:
+    head = summary["headline"] or "clean accuracy"
+    image = _bars(run_dir, summary, order, None, f"classes sorted by {head}, worst first", paths)
     return [
         Section("Class-wise accuracy and robustness (table 2)",
                 "Accuracy (%) per class on clean test images and under each attack, in the layout "
-                "of the paper's table 2.",
-                table_md=tables.classwise_markdown(summary), table_html=tables.classwise_html(summary)),
-        Section("Class-wise bars", "The same numbers as bars: per class, clean accuracy beside "
-                "robustness under each attack.", image=paths["fig_classwise_bars"]),
+                "of the paper's table 2, each with half the width of its 95% interval.",
+                table_md=md, table_html=tables.classwise_html(summary)),
+        Section("Class-wise bars", f"The same numbers as bars, classes sorted worst first under {head}: per "
+                "class, clean accuracy beside robustness under each attack, with 95% interval whiskers.",
+                image=image),
     ]
 
 
-def difference_reference(attacks: list[str], head: str | None) -> str | None:
-    """The reference of the difference table: PGD-20 (the paper's), else the given (protocol) attack."""
-    return "pgd20" if "pgd20" in attacks else head
+def _extremes_sections(run_dir: Path, summary: dict[str, Any], order: list[int],
+                       paths: dict[str, Path]) -> list[Section]:
+    """Above 20 classes: the 10 weakest and 10 strongest (table and bars), then the full table by class."""
+    k, head = len(order), summary["headline"] or "clean accuracy"
+    filled = [i for i in order if summary["clean"]["n"][i] > 0]
+    picked = filled[:EXTREMES] + filled[-EXTREMES:] if len(filled) > 2 * EXTREMES else filled
+    image = _bars(run_dir, summary, picked, min(EXTREMES, len(picked)),
+                  f"{EXTREMES} weakest | {EXTREMES} strongest of {k} classes under {head}", paths)
+    return [
+        Section(f"The {EXTREMES} weakest and {EXTREMES} strongest classes (table 2)",
+                f"Accuracy (%) of the {EXTREMES} least and the {EXTREMES} most robust of the {k} classes under "
+                f"{head}, weakest first, each with half the width of its 95% interval; the full table follows.",
+                table_md=tables.classwise_markdown(summary, classes=picked, by_class=True),
+                table_html=tables.classwise_html(summary, classes=picked, by_class=True)),
+        Section("Class-wise bars", f"The same classes as bars (weakest left of the dashed line, strongest right): "
+                "clean accuracy beside robustness under each attack, with 95% interval whiskers.", image=image),
+        Section(f"All {k} classes", f"Every class, sorted worst first under {head} (scroll inside the table); "
+                "tables/classwise.csv and tables/classwise_ci.csv hold the same numbers in full.",
+                table_md="See tables/classwise.md (one row per class).\n",
+                table_html=tables.classwise_html(summary, classes=order, by_class=True)),
+    ]
 
 
-def _difference_section(run_dir: Path, summary: dict[str, Any], head: str | None,
-                        paths: dict[str, Path]) -> list[Section]:
-    """tables/difference.{csv,md}: each attack's class-wise robustness minus the reference's."""
-    ref = difference_reference(list(summary["attacks"]), head)
+def _superclass_view(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
+    """Robustness per superclass (clean and every attack), with intervals: the first view of many classes."""
+    results, groups = ctx.results, ctx.superclasses
+    of = np.full(len(ctx.summary["class_names"]), -1)
+    for g, members in enumerate(groups.values()):
+        of[list(members)] = g
+    rows = {"clean": (results.labels, results.correct())}
+    rows |= {a: (results.labels[results.evaluated(a)], results.correct(a)[results.evaluated(a)])
+             for a in results.attacks}
+    header = ["superclass", *rows]
+    cis = {name: classwise_interval(of[lab], ok, len(groups)) for name, (lab, ok) in rows.items()}
+    table = [[g, *(tables.ci_text(ci.percent[j], ci.ci[j]) for ci in cis.values())] for j, g in enumerate(groups)]
+    paths["superclass_robustness_csv"] = atomic_write(run_dir / "tables/superclass_robustness.csv",
+                                                      tables.text_csv(header, table))
+    return [Section("Superclass view", f"Accuracy (%) per superclass ({len(groups)} groups of classes) on clean "
+                    "images and under each attack, ± half the width of the 95% interval: where the weakness "
+                    "lives before looking at single classes.", table_md=tables.simple_markdown(header, table),
+                    table_html=tables.simple_html(header, table))]
+
+
+def _difference_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]) -> list[Section]:
+    """tables/difference.{csv,md} and difference_tests.csv: each attack minus the reference, tested."""
+    ref = summary["claims"]["paired"]["reference"]
     if ref is None or len(summary["attacks"]) < 2:
         return []
     header, rows = tables.difference_header(summary, ref), tables.difference_rows(summary, ref)
-    md = tables.simple_markdown(header, rows)
+    if len(summary["class_names"]) > MAX_SHOWN_CLASSES:
+        order = [0, 1, *(2 + i for i in _order(summary))]
+        header, rows = tables.transpose([header[i] for i in order], [[r[i] for i in order] for r in rows])
+    md = tables.simple_markdown(header, rows) + f"\n{tables.DIFF_FOOTNOTE}\n"
     paths["difference_md"] = atomic_write(run_dir / "tables/difference.md", md)
     paths["difference_csv"] = atomic_write(run_dir / "tables/difference.csv", tables.text_csv(header, rows))
+    paths["difference_tests_csv"] = atomic_write(run_dir / "tables/difference_tests.csv",
+                                                 tables.difference_tests_csv(summary))
+    note = f'<p class="note">{html.escape(tables.DIFF_FOOTNOTE)}</p>'
     return [Section(f"Difference against {ref} (tables 3, 4 and 6)",
                     f"Robustness under each attack minus robustness under {ref}, in percentage points, per "
-                    "class; negative: the attack is stronger on that class (the paper finds stronger attacks "
-                    "gain most on the vulnerable classes).", table_md=md,
-                    table_html=tables.simple_html(header, rows))]
+                    "class, on the examples both attacks saw; negative: the attack is stronger on that class (the "
+                    "paper finds stronger attacks gain most on the vulnerable classes).", table_md=md,
+                    table_html=tables.simple_html(header, rows) + note)]
 
 
 def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: dict[str, Path]) -> list[Section]:
@@ -149,15 +343,17 @@ def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: 
     rows = [(m.get("epoch", i + 1), m["robust"]) for i, m in enumerate(metrics) if m.get("robust")]
     if not rows:
         return []
+    monitor = next((m["monitor"] for m in reversed(metrics) if m.get("monitor")), None)
+    under = f"under {monitor}" if monitor else "under the monitor attack"
     nan = float("nan")
     per_class = np.array([[nan if v is None else v for v in r["per_class"]] for _, r in rows], dtype=np.float64)
     overall = np.array([nan if r.get("overall") is None else r["overall"] for _, r in rows], dtype=np.float64)
     idx = shown_classes(len(names))
     paths["fig_epochs"] = figures.plot_classwise_epochs(
         np.array([e for e, _ in rows]), per_class[:, idx], overall, [names[i] for i in idx],
-        run_dir / "figures/epochs.png")
+        run_dir / "figures/epochs.png", ylabel=f"test robust accuracy {under} (%)")
     return [Section("Class-wise robustness during training (figure 1)",
-                    "Test robustness of each class at each evaluated epoch; the shaded band is the gap "
+                    f"Test robustness {under} of each class at each evaluated epoch; the shaded band is the gap "
                     "between the best and the worst class, the dashed line the overall robustness."
                     + sampled_note(len(names)), image=paths["fig_epochs"])]
 
@@ -190,28 +386,21 @@ def _superclass_section(run_dir: Path, results: EvalResults, head: str, names: l
                     image=paths["fig_superclass_confusion"])]
 
 
-def _norm_stats(summary: dict[str, Any], head: str, weight: np.ndarray) -> dict[str, Any]:
-    """Per-class weight norms (K,), robustness (K,) and their Spearman (rho, p) over all classes."""
-    names = summary["class_names"]
-    weight = np.asarray(weight)
-    if weight.ndim != 2 or weight.shape[0] != len(names):
-        raise ValueError(f"head_weight must be (K={len(names)}, D) like nn.Linear.weight, got {weight.shape}")
-    norms = weight_norms(weight)
+def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]) -> list[Section]:
+    """Figure 4: classifier weight norm per class against robustness, with Spearman rho and its CI."""
+    names, norm = summary["class_names"], summary["claims"]["weight_norm"]
+    head, rob = norm["attack"], norm["robust"]
+    rho = np.nan if rob["rho"] is None else rob["rho"]
     robust = np.array([np.nan if v is None else v for v in summary["attacks"][head]["per_class"]])
-    rho, p = norm_robustness_correlation(norms, robust)
-    return {"norms": norms, "robust": robust, "rho": rho, "p": p}
-
-
-def _norm_section(run_dir: Path, names: list[str], head: str, stats: dict[str, Any],
-                  paths: dict[str, Path]) -> list[Section]:
-    """Figure 4: classifier weight norm per class against robustness, with Spearman rho."""
-    idx, rho, p = shown_classes(len(names)), stats["rho"], stats["p"]
+    idx = shown_classes(len(names))
     paths["fig_weight_norms"] = figures.plot_norm_vs_robustness(
-        stats["norms"][idx], stats["robust"][idx], [names[i] for i in idx], rho, run_dir / "figures/weight_norms.png")
-    return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {rho:.2f}",
+        np.asarray(norm["norms"])[idx], robust[idx], [names[i] for i in idx], rho, run_dir / "figures/weight_norms.png")
+    title = "n/a" if np.isnan(rho) else f"{rho:.2f}"
+    return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {title}",
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
                     f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
-                    f"rho = {rho:.3f} (p = {p:.3g})." + sampled_note(len(names)),
+                    f"rho = {_rho(rob)}, against clean accuracy {_rho(norm['clean'])}; the intervals come from "
+                    "resampling the test examples of each class." + sampled_note(len(names)),
                     image=paths["fig_weight_norms"])]
 
 
@@ -230,24 +419,23 @@ def _checks_section(checks_run: list[str], flags: list[str | dict[str, str]]) ->
                    "a flag names the class and what it suggests.", items=items)
 
 
-def _diagnosis_lines(stats: dict[str, Any] | None, homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
-    """Summary lines after the headline numbers: Spearman rho, homing share, sanity flags."""
-    lines = [f"Spearman rho of classifier weight norm and class robustness: {stats['rho']:.2f}"] if stats else []
+def _diagnosis_lines(summary: dict[str, Any], homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
+    """Summary lines after the headline numbers: weakest classes explained, claims, homing, sanity flags."""
+    lines = _weakest_lines(summary) + _claim_lines(summary)
     lines += diagnosis.homing_lines(homing) if homing else []
     lines.append(f"sanity flags: {len(warns)} (see Warnings)" if warns else "sanity flags: none")
     return lines
 
 
-def _head_sections(run_dir: Path, summary: dict[str, Any], results: EvalResults, head: str,
-                   superclasses: dict[str, list[int]] | None, homing: dict[str, Any] | None,
-                   paths: dict[str, Path]) -> list[Section]:
-    """Figures 2, 3, 6 and 5a for the headline attack (figure 3b when a homing experiment exists)."""
-    names = summary["class_names"]
+def _head_sections(run_dir: Path, ctx: ReportContext, head: str, paths: dict[str, Path]) -> list[Section]:
+    """Figures 2, 3, 6 and 5a for the protocol attack (figure 3b when a homing experiment exists)."""
+    names, results = ctx.summary["class_names"], ctx.results
     out = _confusion_section(run_dir, results, head, names, paths)
-    out += _superclass_section(run_dir, results, head, names, superclasses, paths) if superclasses else []
+    if ctx.superclasses and len(names) <= MAX_SHOWN_CLASSES:
+        out += _superclass_section(run_dir, results, head, names, ctx.superclasses, paths)
     out += diagnosis.misclassified_section(run_dir, results, head, names, paths)
-    out += diagnosis.homing_section(run_dir, homing, names, paths) if homing else []
-    out += diagnosis.intervals_section(run_dir, summary, head, paths)
+    out += diagnosis.homing_section(run_dir, ctx.homing, names, paths) if ctx.homing else []
+    out += diagnosis.intervals_section(run_dir, ctx.summary, head, paths)
     return out + diagnosis.variance_section(run_dir, results, head, names, paths)
 
 
@@ -281,47 +469,40 @@ def render_html(sections: list[Section]) -> str:
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(run_dir: Path, results: EvalResults, *, metrics: list[dict] | None = None,
-                 head_weight: np.ndarray | None = None, superclasses: dict[str, list[int]] | None = None,
-                 meta: dict | None = None, notes: list[str] | None = None,
-                 headline: str | None = None, homing: dict[str, Any] | None = None,
-                 sanity: list[str | dict[str, str]] | None = None,
-                 checks_run: list[str] | None = None) -> dict[str, Path]:
+def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
+    """Every section in order: summary first; above 20 classes the superclass view before the class tables."""
+    summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
+    names = summary["class_names"]
+    warns = sanity_warnings(summary) + [_flag_line(f) for f in ctx.sanity or []]
+    lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _diagnosis_lines(summary, ctx.homing, warns)
+    sections = [Section("Summary", items=tuple(lines))]
+    sections += [Section("Notes", items=tuple(ctx.notes))] if ctx.notes else []
+    sections += [Section("Warnings", items=tuple(warns))] if warns else []
+    sections += [_checks_section(ctx.checks_run, ctx.sanity or [])] if ctx.checks_run else []
+    many = len(names) > MAX_SHOWN_CLASSES
+    if many and ctx.superclasses:
+        sections += _superclass_view(run_dir, ctx, paths)
+        sections += _superclass_section(run_dir, ctx.results, head, names, ctx.superclasses, paths) if head else []
+    sections += _table_sections(run_dir, ctx, paths)
+    sections += _difference_section(run_dir, summary, paths)
+    sections += _epoch_section(run_dir, ctx.metrics, names, paths) if ctx.metrics else []
+    if head is not None:
+        sections += _head_sections(run_dir, ctx, head, paths)
+        sections += _norm_section(run_dir, summary, paths) if summary["claims"]["weight_norm"] else []
+    return sections
+
+
+def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     """Write figures, tables, report.md and report.html into ``run_dir``; return name -> path.
 
-    metrics: per-epoch training-log dicts with "robust": {"overall", "per_class"} (figure 1).
-    head_weight: (K, D) classifier weight (figure 4). superclasses: name -> class indices.
-    meta: shown first (dataset, model, eps). notes: shown after the summary.
-    headline: the attack used for headline numbers and figures 2 and 4 (default: see module doc).
-    homing: the homing.json of :func:`classwise.homing.homing_run` (figure 3b).
-    sanity: extra sanity flags, listed under Warnings: lines, or dicts with "check",
-    "scope", "detail", "suggests" (:func:`classwise.analysis.sanity.flags_to_json`).
-    checks_run: names of the sanity checks that ran (a "Sanity checks" section).
-    Probabilities in ``results`` (clean_probs, adv_probs[headline]) add figure 5a.
+    ``ctx`` carries the per-sample results, their already computed summary and
+    the rest (:class:`ReportContext`; ``ReportContext.build`` summarises for you).
     """
     run_dir = Path(run_dir)
     for old in ("report.md", "report.html"):
         (run_dir / old).unlink(missing_ok=True)
-    summary = summarize(results)
-    names, head = summary["class_names"], headline or headline_attack(results.attacks)
-    if head is not None and head not in results.adv_pred:
-        raise ValueError(f"headline attack {head!r} not among {results.attacks}")
-    fig = headline or protocol_attack(results.attacks)  # the attack of the per-example figures
     paths: dict[str, Path] = {}
-    stats = _norm_stats(summary, fig, head_weight) if fig is not None and head_weight is not None else None
-    warns = sanity_warnings(summary) + [_flag_line(f) for f in sanity or []]
-    lines = _meta_lines(meta or {}) + _headline_lines(summary, head) + _protocol_line(summary, head, fig)
-    lines += _diagnosis_lines(stats, homing, warns)
-    sections = [Section("Summary", items=tuple(lines))]
-    sections += [Section("Notes", items=tuple(notes))] if notes else []
-    sections += [Section("Warnings", items=tuple(warns))] if warns else []
-    sections += [_checks_section(checks_run, sanity or [])] if checks_run else []
-    sections += _table_sections(run_dir, summary, results, paths)
-    sections += _difference_section(run_dir, summary, fig, paths)
-    sections += _epoch_section(run_dir, metrics, names, paths) if metrics else []
-    if fig is not None:
-        sections += _head_sections(run_dir, summary, results, fig, superclasses, homing, paths)
-        sections += _norm_section(run_dir, names, fig, stats, paths) if stats else []
+    sections = _sections(run_dir, ctx, paths)
     paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
     paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
     return paths

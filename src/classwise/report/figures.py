@@ -1,9 +1,12 @@
-"""Figures of the class-wise report (matplotlib, PNG).
+"""Figures of the class-wise report (matplotlib, PNG at 150 dpi plus an SVG beside it).
 
 Each function draws one figure of the paper on a fresh ``matplotlib.figure.Figure``
 (no pyplot, so no global figure state and no GUI backend), saves it atomically
-(temporary file, then rename) and returns the saved path. matplotlib is imported
-inside the functions, never at import time.
+(temporary file, then rename) as ``<name>.png`` and ``<name>.svg`` (for papers)
+and returns the PNG's path. Legends sit outside the axes, never over data;
+heatmaps keep a readable size at any class count (tick labels only up to
+:data:`_MAX_TICKS` classes). matplotlib is imported inside the functions, never
+at import time.
 """
 
 from __future__ import annotations
@@ -18,22 +21,38 @@ from ..analysis.classwise import minmax
 from ..fileio import atomic_open
 
 _MAX_LEGEND = 20  # more classes than this: no legend / no numbers in cells
+_MAX_TICKS = 60  # more classes than this: heatmaps without per-class tick labels
+DPI = 150
+_MAX_SIDE = 14.0  # inches: a heatmap of any class count stays printable
 
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
     return fig
 
 
 def _save(fig: Any, path: Path) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically (no "Software" metadata)."""
+    """Save ``fig`` as PNG at ``path`` and as SVG beside it, atomically (no "Software"/"Date" metadata)."""
+    path = Path(path)
+    with atomic_open(path.with_suffix(".svg")) as f:
+        fig.savefig(f, format="svg", metadata={"Creator": None, "Date": None})
     with atomic_open(path) as f:
-        fig.savefig(f, format="png", metadata={"Software": None})
-    return Path(path)
+        fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+    return path
+
+
+def _side(k: int) -> float:
+    """Height in inches of a K x K heatmap: grows with K, capped at :data:`_MAX_SIDE`."""
+    return min(2.5 + 0.45 * k, _MAX_SIDE)
+
+
+def _legend_above(ax: Any, n: int) -> None:
+    """A legend above the axes, outside the data, in up to 4 columns."""
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=min(max(n, 1), 4), frameon=False)
 
 
 def _colors(k: int) -> list[Any]:
@@ -86,7 +105,7 @@ def plot_confusion(matrix: np.ndarray, labels_x: list[str], labels_y: list[str],
     folding. NaN cells stay blank; numbers are omitted above 20 rows or columns.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
-    side = 2.5 + 0.45 * max(matrix.shape)
+    side = _side(max(matrix.shape))
     fig = _figure(side + 1.2, side)
     _heatmap(fig, fig.subplots(), matrix, labels_x, labels_y, fmt, title, xlabel, ylabel)
     return _save(fig, path)
@@ -95,9 +114,13 @@ def plot_confusion(matrix: np.ndarray, labels_x: list[str], labels_y: list[str],
 def _heatmap(fig: Any, ax: Any, matrix: np.ndarray, labels_x: list[str], labels_y: list[str], fmt: str,
              title: str, xlabel: str, ylabel: str) -> None:
     """Draw a (R, C) matrix on ``ax``: Blues, NaN blank, numbers when small, a colour bar."""
-    im = ax.imshow(matrix, cmap="Blues", vmin=0)
-    ax.set_xticks(range(len(labels_x)), labels_x, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
+    im = ax.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
+    if max(matrix.shape) <= _MAX_TICKS:
+        size = 8 if max(matrix.shape) <= _MAX_LEGEND else 5
+        ax.set_xticks(range(len(labels_x)), labels_x, rotation=45 if size == 8 else 90, ha="right", fontsize=size)
+        ax.set_yticks(range(len(labels_y)), labels_y, fontsize=size)
+    else:  # class indices only: names would overlap
+        xlabel, ylabel = f"{xlabel} (index of {len(labels_x)})", f"{ylabel} (index of {len(labels_y)})"
     if max(matrix.shape) <= _MAX_LEGEND:
         _annotate(ax, matrix, fmt)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -118,30 +141,47 @@ def plot_norm_vs_robustness(norms: np.ndarray, robustness: np.ndarray, class_nam
     ax.plot(x, minmax(robustness)[order], "o-", label="robustness (normalised)")
     ax.plot(x, minmax(norms)[order], "s--", label="weight norm (normalised)")
     ax.set_xticks(x, [class_names[i] for i in order], rotation=45, ha="right", fontsize=8)
-    ax.set(xlabel="class (most robust first)", ylabel="min-max normalised",
-           title=f"Spearman rho = {rho:.2f}", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=8)
+    ax.set(xlabel="class (most robust first)", ylabel="min-max normalised", ylim=(-0.05, 1.05))
+    ax.set_title(f"Spearman rho = {rho:.2f}", loc="right", fontsize=9)
+    _legend_above(ax, 2)
     return _save(fig, path)
 
 
 def plot_classwise_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
-                        path: Path, ylabel: str = "accuracy (%)", title: str = "") -> Path:
-    """Grouped bars: per class, one bar per row name (clean, each attack); values (K,) percent."""
-    fig, ax = _grouped_bars(per_class_by_name, class_names)
-    ax.set(ylabel=ylabel, title=title, ylim=(0, 100))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                        path: Path, ylabel: str = "accuracy (%)", title: str = "",
+                        errors: dict[str, np.ndarray] | None = None, split: int | None = None) -> Path:
+    """Grouped bars: per class, one bar per row name (clean, each attack); values (K,) percent.
+
+    Classes are drawn in the given order (the report passes them worst first).
+    errors: name -> (K, 2) [lo, hi] intervals (percent) drawn as error bars;
+    split: draw a dashed separator before this position (bottom-k | top-k views).
+    """
+    fig, ax = _grouped_bars(per_class_by_name, class_names, errors)
+    ax.set(ylabel=ylabel, ylim=(0, 100))
+    if title:
+        ax.set_title(title, loc="right", fontsize=9)
+    if split is not None:
+        ax.axvline(split - 0.5, color="0.3", ls="--", lw=1)
+    _legend_above(ax, len(per_class_by_name))
     return _save(fig, path)
 
 
-def _grouped_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str]) -> tuple[Any, Any]:
+def _grouped_bars(per_class_by_name: dict[str, np.ndarray], class_names: list[str],
+                  errors: dict[str, np.ndarray] | None = None) -> tuple[Any, Any]:
     """(figure, axes) with one group of bars per class and one bar per name; values (K,)."""
     k, n = len(class_names), len(per_class_by_name)
     width = 0.8 / max(n, 1)
-    fig = _figure(max(6.0, 0.35 * k * max(n, 1) + 2), 4)
+    fig = _figure(min(max(6.0, 0.3 * k * max(n, 1) + 2), 18.0), 4.2)
     ax = fig.subplots()
     for r, (name, values) in enumerate(per_class_by_name.items()):
-        ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, np.asarray(values, dtype=np.float64), width, label=name)
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+        v = np.asarray(values, dtype=np.float64)
+        yerr = None
+        if errors is not None and name in errors:
+            ci = np.asarray(errors[name], dtype=np.float64)
+            yerr = np.nan_to_num(np.abs(np.stack([v - ci[:, 0], ci[:, 1] - v])), nan=0.0)
+        ax.bar(np.arange(k) + (r - (n - 1) / 2) * width, v, width, label=name, yerr=yerr,
+               error_kw={"lw": 0.7, "capsize": 1.5, "ecolor": "0.25"})
+    ax.set_xticks(range(k), class_names, rotation=45 if k <= 30 else 90, ha="right", fontsize=8 if k <= 30 else 6)
     return fig, ax
 
 
@@ -160,7 +200,7 @@ def plot_homing(misclassified: np.ndarray, homing: np.ndarray | None, class_name
         h = np.asarray(homing, dtype=np.float64).copy()
         np.fill_diagonal(h, np.nan)
         panels.append((h, "(b) homing confusion matrix", "removed class"))
-    side = 2.5 + 0.45 * len(class_names)
+    side = _side(len(class_names))
     fig = _figure((side + 1.2) * len(panels), side + 0.4)
     for ax, (matrix, sub, xlabel) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
         _heatmap(fig, ax, matrix, class_names, class_names, ".0f", sub, xlabel, "true class")
@@ -173,8 +213,10 @@ def plot_probability_variance(per_class_by_name: dict[str, np.ndarray], class_na
                               path: Path, title: str = "") -> Path:
     """Figure 5a/5e: per class, mean variance of the predicted probability vector, one bar per model/input."""
     fig, ax = _grouped_bars(per_class_by_name, class_names)
-    ax.set(xlabel="ground truth class", ylabel="mean variance of predicted probabilities", title=title)
-    ax.legend(fontsize=8)
+    ax.set(xlabel="ground truth class", ylabel="mean variance of predicted probabilities")
+    if title:
+        ax.set_title(title, loc="right", fontsize=9)
+    _legend_above(ax, len(per_class_by_name))
     return _save(fig, path)
 
 
@@ -215,23 +257,26 @@ def plot_gap_comparison(standard: np.ndarray, robust: np.ndarray, class_names: l
 
     standard, robust: (K,) percent; comparison: :func:`classwise.analysis.gap_comparison`;
     overall: (standard, robust) overall values, drawn as a first "All" group.
-    The band from the worst to the best class of each model is hatched.
+    Classes are sorted by robustness, worst first; the band from the worst to the
+    best class of each model is hatched; the legend sits above the axes.
     """
+    standard, robust = np.asarray(standard, dtype=np.float64), np.asarray(robust, dtype=np.float64)
+    order = np.argsort(np.nan_to_num(robust, nan=np.inf), kind="stable")
     first = 1 if overall else 0
-    names = ["All"] * first + list(class_names)
+    names = ["All"] * first + [class_names[i] for i in order]
     x = np.arange(len(names))
-    fig = _figure(max(6.0, 0.5 * len(names) + 2), 4.2)
+    fig = _figure(min(max(6.0, 0.5 * len(names) + 2), 18.0), 4.6)
     ax = fig.subplots()
     rows = (("standard", "standard model: accuracy", "tab:blue", standard, -0.2),
             ("robust", "robust model: robustness", "tab:red", robust, 0.2))
     for r, (key, label, color, v, off) in enumerate(rows):
-        v, block = np.asarray(v, dtype=np.float64), comparison[key]
-        heights = np.r_[[overall[r]] if overall else [], v]
+        block = comparison[key]
+        heights = np.r_[[overall[r]] if overall else [], v[order]]
         ax.bar(x + off, heights, 0.4, color=color, label=_gap_label(label, block, class_names))
         ax.axhspan(v[block["worst"]], v[block["best"]], color=color, alpha=0.12, hatch="//", lw=0)
-    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="accuracy / robustness (%)", ylim=(0, 100))
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_xticks(x, names, rotation=45 if len(names) <= 30 else 90, ha="right", fontsize=8)
+    ax.set(ylabel="accuracy / robustness (%)", ylim=(0, 100), xlabel="class (least robust first)")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=1, frameon=False)
     return _save(fig, path)
 
 

@@ -1,8 +1,11 @@
 """Class-wise tables in the layout of the paper's table 2, as CSV, Markdown and HTML.
 
-One row for clean accuracy and one per attack; columns: Total, then each class.
-In Markdown and HTML the most robust class of each row is underlined and the most
-vulnerable is bold, as in table 2. The functions return text; the caller writes it.
+One row for clean accuracy and one per attack; columns: Total, then each class
+(with more than 20 classes the report transposes them: one row per class). In
+Markdown and HTML each cell reads ``47.0 ±9.6``: the value and half the width of
+its 95% Wilson interval; the most robust class of each row is underlined and the
+most vulnerable is bold, as in table 2. ``classwise_ci_csv`` has the exact
+bounds, n and counts. The functions return text; the caller writes it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
-FOOTNOTE = ("Values are accuracy (%) on the test set; Total is over all examples. "
+FOOTNOTE = ("Values are accuracy (%) on the test set, ± half the width of the 95% Wilson interval "
+            "(exact bounds, n and counts in tables/classwise_ci.csv); Total is over all examples. "
             "Underlined: the most robust class of the row; bold: the most vulnerable class.")
+DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNemar test on the examples both "
+                 "attacks saw, Holm-adjusted over the classes, p < 0.05 (tables/difference_tests.csv has the "
+                 "p-values).")
 
 
 def table_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -56,35 +63,99 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def classwise_markdown(summary: dict[str, Any], digits: int = 1) -> str:
-    """Markdown table 2: best class ``<u>x</u>``, worst class ``**x**``, footnote below."""
-    return blocks_markdown(table_rows(summary), summary["class_names"], digits)
+def _ci_cell(value: float | None, ci: list | None, digits: int) -> str:
+    """``47.0 ±9.6`` (half the interval width), or the value alone without an interval."""
+    if value is None:
+        return ""
+    if not ci or ci[0] is None or ci[1] is None:
+        return _fmt(value, digits)
+    return f"{value:.{digits}f} ±{(ci[1] - ci[0]) / 2:.{digits}f}"
+
+
+def ci_text(value: float, ci) -> str:
+    """``47.0 ±9.6`` from a value and a [lo, hi] pair that may hold NaN (then empty / value only)."""
+    fin = lambda v: None if v is None or np.isnan(v) else float(v)  # noqa: E731
+    return _ci_cell(fin(value), [fin(ci[0]), fin(ci[1])], 1)
+
+
+def _block_cells(block: dict[str, Any], digits: int, classes: list[int], marks: tuple[str, str]) -> list[str]:
+    """Total then the chosen classes' cells of one row, best / worst marked."""
+    ci = block.get("ci95") or [None] * len(block["per_class"])
+    cells = [_marked(block, i, _ci_cell(block["per_class"][i], ci[i], digits), *marks) for i in classes]
+    return [_ci_cell(block["overall"], block.get("overall_ci95"), digits), *cells]
+
+
+def blocks_grid(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 1,
+                corner: str = "Attack", classes: list[int] | None = None, esc=lambda t: t,
+                marks: tuple[str, str] = ("<u>%s</u>", "**%s**")) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a table-2 grid: one row per block, Total then one column per class.
+
+    Names pass through ``esc``; cells are already marked up (``marks``: best, worst).
+    """
+    classes = list(range(len(class_names))) if classes is None else list(classes)
+    header = [esc(corner), "Total", *(esc(class_names[i]) for i in classes)]
+    return header, [[esc(name), *_block_cells(block, digits, classes, marks)] for name, block in rows]
+
+
+def transpose(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """Swap rows and columns of a (header, rows) grid: the corner stays, row names become the header."""
+    grid = [header, *rows]
+    cols = [list(c) for c in zip(*grid)]
+    return cols[0], cols[1:]
+
+
+def grid_markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of cells that are already escaped and marked up."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def grid_html(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table, in a scroll container, of cells already escaped and marked up."""
+    head = "".join(f"<th>{c}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def classwise_markdown(summary: dict[str, Any], digits: int = 1, classes: list[int] | None = None,
+                       by_class: bool = False) -> str:
+    """Markdown table 2: best class ``<u>x</u>``, worst class ``**x**``, footnote below.
+
+    classes: the class columns to show (default all); by_class: one row per class.
+    """
+    return blocks_markdown(table_rows(summary), summary["class_names"], digits, classes=classes,
+                           by_class=by_class)
 
 
 def blocks_markdown(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 1,
-                    corner: str = "Attack") -> str:
+                    corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False) -> str:
     """Markdown of named accuracy blocks (:func:`classwise.analysis.accuracy_block`), table 2 marks."""
-    head = [corner, "Total", *map(_md_cell, class_names)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, block in rows:
-        cells = [_marked(block, i, _fmt(v, digits), "<u>%s</u>", "**%s**")
-                 for i, v in enumerate(block["per_class"])]
-        lines.append("| " + " | ".join([_md_cell(name), _fmt(block["overall"], digits), *cells]) + " |")
-    return "\n".join(lines) + f"\n\n{FOOTNOTE}\n"
+    grid = blocks_grid(rows, class_names, digits, corner, classes, _md_cell)
+    return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{FOOTNOTE}\n"
 
 
-def classwise_html(summary: dict[str, Any], digits: int = 1) -> str:
-    """HTML table 2 (escaped): best class ``<u>``, worst class ``<strong>``, footnote below."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in ["Attack", "Total", *summary["class_names"]])
-    rows = []
-    for name, block in table_rows(summary):
-        cells = [_marked(block, i, _fmt(v, digits), "<u>%s</u>", "<strong>%s</strong>")
-                 for i, v in enumerate(block["per_class"])]
-        tds = "".join(f"<td>{c}</td>" for c in [esc(name), _fmt(block["overall"], digits), *cells])
-        rows.append(f"<tr>{tds}</tr>")
-    return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<p class=\"note\">{esc(FOOTNOTE)}</p>")
+def classwise_html(summary: dict[str, Any], digits: int = 1, classes: list[int] | None = None,
+                   by_class: bool = False) -> str:
+    """HTML table 2 (escaped, scrollable): best class ``<u>``, worst class ``<strong>``, footnote below."""
+    grid = blocks_grid(table_rows(summary), summary["class_names"], digits, "Attack", classes, html.escape,
+                       ("<u>%s</u>", "<strong>%s</strong>"))
+    return grid_html(*(transpose(*grid) if by_class else grid)) + f'<p class="note">{html.escape(FOOTNOTE)}</p>'
+
+
+def classwise_ci_csv(summary: dict[str, Any], digits: int = 3) -> str:
+    """Long CSV of every row and class: attack,class,n,count,percent,ci95_lo,ci95_hi ("total" rows too)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["attack", "class", "n", "count", "percent", "ci95_lo", "ci95_hi"])
+    for name, b in table_rows(summary):
+        lo, hi = b["overall_ci95"]
+        writer.writerow([name, "total", sum(b["n"]), sum(b["count"]), _fmt(b["overall"], digits),
+                         _fmt(lo, digits), _fmt(hi, digits)])
+        for i, cls in enumerate(summary["class_names"]):
+            lo, hi = b["ci95"][i]
+            writer.writerow([name, cls, b["n"][i], b["count"][i], _fmt(b["per_class"][i], digits),
+                             _fmt(lo, digits), _fmt(hi, digits)])
+    return buf.getvalue()
 
 
 def matrix_csv(matrix: np.ndarray, row_labels: list[str], col_labels: list[str], digits: int = 2) -> str:
@@ -115,36 +186,50 @@ def simple_markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def simple_html(header: list[str], rows: list[list[str]]) -> str:
-    """A plain HTML table of text cells (escaped)."""
+    """A plain HTML table of text cells (escaped), in a scroll container."""
     esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return grid_html([esc(c) for c in header], [[esc(c) for c in r] for r in rows])
 
 
-def _signed(x: float | None, digits: int = 1) -> str:
-    return "" if x is None else f"{x:+.{digits}f}"
+def _signed(x: float | None, digits: int = 1, star: bool = False) -> str:
+    return "" if x is None else f"{x:+.{digits}f}" + ("*" if star else "")
 
 
 def difference_rows(summary: dict[str, Any], reference: str) -> list[list[str]]:
     """Per attack, robustness minus ``reference``'s, total then per class (tables 3, 4, 6).
 
-    Negative numbers: the attack is stronger than the reference on that class. Classes
-    without examples under either attack stay empty.
+    Negative numbers: the attack is stronger than the reference on that class.
+    Computed on the examples both attacks saw (summary "claims" / "paired"); a
+    ``*`` marks a significant per-class difference (:data:`DIFF_FOOTNOTE`).
+    Classes without examples under either attack stay empty.
     """
-    ref = summary["attacks"][reference]
+    paired = summary["claims"]["paired"]["attacks"]
     rows = []
-    for name, block in summary["attacks"].items():
-        if name == reference:
-            continue
-        diffs = [None if a is None or r is None else a - r for a, r in zip(block["per_class"], ref["per_class"])]
-        total = None if block["overall"] is None else block["overall"] - ref["overall"]
-        rows.append([name, _signed(total), *(_signed(d) for d in diffs)])
+    for name, cmp in paired.items():
+        cells = [_signed(d, star=s) for d, s in zip(cmp["diff"], cmp["significant"])]
+        rows.append([name, _signed(cmp["overall"]["diff"], star=cmp["overall"]["p"] < cmp["alpha"]), *cells])
     return rows
 
 
 def difference_header(summary: dict[str, Any], reference: str) -> list[str]:
     return [f"Attack - {reference}", "Total", *summary["class_names"]]
+
+
+def difference_tests_csv(summary: dict[str, Any]) -> str:
+    """Long CSV of the paired tests: attack,reference,class,n,diff,p,p_holm,significant."""
+    paired = summary["claims"]["paired"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["attack", "reference", "class", "n", "diff", "p", "p_holm", "significant"])
+    for name, c in paired["attacks"].items():
+        writer.writerow([name, paired["reference"], "total", sum(c["n"]), _fmt(c["overall"]["diff"], 3),
+                         f"{c['overall']['p']:.4g}", "", int(c["overall"]["p"] < c["alpha"])])
+        for i, cls in enumerate(summary["class_names"]):
+            p, ph = c["p"][i], c["p_holm"][i]
+            writer.writerow([name, paired["reference"], cls, c["n"][i], _fmt(c["diff"][i], 3),
+                             "" if p is None else f"{p:.4g}", "" if ph is None else f"{ph:.4g}",
+                             int(c["significant"][i])])
+    return buf.getvalue()
 
 
 def text_csv(header: list[str], rows: list[list[str]]) -> str:

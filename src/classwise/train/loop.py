@@ -39,7 +39,7 @@ from ..fileio import atomic_write
 from ..evaluate import build_attack, evaluate, resolve_device
 from ..models import create_model, use_he_head
 from ..perf import autocast, prepare_input, prepare_model
-from ..progress import progress_task
+from ..progress import format_duration, log_line, progress_task
 from ..runs import append_jsonl, read_jsonl
 from .tensorboard import write_scalars
 from .augment import AUGMENTATIONS
@@ -137,13 +137,29 @@ class Trainer:
 
     def _log(self, stats: dict, monitor: tuple[torch.Tensor, torch.Tensor], start: float) -> None:
         """Append the epoch's line (training numbers, objective extras, monitor) to metrics.jsonl."""
+        train_s = time.perf_counter() - start  # before the monitor runs: the training throughput
         record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
         record |= self.objective.epoch_metrics()
         record |= self._monitor(*monitor)
         record["time_s"] = round(time.perf_counter() - start, 3)
+        record["train_s"] = round(train_s, 3)
         append_jsonl(self.run_dir / "metrics.jsonl", record)
+        log_line(self._epoch_line(record), self.run_dir / "train.log")
         if self.cfg.tensorboard:
             write_scalars(self.run_dir, record, self.data.class_names)
+
+    def _epoch_line(self, record: dict) -> str:
+        """One line per epoch (terminal and train.log): loss, monitor clean/robust, worst class, img/s, ETA."""
+        clean, robust, names = record["clean"], record["robust"], self.data.class_names
+        images = max(1, len(self.data.train_y) // self.cfg.batch_size) * self.cfg.batch_size
+        worst = robust.get("worst_class")
+        worst_text = "n/a" if worst is None else f"{names[worst]} ({robust['per_class'][worst]:.1f}%)"
+        eta = record["time_s"] * (self.cfg.epochs - self.epoch)
+        pct = lambda v: "n/a" if v is None else f"{v:.1f}%"  # noqa: E731
+        return (f"epoch {self.epoch}/{self.cfg.epochs} loss {record['train_loss']:.4f} "
+                f"clean {pct(clean['overall'])} robust({record['monitor']}) {pct(robust['overall'])} "
+                f"worst class {worst_text} {images / max(record['train_s'], 1e-9):.1f} img/s "
+                f"ETA {format_duration(eta)}")
 
     def _epoch_seed(self, salt: int) -> int:
         return (self.config.seed * 1_000_003 + self.epoch * 101 + salt) % (2**63)
@@ -169,7 +185,7 @@ class Trainer:
         run = self._start_run(gens)
         self.model.train()
         with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches,
-                           self.progress and self.dist.main) as advance:
+                           self.progress and self.dist.main, unit="batch") as advance:
             advance(run.batch)
             for b in range(run.batch, num_batches):
                 self._step(x, y, order[b * bs : (b + 1) * bs], gens, run, num_batches)
