@@ -138,14 +138,15 @@ def protocol_attack(attacks: list[str]) -> str | None:
     Among names starting with "pgd" (case-insensitive), the one with the largest
     number in its name ("pgd20" over "pgd10"; first on ties), since the paper's
     class-wise analyses (figures 1-6) use PGD. Without one, the first attack
-    other than "worst"; None when there is none. Per-example figures (confusion,
-    homing, probabilities) are drawn under this attack, which saw every example.
+    other than "worst"; "worst" when it is alone (a cascade); None without
+    attacks. Per-example figures (confusion, homing, probabilities) are drawn
+    under this attack, which saw every example.
     """
-    attacks = [a for a in attacks if a != WORST]
-    pgd = [a for a in attacks if a.lower().startswith("pgd")]
+    others = [a for a in attacks if a != WORST]
+    pgd = [a for a in others if a.lower().startswith("pgd")]
     if pgd:
         return max(pgd, key=_steps)
-    return attacks[0] if attacks else None
+    return others[0] if others else (WORST if WORST in attacks else None)
 
 
 def headline_attack(attacks: list[str]) -> str | None:
