@@ -89,6 +89,8 @@ def evaluate(
     Returns:
         :class:`EvalResults` with labels, clean_pred and adv_pred per attack;
         each attack is judged on its own (see :func:`evaluate_worst_case`).
+        ``extras["zero_grad"]`` (N,) flags examples whose input gradient is
+        all zero, for :func:`classwise.analysis.sanity_report`.
     """
     return _run(_attack_batch, model, images, labels, attacks, eps=eps, class_names=class_names,
                 batch_size=batch_size, device=device, seed=seed, keep_probs=keep_probs,
@@ -150,7 +152,9 @@ def _run(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torc
             for name, logits in batch_fn(model, x, y, built, gens).items():
                 outs.setdefault(name, []).append(logits.float().cpu())
                 advance(name, len(y))
-    return _to_results(outs, labels, class_names, keep_probs)
+    results = _to_results(outs, labels, class_names, keep_probs)
+    results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=batch_size, device=dev)
+    return results
 
 
 def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 2**31) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .attacks import attack_default_per_class, attack_is_black_box
 from .config import AttackConfig, RunConfig, dump_config, load_config
 from .data import DataBundle, class_balanced_indices, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
-from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_device, zero_gradient_mask
+from .evaluate import build_attack, evaluate, evaluate_worst_case, resolve_device
 from .fileio import atomic_write
 from .report import ReportContext, write_report
 from .results import NOT_ATTACKED, EvalResults
@@ -147,7 +147,6 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     sizes = {attack_key(a): a.examples_per_class for a in ev.attacks}
     run = _cascade if cascade else _each_attack
     results = _guarded(run_dir, lambda: run(model, x, y, built, kwargs, data.num_classes, sizes))
-    results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=ev.batch_size, device=dev)
     results = _with_worst_case(_merge_previous(run_dir / "results.npz", _headline_probs_only(results)))
     results.save(run_dir / "results.npz")
     write_json(run_dir / "meta.json", _meta(config, data, ev, results, run_dir / "meta.json"))

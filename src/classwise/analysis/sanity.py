@@ -4,6 +4,8 @@ Each check returns :class:`SanityFlag` items, one per class (and "overall")
 where something looks wrong, with one line saying what it suggests. They are
 pure functions of the evaluation's arrays; :func:`zero_gradient_share` takes
 the per-sample zero-gradient flags computed during evaluation.
+:func:`sanity_report` runs every check that applies, as ``classwise evaluate``
+does, for results of :func:`classwise.evaluate.evaluate`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results import EvalResults
+from .claims import paired_block
+from .classwise import WORST, classwise_accuracy
+from .stats import weak_hurt_more
+from .summary import protocol_attack
 
 MASKING = "suggests gradient masking: white-box attacks are not finding the worst case"
 
@@ -55,7 +61,7 @@ def robust_above_clean(results: EvalResults) -> list[SanityFlag]:
 
 def black_box_beats_white_box(results: EvalResults, is_black_box: Callable[[str], bool]) -> list[SanityFlag]:
     """Examples fooled by a black-box attack that survived every white-box attack."""
-    white = [a for a in results.attacks if not is_black_box(a)]
+    white = [a for a in results.attacks if not is_black_box(a) and a != WORST]  # "worst" holds black boxes too
     black = [a for a in results.attacks if is_black_box(a)]
     if not white or not black:
         return []
@@ -163,6 +169,109 @@ def zero_gradient_share(zero_grad: np.ndarray, results: EvalResults, threshold: 
     return flags
 
 
+OVERSTATED = "headline-overstated"
+MAX_LISTED = 10  # classes named in one flag line, then "and N more"
+
+
+def headline_overstated(results: EvalResults, reference: str | None = None,
+                        alpha: float = 0.05) -> list[SanityFlag]:
+    """Attacks that beat the protocol attack by more than noise allows, overall or on a class.
+
+    ``reference`` (default :func:`~classwise.analysis.summary.protocol_attack`,
+    the paper's protocol PGD, which a report would otherwise headline) is
+    compared with every other attack on the examples both saw, paired per
+    example: exact McNemar, overall at ``alpha`` and per class with Holm's
+    correction over the classes (:func:`~classwise.analysis.claims.paired_block`),
+    so independent random starts of equally strong attacks stay quiet. The
+    overall flag says by how much, which classes change rank and, per class
+    (weakest under ``reference`` first), how much robustness each loses with
+    the Spearman rho of robustness against that loss (paper section 3.3:
+    stronger attacks hurt the weak classes most when rho < 0).
+    """
+    ref = reference or protocol_attack(results.attacks)
+    if ref is None or ref == WORST:
+        return []
+    flags = []
+    for attack in results.attacks:
+        if attack not in (ref, WORST):
+            flags += _overstated_by(results, ref, attack, alpha)
+    return flags
+
+
+def _overstated_by(results: EvalResults, ref: str, attack: str, alpha: float) -> list[SanityFlag]:
+    block = paired_block(results, ref, attack, alpha)
+    flags = []
+    overall = block["overall"]
+    if overall["diff"] is not None and overall["diff"] < 0 and overall["p"] < alpha:
+        flags.append(SanityFlag(OVERSTATED, "overall", _overall_detail(results, ref, attack, block), _advice(ref)))
+    for k, name in enumerate(results.class_names):
+        if block["significant"][k] and block["diff"][k] < 0:
+            ra, rr = _pair_robust(results, ref, attack, results.labels == k)
+            flags.append(SanityFlag(OVERSTATED, name, f"{attack} leaves {ra:.1f}% robust where {ref} leaves "
+                                    f"{rr:.1f}% on the same {block['n'][k]} examples ({block['diff'][k]:+.1f} "
+                                    f"points, Holm-adjusted McNemar p={block['p_holm'][k]:.2g})", _advice(ref)))
+    return flags
+
+
+def _advice(ref: str) -> str:
+    return (f"suggests {ref} overstates robustness: quote the worst case over the suite "
+            "(the summary's headline), not the single attack")
+
+
+def _pair_robust(results: EvalResults, ref: str, attack: str, mask: np.ndarray) -> tuple[float, float]:
+    """Robustness (percent) under ``attack`` and ``ref`` on the examples of ``mask`` both saw."""
+    m = mask & results.evaluated(ref) & results.evaluated(attack)
+    return 100.0 * results.correct(attack)[m].mean(), 100.0 * results.correct(ref)[m].mean()
+
+
+def _overall_detail(results: EvalResults, ref: str, attack: str, block: dict) -> str:
+    ra, rr = _pair_robust(results, ref, attack, np.ones_like(results.labels, dtype=bool))
+    n = sum(block["n"])
+    return (f"{attack} leaves {ra:.1f}% robust where {ref} leaves {rr:.1f}% on the same {n} examples "
+            f"({block['overall']['diff']:+.1f} points, exact McNemar p={block['overall']['p']:.2g}); "
+            + "; ".join(_class_effects(results, ref, attack)))
+
+
+def class_drops(results: EvalResults, ref: str, attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class robustness (percent, (K,)) under ``ref`` and ``attack`` on the examples both saw."""
+    m = results.evaluated(ref) & results.evaluated(attack)
+    k = len(results.class_names)
+    return (classwise_accuracy(results.labels[m], results.adv_pred[ref][m], k),
+            classwise_accuracy(results.labels[m], results.adv_pred[attack][m], k))
+
+
+def rank_changes(before: np.ndarray, after: np.ndarray) -> list[tuple[int, int, int]]:
+    """(class, rank before, rank after) for classes whose rank changes; rank 1 = least robust.
+
+    before, after: (K,) percent (NaN: no examples, ranked last). Ties share the lowest rank.
+    """
+    from scipy.stats import rankdata
+
+    rb = rankdata(np.nan_to_num(before, nan=np.inf), method="min").astype(int)
+    ra = rankdata(np.nan_to_num(after, nan=np.inf), method="min").astype(int)
+    return [(k, int(rb[k]), int(ra[k])) for k in range(len(before)) if rb[k] != ra[k]]
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - MAX_LISTED
+    return ", ".join(items[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+
+def _class_effects(results: EvalResults, ref: str, attack: str) -> list[str]:
+    """Rank changes, per-class losses weakest first, and the weak-hurt-more rho, as phrases."""
+    names = results.class_names
+    before, after = class_drops(results, ref, attack)
+    moved = rank_changes(before, after)
+    ranks = _listed([f"{names[k]} {b}->{a}" for k, b, a in moved]) if moved else "none"
+    order = [k for k in np.argsort(np.nan_to_num(before, nan=np.inf), kind="stable") if not np.isnan(before[k])]
+    losses = _listed([f"{names[k]} {after[k] - before[k]:+.1f}" for k in order])
+    corr = weak_hurt_more(before, after)
+    rho = "n/a" if np.isnan(corr.rho) else f"{corr.rho:+.2f} (p={corr.p:.2g})"
+    return [f"classes changing rank (1 = least robust): {ranks}",
+            f"per class, weakest under {ref} first: {losses} points",
+            f"Spearman rho of robustness under {ref} and its loss: {rho} (negative: the weak classes lose most)"]
+
+
 def sanity_checks(results: EvalResults, is_black_box: Callable[[str], bool],
                   zero_grad: np.ndarray | None = None) -> tuple[list[str], list[SanityFlag]]:
     """Run every applicable check: (names of checks run, flags raised)."""
@@ -181,7 +290,61 @@ def sanity_checks(results: EvalResults, is_black_box: Callable[[str], bool],
     if zero_grad is not None:
         ran.append("zero-gradient")
         flags += zero_gradient_share(zero_grad, results)
+    if protocol_attack(results.attacks) not in (None, WORST) and len([a for a in results.attacks if a != WORST]) >= 2:
+        ran.append(OVERSTATED)
+        flags += headline_overstated(results)
     return ran, flags
+
+
+def registry_black_box(name: str) -> bool:
+    """Whether a results key names a black-box attack of the registry ("-rR" restarts allowed).
+
+    "worst" and keys that are no registry spec (attack objects a user named) count as white-box.
+    """
+    from ..attacks import attack_is_black_box
+
+    try:
+        return attack_is_black_box(re.sub(r"-r\d+$", "", name))
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """The checks that ran and the flags they raised; ``str()`` gives one line each."""
+
+    checks: tuple[str, ...]
+    flags: tuple[SanityFlag, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.flags
+
+    def lines(self) -> list[str]:
+        return [f.line() for f in self.flags]
+
+    def to_json(self) -> dict[str, list]:
+        return {"checks": list(self.checks), "flags": flags_to_json(self.flags)}
+
+    def __str__(self) -> str:
+        head = f"sanity checks run: {', '.join(self.checks)}; flags: {len(self.flags)}"
+        return "\n".join([head, *self.lines()])
+
+
+def sanity_report(results: EvalResults, *, zero_grad: np.ndarray | None = None,
+                  is_black_box: Callable[[str], bool] | None = None) -> SanityReport:
+    """Every sanity check that applies to ``results``, as ``classwise evaluate`` runs them.
+
+    results: per-sample results, e.g. of :func:`classwise.evaluate.evaluate`.
+    zero_grad: (N,) bool, default ``results.extras["zero_grad"]`` (evaluate()
+    records it). is_black_box: default :func:`registry_black_box`.
+    Checks: robust above clean, black box beating white box, more budget
+    raising robustness, single-step far weaker, zero gradients and the
+    headline overstated by the protocol attack (:func:`headline_overstated`).
+    """
+    zero_grad = results.extras.get("zero_grad") if zero_grad is None else zero_grad
+    ran, flags = sanity_checks(results, is_black_box or registry_black_box, zero_grad)
+    return SanityReport(tuple(ran), tuple(flags))
 
 
 def flags_to_json(flags: Sequence[SanityFlag]) -> list[dict[str, str]]:
