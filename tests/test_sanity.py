@@ -176,3 +176,17 @@ def test_sanity_report_runs_every_applicable_check_from_python(mnist_mlp):
     assert report.checks == tuple(ran) and report.flags == tuple(flags)  # what `classwise evaluate` runs
     assert str(report).splitlines()[0].startswith("sanity checks run: robust-above-clean")
     assert report.to_json()["checks"] == list(report.checks)
+
+
+def test_report_summary_says_when_the_protocol_attack_overstates(tmp_path):
+    from classwise.analysis import headline_overstated
+    from classwise.analysis.sanity import flags_to_json
+    from classwise.report.build import ReportContext, write_report
+
+    res = _pair({0: 6, 4: 10}, {})
+    flags = headline_overstated(res)
+    write_report(tmp_path, ReportContext.build(res, sanity=flags_to_json(flags), checks_run=["headline-overstated"]))
+    summary_part = (tmp_path / "report.md").read_text().split("## ")[1]  # the Summary section
+    assert "the protocol attack overstates robustness: apgd-t leaves 58.0% robust where pgd40 leaves 66.0%" in (
+        summary_part)
+    assert "robust accuracy under pgd40" in summary_part

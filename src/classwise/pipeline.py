@@ -125,10 +125,11 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
                  cascade: bool = False, progress: bool = True) -> EvalResults:
     """Attack the run's checkpoint, save per-sample results, summary and report.
 
-    Each attack is judged on its own; CW-inf and N-Attack run on their default
-    class-balanced sample (200 per class, appendix E), the other examples being
-    marked not attacked. The per-example worst case over the attacks that saw
-    every example is added as "worst". ``cascade=True`` computes only that worst
+    Each attack is judged on its own, on its class-balanced sample when its
+    config sets ``examples_per_class`` or it has a default one (CW-inf and
+    N-Attack: 200 per class, appendix E), the other examples being marked not
+    attacked. The per-example worst case over every attack, on the examples all
+    of them saw, is added as "worst". ``cascade=True`` computes only a worst
     case, running each attack on the examples still robust (as AutoAttack).
     Attacks of earlier calls on the same examples are kept.
     """

@@ -21,8 +21,9 @@ import importlib
 import importlib.metadata
 import inspect
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -415,9 +416,9 @@ class TorchattacksAutoAttack(ReferenceSettings):
         return out
 
 
-# family -> backend -> class: what the registry builds for "apgd-ce", ... with ``backend=``
-BY_BACKEND: dict[str, dict[str, type[ReferenceSettings]]] = {
-    cls.family: {"autoattack": cls, "torchattacks": ta}
+# family -> backend -> class: what the registry builds for "apgd-ce", ... with ``backend=``. Read-only.
+BY_BACKEND: Mapping[str, Mapping[str, type[ReferenceSettings]]] = MappingProxyType({
+    cls.family: MappingProxyType({"autoattack": cls, "torchattacks": ta})
     for cls, ta in ((APGDCE, TorchattacksAPGDCE), (APGDT, TorchattacksAPGDT), (FABT, TorchattacksFABT),
                     (Square, TorchattacksSquare), (AutoAttack, TorchattacksAutoAttack))
-}
+})

@@ -164,6 +164,12 @@ def _basis(summary: dict[str, Any]) -> str:
     return f" ({basis['text']})" if basis and len(basis["over"]) > 1 else ""
 
 
+def _overstated_lines(sanity: list[str | dict[str, str]]) -> list[str]:
+    """The overall headline-overstated flags, in the summary itself (all flags are under Warnings)."""
+    return [f"the protocol attack overstates robustness: {f['detail']}" for f in sanity
+            if isinstance(f, dict) and f["check"] == "headline-overstated" and f["scope"] == "overall"]
+
+
 def _protocol_line(summary: dict[str, Any]) -> list[str]:
     """The paper's protocol attack under its own name, when the headline is another entry."""
     protocol = summary.get("protocol")
@@ -474,7 +480,8 @@ def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list
     summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
     names = summary["class_names"]
     warns = sanity_warnings(summary) + [_flag_line(f) for f in ctx.sanity or []]
-    lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _diagnosis_lines(summary, ctx.homing, warns)
+    lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _overstated_lines(ctx.sanity or [])
+    lines += _diagnosis_lines(summary, ctx.homing, warns)
     sections = [Section("Summary", items=tuple(lines))]
     sections += [Section("Notes", items=tuple(ctx.notes))] if ctx.notes else []
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
