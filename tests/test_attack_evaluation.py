@@ -158,7 +158,7 @@ def test_strong_suite_worst_case_is_at_most_the_paper_protocol_per_class(trained
 
 @pytest.mark.slow
 def test_demo_strong_suite_is_at_most_the_paper_protocol_per_class(tmp_path):
-    """The real demo (5 epochs on mnist5k, its preset's attacks); slack 1 example of 20 per class."""
+    """The real demo (5 epochs on mnist5k, its preset's attacks); slack 1 example of 10 per class."""
     run = pipeline.demo(tmp_path / "demo", progress=False)
     res = EvalResults.load(run / "results.npz")
     _strong_at_most_protocol(res, "pgd40", ("apgd-ce", "apgd-t"), slack=1)
