@@ -188,7 +188,7 @@ def _positive_float(req: AttackRequest, what: str) -> float:
     return value
 
 
-_LIB = "official AutoAttack, standard settings; backend=torchattacks for torchattacks'"
+_LIB = "official AutoAttack, standard version; or backend=torchattacks"
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", _fgsm(False)),
     "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", _fgsm(True)),
