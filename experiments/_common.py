@@ -127,10 +127,10 @@ def ensure_run(args: argparse.Namespace, defence: str = "madry") -> Path:
 
 
 def headline(run: Path) -> str:
-    """The run's headline attack (as its report uses)."""
-    from classwise.analysis import headline_attack
+    """The run's protocol attack (the one its report draws the per-example figures with)."""
+    from classwise.analysis import protocol_attack
 
-    return headline_attack(list(Run.open(run).summary()["attacks"]))
+    return protocol_attack(list(Run.open(run).summary()["attacks"]))
 
 
 def copy(src: Path, dst: Path) -> Path:

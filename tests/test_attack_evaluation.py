@@ -48,7 +48,32 @@ def test_sampled_attack_runs_on_its_class_balanced_sample(trained, monkeypatch):
     block = summary["attacks"]["fgsm"]
     assert block["examples"] == 30
     assert block["overall"] == pytest.approx(100 * res.correct("fgsm")[seen].mean())
-    assert "worst" not in summary["attacks"]  # only one attack saw every example
+    # the worst case covers the examples every attack saw: the sample
+    assert summary["attacks"]["worst"]["examples"] == 30 and np.array_equal(res.evaluated("worst"), seen)
+    both = res.correct("fgsm") & res.correct("pgd3")
+    assert np.array_equal(res.correct("worst")[seen], both[seen])
+    assert summary["headline"] == "worst" and summary["protocol"] == "pgd3"
+    assert set(summary["headline_basis"]["over"]) == {"fgsm", "pgd3"} and "30 examples" in summary["headline_basis"]["text"]
+
+
+def test_examples_per_class_sets_an_attacks_sample_and_samples_nest(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    (run / "results.npz").unlink(missing_ok=True)
+    res = pipeline.evaluate_run(run, attacks=(AttackConfig("pgd3", 0.3, 0.1),
+                                                  AttackConfig("fgsm", 0.3, examples_per_class=4),
+                                                  AttackConfig("cw-margin3", 0.3, 0.1, examples_per_class=2)),
+                                progress=False)
+    four, two = res.evaluated("fgsm"), res.evaluated("cw-margin3")
+    assert np.bincount(res.labels[four], minlength=10).tolist() == [4] * 10
+    assert np.bincount(res.labels[two], minlength=10).tolist() == [2] * 10
+    assert not (two & ~four).any()  # one seed: the smaller sample lies inside the larger
+    assert np.array_equal(res.evaluated("worst"), two) and res.evaluated("pgd3").all()
+    report = (run / "report.md").read_text()
+    assert "robust accuracy under worst" in report and "worst case per example over pgd3, fgsm, cw-margin3" in report
+    assert "robust accuracy under pgd3 (the paper's protocol" in report
 
 
 def unevaluated_copy(run: Path, tmp_path: Path) -> Path:
@@ -78,7 +103,7 @@ def test_cascade_gives_only_the_worst_case(tmp_path, trained):
 
     run = tmp_path / "copy"
     shutil.copytree(trained, run)
-    (run / "results.npz").unlink()
+    (run / "results.npz").unlink(missing_ok=True)
     code = main(["evaluate", str(run), "--attacks", "fgsm,pgd3", "--cascade", "-q"])
     assert code == 0
     res = EvalResults.load(run / "results.npz")
@@ -98,3 +123,56 @@ def test_report_has_difference_table_and_sanity_section(trained, tmp_path):
     expected = summary["attacks"]["fgsm"]["per_class"][0] - summary["attacks"]["pgd20"]["per_class"][0]
     assert float(fgsm[2]) == pytest.approx(expected, abs=0.051)
     assert set(summary["sanity"]["checks"]) >= {"robust-above-clean", "zero-gradient"}
+
+
+def test_every_preset_adds_the_strong_suite_beside_the_paper_protocol():
+    from classwise.analysis import protocol_attack
+    from classwise.config import load_config, preset_names
+
+    for name in preset_names():
+        ev = load_config(name).eval
+        by_name = {a.name: a for a in ev.attacks}
+        assert protocol_attack(list(by_name)).startswith("pgd"), name  # the paper's protocol, under its own name
+        for strong in ("apgd-ce", "apgd-t"):
+            assert by_name[strong].eps == by_name[protocol_attack(list(by_name))].eps, name
+            assert by_name[strong].examples_per_class is not None, name
+        assert by_name["apgd-ce"].examples_per_class == by_name["apgd-t"].examples_per_class, name
+
+
+def _strong_at_most_protocol(res: EvalResults, protocol: str, strong: tuple[str, ...], slack: int) -> None:
+    """Per class, on the examples the strong attacks saw: robust under their worst case <= under ``protocol``.
+
+    ``slack``: robust examples per class the strong suite may exceed the protocol by (random starts).
+    """
+    seen = np.all([res.evaluated(a) for a in strong], axis=0)
+    suite = worst_case(res.labels, res.clean_pred, [res.adv_pred[a] for a in strong])
+    k = len(res.class_names)
+    by_suite = np.bincount(res.labels[seen & (suite == res.labels)], minlength=k)
+    by_protocol = np.bincount(res.labels[seen & res.correct(protocol)], minlength=k)
+    assert (by_suite <= by_protocol + slack).all(), (by_suite, by_protocol)
+    assert by_suite.sum() <= by_protocol.sum()
+
+
+def test_strong_suite_worst_case_is_at_most_the_paper_protocol_per_class(trained, tmp_path):
+    """The demo's evaluation (paper's PGD-40, step 0.01, beside official APGD-CE + APGD-T) on the tiny
+    PGD-trained SmallCNN of the shared fixture; slack 0: per class the strong suite never leaves more robust."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    (run / "results.npz").unlink(missing_ok=True)
+    res = pipeline.evaluate_run(run, attacks=(AttackConfig("pgd40", 0.3, 0.01),
+                                              AttackConfig("apgd-ce", 0.3, examples_per_class=5),
+                                              AttackConfig("apgd-t", 0.3, examples_per_class=5)), progress=False)
+    assert res.evaluated("apgd-t").sum() == 50 and res.correct("pgd40").any()
+    _strong_at_most_protocol(res, "pgd40", ("apgd-ce", "apgd-t"), slack=0)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["headline"] == "worst" and summary["protocol"] == "pgd40"
+
+
+@pytest.mark.slow
+def test_demo_strong_suite_is_at_most_the_paper_protocol_per_class(tmp_path):
+    """The real demo (5 epochs on mnist5k, its preset's attacks); slack 1 example of 10 per class."""
+    run = pipeline.demo(tmp_path / "demo", progress=False)
+    res = EvalResults.load(run / "results.npz")
+    _strong_at_most_protocol(res, "pgd40", ("apgd-ce", "apgd-t"), slack=1)

@@ -37,6 +37,12 @@ SPECS = [
     pytest.param("fmn", {"steps": 20}, id="fmn"),
     pytest.param("pgd10@target=likely", {}, id="pgd10-target-likely"),
     pytest.param("cw-margin10@target=all", {}, id="cw-margin10-target-all"),
+    pytest.param("apgd-ce", {"steps": 5, "backend": "torchattacks"}, id="apgd-ce-torchattacks"),
+    pytest.param("apgd-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="apgd-t-torchattacks"),
+    pytest.param("fab-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="fab-t-torchattacks"),
+    pytest.param("square", {"n_queries": 20, "backend": "torchattacks"}, id="square-torchattacks"),
+    pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1, "backend": "torchattacks"},
+                 id="autoattack-torchattacks"),
 ]
 # The same contracts under the L2 threat model (eps in L2 units); the
 # AutoAttack wrappers join once they pass the norm to the official package.

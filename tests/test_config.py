@@ -23,7 +23,8 @@ def test_paper_presets_follow_the_paper():
     cifar = load_config("cifar10")
     assert (cifar.train.lr, cifar.train.milestones, cifar.train.attack.name, cifar.train.attack.step_size) == (
         0.1, (75, 90), "pgd10", 0.007)
-    assert cifar.eval.attacks[-1].name == "pgd20" and cifar.eval.checkpoint == "epoch75"
+    protocol = [a for a in cifar.eval.attacks if a.name == "pgd20"]
+    assert len(protocol) == 1 and protocol[0].step_size == 0.007 and cifar.eval.checkpoint == "epoch75"
     assert load_config("svhn").train.lr == load_config("stl10").train.lr == 0.01
 
 

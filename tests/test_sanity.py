@@ -72,7 +72,7 @@ def test_sanity_checks_lists_the_checks_it_ran():
     ran, _ = sanity_checks(results(pgd10=[0] * 6, pgd20=[0] * 6, square=[0] * 6), attack_is_black_box,
                            zero_grad=np.zeros(6, bool))
     assert ran == ["robust-above-clean", "clean-collapse", "black-box-beats-white-box",
-                   "more-budget-raises-robustness", "zero-gradient"]
+                   "more-budget-raises-robustness", "zero-gradient", "headline-overstated"]
 
 
 def _two_class(fgsm_robust: list[int], pgd_robust: list[int], n: int = 20) -> EvalResults:
@@ -117,3 +117,90 @@ def test_clean_collapse_flags_a_model_that_predicts_one_class():
     assert clean_predictions_collapse(EvalResults(labels, healthy, class_names=names)) == []
     skewed = np.r_[np.full(95, 1), np.arange(5) % 4]  # the labels are 95% one class: predicting it is fine
     assert clean_predictions_collapse(EvalResults(skewed, np.full(100, 1), class_names=names)) == []
+
+
+# --- the headline overstated by its protocol attack ------------------------------------------
+
+
+def _pair(flip_ref_only: dict[int, int], flip_att_only: dict[int, int], per_class: int = 20,
+          base_robust: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.7, 0.8, 0.8, 0.9, 0.9)) -> EvalResults:
+    """10 classes of ``per_class`` clean-correct examples; pgd40 (the protocol) robust on a
+    ``base_robust`` share of each class. ``flip_ref_only[k]`` examples of class k that pgd40 leaves
+    robust are fooled by apgd-t only; ``flip_att_only[k]`` that pgd40 fools survive apgd-t."""
+    labels = np.repeat(np.arange(10), per_class)
+    ref, att = labels.copy(), labels.copy()
+    wrong = (labels + 1) % 10
+    for k, share in enumerate(base_robust):
+        idx = np.flatnonzero(labels == k)
+        robust = int(round(share * per_class))
+        ref[idx[robust:]] = wrong[idx[robust:]]  # pgd40 fools the tail of the class
+        att[idx[robust:]] = wrong[idx[robust:]]
+        assert flip_ref_only.get(k, 0) <= robust and flip_att_only.get(k, 0) <= per_class - robust
+        att[idx[robust - flip_ref_only.get(k, 0):robust]] = wrong[idx[0]]  # apgd-t fools more
+        att[idx[robust:robust + flip_att_only.get(k, 0)]] = k  # and misses a few pgd40 found
+    return EvalResults(labels=labels, clean_pred=labels.copy(), adv_pred={"pgd40": ref, "apgd-t": att},
+                       class_names=[f"c{k}" for k in range(10)])
+
+
+def test_overstatement_fires_on_a_constructed_pair_and_says_where():
+    from classwise.analysis import headline_overstated
+
+    # apgd-t fools 5 more examples in each of the 3 weakest classes and 1 more in one strong class
+    res = _pair({0: 5, 1: 5, 2: 5, 8: 1}, {})
+    flags = headline_overstated(res)
+    overall = [f for f in flags if f.scope == "overall"]
+    assert len(overall) == 1 and overall[0].check == "headline-overstated"
+    detail = overall[0].detail
+    assert "apgd-t leaves 58.0% robust where pgd40 leaves 66.0% on the same 200 examples (-8.0 points" in detail
+    assert "c0 -25.0, c1 -25.0, c2 -25.0" in detail  # per class, weakest first: the weak classes lose most
+    assert "rho of robustness under pgd40 and its loss: -" in detail
+    assert "classes changing rank (1 = least robust): c9 9->10" in detail  # c8 no longer ties with c9
+    assert "pgd40 overstates robustness" in overall[0].suggests
+    # 5 of 20 in one class (b = 5, c = 0, p = 0.0625) is not significant per class after Holm; 10 of 20 is
+    assert {f.scope for f in flags} == {"overall"}
+    strong = headline_overstated(_pair({0: 6, 4: 10}, {}))
+    assert {f.scope for f in strong} == {"overall", "c4"}
+    assert "apgd-t leaves 20.0% robust where pgd40 leaves 70.0% on the same 20 examples (-50.0 points, Holm" in next(
+        f for f in strong if f.scope == "c4").detail
+    assert "c4 5->2" in next(f for f in strong if f.scope == "overall").detail  # c4 falls to second weakest
+
+
+def test_overstatement_stays_quiet_on_noise_level_differences():
+    from classwise.analysis import headline_overstated
+
+    # equally strong attacks with different random starts: each misses what the other finds
+    assert headline_overstated(_pair({0: 2, 3: 2, 5: 2, 7: 2}, {1: 2, 4: 2, 6: 2, 8: 2})) == []
+    # a slightly stronger attack: 8 more fooled, 3 fewer (2.5 points of 200, McNemar p = 0.23)
+    assert headline_overstated(_pair({0: 2, 2: 2, 4: 2, 6: 2}, {1: 1, 5: 1, 9: 1})) == []
+    # the protocol attack stronger than the other: never an overstatement
+    assert headline_overstated(_pair({}, {0: 5, 1: 5, 2: 5, 3: 5})) == []
+
+
+def test_sanity_report_runs_every_applicable_check_from_python(mnist_mlp):
+    from classwise.analysis import sanity_report
+    from classwise.evaluate import evaluate
+
+    model, x, y = mnist_mlp
+    res = evaluate(model, x[:100], y[:100], ["fgsm", "pgd10", "square"], eps=0.1, device="cpu", progress=False)
+    assert res.extras["zero_grad"].shape == (100,)
+    report = sanity_report(res)
+    assert {"robust-above-clean", "black-box-beats-white-box", "zero-gradient", "headline-overstated"} <= set(
+        report.checks)
+    ran, flags = sanity_checks(res, attack_is_black_box, res.extras["zero_grad"])
+    assert report.checks == tuple(ran) and report.flags == tuple(flags)  # what `classwise evaluate` runs
+    assert str(report).splitlines()[0].startswith("sanity checks run: robust-above-clean")
+    assert report.to_json()["checks"] == list(report.checks)
+
+
+def test_report_summary_says_when_the_protocol_attack_overstates(tmp_path):
+    from classwise.analysis import headline_overstated
+    from classwise.analysis.sanity import flags_to_json
+    from classwise.report.build import ReportContext, write_report
+
+    res = _pair({0: 6, 4: 10}, {})
+    flags = headline_overstated(res)
+    write_report(tmp_path, ReportContext.build(res, sanity=flags_to_json(flags), checks_run=["headline-overstated"]))
+    summary_part = (tmp_path / "report.md").read_text().split("## ")[1]  # the Summary section
+    assert "the protocol attack overstates robustness: apgd-t leaves 58.0% robust where pgd40 leaves 66.0%" in (
+        summary_part)
+    assert "robust accuracy under pgd40" in summary_part

@@ -123,6 +123,9 @@ class AttackConfig:
     class (e.g. ``{loss: cw}`` for pgd, ``{target: 3}``). On the command line
     one attack is written ``name[@key=value...]``: ``pgd20@step=0.003@restarts=5``,
     ``pgd20@norm=l2@eps=0.5`` (see :meth:`from_text`).
+    ``examples_per_class``: the class-balanced sample an evaluation attacks
+    (null: the attack's default, 200 for cw-inf and nattack, else every
+    example); a sample as large as the smallest class means every example.
     """
 
     name: str = "pgd40"
@@ -131,6 +134,7 @@ class AttackConfig:
     restarts: int = 1
     norm: str = "linf"
     options: dict = field(default_factory=dict)
+    examples_per_class: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.norm in NORMS, f"unknown attack norm '{self.norm}' (known: {', '.join(NORMS)})")
@@ -140,6 +144,8 @@ class AttackConfig:
             _check(0.0 <= self.eps < float("inf"), f"L2 eps must be a finite number >= 0, got {self.eps}")
         _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
+        _check(self.examples_per_class is None or self.examples_per_class >= 1,
+               f"examples_per_class must be >= 1 or null, got {self.examples_per_class}")
 
     @classmethod
     def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> "AttackConfig":

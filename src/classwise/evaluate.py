@@ -163,6 +163,8 @@ def evaluate(
         as "<kind>/<attack>": "min_dist/fmn" (N,) float32 minimal distances
         (0: clean-misclassified, inf: none found), "target_hits/pgd20@target=all"
         (N, K) int8 (-1: not tried).
+        ``extras["zero_grad"]`` (N,) flags examples whose input gradient is
+        all zero, for :func:`classwise.analysis.sanity_report`.
     """
     opts = dataclasses.replace(options or EvalOptions(), **option_values)
     if cascade and WORST in list(attacks):
@@ -175,6 +177,7 @@ def evaluate(
     built = make_attacks(model, attacks, eps)
     outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k)
     results = _to_results(outs, labels, class_names, opts.keep_probs)
+    results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size, device=dev)
     results.facts.update({name: attack.facts() for name, attack in built.items()})
     if cascade:
         results.facts[WORST] = {"family": WORST, "cascade": True, "over": list(built)}

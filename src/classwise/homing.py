@@ -2,7 +2,7 @@
 
 Paper, section 3.1 (definitions 1-3, figure 3). For an evaluated run and each
 confound class j (default: every class that received a flip under the run's
-headline attack), the run's own config is retrained with
+protocol attack), the run's own config is retrained with
 ``data.remove_class = j`` into ``RUN/homing/class_<j>/``; then the test
 examples that the original model flipped into j are attacked again, with the
 same attack, on the retrained model. ``H[i, j]`` counts those of true class i
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import confound_classes, flipped_to, headline_attack, homing_counts, homing_share
+from .analysis import confound_classes, flipped_to, homing_counts, homing_share, protocol_attack
 from .analysis import misclassified_confusion
 from .attacks import build_attack
 from .config import AttackConfig, RunConfig, from_dict
@@ -187,7 +187,7 @@ def homing_run(run_dir: str | Path, *, classes: Sequence[int] | None = None, job
     Args:
         run_dir: an evaluated run folder (results.npz, meta.json).
         classes: confound classes j to remove (default: every class that received a flip).
-        jobs: retrains in parallel processes. attack: one of the run's attacks (default: headline).
+        jobs: retrains in parallel processes. attack: one of the run's attacks (default: the protocol attack).
 
     Returns:
         The homing record (see :func:`homing_record`), also in ``RUN/homing/homing.json``.
@@ -197,7 +197,7 @@ def homing_run(run_dir: str | Path, *, classes: Sequence[int] | None = None, job
     run = Run.open(run_dir)
     with run.lock():
         results, checkpoint = run.require_results(), run.meta().get("checkpoint", "last")
-        attack = attack or headline_attack(results.attacks)
+        attack = attack or protocol_attack(results.attacks, results.facts)
         if attack not in results.adv_pred or "config" not in results.facts.get(attack, {}):
             runnable = [a for a in results.attacks if "config" in results.facts.get(a, {})]
             raise ClasswiseError(f"attack {attack!r} cannot be re-run on {run.path} (attacks: {', '.join(runnable)})")

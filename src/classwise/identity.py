@@ -11,9 +11,10 @@ test examples it saw. Here:
   same examples replaces its earlier self (and says so); any other attack is
   kept beside the earlier ones, under its plain name when it is free, else
   under a name that says how it differs (``pgd5@eps=0.1``, ``pgd20@n=50``).
-* :func:`with_worst_cases` adds the per-example worst case over the attacks
-  that share norm, eps and examples ("worst", or ``worst@eps=...`` when a run
-  holds several threat models); it never mixes two threat models.
+* :func:`with_worst_cases` adds the per-example worst case over the attacks of
+  one threat model (norm, eps), on the examples all of them saw ("worst", or
+  ``worst@eps=...`` when a run holds several threat models); it never mixes
+  two threat models.
 """
 
 from __future__ import annotations
@@ -164,39 +165,35 @@ def _threat(facts: dict[str, Any]) -> tuple[str, float]:
     return str(facts.get("norm", "linf")), float(facts.get("eps", float("nan")))
 
 
-def _groups(results: EvalResults) -> dict[tuple[str, float, bytes], list[str]]:
-    """Attacks (not worst cases) by (norm, eps, examples)."""
-    groups: dict[tuple[str, float, bytes], list[str]] = {}
+def _threat_groups(results: EvalResults) -> dict[tuple[str, float], list[str]]:
+    """Attacks (not worst cases) by threat model (norm, eps), for threats with at least two attacks."""
+    groups: dict[tuple[str, float], list[str]] = {}
     for key in results.attacks:
         facts = results.facts.get(key, {})
         if facts.get("family") != WORST:
-            groups.setdefault((*_threat(facts), _examples(results, key).tobytes()), []).append(key)
-    return groups
-
-
-def _main_groups(groups: dict[tuple[str, float, bytes], list[str]]) -> dict[tuple[str, float, bytes], list[str]]:
-    """Per threat, the group on the most examples (the main evaluation; samples such as CW-inf's left out)."""
-    best: dict[tuple[str, float], tuple[str, float, bytes]] = {}
-    for g in groups:
-        if len(g[2]) > len(best.get(g[:2], (0, 0, b""))[2]):
-            best[g[:2]] = g
-    return {g: groups[g] for g in best.values() if len(groups[g]) >= 2}
+            groups.setdefault(_threat(facts), []).append(key)
+    return {threat: keys for threat, keys in groups.items() if len(keys) >= 2}
 
 
 def with_worst_cases(results: EvalResults) -> EvalResults:
-    """Add (or refresh) the per-example worst case over each threat's attacks on the same examples.
+    """Add (or refresh) the per-example worst case over each threat model's attacks.
 
-    A threat model (norm, eps) with fewer than two attacks on its main example
-    set keeps an existing worst case (from a cascade). Worst cases come last.
+    For each (norm, eps) with at least two attacks: the worst case over all of
+    them, on the examples every one of them saw (class-balanced samples of one
+    seed are nested, so these are the smallest sample; ``NOT_ATTACKED``
+    elsewhere). A threat model with fewer attacks keeps an existing worst case
+    (from a cascade). Worst cases come last.
     """
-    fresh = _main_groups(_groups(results))
+    fresh = _threat_groups(results)
     adv = {k: v for k, v in results.adv_pred.items() if results.facts.get(k, {}).get("family") != WORST}
-    kept = {k: results.facts[k] for k in results.adv_pred if k not in adv
-            and (*_threat(results.facts[k]), _examples(results, k).tobytes()) not in fresh}
+    kept = {k: results.facts[k] for k in results.adv_pred if k not in adv and _threat(results.facts[k]) not in fresh}
     worst: dict[str, tuple[np.ndarray, dict[str, Any]]] = {k: (results.adv_pred[k], f) for k, f in kept.items()}
-    for (norm, eps, _), keys in fresh.items():
-        pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[k] for k in keys])
-        worst[f"{WORST}:{norm}:{eps}"] = (pred, {"family": WORST, "cascade": False, "over": keys, "norm": norm, "eps": eps})
+    for (norm, eps), keys in fresh.items():
+        shared = np.all([results.evaluated(k) for k in keys], axis=0)
+        if shared.any():
+            pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[k] for k in keys])
+            worst[f"{WORST}:{norm}:{eps}"] = (np.where(shared, pred, NOT_ATTACKED), {
+                "family": WORST, "cascade": False, "over": keys, "norm": norm, "eps": eps, "examples": int(shared.sum())})
     names = _worst_names([f for _, f in worst.values()])
     adv |= {name: pred for name, (pred, _) in zip(names, worst.values())}
     facts = {k: results.facts[k] for k in results.adv_pred if k not in kept and k in adv} | {

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis.sanity import flags_to_json, sanity_checks
-from .analysis import headline_attack, summarize
+from .analysis.sanity import flags_to_json, recorded_black_box, sanity_checks
+from .analysis import protocol_attack, summarize
 from .attacks import Attack, build_attack
 from .checkpoint import build_model, load_outside, outside_meta
 from .config import AttackConfig, RunConfig, load_config, preset_names
@@ -26,7 +26,7 @@ from .data import DataBundle, class_balanced_indices
 from .models import classifier_layer, split_spec
 from .models.outside import robustbench
 from .errors import ClasswiseError
-from .evaluate import EvalOptions, evaluate, resolve_device, zero_gradient_mask
+from .evaluate import EvalOptions, evaluate, resolve_device
 from .fileio import read_json, write_json
 from .identity import merge_results, with_worst_cases
 from .report import ReportContext, write_report
@@ -165,11 +165,12 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
 
     Each attack is judged on its own; CW-inf and N-Attack run on their default
     class-balanced sample (200 per class, appendix E), the other examples being
-    marked not attacked. Results are keyed by what was measured (attack
+    marked not attacked; an attack config's ``examples_per_class`` sets its
+    own sample (samples of one seed are nested). Results are keyed by what was measured (attack
     identity and examples, :func:`classwise.identity.merge_results`): earlier
     results of the same model are kept, an identical re-run replaces its
-    earlier self, and "worst" is the per-example worst case over the attacks
-    that share eps and examples. ``cascade=True`` computes only that worst case,
+    earlier self, and "worst" is the per-example worst case over every attack
+    of one threat model (norm, eps), on the examples all of them saw. ``cascade=True`` computes only that worst case,
     running each attack on the examples still robust (as AutoAttack).
     ``allow_partial`` evaluates a model whose training did not finish (said so
     in summary.json and the report). ``overrides`` (``--set``) may change
@@ -276,9 +277,9 @@ def _attack_all(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list
         results = dataclasses.replace(results, adv_pred={"worst": results.adv_pred["worst"]}, adv_probs={},
                                       facts={"worst": results.facts["worst"] | _common_threat(built)})
     else:
-        results = _each_attack(model, x, y, attacks, data, opts, keep_probs, adv, idx)
+        sizes = {text: cfg.examples_per_class for text, (cfg, _) in zip(attacks, built)}
+        results = _each_attack(model, x, y, attacks, data, opts, keep_probs, adv, idx, sizes)
     results.extras["index"] = idx
-    results.extras["zero_grad"] = zero_gradient_mask(model, x, y, batch_size=opts.batch_size, device=opts.device)
     for text, (cfg, _) in zip(attacks, built):
         if text in results.facts:
             results.facts[text] = {"config": dataclasses.asdict(cfg), **results.facts[text]}
@@ -296,9 +297,14 @@ def _common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, Attack],
                  data: DataBundle, opts: EvalOptions, keep_probs: bool, adv: _AdvImages | None = None,
-                 idx: np.ndarray | None = None) -> EvalResults:
-    """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample."""
-    per_class = {k: _per_class(a, y, data.num_classes) for k, a in attacks.items()}
+                 idx: np.ndarray | None = None, sizes: dict[str, int | None] | None = None) -> EvalResults:
+    """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample.
+
+    ``sizes``: attack -> its config's ``examples_per_class`` (None: the attack's default).
+    Samples of one seed are nested (a smaller one is part of a larger one).
+    """
+    sizes = sizes or {}
+    per_class = {k: _per_class(a, y, data.num_classes, sizes.get(k)) for k, a in attacks.items()}
     full = {k: a for k, a in attacks.items() if per_class[k] is None}
     results = evaluate(model, x, y, full, class_names=data.class_names, options=opts, keep_probs=keep_probs)
     for key, attack in attacks.items():
@@ -316,16 +322,16 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: di
     return results
 
 
-def _per_class(attack: Attack, y: torch.Tensor, num_classes: int) -> int | None:
-    """The attack's default sample per class, if smaller than the evaluation set's."""
-    per_class = attack.default_per_class
+def _per_class(attack: Attack, y: torch.Tensor, num_classes: int, requested: int | None = None) -> int | None:
+    """The attack's sample per class (``requested``, else its default), if smaller than the evaluation set's."""
+    per_class = requested if requested is not None else attack.default_per_class
     smallest = int(torch.bincount(y, minlength=num_classes).min())
     return per_class if per_class is not None and per_class < smallest else None
 
 
 def _headline_probs_only(results: EvalResults) -> EvalResults:
-    """Keep adversarial probabilities only for the headline attack (figure 5a needs no others)."""
-    head = headline_attack(results.attacks)
+    """Keep adversarial probabilities only for the protocol attack (figure 5a needs no others)."""
+    head = protocol_attack(results.attacks, results.facts)
     return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
 
 
@@ -372,8 +378,7 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     homing = _read_optional(run.path / HOMING_JSON)
     extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps") if k in meta}
     extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
-    ran, flags = sanity_checks(results, lambda a: bool(results.facts.get(a, {}).get("black_box")),
-                               results.extras.get("zero_grad"))
+    ran, flags = sanity_checks(results, recorded_black_box(results), results.extras.get("zero_grad"))
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
     summary = summarize(results, head_weight=head, superclasses=meta.get("superclasses") or None, **extra)
     summary = ({"partial": meta["partial"]} if meta.get("partial") else {}) | summary

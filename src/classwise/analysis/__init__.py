@@ -19,11 +19,19 @@ from .classwise import (
 from .distribution import INTERVAL_LABELS, gap_comparison, robustness_intervals, sample_classes
 from .embedding import tsne_2d
 from .homing import confound_classes, flipped_to, homing_counts, homing_share, misclassified_confusion
+from .sanity import SanityFlag, SanityReport, headline_overstated, sanity_report
 from .probability import classwise_probability_variance, probability_variance
-from .summary import accuracy_block, class_names_of, headline_attack, sanity_warnings, summarize
+from .summary import (
+    accuracy_block, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings, suite_worst_case,
+    summarize,
+)
 
 __all__ = [
     "WORST",
+    "SanityFlag",
+    "SanityReport",
+    "headline_overstated",
+    "sanity_report",
     "worst_case",
     "INTERVAL_LABELS",
     "classwise_probability_variance",
@@ -44,6 +52,9 @@ __all__ = [
     "confusion_counts",
     "fold_superclasses",
     "headline_attack",
+    "headline_basis",
+    "protocol_attack",
+    "suite_worst_case",
     "largest_gap",
     "minmax",
     "norm_robustness_correlation",

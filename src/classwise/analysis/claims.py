@@ -24,6 +24,7 @@ import numpy as np
 
 from ..results import EvalResults
 from .classwise import classwise_accuracy, confusion_counts, weight_norms
+from .facts import is_paper_pgd20
 from .stats import classwise_interval, mcnemar_exact, paired_classwise, spearman_over_examples, weak_hurt_more
 
 
@@ -36,9 +37,9 @@ def _nums(v: np.ndarray) -> list[float | None]:
     return [_num(x) for x in np.asarray(v, dtype=np.float64)]
 
 
-def difference_reference(attacks: list[str], head: str | None) -> str | None:
-    """The reference of the difference table: PGD-20 (the paper's), else the headline attack."""
-    return "pgd20" if "pgd20" in attacks else head
+def difference_reference(results: EvalResults, head: str | None) -> str | None:
+    """The reference of the difference table: plain PGD-20 (the paper's, by its recorded facts), else ``head``."""
+    return next((a for a in results.attacks if is_paper_pgd20(results, a)), head)
 
 
 def _both(results: EvalResults, a: str | None, b: str) -> np.ndarray:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..results import EvalResults
+from ..results import NOT_ATTACKED, EvalResults
 from .claims import difference_reference, norm_claims, paired_claims, weak_hurt_more_claims, weakest_explained
-from .classwise import best_worst, classwise_accuracy, largest_gap, overall_accuracy
+from .classwise import WORST, best_worst, classwise_accuracy, largest_gap, overall_accuracy, worst_case
 from .stats import classwise_interval, rank_call, wilson_interval
 from .curves import compare_norms, curves_summary
 from .targeted import targeted_summary
@@ -73,14 +73,19 @@ def summarize(results: EvalResults, *, headline: str | None = None, head_weight:
     """Overall and class-wise clean accuracy and robustness per attack, in percent, with claims.
 
     Returns {"clean": block, "attacks": {name: block}, "class_names": [...],
-    "num_examples": N, "headline": attack, "claims": {...}, "superclasses", **extra},
+    "num_examples": N, "headline": attack, "headline_basis": {...}, "protocol": attack,
+    "claims": {...}, "superclasses", **extra},
     each block as in :func:`accuracy_block` (the paper reports "overall" as "Tot."
     and marks best/worst per row in table 2). "claims" holds the tested claims of
     :mod:`classwise.analysis.claims`: "paired" (each attack vs the reference,
     exact McNemar per class), "weak_hurt_more" (section 3.3), "weight_norm"
     (figure 4, with ``head_weight`` (K, D)) and "weakest" (why the weakest
     classes under the headline attack are weak). ``headline`` defaults to
-    :func:`headline_attack`.
+    :func:`headline_attack` (the worst case over the suite when the run has
+    it), "headline_basis" says what it is made of (:func:`headline_basis`);
+    "protocol" is the paper's protocol attack (:func:`protocol_attack`),
+    reported under its own name, the reference of the paired claims and the
+    attack of the weight-norm claim (``headline`` overrides it too).
     Where the results hold them, also "curves" (per minimum-norm attack:
     robustness over eps per class, median distances, eps at 50%; see
     :func:`classwise.analysis.curves.distance_curves`), "targeted" (per
@@ -96,28 +101,31 @@ def summarize(results: EvalResults, *, headline: str | None = None, head_weight:
     head = headline or headline_attack(results.attacks)
     if head is not None and head not in results.adv_pred:
         raise ValueError(f"headline attack {head!r} not among {results.attacks}")
+    protocol = headline or protocol_attack(results.attacks, results.facts)
     return {
         "clean": accuracy_block(results.labels, results.clean_pred, k),
         "attacks": {a: _attack_block(results, a, k) for a in results.adv_pred},
         "class_names": names,
         "num_examples": int(results.labels.shape[0]),
         "headline": head,
-        "claims": _claims(results, names, head, head_weight, superclasses),
+        "headline_basis": headline_basis(results, head),
+        "protocol": protocol,
+        "claims": _claims(results, names, head, protocol, head_weight, superclasses),
         "superclasses": superclasses,
         **_threat_blocks(results),
         **extra,
     }
 
 
-def _claims(results: EvalResults, names: list[str], head: str | None, head_weight: np.ndarray | None,
-            superclasses: dict[str, list[int]] | None) -> dict[str, Any]:
+def _claims(results: EvalResults, names: list[str], head: str | None, protocol: str | None,
+            head_weight: np.ndarray | None, superclasses: dict[str, list[int]] | None) -> dict[str, Any]:
     results = replace(results, class_names=names)
-    ref = difference_reference(results.attacks, head)
+    ref = difference_reference(results, protocol)
     out: dict[str, Any] = {"paired": paired_claims(results, ref), "weak_hurt_more": weak_hurt_more_claims(results, ref),
                            "weight_norm": None, "weakest": []}
     if head is not None:
         out["weakest"] = weakest_explained(results, head, superclasses, count=min(3, max(1, len(names) // 3)))
-        out["weight_norm"] = norm_claims(results, head, head_weight) if head_weight is not None else None
+        out["weight_norm"] = norm_claims(results, protocol, head_weight) if head_weight is not None else None
     return out
 
 
@@ -141,18 +149,85 @@ def _steps(name: str) -> int:
     return max((int(n) for n in re.findall(r"\d+", name)), default=0)
 
 
-def headline_attack(attacks: list[str]) -> str | None:
-    """The attack whose robustness headlines a report: a PGD attack with the most steps.
+def protocol_attack(attacks: list[str], facts: dict[str, dict] | None = None) -> str | None:
+    """The paper's protocol attack of a run: untargeted PGD with the most steps.
 
-    Among names starting with "pgd" (case-insensitive), the one with the largest
-    number in its name ("pgd20" over "pgd10"; first on ties), since the paper's
-    class-wise analyses (figures 1-4) use PGD. Without one, the first attack;
-    None when there are no attacks.
+    With the attacks' recorded ``facts`` (``EvalResults.facts``): among attacks of
+    family "pgd" without a target, on the threat model (norm, eps) of the first
+    such attack, the one with the most steps (first on ties). Without facts
+    (names only, e.g. from a summary), names starting with "pgd" are read the
+    registry's way ("pgd20" over "pgd10"). Without a PGD attack, the first
+    attack other than a worst case; "worst" when it is alone (a cascade); None
+    without attacks. Per-example figures (confusion, homing, probabilities) are
+    drawn under this attack, which saw every example.
     """
-    pgd = [a for a in attacks if a.lower().startswith("pgd")]
+    others = [a for a in attacks if not _is_worst(a)]
+    if facts:
+        pgd = [a for a in others if facts.get(a, {}).get("family") == "pgd" and facts[a].get("target") is None]
+        pgd = [a for a in pgd if _threat_of(facts[a]) == _threat_of(facts[pgd[0]])] if pgd else []
+        steps = lambda a: int(facts[a].get("steps", 0))  # noqa: E731
+    else:
+        pgd = [a for a in others if a.lower().startswith("pgd")]
+        steps = _steps
     if pgd:
-        return max(pgd, key=_steps)
-    return attacks[0] if attacks else None
+        return max(pgd, key=steps)
+    return others[0] if others else next((a for a in attacks if _is_worst(a)), None)
+
+
+def _is_worst(name: str) -> bool:
+    """"worst", or "worst@eps=..." when a run holds several threat models."""
+    return name == WORST or name.startswith(WORST + "@")
+
+
+def _threat_of(facts: dict) -> tuple:
+    return facts.get("norm", "linf"), facts.get("eps")
+
+
+def headline_attack(attacks: list[str]) -> str | None:
+    """The entry whose robustness headlines a summary: the worst case when the run has one, else the protocol attack.
+
+    The worst case is per example over the whole suite of one threat model
+    (:func:`classwise.identity.with_worst_cases`; the first one, that of the
+    run's first threat model, when there are several): the least robust number
+    the run can defend, so the headline never rests on one (possibly weak)
+    attack. Without it, see :func:`protocol_attack`.
+    """
+    return next((a for a in attacks if _is_worst(a)), None) or protocol_attack(attacks)
+
+
+def suite_worst_case(results: EvalResults) -> np.ndarray | None:
+    """Per-example worst case over every attack, on the examples all of them were evaluated on.
+
+    Returns an (N,) prediction (:func:`~classwise.analysis.classwise.worst_case`;
+    ``NOT_ATTACKED`` outside the shared examples), or None with fewer than two
+    attacks or no shared example. Class-balanced samples of one seed are
+    nested, so the shared examples are the smallest sample.
+    """
+    attacks = [a for a in results.attacks if a != WORST]
+    if len(attacks) < 2:
+        return None
+    shared = np.all([results.evaluated(a) for a in attacks], axis=0)
+    if not shared.any():
+        return None
+    pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[a] for a in attacks])
+    return np.where(shared, pred, NOT_ATTACKED)
+
+
+def headline_basis(results: EvalResults, head: str | None = None) -> dict[str, Any] | None:
+    """What the headline (``head``, default :func:`headline_attack`) is made of: {"attack", "over", "examples", "text"}.
+
+    "over": the attacks the headline takes the worst case of (just itself when
+    it is one attack); "text": one line saying so.
+    """
+    head = head or headline_attack(results.attacks)
+    if head is None:
+        return None
+    recorded = results.facts.get(head, {}).get("over")
+    over = (recorded or [a for a in results.attacks if not _is_worst(a)]) if _is_worst(head) else [head]
+    n = int(results.evaluated(head).sum())
+    text = (f"worst case per example over {', '.join(over)} on the {n} examples every attack saw"
+            if _is_worst(head) else f"{head} on {n} examples")
+    return {"attack": head, "over": over, "examples": n, "text": text}
 
 
 def sanity_warnings(summary: dict[str, Any]) -> list[str]:

@@ -13,7 +13,10 @@ from .custom import CustomAttack, is_torchattacks
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
 from .fmn import FMN
-from .library import APGDCE, APGDT, FABT, AutoAttack, Square
+from .library import (
+    APGDCE, APGDT, FABT, AutoAttack, Square, TorchattacksAPGDCE, TorchattacksAPGDT, TorchattacksAutoAttack,
+    TorchattacksFABT, TorchattacksSquare,
+)
 from .losses import cross_entropy, cw_margin, cw_margins, loss_names, make_loss
 from .nattack import NAttack
 from .pgd import PGD, TARGET_MODES, check_target, grad_and_logits
@@ -28,7 +31,8 @@ from .transfer import Transfer
 __all__ = [
     "Attack", "LinfThreat", "L2Threat", "Threat", "NORMS", "make_threat", "check_norm", "FGSM", "FMN", "PGD", "CWInf",
     "CWMarginPGD", "TemperaturePGD", "NAttack", "Transfer", "CustomAttack", "is_torchattacks", "APGDCE", "APGDT",
-    "FABT", "Square", "AutoAttack",
+    "FABT", "Square", "AutoAttack", "TorchattacksAPGDCE", "TorchattacksAPGDT", "TorchattacksFABT", "TorchattacksSquare",
+    "TorchattacksAutoAttack",
     "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box",
     "parse_spec", "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad",
     "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss", "split_options",

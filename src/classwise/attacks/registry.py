@@ -28,7 +28,7 @@ from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
 from .fgsm import FGSM
 from .fmn import FMN
-from .library import APGDCE, APGDT, FABT, AutoAttack, Square
+from .library import BACKENDS, BY_BACKEND
 from .nattack import NAttack
 from .pgd import PGD
 from .threat import Threat, check_norm, make_threat
@@ -189,6 +189,22 @@ def _fmn(req: AttackRequest) -> Attack:
     return FMN(req.model, make_threat(req.norm, req.eps, 0.0), steps=steps, **kwargs)
 
 
+def _library(family: str) -> Callable[[AttackRequest], Attack]:
+    """Factory of an AutoAttack attack; ``backend=`` picks the official package (default) or torchattacks."""
+
+    def build(req: AttackRequest) -> Attack:
+        _no_step_size(req)
+        kwargs = dict(req.kwargs)
+        backend = kwargs.pop("backend", BACKENDS[0])
+        if backend not in BACKENDS:
+            raise ValueError(f"{req.spec!r}: unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        cls = BY_BACKEND[family][backend]
+        _check_options(req.spec, kwargs, _init_options(cls))
+        return cls(req.model, make_threat(req.norm, req.eps, 0.0), **kwargs)
+
+    return build
+
+
 def _positive_float(req: AttackRequest, what: str) -> float:
     try:
         value = float(req.param or "")
@@ -200,8 +216,8 @@ def _positive_float(req: AttackRequest, what: str) -> float:
     return value
 
 
-_LIB = "torchattacks, reference AutoAttack settings"
-_LIB_NORMS = ("linf",)  # the wrappers run the L-inf attacks; "l2" joins when library.py passes the norm on
+_LIB = "official AutoAttack, standard version; or backend=torchattacks"
+_LIB_NORMS = ("linf", "l2")  # both backends pass the threat's norm on ("Linf" / "L2")
 _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "fgsm": AttackEntry("fgsm", "FGSM, step eps, no random start", FGSM, _fgsm(False)),
     "fgsm-rs": AttackEntry("fgsm-rs", "FGSM with random start, step 1.25 eps", FGSM, _fgsm(True)),
@@ -220,16 +236,16 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
                        FMN, _fmn, "steps"),
     "transfer": AttackEntry("transfer:PATH", "PGD-20 on a surrogate (checkpoint or run folder), judged on the model",
                             Transfer, _transfer, "value"),
-    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", APGDCE, _fixed(APGDCE),
-                           only_norms=_LIB_NORMS),
-    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", APGDT, _fixed(APGDT),
-                          only_norms=_LIB_NORMS),
-    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", FABT, _fixed(FABT),
-                         only_norms=_LIB_NORMS),
-    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", Square, _fixed(Square),
-                          only_norms=_LIB_NORMS),
+    "apgd-ce": AttackEntry("apgd-ce", f"APGD on cross-entropy, 100 steps ({_LIB})", BY_BACKEND["apgd-ce"]["autoattack"],
+                           _library("apgd-ce"), only_norms=_LIB_NORMS),
+    "apgd-t": AttackEntry("apgd-t", f"targeted APGD-DLR, 9 targets, 100 steps ({_LIB})", BY_BACKEND["apgd-t"]["autoattack"],
+                          _library("apgd-t"), only_norms=_LIB_NORMS),
+    "fab-t": AttackEntry("fab-t", f"targeted FAB, 9 targets, 100 steps ({_LIB})", BY_BACKEND["fab-t"]["autoattack"],
+                         _library("fab-t"), only_norms=_LIB_NORMS),
+    "square": AttackEntry("square", f"Square Attack, 5000 queries ({_LIB})", BY_BACKEND["square"]["autoattack"],
+                          _library("square"), only_norms=_LIB_NORMS),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
-                              AutoAttack, _fixed(AutoAttack), only_norms=_LIB_NORMS),
+                              BY_BACKEND["autoattack"]["autoattack"], _library("autoattack"), only_norms=_LIB_NORMS),
 })
 
 
@@ -298,8 +314,9 @@ def create_attack(
     cw-margin[K], tpgd:X, nattack, transfer:PATH, apgd-ce, apgd-t, fab-t,
     square, autoattack. Default step sizes: eps (fgsm), 1.25 eps (fgsm-rs,
     Wong et al. 2020), 2.5 eps / steps (pgd, cw-margin, tpgd, transfer;
-    Madry et al. 2018); cw-inf, nattack and the torchattacks wrappers take
-    no step size. ``kwargs`` go to the attack class (e.g. restarts, loss,
+    Madry et al. 2018); cw-inf, nattack and AutoAttack's attacks take
+    no step size; the latter run the official AutoAttack unless
+    ``backend="torchattacks"``. ``kwargs`` go to the attack class (e.g. restarts, loss,
     temperature, keep_best for pgd; max_iterations for cw-inf and nattack;
     steps, n_queries for the wrappers; surrogate for transfer).
     ``@norm=`` and ``@target=`` in the spec set ``norm`` and ``target=``

@@ -25,7 +25,11 @@ line figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
 
 Everything is computed once, by :func:`classwise.analysis.summarize`, and handed
 over in a :class:`ReportContext`; "the" robustness of the report is the summary's
-"headline" attack. Every file is written to a temporary name and renamed,
+"headline": the per-example worst case over the whole suite when the run has
+one (the summary says so), and the paper's protocol attack (the summary's
+"protocol", PGD with the most steps) is reported beside it under its own name
+and draws the per-example figures (confusion, superclasses, homing, intervals,
+probabilities). Every file is written to a temporary name and renamed,
 report.html last, and an old report.md / report.html is removed first, so a crash
 never leaves a report that looks complete.
 """
@@ -102,6 +106,11 @@ class ReportContext:
         return self.summary.get("headline")
 
     @property
+    def protocol(self) -> str | None:
+        """The attack of the per-example figures (the paper's protocol attack)."""
+        return self.summary.get("protocol", self.headline)
+
+    @property
     def superclasses(self) -> dict[str, list[int]] | None:
         return self.summary.get("superclasses") or None
 
@@ -140,12 +149,35 @@ def _headline_lines(summary: dict[str, Any]) -> list[str]:
              f"clean accuracy: {pct(clean['overall'])}{_ci(clean['overall_ci95'])}"]
     block, what = (summary["attacks"][head], "robust") if head else (clean, "accurate")
     if head:
-        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_ci(block['overall_ci95'])}")
+        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_ci(block['overall_ci95'])}"
+                     f"{_basis(summary)}")
     if block["best_class"] is not None:
         lines += [f"most {what} class: {_call_text(block, 'best', names)}",
                   f"least {what} class: {_call_text(block, 'worst', names)}",
                   f"largest class gap: {block['gap']:.1f} percentage points"]
-    return lines
+    return lines + _protocol_line(summary)
+
+
+def _basis(summary: dict[str, Any]) -> str:
+    """" (worst case per example over ...)" when the headline is the suite's worst case."""
+    basis = summary.get("headline_basis")
+    return f" ({basis['text']})" if basis and len(basis["over"]) > 1 else ""
+
+
+def _overstated_lines(sanity: list[str | dict[str, str]]) -> list[str]:
+    """The overall headline-overstated flags, in the summary itself (all flags are under Warnings)."""
+    return [f"the protocol attack overstates robustness: {f['detail']}" for f in sanity
+            if isinstance(f, dict) and f["check"] == "headline-overstated" and f["scope"] == "overall"]
+
+
+def _protocol_line(summary: dict[str, Any]) -> list[str]:
+    """The paper's protocol attack under its own name, when the headline is another entry."""
+    protocol = summary.get("protocol")
+    if protocol is None or protocol == summary["headline"]:
+        return []
+    block = summary["attacks"][protocol]
+    return [f"robust accuracy under {protocol} (the paper's protocol; the figures below use it) on its "
+            f"{block['examples']} examples: {pct(block['overall'])}{_ci(block['overall_ci95'])}"]
 
 
 def _weakest_lines(summary: dict[str, Any]) -> list[str]:
@@ -408,9 +440,9 @@ def _diagnosis_lines(summary: dict[str, Any], homing: dict[str, Any] | None, war
 
 
 def _head_sections(run_dir: Path, ctx: ReportContext, head: str, paths: dict[str, Path]) -> list[Section]:
-    """Figures 2, 3, 6 and 5a for the headline attack (figure 3b when a homing experiment exists).
+    """Figures 2, 3, 6 and 5a for the protocol attack (figure 3b when a homing experiment exists).
 
-    They are drawn over the examples the headline attack saw (a run may hold other samples too).
+    They are drawn over the examples that attack saw (a run may hold other samples too).
     """
     names, results = ctx.summary["class_names"], ctx.results.restricted(ctx.results.evaluated(head))
     out = _confusion_section(run_dir, results, head, names, paths)
@@ -454,10 +486,11 @@ def render_html(sections: list[Section]) -> str:
 
 def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
     """Every section in order: summary first; above 20 classes the superclass view before the class tables."""
-    summary, head = ctx.summary, ctx.headline
+    summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
     names = summary["class_names"]
     warns = sanity_warnings(summary) + [_flag_line(f) for f in ctx.sanity or []]
-    lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _diagnosis_lines(summary, ctx.homing, warns)
+    lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _overstated_lines(ctx.sanity or [])
+    lines += _diagnosis_lines(summary, ctx.homing, warns)
     partial = summary.get("partial")
     sections = [Section("Partial model", text=partial)] if partial else []  # said before anything else
     sections += [Section("Summary", items=tuple(lines))]
