@@ -82,7 +82,8 @@ class RowLog(torch.nn.Module):
 
 
 def test_evaluate_attacks_only_clean_correct_examples(mnist_mlp):
-    """Contract: PGD-K sends exactly the clean-correct examples through each of its K gradient passes."""
+    """Contract: PGD-K sends exactly the clean-correct examples through each of its K gradient passes;
+    the zero-gradient sanity check then sees every example once."""
     from classwise.attacks import PGD, LinfThreat
 
     model, x, y = mnist_mlp
@@ -91,4 +92,4 @@ def test_evaluate_attacks_only_clean_correct_examples(mnist_mlp):
                    progress=False)
     correct = int(res.correct().sum())
     assert 0 < correct < len(y)  # some examples are misclassified, so the contract has teeth
-    assert log.grad_rows == [correct] * 4
+    assert log.grad_rows == [correct] * 4 + [len(y)]

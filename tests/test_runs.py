@@ -217,7 +217,9 @@ def test_another_eps_or_sample_adds_results_and_an_identical_rerun_replaces(trai
         np.testing.assert_array_equal(res.adv_pred[key][at], old.adv_pred[key])
     assert summary["attacks"]["pgd5"]["examples"] == 100 and summary["attacks"]["pgd5@n=50"]["examples"] == 50
     assert {summary["attacks"][k]["eps"] for k in ("fgsm@eps=0.1", "worst@eps=0.1")} == {0.1}
-    assert res.facts["worst@eps=0.3"]["over"] == ["fgsm", "pgd5"]
+    # the worst case of a threat model covers all its attacks, on the examples every one of them saw
+    assert res.facts["worst@eps=0.3"]["over"] == ["fgsm", "pgd5", "pgd5@n=50"]
+    assert summary["attacks"]["worst@eps=0.3"]["examples"] == 50
     assert res.facts["worst@eps=0.1"]["over"] == ["fgsm@eps=0.1", "pgd5@eps=0.1@step=0.05"]
 
 

@@ -168,11 +168,11 @@ class LibraryAttack(ReferenceSettings):
             num_classes = self.model(x[:1]).shape[1]
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), _no_parameter_grads(self.model), torch.enable_grad():
-            x_adv = self.run(x, y, num_classes, seed)
+            x_adv = self.run_library(x, y, num_classes, seed)
         return self.threat.project(x_adv.to(x.dtype), x)
 
     @abstractmethod
-    def run(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    def run_library(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
         """Adversarial images (B, C, H, W) from the library, before our projection."""
 
 
@@ -201,7 +201,7 @@ class OfficialAttack(LibraryAttack):
         aa.square.n_queries = self.n_queries
         return aa
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    def run_library(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
         return self.attack(self.standard(x.device, seed, num_classes), x, y)
 
     @abstractmethod
@@ -330,7 +330,7 @@ class TorchattacksAttack(LibraryAttack):
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
         """The torchattacks attack for a model with ``num_classes`` outputs."""
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    def run_library(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
         return self.build(_torchattacks(), num_classes, seed)(x, y)
 
 
