@@ -516,7 +516,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=120, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(key=st.sampled_from(KEYS), value=VALUES)
 def test_any_override_is_a_config_or_one_clear_error(key, value):
     try:
@@ -540,7 +540,7 @@ CORRUPTION = dict(cut=st.one_of(st.none(), st.integers(0, 10**6)),
 
 
 @pytest.mark.parametrize("name", ["results.npz", "metrics.jsonl"])
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(**CORRUPTION)
 def test_report_on_corrupted_file_never_tracebacks_nor_completes_damage(capsys, tiny_run, tmp_path, name, cut, flips):
@@ -568,7 +568,7 @@ def _same_content(name: str, a: Path, b: Path) -> bool:
     return all(isinstance(r, dict) and "epoch" in r for r in read_jsonl(b))  # a flipped digit cannot be seen
 
 
-@settings(max_examples=10, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(**CORRUPTION)
 def test_corrupted_checkpoint_is_refused_or_loads_finite(tiny_run, tmp_path, cut, flips):

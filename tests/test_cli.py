@@ -115,10 +115,14 @@ def test_evaluate_adds_an_attack_to_the_run(demo_run):
     (["train", "--dataset", "cifar10", "--data-root", "{tmp}/empty", "--set", "data.download=false"],
      "CIFAR-10 not found"),
 ])
-def test_bad_input_gives_one_error_line_and_no_run_folder(tmp_path, args, message):
+def test_bad_input_gives_one_error_line_and_no_run_folder(tmp_path, capsys, args, message):
     run = tmp_path / "run"
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code, out, err = cli(*args, "--out", str(run))
+    if args[:2] == ["train", "--dataset"] and message.startswith("unknown"):  # the real console entry, once
+        code, out, err = cli(*args, "--out", str(run))
+    else:  # in-process: the same main(), without a new interpreter per case
+        code = main([*args, "--out", str(run)])
+        err = capsys.readouterr().err
     assert code == 2
     assert err.strip().count("\n") == 0 and err.startswith("error: ") and message in err
     assert not run.exists()

@@ -17,10 +17,10 @@ from classwise.errors import ClasswiseError
 from classwise.runs import Run
 from classwise.checkpoint import load_state
 
-# 50 batches per epoch, dropout on, PGD training, per-batch lr schedule, class weights
+# 30 batches per epoch, dropout on, PGD training, per-batch lr schedule, class weights
 # (objective tally), a checkpoint after every batch.
 OVERRIDES = (
-    "data.train_examples=1000",
+    "data.train_examples=600",
     "train.epochs=2",
     "train.batch_size=20",
     "train.schedule=cyclic",
