@@ -49,7 +49,9 @@ def one_error(capsys) -> str:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock file (taking the lock writes the holder's name into it)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".classwise.lock"}
 
 
 # --- never delete what classwise did not write ---------------------------------------------------------
@@ -306,3 +308,18 @@ def test_worst_case_is_taken_per_threat_model_only():
     assert list(out.adv_pred) == ["a", "b", "c", "worst"]  # eps 0.1 has a single attack: no worst case for it
     assert out.facts["worst"]["over"] == ["a", "b"] and out.facts["worst"]["eps"] == 0.3
     assert out.correct("worst").tolist() == [True, False, False]
+
+
+def test_a_surrogate_trained_on_another_dataset_is_refused(trained, tmp_path, capsys):
+    """Same image shape and class count, another dataset: told apart by the surrogate's recorded dataset."""
+    import yaml
+
+    run, other = copy_of(trained, tmp_path), copy_of(trained, tmp_path, "other")
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["name"] = "mnist"  # as if trained on real MNIST (same 28 x 28 x 1 images, 10 classes)
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    before = snapshot(run)
+    assert main(["evaluate", str(run), "-q", "--attacks", f"transfer:{other}"]) == 2
+    assert "trained on mnist" in one_error(capsys) and snapshot(run) == before
+    assert main(["evaluate", str(run), "-q", "--attacks", f"transfer:{trained}"]) == 0  # the same dataset: fine
+    assert Run(run).results().facts[f"transfer:{trained}"]["trained_on"] == "mnist5k"

@@ -188,6 +188,7 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
         with run.guarded(None):  # a damaged checkpoint leaves the run failed, never complete
             model, model_id = run.model(ev.checkpoint, dev), run.model_digest(ev.checkpoint)
         built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]  # a bad attack leaves the run untouched
+        _check_surrogates(built, data.name)
         opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
         _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
         adv = _AdvImages() if save_adv else None
@@ -202,6 +203,15 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
             run.save_results(merged, _meta(run, data, ev, merged, model_id, partial))
         report_run(run.path)
     return merged
+
+
+def _check_surrogates(built: list[tuple[AttackConfig, Attack]], dataset: str) -> None:
+    """Refuse a transfer surrogate trained on another dataset (its recorded ``trained_on`` fact)."""
+    for cfg, attack in built:
+        trained_on = attack.facts().get("trained_on")
+        if trained_on not in (None, dataset):
+            raise ClasswiseError(f"{cfg.name}: the surrogate was trained on {trained_on}, this run's data is "
+                                 f"{dataset}; use a surrogate trained on the same dataset")
 
 
 def _check_trained(run: Run, allow_partial: bool) -> str | None:

@@ -389,13 +389,20 @@ def version_info() -> dict[str, str | None]:
 
 def load_model_from(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """A model of ours from a checkpoint file, or from a run folder (its evaluated checkpoint)."""
+    return load_model_and_dataset(path, device)[0]
+
+
+def load_model_and_dataset(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, str | None]:
+    """:func:`load_model_from`, and the dataset the model was trained on (None when not recorded)."""
     path = Path(path)
     if path.is_dir():
         run = Run.open(path)
-        return run.model(run.config.eval.checkpoint, device)
+        return run.model(run.config.eval.checkpoint, device), run.config.data.name
     if not path.is_file():
         raise ClasswiseError(f"{path} does not exist (give a checkpoint file or a run folder)")
-    return load_model_file(path)[0].to(device)
+    model, meta = load_model_file(path)
+    return model.to(device), meta.get("dataset")
 
 
-__all__ = ["MARKER", "Run", "dataset_label", "load_model_from", "load_run_data", "version_info"]
+__all__ = ["MARKER", "Run", "dataset_label", "load_model_and_dataset", "load_model_from", "load_run_data",
+           "version_info"]

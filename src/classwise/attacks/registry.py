@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from ..config import AttackConfig
-from ..runs import load_model_from
+from ..runs import load_model_and_dataset
 from ..errors import did_you_mean
 from .base import Attack
 from .cw_inf import CWInf
@@ -162,11 +162,12 @@ def _transfer(req: AttackRequest) -> Attack:
         raise ValueError(f"{req.spec!r} names a surrogate file; do not also pass surrogate=")
     if not req.param and "surrogate" not in kwargs:
         raise ValueError("'transfer' needs a surrogate: transfer:PATH (checkpoint or run folder) or surrogate=")
-    surrogate = kwargs.pop("surrogate") if "surrogate" in kwargs else load_model_from(req.param or "")
+    if "surrogate" not in kwargs:
+        kwargs["surrogate"], kwargs["trained_on"] = load_model_and_dataset(req.param or "")
     steps = kwargs.pop("steps", DEFAULT_PGD_STEPS)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return Transfer(req.model, _pgd_threat(req, steps), surrogate, steps=steps, **kwargs)
+    return Transfer(req.model, _pgd_threat(req, steps), steps=steps, **kwargs)
 
 
 def _fixed(cls: type[Attack]) -> Callable[[AttackRequest], Attack]:

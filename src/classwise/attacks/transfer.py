@@ -38,7 +38,9 @@ class Transfer(Attack):
             :func:`classwise.runs.load_model_from` for a checkpoint or run folder of ours). It
             is moved to the images' device; its train/eval mode is restored.
         steps: PGD steps on the surrogate (20). random_start: as :class:`PGD`.
-        keep_clean: see above (True).
+        keep_clean: see above (True). trained_on: the surrogate's training
+            dataset when known (a run folder or checkpoint of ours records it);
+            evaluations refuse a surrogate of another dataset.
 
     Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
 
@@ -58,6 +60,7 @@ class Transfer(Attack):
         steps: int = 20,
         random_start: bool = True,
         keep_clean: bool = True,
+        trained_on: str | None = None,
     ) -> None:
         super().__init__(model, threat)
         if not isinstance(surrogate, nn.Module):
@@ -66,6 +69,7 @@ class Transfer(Attack):
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.surrogate, self.steps = surrogate, steps
         self.random_start, self.keep_clean = random_start, keep_clean
+        self.trained_on = trained_on  # the surrogate's dataset, when known (recorded in the facts)
 
     def perturb(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
