@@ -93,3 +93,14 @@ def test_evaluate_attacks_only_clean_correct_examples(mnist_mlp):
     correct = int(res.correct().sum())
     assert 0 < correct < len(y)  # some examples are misclassified, so the contract has teeth
     assert log.grad_rows == [correct] * 4 + [len(y)]
+
+
+def test_zero_gradient_pass_can_be_left_out(mnist_mlp):
+    """Callers that never read the sanity pass (the per-epoch monitor) skip its gradient pass."""
+    from classwise.attacks import PGD, LinfThreat
+
+    model, x, y = mnist_mlp
+    log = RowLog(model)
+    res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y), device="cpu",
+                   progress=False, zero_grad=False)
+    assert "zero_grad" not in res.extras and log.grad_rows == [int(res.correct().sum())] * 4

@@ -69,6 +69,9 @@ class EvalOptions:
     progress: show a progress bar. perf: speed options (channels_last, bf16
     autocast, compile; :mod:`classwise.perf`), applied to the model in place.
     adv_sink: receives the adversarial images of each attack (``--save-adv``).
+    zero_grad: also run the zero-gradient sanity pass (one input-gradient pass
+    over every example, ``extras["zero_grad"]``); callers that never read it
+    (the per-epoch monitor, re-attacks of a sample) turn it off.
     """
 
     batch_size: int = 256
@@ -80,6 +83,7 @@ class EvalOptions:
     # Called as adv_sink(attack name, positions in ``images`` (B,) int64, adversarial images (B, C, H, W)
     # float on the CPU) for every attacked batch (only clean-correct examples are attacked).
     adv_sink: Callable[[str, np.ndarray, torch.Tensor], None] | None = None
+    zero_grad: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -177,7 +181,9 @@ def evaluate(
     built = make_attacks(model, attacks, eps)
     outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k)
     results = _to_results(outs, labels, class_names, opts.keep_probs)
-    results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size, device=dev)
+    if opts.zero_grad:
+        results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size,
+                                                         device=dev)
     results.facts.update({name: attack.facts() for name, attack in built.items()})
     if cascade:
         results.facts[WORST] = {"family": WORST, "cascade": True, "over": list(built)}

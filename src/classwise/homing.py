@@ -121,7 +121,7 @@ def reattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarra
     idx = np.flatnonzero(mask)
     if idx.size:
         res = evaluate(model, x[idx], y[idx], {spec.name: build_attack(spec, model)}, batch_size=batch_size,
-                       device=device, seed=seed, progress=False)
+                       device=device, seed=seed, progress=False, zero_grad=False)
         robust[idx] = res.correct(spec.name)
     return robust
 

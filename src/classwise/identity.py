@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import WORST, worst_case
+from .analysis import WORST, suite_worst_case
 from .errors import ClasswiseError
 from .results import NOT_ATTACKED, EvalResults
 
@@ -189,11 +189,10 @@ def with_worst_cases(results: EvalResults) -> EvalResults:
     kept = {k: results.facts[k] for k in results.adv_pred if k not in adv and _threat(results.facts[k]) not in fresh}
     worst: dict[str, tuple[np.ndarray, dict[str, Any]]] = {k: (results.adv_pred[k], f) for k, f in kept.items()}
     for (norm, eps), keys in fresh.items():
-        shared = np.all([results.evaluated(k) for k in keys], axis=0)
-        if shared.any():
-            pred = worst_case(results.labels, results.clean_pred, [results.adv_pred[k] for k in keys])
-            worst[f"{WORST}:{norm}:{eps}"] = (np.where(shared, pred, NOT_ATTACKED), {
-                "family": WORST, "cascade": False, "over": keys, "norm": norm, "eps": eps, "examples": int(shared.sum())})
+        pred = suite_worst_case(results, keys)
+        if pred is not None:
+            worst[f"{WORST}:{norm}:{eps}"] = (pred, {"family": WORST, "cascade": False, "over": keys, "norm": norm,
+                                                     "eps": eps, "examples": int((pred != NOT_ATTACKED).sum())})
     names = _worst_names([f for _, f in worst.values()])
     adv |= {name: pred for name, (pred, _) in zip(names, worst.values())}
     facts = {k: results.facts[k] for k in results.adv_pred if k not in kept and k in adv} | {

@@ -227,11 +227,6 @@ def _check_trained(run: Run, allow_partial: bool) -> str | None:
     return f"PARTIAL: the model is from an unfinished run ({what}, {epochs} of {run.config.train.epochs} epochs)"
 
 
-def _model_identity(run: Run, checkpoint: str) -> dict[str, str]:
-    """The evaluated model: checkpoint name and the SHA-256 of its file (outside runs: of the weights)."""
-    return run.model_digest(checkpoint)
-
-
 EVAL_KEYS = ("eval.", "device", "perf.")  # what --set may change when an existing run is evaluated
 
 
@@ -323,7 +318,7 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: di
         sample = class_balanced_indices(y, per_class[key], seed=opts.seed)
         sink = None if adv is None or idx is None else adv.sink(idx[sample.numpy()])
         part = evaluate(model, x[sample], y[sample], {key: attack}, class_names=data.class_names,
-                        options=dataclasses.replace(opts, adv_sink=sink))
+                        options=dataclasses.replace(opts, adv_sink=sink, zero_grad=False))  # the full pass has it
         pred = np.full(len(y), NOT_ATTACKED, dtype=np.int64)
         pred[sample.numpy()] = part.adv_pred[key]
         results.adv_pred[key] = pred

@@ -195,15 +195,15 @@ def headline_attack(attacks: list[str]) -> str | None:
     return next((a for a in attacks if _is_worst(a)), None) or protocol_attack(attacks)
 
 
-def suite_worst_case(results: EvalResults) -> np.ndarray | None:
-    """Per-example worst case over every attack, on the examples all of them were evaluated on.
+def suite_worst_case(results: EvalResults, attacks: list[str] | None = None) -> np.ndarray | None:
+    """Per-example worst case over ``attacks`` (default: every attack), on the examples all of them saw.
 
     Returns an (N,) prediction (:func:`~classwise.analysis.classwise.worst_case`;
     ``NOT_ATTACKED`` outside the shared examples), or None with fewer than two
     attacks or no shared example. Class-balanced samples of one seed are
     nested, so the shared examples are the smallest sample.
     """
-    attacks = [a for a in results.attacks if a != WORST]
+    attacks = [a for a in (results.attacks if attacks is None else attacks) if not _is_worst(a)]
     if len(attacks) < 2:
         return None
     shared = np.all([results.evaluated(a) for a in attacks], axis=0)

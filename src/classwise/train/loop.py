@@ -244,7 +244,8 @@ class Trainer:
         m = self.cfg.monitor
         attack = build_attack(m, self.module)
         res = evaluate(self.module, x, y, {m.name: attack}, class_names=self.data.class_names,
-                       device=self.device, seed=self.config.seed, progress=False, perf=self.config.perf)
+                       device=self.device, seed=self.config.seed, progress=False, perf=self.config.perf,
+                       zero_grad=False)
         k = self.data.num_classes
         return {"clean": accuracy_block(res.labels, res.clean_pred, k),
                 "robust": accuracy_block(res.labels, res.adv_pred[m.name], k), "monitor": m.name}
