@@ -15,6 +15,7 @@ from types import MappingProxyType
 from torch import nn
 
 from ..errors import unknown_name
+from .fastcnn import build_fastcnn
 from .preact_resnet import build_preact_resnet18
 from .resnet import build_resnet18
 from .resnet50 import build_resnet50
@@ -31,6 +32,7 @@ _MODELS: Mapping[str, Builder] = MappingProxyType({
     "preact_resnet18": build_preact_resnet18,
     "wideresnet": build_wideresnet,
     "resnet50": build_resnet50,
+    "fastcnn": build_fastcnn,
 })
 _COMMON = ("num_classes", "in_channels", "image_size", "mean", "std")
 
