@@ -9,6 +9,7 @@ which results an evaluation keeps is :mod:`classwise.identity`'s rule.
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -193,14 +194,16 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
         _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
         adv = _AdvImages() if save_adv else None
         with run.guarded("evaluating"):
+            started = time.perf_counter(), time.process_time()
             new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade, adv)
+            timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], dev, run.meta())
             merged, messages = merge_results(run.results(), run.meta(), new, model_id)
             if adv is not None:
                 adv.save(run, new.facts, merged.facts)
             for message in messages:
                 warnings.warn(message, stacklevel=2)
             merged = with_worst_cases(_headline_probs_only(merged))
-            run.save_results(merged, _meta(run, data, ev, merged, model_id, partial))
+            run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
         report_run(run.path)
     return merged
 
@@ -338,6 +341,20 @@ def _headline_probs_only(results: EvalResults) -> EvalResults:
     """Keep adversarial probabilities only for the protocol attack (figure 5a needs no others)."""
     head = protocol_attack(results.attacks, results.facts)
     return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
+
+
+def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.device,
+            old_meta: dict | None) -> list[dict]:
+    """meta.json "evaluations": earlier calls' entries, then this one's attacks, examples, wall and CPU seconds, device, threads.
+
+    CPU seconds are the process's (all threads); on a machine shared with other
+    work they say what the evaluation costs, where wall seconds say how long it waited too.
+    """
+    earlier = (old_meta or {}).get("evaluations", [])
+    entry = {"attacks": list(new.attacks), "examples": int(new.labels.shape[0]), "seconds": round(seconds, 2),
+             "cpu_seconds": round(cpu_seconds, 2),
+             "device": str(device), "threads": torch.get_num_threads()}
+    return [*(earlier if isinstance(earlier, list) else []), entry]
 
 
 def _meta(run: Run, data: DataBundle, ev, results: EvalResults, model_id: dict, partial: str | None) -> dict:

@@ -102,7 +102,7 @@ class Trainer:
         x, y = self.data.train_x.to(self.device), self.data.train_y.to(self.device)
         monitor = self._monitor_set()
         while self.epoch < self.cfg.epochs:
-            start = time.perf_counter()
+            start = time.perf_counter(), time.process_time()
             if self.resume_point is None:  # a resumed epoch has begun already
                 self.objective.begin_epoch(self.epoch, self.model, x, y)
             stats = self._train_epoch(x, y)
@@ -115,14 +115,20 @@ class Trainer:
         self.dist.barrier()
         return self.module
 
-    def _log(self, stats: dict, monitor: tuple[torch.Tensor, torch.Tensor], start: float) -> None:
-        """Append the epoch's line (training numbers, objective extras, monitor) to metrics.jsonl."""
-        train_s = time.perf_counter() - start  # before the monitor runs: the training throughput
+    def _log(self, stats: dict, monitor: tuple[torch.Tensor, torch.Tensor], start: tuple[float, float]) -> None:
+        """Append the epoch's line (training numbers, objective extras, monitor) to metrics.jsonl.
+
+        ``start``: (wall, process CPU) clocks at the epoch's start. ``time_s`` and
+        ``train_s`` are wall seconds (with and without the monitor), ``cpu_s`` the
+        process's CPU seconds (all threads): what the epoch cost on a shared machine.
+        """
+        train_s = time.perf_counter() - start[0]  # before the monitor runs: the training throughput
         record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
         record |= self.objective.epoch_metrics()
         record |= self._monitor(*monitor)
-        record["time_s"] = round(time.perf_counter() - start, 3)
+        record["time_s"] = round(time.perf_counter() - start[0], 3)
         record["train_s"] = round(train_s, 3)
+        record["cpu_s"] = round(time.process_time() - start[1], 3)
         append_jsonl(self.run_dir / "metrics.jsonl", record)
         log_line(self._epoch_line(record), self.run_dir / "train.log")
         if self.cfg.tensorboard:

@@ -1,0 +1,268 @@
+"""The paper's class-wise findings on real data at a CPU budget: train, attack, record.
+
+For one CPU preset (``mnist-fast``: SmallCNN on real MNIST; ``cifar10-cpu``:
+FastCNN on cifar10-jpeg75) this script makes everything ``docs/reproduction.md``
+reports, then copies what the record generator reads into ``--record``:
+
+1. the robust run (the preset, FGSM-RS): figure 1 (class-wise robustness per
+   epoch, ``metrics.jsonl``), figure 2 (confusion of the protocol attack),
+   figure 4 (weight norm vs robustness), and the preset's evaluation;
+2. a standard run (same preset, ``train.method=standard``, fewer epochs): figure 7
+   (standard vs robust gap), figure 4's "vs clean accuracy" and the transfer
+   attack's surrogate;
+3. table 2's attacks and table 3's Temperature-PGD on the robust model, at the
+   budgets of :data:`BUDGETS` (smaller samples and iteration counts than the
+   paper's appendix E; every row says on how many examples it ran), kept in
+   the record, not in the run (whose headline worst case keeps its own suite).
+
+Runs are cached in ``--runs`` (a run made with another config is refused) and
+every evaluation is recorded with its wall time (the run's ``meta.json``, the record's attack blocks).
+Then ``python experiments/reproduction_record.py`` writes docs/reproduction.md.
+
+    python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data
+    python experiments/reproduce.py --preset cifar10-cpu --data-root cifar10-jpeg75
+    python experiments/reproduction_record.py
+
+``--quick`` runs the same code path on the embedded mnist5k sample in about a
+minute (its numbers check the code, not the paper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classwise.analysis import accuracy_block, confusion_counts, protocol_attack
+from classwise.attacks import build_attack
+from classwise.config import AttackConfig, RunConfig, load_config
+from classwise.data import class_balanced_indices
+from classwise.errors import ClasswiseError
+from classwise.evaluate import EvalOptions, evaluate, resolve_device
+from classwise.fileio import read_jsonl, write_json
+from classwise.pipeline import evaluate_run, train_run
+from classwise.runs import Run
+
+RECORDED = ("summary.json", "report.md", "metrics.jsonl", "meta.json", "config.yaml")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one preset's reproduction runs beyond the preset itself.
+
+    standard: overrides of the standard model (figure 7, transfer surrogate).
+    table2: table 2's attacks (transfer is added with the standard run as surrogate).
+    tpgd: table 3's Temperature-PGD attack (Madry row: 1/T = 2), judged against ``table2``'s PGD.
+    """
+
+    standard: tuple[str, ...]
+    table2: tuple[AttackConfig, ...]
+    tpgd: AttackConfig
+    transfer_examples: int
+
+
+def _cw(eps: float, n: int) -> AttackConfig:
+    # appendix E: 5 binary-search steps of up to 1000 iterations; here 2 x 100 (a CPU budget)
+    return AttackConfig("cw-inf", eps, options={"binary_search_steps": 2, "max_iterations": 100}, examples_per_class=n)
+
+
+def _nattack(eps: float, n: int) -> AttackConfig:
+    # appendix E: population 300, up to 500 iterations; here population 100, 30 iterations
+    return AttackConfig("nattack", eps, options={"population": 100, "max_iterations": 30}, examples_per_class=n)
+
+
+MNIST_EPS, CIFAR_EPS = 0.3, 8 / 255
+BUDGETS = {
+    # MNIST: the paper's MNIST attack is PGD-40, step 0.01 (section 3); table 2 is CIFAR-10 only.
+    "mnist-fast": Budget(
+        standard=("train.epochs=2", "eval.attacks=[{name: fgsm, eps: 0.3}]"),
+        table2=(AttackConfig("fgsm-rs", MNIST_EPS, MNIST_EPS), AttackConfig("pgd20", MNIST_EPS, 0.01, examples_per_class=100),
+                _cw(MNIST_EPS, 20), _nattack(MNIST_EPS, 10)),
+        tpgd=AttackConfig("tpgd:2", MNIST_EPS, 0.01, examples_per_class=100), transfer_examples=100),
+    # CIFAR-10: table 2's PGD-20 step 0.003, eps 8/255 (the paper's 0.031).
+    "cifar10-cpu": Budget(
+        standard=("train.epochs=2", "eval.attacks=[{name: fgsm, eps: 8/255}]"),
+        table2=(AttackConfig("fgsm-rs", CIFAR_EPS, CIFAR_EPS), AttackConfig("pgd20", CIFAR_EPS, 0.003, examples_per_class=100),
+                _cw(CIFAR_EPS, 20), _nattack(CIFAR_EPS, 10)),
+        tpgd=AttackConfig("tpgd:2", CIFAR_EPS, 0.003, examples_per_class=100), transfer_examples=100),
+}
+QUICK = ("data.name=mnist5k", "data.root=null", "train.epochs=1", "data.train_examples=500",
+         "train.monitor_examples=100", "eval.examples=200",
+         "eval.attacks=[{name: fgsm, eps: 0.3}, {name: pgd10, eps: 0.3, step_size: 0.03}]")
+
+
+def quick_budget() -> Budget:
+    """Tiny budgets for --quick (mnist5k, eps 0.3): the code path in about a minute."""
+    small = {"binary_search_steps": 1, "max_iterations": 10}
+    return Budget(standard=("train.epochs=1", "eval.attacks=[{name: fgsm, eps: 0.3}]"),
+                  table2=(AttackConfig("fgsm-rs", MNIST_EPS, MNIST_EPS, examples_per_class=20),
+                          AttackConfig("pgd5", MNIST_EPS, 0.1, examples_per_class=10),
+                          AttackConfig("cw-inf", MNIST_EPS, options=small, examples_per_class=2),
+                          AttackConfig("nattack", MNIST_EPS, options={"population": 20, "max_iterations": 3},
+                                       examples_per_class=2)),
+                  tpgd=AttackConfig("tpgd:2", MNIST_EPS, 0.1, options={"steps": 5}, examples_per_class=10),
+                  transfer_examples=10)
+
+
+def configs(args: argparse.Namespace) -> tuple[RunConfig, RunConfig, Budget]:
+    """(robust config, standard config, budget) of ``args.preset``."""
+    if args.preset not in BUDGETS:
+        raise ClasswiseError(f"--preset must be one of {', '.join(BUDGETS)}, got {args.preset!r}")
+    sets = [f"data.root={args.data_root}"] if args.data_root else []
+    sets += [f"device={args.device}"] if args.device else []
+    budget = quick_budget() if args.quick else BUDGETS[args.preset]
+    quick = QUICK if args.quick else ()
+    robust = load_config(args.preset, [*sets, *quick, *args.sets])
+    standard = load_config(args.preset, [*sets, *quick, *args.sets, "train.method=standard", *budget.standard])
+    return robust, standard, budget
+
+
+def ensure(config: RunConfig, folder: Path) -> Path:
+    """``folder`` trained with ``config`` and evaluated with its preset attacks (cached)."""
+    if (folder / "config.yaml").is_file() and Run.open(folder).config != config:
+        raise ClasswiseError(f"cached run {folder} was made with another config: delete it or pass --runs")
+    if not (folder / "config.yaml").is_file() or not Run(folder).trained:
+        resumable = (folder / "checkpoints" / "last.state.safetensors").is_file()
+        train_run(config, folder, resume=resumable, overwrite=not resumable and folder.exists())
+    if not (folder / "summary.json").is_file():
+        evaluate_run(folder)
+    return folder
+
+
+def extra_attacks(budget: Budget, standard: Path) -> tuple[AttackConfig, ...]:
+    """Table 2's attacks, the transfer attack from ``standard``, and table 3's Temperature-PGD."""
+    pgd = next(a for a in budget.table2 if a.name.startswith("pgd"))
+    transfer = AttackConfig(f"transfer:{standard}", pgd.eps, pgd.step_size, examples_per_class=budget.transfer_examples)
+    return (*budget.table2, transfer, budget.tpgd)
+
+
+LABELS = {"fgsm-rs": "FGSM", "pgd": "PGD", "cw-inf": "CW-inf", "nattack": "N-Attack", "transfer": "Transfer",
+          "tpgd": "Temperature-PGD"}
+
+
+def label_of(cfg: AttackConfig) -> str:
+    """Table 2's row label of an attack config (its base name read the registry's way)."""
+    base = cfg.name.split(":")[0].rstrip("0123456789")
+    return LABELS[base]
+
+
+def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...]) -> dict[str, dict]:
+    """Label -> accuracy block (with 95% intervals), facts, examples and wall seconds of each attack on the run's model.
+
+    Each attack runs on its own class-balanced sample (``examples_per_class``;
+    samples of one seed are nested, so table 3's two attacks see the same images),
+    apart from the run's saved results: the run's headline worst case keeps its own suite.
+    """
+    run = Run.open(run_dir)
+    config, data = run.config, run.data()
+    device = resolve_device(config.device)
+    model = run.model(run.meta().get("checkpoint", "last"), device)
+    opts = EvalOptions(batch_size=config.eval.batch_size, device=device, seed=config.seed, perf=config.perf)
+    out = {}
+    for cfg in attacks:
+        idx = (class_balanced_indices(data.test_y, cfg.examples_per_class, config.seed) if cfg.examples_per_class
+               else torch.arange(len(data.test_y)))
+        label, started = label_of(cfg), time.perf_counter()
+        res = evaluate(model, data.test_x[idx], data.test_y[idx], {label: build_attack(cfg, model)},
+                       class_names=data.class_names, options=opts)
+        seconds = round(time.perf_counter() - started, 1)
+        out[label] = accuracy_block(res.labels, res.adv_pred[label], res.num_classes) | {
+            "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label]}
+        print(f"{label} ({cfg.name}, {len(idx)} examples): {out[label]['overall']:.1f}% in {seconds:.0f} s")
+    return out
+
+
+def confusion_of(run: Path) -> dict:
+    """Counts (K, K) of true class (rows) -> prediction under the protocol attack, over the examples it saw."""
+    res = Run.open(run).require_results()
+    attack = protocol_attack(res.attacks, res.facts)
+    m = res.evaluated(attack)
+    counts = confusion_counts(res.labels[m], res.adv_pred[attack][m], res.num_classes)
+    return {"attack": attack, "counts": np.asarray(counts).astype(int).tolist()}
+
+
+def cpu_seconds(robust: Path, standard: Path, time_log: Path | None) -> dict[str, float]:
+    """CPU seconds of each run's training: the epochs' ``cpu_s``, or for the robust run a ``/usr/bin/time -v`` log.
+
+    The log is what ``/usr/bin/time -v classwise train ...`` printed (user + system
+    time of its first command), for runs trained before metrics carried ``cpu_s``.
+    """
+    out = {}
+    for name, run in (("robust", robust), ("standard", standard)):
+        rows = read_jsonl(run / "metrics.jsonl")
+        if rows and all("cpu_s" in r for r in rows):
+            out[f"{name}_train"] = round(sum(r["cpu_s"] for r in rows), 1)
+    if "robust_train" not in out and time_log is not None:
+        out["robust_train"] = round(sum(time_fields(time_log.read_text())[:2]), 1)
+    return out
+
+
+def time_fields(text: str) -> list[float]:
+    """(user, system) seconds of the first command in a ``/usr/bin/time -v`` log; a clear error if absent."""
+    import re
+
+    found = [re.search(rf"{key} time \(seconds\): ([0-9.]+)", text) for key in ("User", "System")]
+    if not all(found):
+        raise ClasswiseError("--train-time-log has no 'User time (seconds)' / 'System time (seconds)' lines "
+                             "(write it with /usr/bin/time -v)")
+    return [float(m.group(1)) for m in found]
+
+
+def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, blocks: dict[str, dict]) -> None:
+    """Copy the runs' summaries into ``out`` and write record.json (attack blocks, confusion counts, machine, commands)."""
+    for name, run in (("robust", robust), ("standard", standard)):
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for f in RECORDED:
+            if (run / f).is_file():
+                shutil.copyfile(run / f, out / name / f)
+    write_json(out / "record.json", {
+        "preset": args.preset, "quick": bool(args.quick), "confusion": confusion_of(robust), "attacks": blocks,
+        "train_seconds": {name: round(sum(r.get("time_s", 0.0) for r in read_jsonl(run / "metrics.jsonl")), 1)
+                          for name, run in (("robust", robust), ("standard", standard))},
+        "cpu_seconds": cpu_seconds(robust, standard, args.train_time_log),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "commands": [f"python experiments/reproduce.py --preset {args.preset}"
+                     + (f" --data-root {args.data_root}" if args.data_root else "") + (" --quick" if args.quick else ""),
+                     "python experiments/reproduction_record.py"],
+    })
+    for attempt in args.attempts:
+        (out / "attempts" / attempt.name).mkdir(parents=True, exist_ok=True)
+        for f in ("metrics.jsonl", "config.yaml"):
+            shutil.copyfile(attempt / f, out / "attempts" / attempt.name / f)
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", required=True, help=f"one of {', '.join(BUDGETS)}")
+    p.add_argument("--data-root", default=None, help="dataset folder (../shared/data, cifar10-jpeg75)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--runs", type=Path, default=Path("runs/reproduction"), help="cache of the trained runs")
+    p.add_argument("--record", type=Path, default=None, help="where the record goes (default docs/reproduction/PRESET)")
+    p.add_argument("--train-time-log", type=Path, default=None,
+                   help="/usr/bin/time -v log of the robust run's `classwise train` (CPU time of runs made before "
+                        "metrics.jsonl carried cpu_s)")
+    p.add_argument("--attempt", dest="attempts", type=Path, action="append", default=[],
+                   help="an earlier run folder of this preset that failed; its metrics.jsonl and config.yaml are kept "
+                        "in the record under attempts/ (repeatable)")
+    p.add_argument("--quick", action="store_true", help="the code path on mnist5k in about a minute")
+    p.add_argument("--set", dest="sets", action="append", default=[], help="config override key=value (repeatable)")
+    args = p.parse_args(argv)
+    robust_cfg, standard_cfg, budget = configs(args)
+    suffix = "-quick" if args.quick else ""
+    robust = ensure(robust_cfg, args.runs / f"{args.preset}{suffix}")
+    standard = ensure(standard_cfg, args.runs / f"{args.preset}-standard{suffix}")
+    out = args.record or Path("docs/reproduction") / f"{args.preset}{suffix}"
+    blocks = attack_blocks(robust, extra_attacks(budget, standard))
+    record(args, robust, standard, out, blocks)
+
+
+if __name__ == "__main__":
+    main()
