@@ -99,22 +99,23 @@ def evaluate(
     evaluated and reported like a trained run. --set changes the config (any key with
     --model; eval.*, device and perf.* for an existing run).
     """
-    from .pipeline import evaluate_run
+    from .pipeline import evaluate_outside, evaluate_run
 
+    how = dict(checkpoint=checkpoint, examples=examples, device=device, cascade=cascade, progress=not quiet,
+               allow_partial=allow_partial, batch_size=batch_size, save_adv=save_adv)
     if model is not None:
-        run, specs = _outside_run(model, weights, dataset, data_root, out, threat_model, model_dir, mean, std,
-                                  no_normalize, overwrite, sets, attacks, eps, step_size, norm)
-        sets = None
+        outside, config, specs = _outside_spec(model, weights, dataset, data_root, out, threat_model, model_dir,
+                                               mean, std, no_normalize, sets, attacks, eps, step_size, norm)
+        run = evaluate_outside(outside, config, out, overwrite=overwrite, attacks=specs, **how)[0]
     else:
         if run is None:
             raise ClasswiseError("give a run folder, or --model SPEC --dataset NAME --out RUN for any model")
         _refuse_outside_flags(weights=weights, dataset=dataset, out=out, mean=mean, std=std)
         specs = _attack_configs(_first_attack(run), attacks, eps, step_size, norm)
-    evaluate_run(run, attacks=specs, checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
-                 progress=not quiet, allow_partial=allow_partial, batch_size=batch_size,
-                 overrides=tuple(sets or ()), save_adv=save_adv)
-    _print_summary(run)
-    typer.echo(f"report: {Path(run) / 'report.html'}")
+        evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone speaks
+        _print_summary(run)
+        typer.echo(f"report: {Path(run) / 'report.html'}")
 
 
 def _refuse_outside_flags(**flags) -> None:
@@ -123,10 +124,10 @@ def _refuse_outside_flags(**flags) -> None:
         raise ClasswiseError(f"{', '.join(given)} go with --model (evaluating a model classwise did not train)")
 
 
-def _outside_run(spec, weights, dataset, data_root, out, threat_model, model_dir, mean, std, no_normalize,
-                 overwrite, sets, attacks, eps, step_size, norm):
-    """Create the run folder of ``--model``: (its path, the attack configs for it)."""
-    from .pipeline import OutsideModel, create_outside_run, outside_config
+def _outside_spec(spec, weights, dataset, data_root, out, threat_model, model_dir, mean, std, no_normalize,
+                  sets, attacks, eps, step_size, norm):
+    """What ``--model`` evaluates: (the outside model, its run config, the attack configs for it)."""
+    from .pipeline import OutsideModel, outside_config
 
     if dataset is None or out is None:
         raise ClasswiseError("--model needs --dataset NAME and --out RUN (the run folder to create)")
@@ -134,8 +135,7 @@ def _outside_run(spec, weights, dataset, data_root, out, threat_model, model_dir
                            not no_normalize)
     items = _overrides(sets, **{"data.root": data_root})
     config = outside_config(outside, dataset, items)
-    specs = _attack_configs(config.eval.attacks[0], attacks, eps, step_size, norm)
-    return create_outside_run(outside, config, out, overwrite=overwrite, attacks=specs), specs
+    return outside, config, _attack_configs(config.eval.attacks[0], attacks, eps, step_size, norm)
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:

@@ -8,6 +8,15 @@ example counts as robust only if it is clean-correct and survives the attack.
 cascades them (each attack only on examples still robust) for the worst case;
 :func:`temperature_sweep` runs the paper's Temperature-PGD sweep.
 The (uint8) test images go to the device once, not batch by batch.
+
+Randomness and sharding (docs/scale.md, "Sharded evaluation"): the evaluation
+set is cut into batches of ``batch_size`` in test-set order, and every attack
+draws the randomness of batch b from its own generator seeded with
+:func:`batch_seed` (seed, b). An example's random start therefore depends on
+the seed, the batch size and its position, never on the number of processes:
+with ``EvalOptions(ranks=...)`` (``torchrun``) rank r attacks batches
+r, r + world, ... and the per-batch outputs are gathered back in order, so
+every rank returns the single-process results.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +44,53 @@ from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
 RECORD = "record:"  # batch outputs "record:<kind>/<attack>" are per-example records, kept in extras
+BatchParts = list[tuple[int, dict[str, torch.Tensor]]]  # (start in the set, outputs of that batch), by start
+_SEED_STEP = 0x9E3779B97F4A7C15  # splitmix64's odd increment: batch b's seed is seed + b * step (mod 2**63)
+
+
+class Ranks(Protocol):
+    """The processes an evaluation is sharded over; :class:`classwise.train.distributed.Dist` is one."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world(self) -> int: ...
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every rank, in rank order, on every rank."""
+        ...
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of every attack's generator on batch ``batch`` (0, 1, ...) of an evaluation.
+
+    Batch 0 keeps ``seed`` itself; the others step along a Weyl sequence, so
+    seeds of one evaluation never repeat. Depends on nothing but (seed, batch).
+    """
+    return (seed + batch * _SEED_STEP) % 2**63
+
+
+def shard_starts(n: int, batch_size: int, ranks: Ranks | None = None) -> range:
+    """Starts of this rank's batches of ``n`` examples: batches rank, rank + world, ... (all with one process)."""
+    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
+    return range(rank * batch_size, n, world * batch_size)
+
+
+def gather_parts(parts: BatchParts, ranks: Ranks | None = None) -> BatchParts:
+    """Every rank's batch outputs, in order of their start (``parts`` as is with one process)."""
+    if ranks is None or ranks.world == 1:
+        return parts
+    return sorted((part for rank_parts in ranks.gather(parts) for part in rank_parts), key=lambda p: p[0])
+
+
+def _columns(parts: BatchParts) -> dict[str, list[torch.Tensor]]:
+    """Batch outputs regrouped per key: key -> its (B, ...) tensors in batch order."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for _, batch in parts:
+        for key, value in batch.items():
+            out.setdefault(key, []).append(value)
+    return out
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -64,7 +120,8 @@ class EvalOptions:
     """How an evaluation runs (not what it measures).
 
     batch_size: images per batch. device: "auto" (CUDA when present), "cpu", "cuda:1"...
-    seed: each attack draws its randomness from its own generator seeded with ``seed``.
+    seed: on batch b every attack draws its randomness from its own generator
+    seeded with ``batch_seed(seed, b)`` (the same for 1 or N processes).
     keep_probs: also keep softmax probabilities (N, K) per attack.
     progress: show a progress bar. perf: speed options (channels_last, bf16
     autocast, compile; :mod:`classwise.perf`), applied to the model in place.
@@ -72,6 +129,9 @@ class EvalOptions:
     zero_grad: also run the zero-gradient sanity pass (one input-gradient pass
     over every example, ``extras["zero_grad"]``); callers that never read it
     (the per-epoch monitor, re-attacks of a sample) turn it off.
+    ranks: shard the batches over processes (``Dist`` of :func:`classwise.train.distributed.distributed`
+    under ``torchrun``): each rank attacks its batches, the outputs are gathered,
+    every rank returns the whole set's results. None: one process.
     """
 
     batch_size: int = 256
@@ -84,6 +144,7 @@ class EvalOptions:
     # float on the CPU) for every attacked batch (only clean-correct examples are attacked).
     adv_sink: Callable[[str, np.ndarray, torch.Tensor], None] | None = None
     zero_grad: bool = True
+    ranks: Ranks | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -183,7 +244,7 @@ def evaluate(
     results = _to_results(outs, labels, class_names, opts.keep_probs)
     if opts.zero_grad:
         results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size,
-                                                         device=dev)
+                                                         device=dev, ranks=opts.ranks)
     results.facts.update({name: attack.facts() for name, attack in built.items()})
     if cascade:
         results.facts[WORST] = {"family": WORST, "cascade": True, "over": list(built)}
@@ -192,22 +253,35 @@ def evaluate(
 
 def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device, k: int) -> dict[str, list[torch.Tensor]]:
-    """Run ``batch_fn`` over the batches; logits per key, on the CPU, each batch checked to have K finite columns."""
-    gens = {name: torch.Generator(dev).manual_seed(opts.seed) for name in built}
+    """Run ``batch_fn`` over this rank's batches, gather all ranks'; logits per key on the CPU, in set order.
+
+    Each batch's logits are checked to have K finite columns.
+    """
     images, on_dev = to_device_once(images, dev), labels.to(dev)
-    outs: dict[str, list[torch.Tensor]] = {}
-    n = len(labels)
-    with progress_tasks(list(built), n, opts.progress, prefix="evaluating ") as advance, autocast(opts.perf, dev):
-        for start in range(0, n, opts.batch_size):
-            x = prepare_input(as_float(images[start : start + opts.batch_size].to(dev)), opts.perf)
-            y = on_dev[start : start + opts.batch_size]
+    parts: BatchParts = []
+    starts = shard_starts(len(labels), opts.batch_size, opts.ranks)
+    total = sum(min(opts.batch_size, len(labels) - s) for s in starts)
+    with progress_tasks(list(built), total, opts.progress, prefix="evaluating ") as advance, autocast(opts.perf, dev):
+        for start in starts:
+            end = start + opts.batch_size
+            x = prepare_input(as_float(images[start:end].to(dev)), opts.perf)
+            gens = {name: torch.Generator(dev).manual_seed(batch_seed(opts.seed, start // opts.batch_size))
+                    for name in built}
             sink = None if opts.adv_sink is None else _sink(opts.adv_sink, start)
-            for name, logits in batch_fn(model, x, y, built, gens, sink).items():
-                outs.setdefault(name, []).append(logits.cpu() if name.startswith(RECORD) else logits.float().cpu())
-                if not name.startswith(RECORD):
-                    check_logits(outs[name][-1], k, labels[start : start + opts.batch_size], f"{name} images")
-                advance(name, len(y))
-    return outs
+            out = batch_fn(model, x, on_dev[start:end], built, gens, sink)
+            parts.append((start, {name: _to_cpu(name, t, k, labels[start:end]) for name, t in out.items()}))
+            for name in out:
+                advance(name, len(x))
+    return _columns(gather_parts(parts, opts.ranks))
+
+
+def _to_cpu(name: str, t: torch.Tensor, k: int, labels: torch.Tensor) -> torch.Tensor:
+    """A batch output on the CPU: records as they are, logits as float32 checked (B, K) finite."""
+    if name.startswith(RECORD):
+        return t.cpu()
+    logits = t.float().cpu()
+    check_logits(logits, k, labels, f"{name} images")
+    return logits
 
 
 def _sink(adv_sink: Callable[[str, np.ndarray, torch.Tensor], None], start: int) -> Callable:
@@ -301,20 +375,22 @@ def _to_results(outs: dict[str, list[torch.Tensor]], labels: torch.Tensor,
 
 
 def zero_gradient_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256,
-                       device: str | torch.device | None = "auto") -> np.ndarray:
+                       device: str | torch.device | None = "auto", ranks: Ranks | None = None) -> np.ndarray:
     """(N,) bool: examples whose input gradient of the cross-entropy is exactly zero.
 
     A sanity check of AutoAttack: gradient-based attacks cannot move such
     examples (saturated softmax, non-differentiable layers: gradient masking).
+    With ``ranks``, each rank checks its batches and every rank gets the whole mask.
     """
     dev = resolve_device(device)
-    out = []
+    parts: BatchParts = []
     with eval_mode(model):
-        for start in range(0, len(labels), batch_size):
+        for start in shard_starts(len(labels), batch_size, ranks):
             x = as_float(images[start : start + batch_size].to(dev))
             grad, _ = grad_and_logits(model, x, labels[start : start + batch_size].to(dev), cross_entropy)
-            out.append((grad.flatten(1) == 0).all(1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
+            parts.append((start, {"zero": (grad.flatten(1) == 0).all(1).cpu()}))
+    masks = _columns(gather_parts(parts, ranks)).get("zero")
+    return torch.cat(masks).numpy() if masks else np.zeros(0, dtype=bool)
 
 
 def temperature_sweep(

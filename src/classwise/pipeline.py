@@ -13,6 +13,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from .report import ReportContext, write_report
 from .results import NOT_ATTACKED, EvalResults
 from .runfiles import check_meta, check_metrics
 from .runs import Run, dataset_label, load_run_data
-from .train.distributed import distributed
+from .train.distributed import Dist, distributed
 from .train.loop import STATE_FILE, Trainer
 from .train.objectives import check_method
 
@@ -177,35 +178,81 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     in summary.json and the report). ``overrides`` (``--set``) may change
     eval.*, device and perf.* for this evaluation. ``save_adv`` writes each
     attack's adversarial images with their test-set indices to RUN/adv/.
+
+    Under ``torchrun`` every process calls this (docs/scale.md, "Sharded
+    evaluation"): each attacks its share of the batches, rank 0 gathers them,
+    merges, writes and reports; the other ranks only read the run (config,
+    checkpoint, data), never lock or write it, and return this evaluation's
+    gathered results (not merged with earlier ones).
     """
     run = Run.open(run_dir)
-    with run.lock():
-        partial = _check_trained(run, allow_partial)
-        config = _eval_config(run, overrides)
-        ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
-                                 checkpoint=checkpoint or config.eval.checkpoint,
-                                 examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
-        data, dev = run.data(), resolve_device(device or config.device)
-        with run.guarded(None):  # a damaged checkpoint leaves the run failed, never complete
-            model, model_id = run.model(ev.checkpoint, dev), run.model_digest(ev.checkpoint)
-        built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]  # a bad attack leaves the run untouched
-        _check_surrogates(built, data.name)
-        opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress, perf=config.perf)
-        _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
-        adv = _AdvImages() if save_adv else None
-        with run.guarded("evaluating"):
-            started = time.perf_counter(), time.process_time()
-            new = _attack_all(model, data, eval_indices(data.test_y, ev.examples, config.seed), built, opts, cascade, adv)
-            timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], dev, run.meta())
-            merged, messages = merge_results(run.results(), run.meta(), new, model_id)
-            if adv is not None:
-                adv.save(run, new.facts, merged.facts)
-            for message in messages:
-                warnings.warn(message, stacklevel=2)
-            merged = with_worst_cases(_headline_probs_only(merged))
-            run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
+    config = _eval_config(run, overrides)
+    with distributed(resolve_device(device or config.device)) as dist:
+        with run.lock() if dist.main else nullcontext():
+            partial = _check_trained(run, allow_partial)
+            ev, data, model, built, opts = _eval_setup(run, config, dist, attacks=attacks, checkpoint=checkpoint,
+                                                       examples=examples, device=device, batch_size=batch_size,
+                                                       progress=progress)
+            _ = _common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
+            adv = _AdvImages() if save_adv else None
+            idx = eval_indices(data.test_y, ev.examples, config.seed)
+            if not dist.main:
+                return _attack_gathered(model, data, idx, built, opts, cascade, adv, dist)
+            model_id = run.model_digest(ev.checkpoint)
+            with run.guarded("evaluating"):
+                started = time.perf_counter(), time.process_time()
+                new = _attack_gathered(model, data, idx, built, opts, cascade, adv, dist)
+                timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], opts.device,
+                                 dist.world, run.meta())
+                merged, messages = merge_results(run.results(), run.meta(), new, model_id)
+                if adv is not None:
+                    adv.save(run, new.facts, merged.facts)
+                for message in messages:
+                    warnings.warn(message, stacklevel=2)
+                merged = with_worst_cases(_headline_probs_only(merged))
+                run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
         report_run(run.path)
     return merged
+
+
+def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[AttackConfig, ...] | None,
+                checkpoint: str | None, examples: int | None, device: str | None, batch_size: int | None,
+                progress: bool) -> tuple:
+    """(eval config, data, model on this rank's device, built attacks, EvalOptions) of one evaluation.
+
+    Rank 0 marks the run failed if the checkpoint is damaged; a bad attack leaves the run untouched.
+    """
+    ev = dataclasses.replace(config.eval, attacks=attacks or config.eval.attacks,
+                             checkpoint=checkpoint or config.eval.checkpoint,
+                             examples=examples or config.eval.examples, batch_size=batch_size or config.eval.batch_size)
+    with dist.main_first():  # rank 0 downloads, if needed
+        data = run.data()
+    dev = dist.device(resolve_device(device or config.device))
+    with run.guarded(None) if dist.main else nullcontext():  # a damaged checkpoint leaves the run failed
+        model = run.model(ev.checkpoint, dev)
+    built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
+    _check_surrogates(built, data.name)
+    opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress and dist.main,
+                       perf=config.perf, ranks=dist if dist.enabled else None)
+    return ev, data, model, built, opts
+
+
+def _attack_gathered(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
+                     opts: EvalOptions, cascade: bool, adv: "_AdvImages | None", dist: Dist) -> EvalResults:
+    """:func:`_attack_all` over the ranks: every rank gets the whole results (and, with ``adv``, every image)."""
+    results = _attack_all(model, data, idx, built, opts, cascade, adv)
+    if adv is not None and dist.enabled:
+        adv.parts = _merged_parts(dist.gather(adv.parts))
+    return results
+
+
+def _merged_parts(per_rank: list[dict[str, list]]) -> dict[str, list]:
+    """Adversarial-image parts of every rank, per attack (their order does not matter: saving sorts by index)."""
+    out: dict[str, list] = {}
+    for parts in per_rank:
+        for name, items in parts.items():
+            out.setdefault(name, []).extend(items)
+    return out
 
 
 def _check_surrogates(built: list[tuple[AttackConfig, Attack]], dataset: str) -> None:
@@ -343,17 +390,18 @@ def _headline_probs_only(results: EvalResults) -> EvalResults:
     return dataclasses.replace(results, adv_probs={k: v for k, v in results.adv_probs.items() if k == head})
 
 
-def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.device,
+def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.device, processes: int,
             old_meta: dict | None) -> list[dict]:
     """meta.json "evaluations": earlier calls' entries, then this one's attacks, examples, wall and CPU seconds, device, threads.
 
-    CPU seconds are the process's (all threads); on a machine shared with other
-    work they say what the evaluation costs, where wall seconds say how long it waited too.
+    CPU seconds are rank 0's process's (all its threads); on a machine shared with
+    other work they say what the evaluation costs, where wall seconds say how long
+    it waited too. ``processes``: torchrun ranks that shared the work.
     """
     earlier = (old_meta or {}).get("evaluations", [])
     entry = {"attacks": list(new.attacks), "examples": int(new.labels.shape[0]), "seconds": round(seconds, 2),
              "cpu_seconds": round(cpu_seconds, 2),
-             "device": str(device), "threads": torch.get_num_threads()}
+             "device": str(device), "threads": torch.get_num_threads(), "processes": processes}
     return [*(earlier if isinstance(earlier, list) else []), entry]
 
 
@@ -497,6 +545,20 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
     return run.path
 
 
+def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
+                     attacks: tuple[AttackConfig, ...] | None = None, device: str | None = None,
+                     **evaluate: Any) -> tuple[Path, EvalResults]:
+    """:func:`create_outside_run`, then :func:`evaluate_run` (``evaluate`` are its keyword arguments).
+
+    Under ``torchrun`` rank 0 alone creates the folder; the others wait for it, then evaluate their shard.
+    """
+    with distributed(resolve_device(device or config.device)) as dist:
+        if dist.main:
+            create_outside_run(model, config, run_dir, overwrite=overwrite, attacks=attacks)
+        dist.barrier()
+        return Path(run_dir), evaluate_run(run_dir, attacks=attacks, device=device, **evaluate)
+
+
 def _normalisation(model: OutsideModel, data: DataBundle) -> tuple[tuple | None, tuple | None, str]:
     """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
     if split_spec(model.spec)[0] == "robustbench":
@@ -550,5 +612,5 @@ def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: boo
     return run_dir
 
 
-__all__ = ["OutsideModel", "create_outside_run", "demo", "eval_indices", "evaluate_run", "outside_config",
-           "report_run", "resumed_config", "train_run"]
+__all__ = ["OutsideModel", "create_outside_run", "demo", "eval_indices", "evaluate_outside", "evaluate_run",
+           "outside_config", "report_run", "resumed_config", "train_run"]
