@@ -104,3 +104,22 @@ def test_zero_gradient_pass_can_be_left_out(mnist_mlp):
     res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y), device="cpu",
                    progress=False, zero_grad=False)
     assert "zero_grad" not in res.extras and log.grad_rows == [int(res.correct().sum())] * 4
+
+
+def test_records_stay_aligned_when_a_batch_has_no_attacked_example(user_model_and_data):
+    """A batch whose examples are all clean-misclassified has no attacked row: its records get the fill value."""
+    model, x, y = user_model_and_data
+    x, y = x[:24], y[:24].clone()
+    with torch.no_grad():
+        pred = model.eval()(x.float() / 255).argmax(1)
+    y[8:16] = (pred[8:16] + 1) % 10  # batch 2 of 3: every example clean-misclassified
+    spec = "pgd3@target=all"
+    res = evaluate(model, x, y, [spec], eps=0.1, batch_size=8, progress=False, zero_grad=False)
+    hits = res.extras[f"target_hits/{spec}"]
+    assert hits.shape == (24, 10)
+    assert (hits[8:16] == -1).all()  # not attacked
+    # batch 0 draws the same random starts alone: its rows are unchanged, in place
+    alone = evaluate(model, x[:8], y[:8], [spec], eps=0.1, batch_size=8, progress=False, zero_grad=False)
+    assert np.array_equal(hits[:8], alone.extras[f"target_hits/{spec}"])
+    ok = res.correct()
+    assert not ok[8:16].any() and ((hits[ok] >= 0).sum(axis=1) == 9).all()  # every target but the true class tried

@@ -84,13 +84,30 @@ def gather_parts(parts: BatchParts, ranks: Ranks | None = None) -> BatchParts:
     return sorted((part for rank_parts in ranks.gather(parts) for part in rank_parts), key=lambda p: p[0])
 
 
-def _columns(parts: BatchParts) -> dict[str, list[torch.Tensor]]:
-    """Batch outputs regrouped per key: key -> its (B, ...) tensors in batch order."""
+def _columns(parts: BatchParts, fills: Mapping[str, float] | None = None) -> dict[str, list[torch.Tensor]]:
+    """Batch outputs regrouped per key: key -> its (B, ...) tensors in batch order.
+
+    A batch without a record key (no example of it was attacked: all
+    clean-misclassified, or all fooled earlier) gets that record's fill value
+    from ``fills`` (record key -> value), shaped like the other batches' rows,
+    so records stay aligned with the examples.
+    """
     out: dict[str, list[torch.Tensor]] = {}
+    records = {key: value for _, batch in parts for key, value in batch.items() if key.startswith(RECORD)}
     for _, batch in parts:
-        for key, value in batch.items():
+        rows = len(batch["clean"]) if "clean" in batch else None
+        for key in (*batch, *[r for r in records if r not in batch]):
+            value = batch.get(key)
+            if value is None:
+                like = records[key]
+                value = like.new_full((rows, *like.shape[1:]), (fills or {}).get(key, 0))
             out.setdefault(key, []).append(value)
     return out
+
+
+def record_fills(attacks: Mapping[str, Attack]) -> dict[str, float]:
+    """Record key ("record:<kind>/<attack>") -> the value of rows the attack did not attack."""
+    return {f"{RECORD}{kind}/{name}": fill for name, a in attacks.items() for kind, fill in a.record_fill.items()}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -272,7 +289,7 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
             parts.append((start, {name: _to_cpu(name, t, k, labels[start:end]) for name, t in out.items()}))
             for name in out:
                 advance(name, len(x))
-    return _columns(gather_parts(parts, opts.ranks))
+    return _columns(gather_parts(parts, opts.ranks), record_fills(built))
 
 
 def _to_cpu(name: str, t: torch.Tensor, k: int, labels: torch.Tensor) -> torch.Tensor:
