@@ -36,7 +36,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_lists_the_paper_models():
-    assert set(model_names()) == {"smallcnn", "resnet18", "preact_resnet18", "wideresnet", "resnet50"}
+    assert set(model_names()) == {"smallcnn", "resnet18", "preact_resnet18", "wideresnet", "resnet50", "fastcnn"}
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -104,6 +104,8 @@ def test_unknown_name_lists_known_models():
     ("wideresnet", {"depth": 10, "width": 0}, "width"),
     ("smallcnn", {"drop": 1.0}, "drop"),
     ("smallcnn", {"image_size": 8}, "image_size >= 10"),
+    ("fastcnn", {"widths": (32, 0)}, "widths must be positive"),
+    ("fastcnn", {"image_size": 4}, "image_size >= 8"),
     ("resnet18", {"num_classes": 0}, "num_classes"),
     ("resnet18", {"mean": (0.5, 0.5)}, "mean needs 1 or 3"),
     ("resnet18", {"std": (0.0,)}, "std must be > 0"),
@@ -111,6 +113,16 @@ def test_unknown_name_lists_known_models():
 def test_bad_arguments_raise_value_error(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_model(name, **kwargs)
+
+
+def test_fastcnn_is_small_and_keeps_its_stages():
+    model = create_model("fastcnn", image_size=32)
+    assert n_params(model) == 288_746  # the size the cifar10-cpu preset and README state
+    convs = [m for m in model.backbone if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    narrow = create_model("fastcnn", image_size=16, widths=(8, 16))
+    with torch.no_grad():
+        assert narrow.features(images(size=16)).shape == (2, 16)
 
 
 def test_smallcnn_is_the_trades_mnist_network():
