@@ -28,6 +28,15 @@ def test_paper_presets_follow_the_paper():
     assert load_config("svhn").train.lr == load_config("stl10").train.lr == 0.01
 
 
+def test_cpu_presets_evaluate_the_issue_protocols_on_the_full_test_set():
+    """mnist-fast: PGD-40 (eps 0.3, step 0.01); cifar10-cpu: PGD-20 at eps 8/255; both on every test image."""
+    for name, attack, eps, step in (("mnist-fast", "pgd40", 0.3, 0.01), ("cifar10-cpu", "pgd20", 8 / 255, 2 / 255)):
+        cfg = load_config(name)
+        pgd = next(a for a in cfg.eval.attacks if a.name == attack)
+        assert (pgd.eps, pgd.step_size, pgd.examples_per_class, cfg.eval.examples) == (eps, step, None, None), name
+    assert load_config("cifar10-cpu").model.name == "fastcnn"
+
+
 def test_overrides_parse_yaml_values():
     cfg = load_config("demo", ["train.epochs=3", "train.milestones=[1, 2]", "data.root=/x", "seed=7"])
     assert (cfg.train.epochs, cfg.train.milestones, cfg.data.root, cfg.seed) == (3, (1, 2), "/x", 7)
