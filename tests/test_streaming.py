@@ -94,8 +94,20 @@ def test_two_ranks_take_the_shards_of_the_one_process_global_batch(folder):
             assert torch.equal(ranks[r][b][0], x[r::2]) and torch.equal(ranks[r][b][1], y[r::2])
 
 
-def test_train_and_evaluate_through_the_streaming_path(folder, tmp_path):
-    run = train_run(streamed_config(folder), tmp_path / "run", progress=False)
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory) -> Path:
+    """One streamed epoch of the demo SmallCNN (6 batches of 6), not yet evaluated."""
+    return train_run(streamed_config(folder), tmp_path_factory.mktemp("trained") / "run", progress=False)
+
+
+def copied(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_train_and_evaluate_through_the_streaming_path(trained, tmp_path):
+    run = copied(trained, tmp_path)
     record = (run / "metrics.jsonl").read_text().splitlines()
     assert len(record) == 1 and '"train_loss"' in record[0]
     results = evaluate_run(run, progress=False)
@@ -103,8 +115,8 @@ def test_train_and_evaluate_through_the_streaming_path(folder, tmp_path):
     assert "stream: true" in (run / "config.yaml").read_text()
 
 
-def test_examples_decode_only_the_chosen_test_files(folder, tmp_path, monkeypatch):
-    run = train_run(streamed_config(folder), tmp_path / "run", progress=False)
+def test_examples_decode_only_the_chosen_test_files(trained, tmp_path, monkeypatch):
+    run = copied(trained, tmp_path)
     decoded: list[str] = []
     real = streaming.decode
     monkeypatch.setattr(streaming, "decode", lambda path: decoded.append(path) or real(path))
