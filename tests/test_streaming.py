@@ -126,9 +126,10 @@ def test_examples_decode_only_the_chosen_test_files(trained, tmp_path, monkeypat
     assert chosen == sorted(list(CLASSES) * 2) and len(results.labels) == 6
 
 
-def test_resume_mid_epoch_continues_the_same_order_with_two_workers(folder, tmp_path, monkeypatch):
-    """In process: stop after 4 of 6 batches (state written after every batch), resume, compare weights."""
-    sets = ("data.workers=2", "train.checkpoint_every=1", "train.epochs=2")
+@pytest.mark.parametrize("stream", ["true", "false"], ids=["streamed-2-workers", "in-memory"])
+def test_resume_mid_epoch_continues_the_same_order_with_two_workers(folder, tmp_path, monkeypatch, stream):
+    """In process: stop in epoch 2 after 2 of 6 batches (state written after every batch), resume, compare weights."""
+    sets = ("data.workers=2", "train.checkpoint_every=1", "train.epochs=2", f"data.stream={stream}")
     straight = train_run(streamed_config(folder, *sets), tmp_path / "straight", progress=False)
     from classwise.train import loop
 
