@@ -66,3 +66,11 @@ def test_gpu_check_smoke_runs_every_phase(tmp_path):
     assert len(result["final"]["pgd20"]["per_class"]) == 10 and result["pgd10_epoch"]["seconds"] > 0
     assert result["host_sync"]["host_syncs"] and result["attack_speed"]["ratio_to_bound"]
     assert "total_s" in result
+
+
+def test_streaming_benchmark_runs(tmp_path):
+    result = _bench("bench_streaming.py", tmp_path, "--images", "40", "--size", "32", "--workers", "1",
+                    "--batch-size", "8")
+    modes = {r["mode"]: r for r in result["rows"]}
+    assert list(modes) == ["baseline", "stream", "memory"] and modes["stream"]["images"] == 24  # 30 train: 3 full batches
+    assert all(r["peak_rss_mb"] > 0 for r in result["rows"]) and modes["stream"]["worker_peak_rss_mb"] > 0

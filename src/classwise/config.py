@@ -69,6 +69,10 @@ class DataConfig:
     ``remove_class`` drops the training examples of that class (after the
     sampling); test set, class names and the model's K outputs are unchanged
     (the homing experiment, section 3.1; checked against K when data load).
+    ``stream`` (image folders): true reads images from files in DataLoader workers
+    (``workers`` processes, null: one per CPU, at most 8), false decodes the whole
+    tree into memory, null decides by size (docs/scale.md, "Streaming data"); a new
+    run saves the decision, so a resumed run reads its data the same way.
     """
 
     name: str = "mnist5k"
@@ -77,12 +81,15 @@ class DataConfig:
     image_size: int | None = None
     train_examples: int | None = None
     remove_class: int | None = None
+    stream: bool | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.image_size is None or self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
         _check(self.train_examples is None or self.train_examples >= 1, "data.train_examples must be >= 1")
         _check(self.remove_class is None or self.remove_class >= 0,
                f"data.remove_class must be a class index >= 0, got {self.remove_class}")
+        _check(self.workers is None or self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def evaluation_inputs(run: Run, results: EvalResults) -> tuple[Any, Any, Any]:
     """
     data = run.data()
     index = torch.as_tensor(results.extras.get("index", np.arange(len(results.labels))))
-    x, y = data.test_x[index], data.test_y[index]
+    x, y = data.test_images(index), data.test_y[index]
     if not np.array_equal(y.numpy(), results.labels):
         raise ClasswiseError(f"cannot rebuild the evaluation set of {run.path}: re-run `classwise evaluate` first")
     return data, x, y

@@ -9,6 +9,7 @@ which results an evaluation keeps is :mod:`classwise.identity`'s rule.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from contextlib import nullcontext
@@ -24,7 +25,8 @@ from .analysis import protocol_attack, summarize
 from .attacks import Attack, build_attack
 from .checkpoint import build_model, load_outside, outside_meta
 from .config import AttackConfig, RunConfig, load_config, preset_names
-from .data import DataBundle, class_balanced_indices
+from .data import DataBundle, StreamBundle, class_balanced_indices
+from .data.streaming import should_stream
 from .models import classifier_layer, split_spec
 from .models.outside import robustbench
 from .errors import ClasswiseError
@@ -43,10 +45,11 @@ HOMING_JSON = "homing/homing.json"  # written by classwise.homing, shown by repo
 # Softmax probabilities (figure 5a) are kept when N * K is at most this (80 MB as float32).
 PROBS_MAX_VALUES = 20_000_000
 # Config keys that --resume may change (they do not change what the run computes).
-RESUMABLE = ("train.epochs", "device", "perf.", "train.checkpoint_every", "train.tensorboard", "eval.", "notes")
+RESUMABLE = ("train.epochs", "device", "perf.", "train.checkpoint_every", "train.tensorboard", "eval.", "notes",
+             "data.workers")
 
 
-def check_config(config: RunConfig, data: DataBundle) -> None:
+def check_config(config: RunConfig, data: DataBundle | StreamBundle) -> None:
     """Fail before any folder is created: the method's rules, the model and every attack must hold."""
     check_method(config.train, config.model)
     model = build_model(config.model, data)
@@ -65,6 +68,7 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, o
     if resume and overwrite:
         raise ClasswiseError("--resume and --overwrite exclude each other")
     with distributed(resolve_device(config.device)) as dist:
+        config = decide_stream(config, dist)
         with dist.main_first():  # rank 0 downloads, if needed
             data = load_run_data(config)
         check_config(config, data)
@@ -76,6 +80,19 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, o
         with run.lock():
             _fit(config, data, run, resume, progress, dist)
     return run.path
+
+
+def decide_stream(config: RunConfig, dist: Dist | None = None) -> RunConfig:
+    """``config`` with ``data.stream`` of an image folder decided (rank 0's decision on every rank).
+
+    Saved with the run, so a resumed run (or its evaluation) reads the data the same way.
+    """
+    d, dist = config.data, dist or Dist()
+    if d.name != "imagefolder" or d.stream is not None:
+        return config
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    stream = dist.gather(should_stream(d.root, d.image_size, None, copies) if dist.main else None)[0]
+    return dataclasses.replace(config, data=dataclasses.replace(d, stream=stream))
 
 
 def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: bool) -> Run:
@@ -92,7 +109,7 @@ def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: b
     return run
 
 
-def _fit(config: RunConfig, data: DataBundle, run: Run, resume: bool, progress: bool, dist) -> None:
+def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: bool, progress: bool, dist) -> None:
     """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state).
 
     Any failure on the way, setting up included, leaves the status "failed" with its error line.
@@ -277,7 +294,7 @@ def _check_trained(run: Run, allow_partial: bool) -> str | None:
     return f"PARTIAL: the model is from an unfinished run ({what}, {epochs} of {run.config.train.epochs} epochs)"
 
 
-EVAL_KEYS = ("eval.", "device", "perf.")  # what --set may change when an existing run is evaluated
+EVAL_KEYS = ("eval.", "device", "perf.", "data.workers")  # what --set may change when an existing run is evaluated
 
 
 def _eval_config(run: Run, overrides: tuple[str, ...] | list[str]) -> RunConfig:
@@ -320,10 +337,10 @@ def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.nd
     return np.sort(class_balanced_indices(labels, max(1, examples // k), seed=seed).numpy())
 
 
-def _attack_all(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
+def _attack_all(model: nn.Module, data: DataBundle | StreamBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
                 opts: EvalOptions, cascade: bool, adv: _AdvImages | None = None) -> EvalResults:
     """Per-sample results on the test examples ``idx`` (with ``index`` = idx), keyed by attack config."""
-    x, y = data.test_x[idx], data.test_y[idx]
+    x, y = data.test_images(idx), data.test_y[idx]  # streamed: only these files are decoded
     opts = opts if adv is None else dataclasses.replace(opts, adv_sink=adv.sink(idx))
     keep_probs = len(y) * data.num_classes <= PROBS_MAX_VALUES
     attacks = {cfg.to_text(): attack for cfg, attack in built}
@@ -351,7 +368,7 @@ def _common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object
 
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, Attack],
-                 data: DataBundle, opts: EvalOptions, keep_probs: bool, adv: _AdvImages | None = None,
+                 data: DataBundle | StreamBundle, opts: EvalOptions, keep_probs: bool, adv: _AdvImages | None = None,
                  idx: np.ndarray | None = None, sizes: dict[str, int | None] | None = None) -> EvalResults:
     """Every attack on its own: full-set attacks in one pass, sampled attacks on their sample.
 
@@ -405,7 +422,7 @@ def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.
     return [*(earlier if isinstance(earlier, list) else []), entry]
 
 
-def _meta(run: Run, data: DataBundle, ev, results: EvalResults, model_id: dict, partial: str | None) -> dict:
+def _meta(run: Run, data: DataBundle | StreamBundle, ev, results: EvalResults, model_id: dict, partial: str | None) -> dict:
     """What the report needs besides per-sample results: the model and every kept attack's identity."""
     config = run.config
     attacks = {k: results.facts.get(k, {}) for k in results.attacks}
@@ -525,6 +542,7 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
     made; model.json records the spec, the weights file and its SHA-256, the
     normalisation, the classifier used by figure 4 and, for RobustBench, its version.
     """
+    config = decide_stream(config)
     data = load_run_data(config)
     mean, std, how = _normalisation(model, data)
     weights = None if model.weights is None else Path(model.weights)
@@ -559,7 +577,7 @@ def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path
         return Path(run_dir), evaluate_run(run_dir, attacks=attacks, device=device, **evaluate)
 
 
-def _normalisation(model: OutsideModel, data: DataBundle) -> tuple[tuple | None, tuple | None, str]:
+def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tuple[tuple | None, tuple | None, str]:
     """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
     if split_spec(model.spec)[0] == "robustbench":
         if model.mean is not None or model.std is not None or not model.normalize:
@@ -586,15 +604,16 @@ def _loaded_normalisation(net: nn.Module, mean, std, how: str) -> tuple[tuple | 
     return (got[0], got[1], how) if np.allclose(got, want) else (got[0], got[1], "the weights file (normalize buffers)")
 
 
-def _check_outputs(net: nn.Module, data: DataBundle) -> str | None:
+def _check_outputs(net: nn.Module, data: DataBundle | StreamBundle) -> str | None:
     """One error unless the model maps two test images to (2, K) logits; the classifier's description."""
     from .data.bundle import as_float
 
+    two = data.test_images(torch.arange(min(2, len(data.test_y))))
     with torch.no_grad():
-        out = net(as_float(data.test_x[:2].clone()))
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(data.test_x[:2]), data.num_classes):
+        out = net(as_float(two.clone()))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(two), data.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ClasswiseError(f"the model maps {tuple(data.test_x[:2].shape)} images to {got}, not logits for "
+        raise ClasswiseError(f"the model maps {tuple(two.shape)} images to {got}, not logits for "
                              f"the {data.num_classes} classes of {data.name}")
     found = classifier_layer(net, data.num_classes)
     if found is None:

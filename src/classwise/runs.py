@@ -50,7 +50,7 @@ from . import __version__
 from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, load_outside
 from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
-from .data import DataBundle, load_data, remove_class, subsample_train
+from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
 from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
 from .results import EvalResults
@@ -218,7 +218,7 @@ class Run:
 
     # -- data and model -----------------------------------------------------------------------
 
-    def data(self) -> DataBundle:
+    def data(self) -> DataBundle | StreamBundle:
         """The run's dataset, as its config names it (sampled, then without ``data.remove_class``)."""
         return load_run_data(self.config)
 
@@ -359,10 +359,11 @@ def _acquire(path: Path) -> int:
     return fd
 
 
-def load_run_data(config: RunConfig) -> DataBundle:
+def load_run_data(config: RunConfig) -> DataBundle | StreamBundle:
     """The dataset of ``config`` (sampled, then without ``data.remove_class``)."""
     d = config.data
-    data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed)
+    data = load_data(d.name, d.root, download=d.download, image_size=d.image_size, seed=config.seed,
+                     stream=d.stream, workers=d.workers)
     data = data if d.train_examples is None else subsample_train(data, d.train_examples, config.seed)
     if d.remove_class is None:
         return data

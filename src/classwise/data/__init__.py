@@ -1,4 +1,4 @@
-"""Datasets as in-memory uint8 tensors: the registry, class tables and class removal.
+"""Datasets as in-memory uint8 tensors (or streamed from files): the registry, class tables, class removal.
 
     bundle = load_data("mnist5k")          # needs no files
     bundle = load_data("cifar10", root)    # torchvision files under root
@@ -19,6 +19,7 @@ from classwise.data.classes import (
 from classwise.data.ops import class_balanced_indices, remove_class, subsample_train
 from classwise.data.registry import dataset_names, load_data, resize_uint8
 from classwise.data.request import DEFAULT_ROOT, LoadRequest
+from classwise.data.streaming import FileList, StreamBundle, make_loader, open_stream
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -32,6 +33,10 @@ __all__ = [
     "STL10_CLASSES",
     "STL10_SUPERCLASSES",
     "DataBundle",
+    "FileList",
+    "StreamBundle",
+    "make_loader",
+    "open_stream",
     "LoadRequest",
     "as_float",
     "cifar100_superclasses",

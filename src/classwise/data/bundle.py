@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -35,6 +37,7 @@ class DataBundle:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     augment: str = "none"
+    streamed = False  # class attribute: decoded whole (``StreamBundle`` reads files when needed)
 
     @property
     def num_classes(self) -> int:
@@ -47,6 +50,18 @@ class DataBundle:
     @property
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
+
+    def take_train(self, idx: torch.Tensor) -> DataBundle:
+        """A copy keeping the training examples at ``idx`` (K,) (a mask or indices)."""
+        return dataclasses.replace(self, train_x=self.train_x[idx], train_y=self.train_y[idx])
+
+    def test_images(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The test images at ``idx`` (K,): (K, C, H, W) uint8."""
+        return self.test_x[torch.as_tensor(idx, dtype=torch.int64)]
+
+    def train_images(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The training images at ``idx`` (K,), not augmented: (K, C, H, W) uint8."""
+        return self.train_x[torch.as_tensor(idx, dtype=torch.int64)]
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:

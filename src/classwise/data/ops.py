@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from classwise.data.bundle import DataBundle
+from classwise.data.streaming import StreamBundle
 from classwise.errors import ClasswiseError
 
 
-def remove_class(bundle: DataBundle, j: int) -> DataBundle:
+def remove_class(bundle: DataBundle | StreamBundle, j: int) -> DataBundle | StreamBundle:
     """A copy of ``bundle`` without the training examples of class ``j``.
 
     The test split, class names and label numbering are unchanged, so a model trained
@@ -19,8 +18,7 @@ def remove_class(bundle: DataBundle, j: int) -> DataBundle:
     """
     if not 0 <= j < bundle.num_classes:
         raise ValueError(f"class {j} is out of range for {bundle.num_classes} classes")
-    keep = bundle.train_y != j
-    return dataclasses.replace(bundle, train_x=bundle.train_x[keep], train_y=bundle.train_y[keep])
+    return bundle.take_train(torch.nonzero(bundle.train_y != j).flatten())
 
 
 def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
@@ -49,11 +47,11 @@ def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> t
     return torch.cat(chosen).sort().values.to(torch.int64)
 
 
-def subsample_train(bundle: DataBundle, examples: int, seed: int) -> DataBundle:
+def subsample_train(bundle: DataBundle | StreamBundle, examples: int, seed: int) -> DataBundle | StreamBundle:
     """A copy keeping a class-balanced, seeded sample of about ``examples`` training images.
 
-    Used for quick runs (``data.train_examples``); the test split is unchanged.
+    Used for quick runs (``data.train_examples``); the test split is unchanged (a
+    ``StreamBundle`` keeps the chosen files, nothing is decoded).
     """
     per_class = max(1, examples // bundle.num_classes)
-    idx = class_balanced_indices(bundle.train_y, per_class, seed)
-    return dataclasses.replace(bundle, train_x=bundle.train_x[idx], train_y=bundle.train_y[idx])
+    return bundle.take_train(class_balanced_indices(bundle.train_y, per_class, seed))

@@ -14,6 +14,7 @@ from classwise.data import builtin
 from classwise.data.bundle import DataBundle
 from classwise.data.imagefolder import load_imagefolder
 from classwise.data.request import Loader, LoadRequest
+from classwise.data.streaming import StreamBundle, open_stream, should_stream
 from classwise.errors import ClasswiseError, unknown_name
 
 LOADERS: Mapping[str, Loader] = MappingProxyType({
@@ -39,8 +40,14 @@ def load_data(
     download: bool = True,
     image_size: int | None = None,
     seed: int = 0,
-) -> DataBundle:
+    stream: bool | None = None,
+    workers: int | None = None,
+) -> DataBundle | StreamBundle:
     """Load a registered dataset as a ``DataBundle`` of uint8 (N, C, H, W) images.
+
+    An "imagefolder" tree too large for memory, a val-only tree, or any tree with
+    ``stream=True`` comes back as a ``StreamBundle`` instead: files listed, decoded by
+    DataLoader workers when needed (:mod:`classwise.data.streaming`).
 
     Args:
         name: one of ``dataset_names()``.
@@ -49,6 +56,8 @@ def load_data(
         download: let torchvision fetch missing files; off, missing files raise.
         image_size: resize images to image_size x image_size (None: native size).
         seed: reserved for randomised splits; all built-in splits are fixed.
+        stream: True streams, False decodes whole, None decides (:func:`should_stream`).
+        workers: DataLoader worker processes of a streamed tree (None: one per CPU, at most 8).
 
     Raises:
         ClasswiseError: unknown name, missing files, unreadable images.
@@ -57,6 +66,13 @@ def load_data(
         raise unknown_name("dataset", name, LOADERS)
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
+    if name == "imagefolder" and should_stream(root, image_size, stream):
+        streamed = open_stream(root, image_size, workers, seed)
+        check_classes(streamed)
+        return streamed
+    if stream:
+        raise ClasswiseError(f"data.stream reads ImageFolder trees; dataset {name!r} is decoded in memory "
+                             "(drop data.stream, or use --dataset imagefolder)")
     request = LoadRequest(
         root=None if root is None else Path(root), download=download,
         image_size=image_size, seed=seed,
@@ -68,13 +84,18 @@ def load_data(
     return _resized(bundle, image_size)
 
 
-def check_classes(bundle: DataBundle) -> None:
-    """Refuse a dataset with fewer than 2 classes, or a class missing from its train or test split."""
+def check_classes(bundle: DataBundle | StreamBundle) -> None:
+    """Refuse a dataset with fewer than 2 classes, or a class missing from its train or test split.
+
+    A streamed val-only tree (no training files) is checked on its test split only.
+    """
     k = bundle.num_classes
     if k < 2:
         raise ClasswiseError(f"dataset {bundle.name!r} has {k} class ({', '.join(bundle.class_names)}); "
                              "class-wise robustness needs at least 2 classes.")
     for split, labels in (("train", bundle.train_y), ("test", bundle.test_y)):
+        if split == "train" and bundle.streamed and not len(labels):
+            continue  # evaluation only
         counts = torch.bincount(labels.clamp_min(0), minlength=k)[:k]  # loaders give labels in [0, K)
         missing = [bundle.class_names[c] for c in torch.nonzero(counts == 0).flatten().tolist()]
         if missing:

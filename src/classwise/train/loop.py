@@ -1,7 +1,10 @@
 """The training loop: epochs of an objective, class-wise metrics every epoch.
 
 Data stays on the device as uint8 (N, C, H, W); each batch is augmented on
-tensors and turned into [0, 1] floats. After every epoch the model's class-wise
+tensors and turned into [0, 1] floats. A streamed dataset
+(:class:`classwise.data.StreamBundle`) instead comes batch by batch from a
+DataLoader whose workers decode and augment (:mod:`classwise.data.streaming`):
+the same batch count, sharding and per-epoch determinism. After every epoch the model's class-wise
 clean accuracy and class-wise robustness under the monitor attack are logged
 (figure 1 of the paper) and the checkpoint is written atomically.
 Randomness is seeded per epoch, so resuming at an epoch boundary replays the
@@ -34,7 +37,8 @@ from ..analysis import accuracy_block
 from ..attacks import build_attack
 from ..checkpoint import build_model, load_model, load_state, load_weights, model_meta, save_model, save_state, tree_to
 from ..config import RunConfig, TrainConfig
-from ..data import DataBundle, as_float, class_balanced_indices
+from ..data import DataBundle, StreamBundle, as_float, class_balanced_indices, make_loader
+from ..data.streaming import batches
 from ..errors import ClasswiseError
 from ..evaluate import evaluate, resolve_device
 from ..fileio import append_jsonl, atomic_write, read_jsonl
@@ -59,7 +63,7 @@ class Trainer:
     """
 
     config: RunConfig
-    data: DataBundle
+    data: DataBundle | StreamBundle
     run_dir: Path
     progress: bool = True
     dist: Dist = field(default_factory=Dist)
@@ -82,9 +86,12 @@ class Trainer:
         self._bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # set per epoch
 
     def _check_world(self) -> None:
-        bs, world = self.cfg.batch_size, self.dist.world
+        bs, world, n = self.cfg.batch_size, self.dist.world, len(self.data.train_y)
         if bs % world:
             raise ClasswiseError(f"train.batch_size {bs} must be divisible by the {world} processes (global batch)")
+        if self.data.streamed and n < bs:
+            what = "has no train/ folder (a val-only folder is for evaluation)" if not n else f"has {n} training images"
+            raise ClasswiseError(f"the streamed data {what}; training needs at least train.batch_size = {bs}")
         if self.cfg.sync_batchnorm and self.dist.enabled and self.device.type != "cuda":
             raise ClasswiseError("train.sync_batchnorm needs CUDA devices")
 
@@ -99,7 +106,7 @@ class Trainer:
 
     def fit(self) -> nn.Module:
         """Train from where the run stands to ``cfg.epochs``, logging and checkpointing each epoch."""
-        x, y = self.data.train_x.to(self.device), self.data.train_y.to(self.device)
+        x, y = self._train_tensors()
         monitor = self._monitor_set()
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter(), time.process_time()
@@ -114,6 +121,16 @@ class Trainer:
             self._checkpoint()
         self.dist.barrier()
         return self.module
+
+    def _train_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training set on the device (N, C, H, W) uint8 and (N,); streamed: a class-balanced sample of
+        about ``train.he.probe_examples`` images (what objectives read in ``begin_epoch``), decoded once."""
+        if not self.data.streamed:
+            return self.data.train_x.to(self.device), self.data.train_y.to(self.device)
+        y = self.data.train_y
+        per_class = max(1, min(self.cfg.he.probe_examples // self.data.num_classes, int(torch.bincount(y).min())))
+        idx = class_balanced_indices(y, per_class, seed=self.config.seed)
+        return self.data.train_images(idx).to(self.device), y[idx].to(self.device)
 
     def _log(self, stats: dict, monitor: tuple[torch.Tensor, torch.Tensor], start: tuple[float, float]) -> None:
         """Append the epoch's line (training numbers, objective extras, monitor) to metrics.jsonl.
@@ -165,23 +182,46 @@ class Trainer:
 
     def _train_epoch(self, x: torch.Tensor, y: torch.Tensor) -> dict:
         gens = self._generators()
-        order = self.dist.broadcast_(torch.randperm(len(y), generator=gens["data"], device=self.device))
-        bs, every = self.cfg.batch_size, self.cfg.checkpoint_every
-        num_batches = max(1, len(y) // bs)  # drop the last partial batch
+        order = None if self.data.streamed else \
+            self.dist.broadcast_(torch.randperm(len(y), generator=gens["data"], device=self.device))
+        every = self.cfg.checkpoint_every
+        num_batches = max(1, len(self.data.train_y) // self.cfg.batch_size)  # drop the last partial batch
         run = self._start_run(gens)
         self._bad_step.zero_()  # the step of the epoch's first non-finite loss (0: none)
         self.model.train()
         with progress_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", num_batches,
                            self.progress and self.dist.main, unit="batch") as advance:
             advance(run.batch)
-            for b in range(run.batch, num_batches):
-                self._step(x, y, order[b * bs : (b + 1) * bs], gens, run, num_batches)
+            for xb, yb in self._batches(x, y, order, run.batch, num_batches, gens["data"]):
+                self._step(xb, yb, gens, run, num_batches)
                 advance(1)
                 if every and run.batch % every == 0 and run.batch < num_batches:
                     self._stop_if_diverged(run, num_batches)
                     self._checkpoint(run, gens)
         self._stop_if_diverged(run, num_batches)
         return self._finish_epoch(run, num_batches)
+
+    def _batches(self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor | None, start: int,
+                 num_batches: int, gen: torch.Generator):
+        """This process's augmented uint8 batches (B / world, C, H, W) and labels, from batch ``start`` on.
+
+        In memory: global batch b is ``order[b * B:(b + 1) * B]``, augmented whole with ``gen`` (the
+        same draws on every rank), then sharded. Streamed: the DataLoader of
+        :func:`classwise.data.make_loader` (its own per-image seeds; ``gen`` is left to the attack).
+        """
+        bs = self.cfg.batch_size
+        if order is not None:
+            for b in range(start, num_batches):
+                idx = order[b * bs : (b + 1) * bs]
+                xb = AUGMENTATIONS[self.data.augment](x[idx], generator=gen)
+                yield self.dist.shard(xb), self.dist.shard(y[idx])
+            return
+        loader = make_loader(self.data.train, image_size=self.data.image_size, batch_size=bs // self.dist.world,
+                             train=True, epoch=self.epoch, seed=self.config.seed, start_batch=start,
+                             rank=self.dist.rank, world=self.dist.world, workers=self.data.workers,
+                             pin_memory=self.device.type == "cuda")
+        for xb, yb in batches(loader):
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 
     def _stop_if_diverged(self, run: EpochRun, num_batches: int) -> None:
         """Stop (before any log line or checkpoint of this epoch is written) when a loss or
@@ -196,12 +236,11 @@ class Trainer:
         if not ok:
             raise ClasswiseError(f"training diverged: the weights became NaN or Inf by {where}; {advice}")
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gens: dict[str, torch.Generator],
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, gens: dict[str, torch.Generator],
               run: EpochRun, num_batches: int) -> None:
-        """One optimiser step on global batch ``idx`` (B,), this process's shard of it."""
+        """One optimiser step on this process's shard (B / world, C, H, W) uint8 of a global batch."""
         gen = gens["data"]
-        xb = AUGMENTATIONS[self.data.augment](x[idx], generator=gen)  # the whole global batch: same draws on all ranks
-        xb, yb = prepare_input(as_float(self.dist.shard(xb)), self.config.perf), self.dist.shard(y[idx])
+        xb = prepare_input(as_float(xb), self.config.perf)
         run.eps = warmup_eps(self.cfg, self.epoch, run.batch, num_batches)
         with autocast(self.config.perf, self.device):  # forward passes only
             loss, logits = self.objective(self.model, xb, yb, run.eps, gens.get("attack", gen))
@@ -238,12 +277,14 @@ class Trainer:
         return {"train_loss": loss_sum / n, "train_acc": 100.0 * correct / n, "train_eps": run.eps}
 
     def _monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The monitor's test images (M, C, H, W) uint8 and labels: all, or a class-balanced sample
+        (a streamed dataset decodes only those files)."""
         cap, y = self.cfg.monitor_examples, self.data.test_y
         if cap is None or cap >= len(y):
-            return self.data.test_x, y
-        per_class = max(1, cap // self.data.num_classes)
-        idx = class_balanced_indices(y, per_class, seed=self.config.seed)
-        return self.data.test_x[idx], y[idx]
+            idx = torch.arange(len(y))
+        else:
+            idx = class_balanced_indices(y, max(1, cap // self.data.num_classes), seed=self.config.seed)
+        return self.data.test_images(idx), y[idx]
 
     def _monitor(self, x: torch.Tensor, y: torch.Tensor) -> dict:
         """Class-wise clean accuracy and robustness under the monitor attack, in percent (rank 0 only)."""
