@@ -14,6 +14,7 @@ with another config is refused, never silently reused.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,11 +114,21 @@ def run_key(args: argparse.Namespace, defence: str) -> str:
 
 def ensure_run(args: argparse.Namespace, defence: str = "madry") -> Path:
     """A trained and evaluated run of ``defence`` from the cache, trained or finished as needed."""
-    config = config_for(args, defence)
     runs = args.runs or Path("runs/experiments") / ("runs-quick" if args.quick else "runs")
-    folder = runs / run_key(args, defence)
-    if (folder / "config.yaml").is_file() and Run.open(folder).config != config:
-        raise ClasswiseError(f"cached run {folder} was made with another config: delete it or pass --runs")
+    return ensure_config_run(config_for(args, defence), runs / run_key(args, defence))
+
+
+def ensure_config_run(config: RunConfig, folder: Path) -> Path:
+    """``folder`` trained with ``config`` and evaluated (cached; a run made with another config is refused).
+
+    ``data.stream`` left undecided (null) matches what the cached run decided when it was made.
+    """
+    if (folder / "config.yaml").is_file():
+        saved = Run.open(folder).config
+        if config.data.stream is None:
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, stream=saved.data.stream))
+        if saved != config:
+            raise ClasswiseError(f"cached run {folder} was made with another config: delete it or pass --runs")
     if not (folder / "config.yaml").is_file() or not Run(folder).trained:
         resumable = (folder / "checkpoints" / "last.state.safetensors").is_file()
         train_run(config, folder, resume=resumable, overwrite=not resumable and folder.exists())

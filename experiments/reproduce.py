@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import ensure_config_run
+
 from classwise.analysis import accuracy_block, confusion_counts, protocol_attack
 from classwise.attacks import build_attack
 from classwise.config import AttackConfig, RunConfig, load_config
@@ -46,7 +48,6 @@ from classwise.data import class_balanced_indices
 from classwise.errors import ClasswiseError
 from classwise.evaluate import EvalOptions, evaluate, resolve_device
 from classwise.fileio import read_jsonl, write_json
-from classwise.pipeline import evaluate_run, train_run
 from classwise.runs import Run
 
 RECORDED = ("summary.json", "report.md", "metrics.jsonl", "meta.json", "config.yaml")
@@ -92,7 +93,7 @@ BUDGETS = {
                 _cw(CIFAR_EPS, 20), _nattack(CIFAR_EPS, 10)),
         tpgd=AttackConfig("tpgd:2", CIFAR_EPS, 0.003, examples_per_class=100), transfer_examples=100),
 }
-QUICK = ("data.name=mnist5k", "data.root=null", "train.epochs=1", "data.train_examples=500",
+QUICK = ("data.name=mnist5k", "data.root=null", "train.epochs=1", "data.train_examples=1000",
          "train.monitor_examples=100", "eval.examples=200",
          "eval.attacks=[{name: fgsm, eps: 0.3}, {name: pgd10, eps: 0.3, step_size: 0.03}]")
 
@@ -121,18 +122,6 @@ def configs(args: argparse.Namespace) -> tuple[RunConfig, RunConfig, Budget]:
     robust = load_config(args.preset, [*sets, *quick, *args.sets])
     standard = load_config(args.preset, [*sets, *quick, *args.sets, "train.method=standard", *budget.standard])
     return robust, standard, budget
-
-
-def ensure(config: RunConfig, folder: Path) -> Path:
-    """``folder`` trained with ``config`` and evaluated with its preset attacks (cached)."""
-    if (folder / "config.yaml").is_file() and Run.open(folder).config != config:
-        raise ClasswiseError(f"cached run {folder} was made with another config: delete it or pass --runs")
-    if not (folder / "config.yaml").is_file() or not Run(folder).trained:
-        resumable = (folder / "checkpoints" / "last.state.safetensors").is_file()
-        train_run(config, folder, resume=resumable, overwrite=not resumable and folder.exists())
-    if not (folder / "summary.json").is_file():
-        evaluate_run(folder)
-    return folder
 
 
 def extra_attacks(budget: Budget, standard: Path) -> tuple[AttackConfig, ...]:
@@ -257,8 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     robust_cfg, standard_cfg, budget = configs(args)
     suffix = "-quick" if args.quick else ""
-    robust = ensure(robust_cfg, args.runs / f"{args.preset}{suffix}")
-    standard = ensure(standard_cfg, args.runs / f"{args.preset}-standard{suffix}")
+    robust = ensure_config_run(robust_cfg, args.runs / f"{args.preset}{suffix}")
+    standard = ensure_config_run(standard_cfg, args.runs / f"{args.preset}-standard{suffix}")
     out = args.record or Path("docs/reproduction") / f"{args.preset}{suffix}"
     blocks = attack_blocks(robust, extra_attacks(budget, standard))
     record(args, robust, standard, out, blocks)
