@@ -66,3 +66,16 @@ def test_unknown_preset_lists_presets():
 def test_section_must_be_a_mapping():
     with pytest.raises(ClasswiseError, match="must be a mapping"):
         from_dict(RunConfig, {"train": 3}, "")
+
+
+def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
+    """`classwise train mnist-fast` beside a run folder named mnist-fast still loads the preset."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist-fast").mkdir()
+    assert load_config("mnist-fast") == load_config(str(preset_path("mnist-fast")))
+
+
+def preset_path(name: str):
+    from importlib import resources
+
+    return resources.files("classwise.presets") / f"{name}.yaml"

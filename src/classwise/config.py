@@ -368,7 +368,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
 
 def _read_yaml(source: str | Path) -> dict:
     path = Path(source)
-    if not path.exists() and str(source) in preset_names():
+    if not path.is_file() and str(source) in preset_names():  # a folder named like a preset (a run) does not shadow it
         path = Path(str(resources.files("classwise.presets") / f"{source}.yaml"))
     if not path.is_file():
         raise ClasswiseError(f"config '{source}' is neither a file nor a preset{did_you_mean(source, preset_names())} "
