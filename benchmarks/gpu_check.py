@@ -14,7 +14,14 @@ Phases (each written to ``OUT/gpu_check.json`` as soon as it ends):
 5. a host-synchronisation check (on CUDA: one PGD-20 call and one PGD-10
    training step under ``torch.cuda.set_sync_debug_mode("error")``) and the
    PGD step against its bound (``bench_pgd_step.py``'s candidates, ResNet-18,
-   batch 512, PGD-10, with the run's perf options).
+   batch 512, PGD-10, with the run's perf options);
+6. streaming throughput of synthetic ImageNet-style JPEGs (torchvision reference and
+   classwise's streaming loader when present), the compaction speed-up on CUDA
+   (``bench_compaction.py`` when present) and a ``torchrun --nproc_per_node=1``
+   sharded-evaluation smoke against one process (``gpu_check_scale.py``).
+
+``--phases`` picks among cifar (phases 1-5), streaming, compaction and sharded
+(default: all); the scale phases never stop the check (a missing path is "skipped").
 
 Training uses the library's ``Trainer`` and its "fgsm-rs" objective with the
 "cyclic" schedule when the library has them; otherwise a clearly labelled
@@ -26,6 +33,7 @@ torch.compile). ``--smoke`` shrinks everything to run on a CPU in minutes.
 Example:
     PYTHONPATH=src python benchmarks/gpu_check.py --data-root .data/cifar10-jpeg75 --out runs/gpu_check
     PYTHONPATH=src python benchmarks/gpu_check.py --data-root .data/cifar10-jpeg75 --smoke
+    PYTHONPATH=src python benchmarks/gpu_check.py --phases streaming,compaction,sharded --smoke
 """
 
 from __future__ import annotations
@@ -44,10 +52,10 @@ import torch
 import torch.nn.functional as F
 
 from classwise.analysis import accuracy_block
-from classwise.attacks import create_attack
+from classwise.attacks import build_attack, create_attack
 from classwise.config import AttackConfig, PerfConfig, RunConfig, TrainConfig, load_config
 from classwise.data import DataBundle, as_float, class_balanced_indices, load_data, subsample_train
-from classwise.evaluate import build_attack, evaluate, resolve_device
+from classwise.evaluate import evaluate, resolve_device
 from classwise.perf import autocast, prepare_input, prepare_model
 from classwise.fileio import read_jsonl
 from classwise.train.augment import AUGMENTATIONS
@@ -57,8 +65,10 @@ from classwise.train.objectives import create_objective
 
 from _common import make_model, random_batch, sync, time_interleaved
 from bench_pgd_step import candidates as pgd_step_candidates
+from gpu_check_scale import scale_phases
 
 EPS, ALPHA, PGD_STEP = 8 / 255, 10 / 255, 2 / 255
+PHASES = ("cifar", "streaming", "compaction", "sharded")
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,7 +88,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--local", action="store_true", help="use the local FGSM-RS loop even if the library has one")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: 256 train / 100 test images, 1 epoch")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args()
+    p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, among {', '.join(PHASES)}")
+    args = p.parse_args()
+    args.phases = {x.strip() for x in args.phases.split(",") if x.strip()}
+    if not args.phases <= set(PHASES):
+        p.error(f"--phases: unknown {sorted(args.phases - set(PHASES))}; choose among {', '.join(PHASES)}")
+    return args
 
 
 def smoke_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -340,7 +355,19 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))  # checkpoints stay out of OUT
-    results: dict = {"machine": machine(device), "args": vars(args), "smoke": args.smoke}
+    results: dict = {"machine": machine(device), "args": {**vars(args), "phases": sorted(args.phases)},
+                     "smoke": args.smoke}
+    start = time.perf_counter()
+    if "cifar" in args.phases:
+        cifar_phases(args, device, out, work, results)
+    results |= scale_phases(args.phases, device, out, work, args.smoke)
+    results["total_s"] = round(time.perf_counter() - start, 2)
+    save(out, results)
+    print(f"total {results['total_s']} s; results in {out / 'gpu_check.json'}")
+
+
+def cifar_phases(args: argparse.Namespace, device: torch.device, out: Path, work: Path, results: dict) -> None:
+    """Phases 1-5 on cifar10-jpeg75, each saved into ``results`` (and OUT/gpu_check.json) as it ends."""
     start = time.perf_counter()
     data = load_cifar(args)
     results["data_load_s"] = round(time.perf_counter() - start, 2)
@@ -365,9 +392,7 @@ def main() -> None:
     save(out, results)
     results["attack_speed"] = attack_speed(config.perf, device, **({"steps": 2, **small} if args.smoke else {}))
     print(f"PGD step / bound: {results['attack_speed']['ratio_to_bound']}", flush=True)
-    results["total_s"] = round(time.perf_counter() - start, 2)
     save(out, results)
-    print(f"total {results['total_s']} s; results in {out / 'gpu_check.json'}")
 
 
 def train_phase(args, config: RunConfig, data: DataBundle, device: torch.device, work: Path) -> dict:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Prepared GPU check, sized for one H100 in under 8 minutes (see benchmarks/gpu_check.py):
 # FGSM-RS fast adversarial training of a PreAct ResNet-18 on cifar10-jpeg75, time to 45%
-# PGD-20 robustness, class-wise clean and PGD-20 accuracy, one PGD-10 AT epoch of ResNet-18.
+# PGD-20 robustness, class-wise clean and PGD-20 accuracy, one PGD-10 AT epoch of ResNet-18;
+# then the scale phases (benchmarks/gpu_check_scale.py): synthetic-JPEG streaming throughput,
+# the compaction speed-up on CUDA (bench_compaction.py when present), a torchrun sharded-evaluation
+# smoke. `--phases streaming,compaction,sharded` skips the CIFAR phases (and needs no CIFAR data).
 #
 # Runs from source (PYTHONPATH=src), needs no network. The ImageFolder tree is extracted
 # into the ignored folder .data/ if missing, from the first tarball found among
@@ -15,7 +18,10 @@ OUT_DIR="${OUT:-runs/gpu_check}"
 PY="${PYTHON:-python3}"
 mkdir -p .data "$OUT_DIR"
 
-if [ ! -d .data/cifar10-jpeg75/train ]; then
+need_cifar=1
+case " $* " in *" --phases"*) case " $* " in *cifar*) ;; *) need_cifar=0 ;; esac ;; esac
+
+if [ "$need_cifar" = 1 ] && [ ! -d .data/cifar10-jpeg75/train ]; then
   for tarball in "${CIFAR_TAR:-}" .data/cifar10-jpeg75.tar.gz shared/data/cifar10-jpeg75.tar.gz \
                  ../shared/data/cifar10-jpeg75.tar.gz; do
     if [ -n "$tarball" ] && [ -f "$tarball" ]; then
@@ -25,7 +31,7 @@ if [ ! -d .data/cifar10-jpeg75/train ]; then
     fi
   done
 fi
-[ -d .data/cifar10-jpeg75/train ] || { echo "cifar10-jpeg75 not found: set CIFAR_TAR" >&2; exit 2; }
+[ "$need_cifar" = 0 ] || [ -d .data/cifar10-jpeg75/train ] || { echo "cifar10-jpeg75 not found: set CIFAR_TAR" >&2; exit 2; }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } \
   | tee "$OUT_DIR/gpu_check.log"

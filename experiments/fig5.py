@@ -19,7 +19,7 @@ from _common import ensure_run, headline_attack_config, load, out_dir, parser, w
 
 from classwise.analysis import classwise_probability_variance
 from classwise.attacks import create_attack
-from classwise.evaluate import build_attack
+from classwise.attacks import build_attack
 from classwise.probes import probability_trajectory
 from classwise.report import figures
 from classwise.results import EvalResults

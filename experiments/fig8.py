@@ -15,7 +15,7 @@ from _common import ensure_run, headline_attack_config, load, out_dir, parser, w
 
 from classwise.analysis import tsne_2d
 from classwise.data import class_balanced_indices
-from classwise.evaluate import build_attack
+from classwise.attacks import build_attack
 from classwise.probes import adversarial_images, penultimate_features
 from classwise.report import figures
 

@@ -66,6 +66,8 @@ def test_gpu_check_smoke_runs_every_phase(tmp_path):
     assert len(result["final"]["pgd20"]["per_class"]) == 10 and result["pgd10_epoch"]["seconds"] > 0
     assert result["host_sync"]["host_syncs"] and result["attack_speed"]["ratio_to_bound"]
     assert "total_s" in result
+    assert result["streaming"]["reference"]["train"]["images"] > 0 and result["sharded_eval"]["per_sample_equal"]
+    assert "compaction" in result
 
 
 def test_streaming_benchmark_runs(tmp_path):
@@ -74,3 +76,22 @@ def test_streaming_benchmark_runs(tmp_path):
     modes = {r["mode"]: r for r in result["rows"]}
     assert list(modes) == ["baseline", "stream", "memory"] and modes["stream"]["images"] == 24  # 30 train: 3 full batches
     assert all(r["peak_rss_mb"] > 0 for r in result["rows"]) and modes["stream"]["worker_peak_rss_mb"] > 0
+
+
+def test_gpu_check_scale_phases_skip_cleanly(tmp_path, monkeypatch):
+    """gpu_check's streaming phase measures the reference loader and classwise's own;
+    the compaction phase is skipped with its reason on CPU or without its script (no CIFAR data needed)."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from gpu_check_scale import scale_phases
+
+    result = scale_phases({"streaming", "compaction"}, torch.device("cpu"), tmp_path, tmp_path, smoke=True)
+    assert set(result) == {"streaming", "compaction"}  # only the phases asked for
+    ref = result["streaming"]["reference"]
+    assert ref["train"]["images"] == ref["val"]["images"] == result["streaming"]["images_per_split"] == 40
+    own = result["streaming"]["classwise"]
+    assert own["entry_point"] == "classwise.data.streaming.make_loader" and own["train"]["images"] > 0
+    assert own["val"]["images"] == 40  # every val image, the last batch partial
+    assert result["compaction"]["skipped"]
+    json.dumps(result)  # what gpu_check.py saves

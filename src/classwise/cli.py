@@ -183,19 +183,44 @@ def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")]) -
 def homing(
     run: Annotated[Path, typer.Argument(help="Evaluated run folder.")],
     classes: Annotated[Optional[str], typer.Option(help="Confound classes to remove, e.g. 3,5 (default: all that received flips).")] = None,
-    jobs: Annotated[int, typer.Option(help="Retrains in parallel processes.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Retrains in parallel processes: one per visible GPU on CUDA, else spread over the CPU cores.")] = 1,
     attack: Annotated[Optional[str], typer.Option(help="Which of the run's attacks (default: the headline PGD).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ... (retrains and re-attacks; default: the config's)")] = None,
+    no_collect: Annotated[bool, typer.Option("--no-collect", help="Only retrain (idempotent; one scheduler job per class, see docs/homing-cluster.md).")] = False,
+    collect: Annotated[bool, typer.Option("--collect", help="Only assemble the retrains that are complete (says which are missing).")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Homing (figure 3b): retrain without each confound class, re-attack the examples flipped into it."""
-    from .homing import homing_run
+    """Homing (figure 3b): retrain without each confound class, re-attack the examples flipped into it.
+
+    On a cluster: one `--classes J --no-collect` job per class, then one `--collect`.
+    """
+    from .homing import homing_collect, homing_retrain, homing_run
 
     picked = None if classes is None else _int_list(classes, "--classes")
-    rec = homing_run(run, classes=picked, jobs=jobs, attack=attack, device=device, progress=not quiet)
+    if collect and (no_collect or jobs != 1):
+        raise ClasswiseError(f"--collect retrains nothing: it excludes {'--no-collect' if no_collect else '--jobs'}")
+    if no_collect:
+        done = homing_retrain(run, classes=picked, jobs=jobs, attack=attack, device=device, progress=not quiet)
+        for j, how in done.items():
+            typer.echo(f"retrain without class {j}: {how} ({Path(run) / 'homing' / f'class_{j}'})")
+        typer.echo(f"next, when every retrain is done: classwise homing {run} --collect")
+        return
+    rec = (homing_collect(run, classes=picked, attack=attack, device=device) if collect else
+           homing_run(run, classes=picked, jobs=jobs, attack=attack, device=device, progress=not quiet))
+    _print_homing(run, rec)
+
+
+def _print_homing(run: Path, rec: dict) -> None:
+    from .homing import missing_states
+
     share = "n/a" if rec["share"] is None else f"{100 * rec['share']:.1f}%"
     typer.echo(f"homing: {rec['homed']} of {rec['flipped']} flipped examples home ({share}); "
                f"see {Path(run) / 'homing' / 'homing.json'} and {Path(run) / 'report.html'}")
+    missing = rec.get("missing") or []
+    if missing:
+        states = ", ".join(f"{j} ({state})" for j, state in missing_states(run, missing).items())
+        typer.echo(f"missing retrains: {states}; run `classwise homing {run} --classes "
+                   f"{','.join(map(str, missing))} --no-collect`, then --collect again")
 
 
 def _int_list(text: str, flag: str) -> list[int]:

@@ -464,7 +464,8 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     head = None if head is None else head.float().numpy()
     homing = _read_optional(run.path / HOMING_JSON)
     extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps") if k in meta}
-    extra |= {"homing": {k: homing[k] for k in ("attack", "removed", "flipped", "homed", "share")}} if homing else {}
+    keys = ("attack", "removed", "flipped", "homed", "share")
+    extra |= {"homing": {**{k: homing[k] for k in keys}, "missing": homing.get("missing", [])}} if homing else {}
     ran, flags = sanity_checks(results, recorded_black_box(results), results.extras.get("zero_grad"))
     extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
     summary = summarize(results, head_weight=head, superclasses=meta.get("superclasses") or None, **extra)

@@ -21,7 +21,9 @@ States: "created", "training", "trained", "evaluating", "reporting", "homing",
 "complete", "failed", "interrupted". ``trained`` says whether training finished (an evaluation that
 fails leaves a trained model). A run is complete only when status.json says so.
 One process writes a run at a time (:meth:`Run.lock`, an OS lock released when
-the process dies); ``--overwrite`` deletes only marked folders holding nothing
+the process dies); readers that only add nested runs (homing retrains, each
+locking its own folder) share :meth:`Run.shared_lock`, which keeps writers out
+while they work. ``--overwrite`` deletes only marked folders holding nothing
 but files of this layout.
 """
 
@@ -202,6 +204,22 @@ class Run:
                 os.close(fd)
 
     @contextmanager
+    def shared_lock(self) -> Iterator["Run"]:
+        """Hold the folder's lock shared: any number of such holders, but no writer (:meth:`lock`) meanwhile.
+
+        For jobs that read the run and write only into their own nested run (a homing
+        retrain under ``RUN/homing/class_<j>``, locked itself). Free if this process already writes the run.
+        """
+        if self.path.resolve() in _HELD:
+            yield self
+            return
+        fd = _acquire(self.path / LOCK, shared=True)
+        try:
+            yield self
+        finally:
+            os.close(fd)
+
+    @contextmanager
     def guarded(self, state: str | None) -> Iterator["Run"]:
         """Set ``state`` (None: keep the status); on failure record "failed" (or "interrupted") with the
         error line, and re-raise."""
@@ -341,22 +359,34 @@ def _mkdir(path: Path) -> None:
         raise user_os_error(e, path) or ClasswiseError(f"cannot create {path}: {e.strerror or e}") from e
 
 
-def _acquire(path: Path) -> int:
-    """An exclusive, non-blocking flock on ``path``; names the holder when it is taken."""
+def _acquire(path: Path, shared: bool = False) -> int:
+    """A non-blocking flock on ``path``, exclusive (the writer, named in the file) or ``shared``;
+    one error line naming the holder when it is taken."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise ClasswiseError(f"cannot lock {path.parent}: {e.strerror or e}") from e
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = Path(path).read_text().strip() or "another process"
+        holder = _lock_holder(path, fd)
         os.close(fd)
-        raise ClasswiseError(f"{path.parent} is being written by {holder}; wait for it to finish "
+        raise ClasswiseError(f"{path.parent} is being {holder}; wait for it to finish "
                              "(one writer per run folder)") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"process {os.getpid()} ({' '.join(['classwise', *sys.argv[1:3]])})\n".encode())
+    if not shared:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({' '.join(['classwise', *sys.argv[1:3]])})\n".encode())
     return fd
+
+
+def _lock_holder(path: Path, fd: int) -> str:
+    """Who holds the lock that ``fd`` could not take: shared holders (homing retrains) or the named writer."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return f"written by {Path(path).read_text().strip() or 'another process'}"
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return "read by running homing retrains (`classwise homing --no-collect`)"
 
 
 def load_run_data(config: RunConfig) -> DataBundle | StreamBundle:

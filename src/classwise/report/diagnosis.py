@@ -51,7 +51,16 @@ def homing_lines(homing: dict[str, Any]) -> list[str]:
     share_text = "n/a" if share is None else f"{100 * share:.1f}%"
     return [f"homing ({homing['attack']}): {share_text} of the {homing['flipped']} test examples flipped into "
             f"the {len(homing['removed'])} removed classes are robust after retraining without that class "
-            f"({homing['homed']} examples)"]
+            f"({homing['homed']} examples)"] + _missing_line(homing.get("missing") or [])
+
+
+def _missing_line(missing: list[int]) -> list[str]:
+    """Removed classes requested but not yet retrained (``classwise homing --collect`` of a partial run)."""
+    if not missing:
+        return []
+    return [f"homing is partial: the retrains without class {', '.join(map(str, missing))} are not complete "
+            "(their columns are empty); finish them with `classwise homing RUN --classes ... --no-collect`, "
+            "then `--collect` again"]
 
 
 def _homing_rows(homing: dict[str, Any], names: list[str]) -> list[list[str]]:
