@@ -83,7 +83,10 @@ def trainer_step(model, name: str, x: torch.Tensor, y: torch.Tensor, steps: int,
     xs, ys, idx = data.train_x.to(x.device), data.train_y.to(x.device), torch.arange(len(y), device=x.device)
     gens, run = trainer._generators(), EpochRun.fresh(x.device)
     trainer.model.train()
-    return lambda: trainer._step(xs, ys, idx, gens, run, num_batches=1)
+    def step() -> None:  # the loop's batch (augmentation of the uint8 images), then its step
+        xb, yb = next(trainer._batches(xs, ys, idx, 0, 1, gens["data"]))
+        trainer._step(xb, yb, gens, run, num_batches=1)
+    return step
 
 
 def main() -> None:

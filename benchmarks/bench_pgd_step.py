@@ -8,7 +8,9 @@ timed units see the same share of a shared CPU's contention):
 - bound: K calls of ``input_grad`` (forward + backward to the input, summed
   CE), eval mode, back to back;
 - ours: ``classwise`` PGD-K with keep_best=True (evaluation; it also does one
-  extra forward to check the clean image), the same with ``clean_correct=True``
+  extra forward to check the clean image; compaction off, ``compact_every=0``,
+  so every step sees the whole batch: ``bench_compaction.py`` measures what
+  dropping fooled examples saves), the same with ``clean_correct=True``
   (how ``evaluate()`` calls it: only clean-correct examples are attacked, so
   the check is skipped) and keep_best=False (training: nothing but K steps);
 - torchattacks: ``torchattacks.PGD`` with the same eps, step and K, if installed.
@@ -31,7 +33,7 @@ def candidates(model, x, y, steps: int, eps: float) -> dict:
     """name -> zero-argument callable running K steps (bound: K input gradients back to back)."""
     threat = LinfThreat(eps, 2.5 * eps / steps)
     gen = torch.Generator(x.device)
-    ours = PGD(model, threat, steps=steps)
+    ours = PGD(model, threat, steps=steps, compact_every=0)  # the cost of a full-batch step
     ours_train = PGD(model, threat, steps=steps, keep_best=False)
     out = {
         "bound: forward + input-grad backward": lambda: [input_grad(model, x, y, cross_entropy) for _ in range(steps)],

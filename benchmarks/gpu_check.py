@@ -294,6 +294,7 @@ def host_sync_check(perf: PerfConfig, device: torch.device, batch: int = 256) ->
     """
     model, x, y = resnet18_and_batch(perf, device, batch)
     attack = create_attack("pgd20", model, EPS, step_size=PGD_STEP)
+    attack.compact_every = 0  # compaction syncs on purpose, once per 4 steps (tests/test_host_sync.py bounds it)
     objective = create_objective(TrainConfig(method="pgd-at", attack=AttackConfig("pgd10", EPS, PGD_STEP)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     gen = torch.Generator(device).manual_seed(0)

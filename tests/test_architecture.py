@@ -14,7 +14,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "classwise"
 
 FLOORS = [
-    {"errors", "progress", "presets", "__init__"},
+    {"errors", "progress", "presets", "machine", "__init__"},
     {"fileio", "runfiles", "inputs"},
     {"config", "results"},
     {"data", "models"},

@@ -51,6 +51,18 @@ def test_eval_suite_benchmark_runs(tmp_path):
     assert acc["worst case (cascade)"] <= acc["pgd5 alone"] <= acc["clean"]
 
 
+def test_compaction_benchmark_runs(tmp_path):
+    result = _bench("bench_compaction.py", tmp_path, "--examples", "40", "--train-steps", "30", "--steps", "3",
+                    "--reps", "1", "--eps", "0.2", "--batch-size", "20")
+    ours, off, theirs = result["seconds"]
+    assert ours.endswith("(compaction)") and off.endswith("(compact_every=0)") and theirs.startswith("torchattacks")
+    rows = result["forwarded"]
+    assert rows[ours] <= rows[off] and rows[off] > 0  # compaction forwards no more images than the full batch
+    acc = result["accuracy"]
+    assert acc[ours] == acc[off] and len(acc[theirs]["per_class"]) == 10  # compaction changes no result
+    assert result["speedup_vs_torchattacks"] > 0 and 0 <= result["max_class_diff"] <= 100
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_phase(tmp_path):
     """benchmarks/gpu_check.sh --smoke (tiny CPU run) on the real cifar10-jpeg75 archive."""

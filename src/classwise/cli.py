@@ -25,6 +25,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field, e.g. --set train.epochs=3 (repeatable).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: the CPUs this process may use, or OMP_NUM_THREADS).")]
+
+
+def _threads(threads: int | None) -> None:
+    """Apply the thread policy of :func:`classwise.perf.set_threads` (``--threads`` or the default)."""
+    from .perf import set_threads
+
+    set_threads(threads)
 
 
 def _overrides(sets: list[str] | None, **flags) -> list[str]:
@@ -48,12 +56,14 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
 ) -> None:
     """Train a model (standard or adversarial) into a run folder, logging class-wise metrics per epoch.
 
     With --resume the run's saved config is used; --set may then change only what
     does not change the run (more epochs, device, perf, checkpointing, eval).
     """
+    _threads(threads)
     from .config import load_config
     from .pipeline import resumed_config, train_run
 
@@ -92,6 +102,7 @@ def evaluate(
     cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
 ) -> None:
     """Attack a run class-wise (or any model, with --model); write per-sample results, summary.json and the report.
 
@@ -99,6 +110,7 @@ def evaluate(
     evaluated and reported like a trained run. --set changes the config (any key with
     --model; eval.*, device and perf.* for an existing run).
     """
+    _threads(threads)
     from .pipeline import evaluate_outside, evaluate_run
 
     how = dict(checkpoint=checkpoint, examples=examples, device=device, cascade=cascade, progress=not quiet,
@@ -171,8 +183,9 @@ def _attack_configs(first, attacks: str | None, eps: str | None, step_size: str 
 
 
 @app.command()
-def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")]) -> None:
+def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")], threads: Threads = None) -> None:
     """Re-render tables, figures, summary.json and the report from saved per-sample results."""
+    _threads(threads)
     from .pipeline import report_run
 
     paths = report_run(run)
@@ -189,11 +202,13 @@ def homing(
     no_collect: Annotated[bool, typer.Option("--no-collect", help="Only retrain (idempotent; one scheduler job per class, see docs/homing-cluster.md).")] = False,
     collect: Annotated[bool, typer.Option("--collect", help="Only assemble the retrains that are complete (says which are missing).")] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
 ) -> None:
     """Homing (figure 3b): retrain without each confound class, re-attack the examples flipped into it.
 
     On a cluster: one `--classes J --no-collect` job per class, then one `--collect`.
     """
+    _threads(threads)
     from .homing import homing_collect, homing_retrain, homing_run
 
     picked = None if classes is None else _int_list(classes, "--classes")
@@ -236,11 +251,13 @@ def compare(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
     attack: Annotated[Optional[str], typer.Option(help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline PGD).")] = None,
     figure7: Annotated[bool, typer.Option("--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's robustness.")] = False,
+    threads: Threads = None,
 ) -> None:
     """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure.
 
     With --figure7 and two runs (standard, then robust): figure 7 of the paper.
     """
+    _threads(threads)
     from .compare import compare_runs, compare_table
 
     out = out or Path(runs[-1]) / "compare"
@@ -262,8 +279,10 @@ def demo(
     sets: Sets = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
 ) -> None:
     """Train a robust SmallCNN on the embedded MNIST sample, attack it and write the class-wise report."""
+    _threads(threads)
     from .pipeline import demo as run_demo
 
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")

@@ -47,6 +47,7 @@ from .config import AttackConfig, RunConfig, from_dict
 from .errors import ClasswiseError
 from .evaluate import evaluate, resolve_device
 from .fileio import atomic_write, write_json
+from .machine import available_cpus
 from .pipeline import report_run, train_run
 from .report import figures, tables
 from .results import EvalResults
@@ -106,11 +107,6 @@ def visible_gpus() -> list[str]:
     return ids[:count]
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def spread(jobs: int, tasks: int, gpus: Sequence[str], cores: int) -> tuple[list[str | None], int]:
     """Worker slots for ``tasks`` retrains: (one GPU id per worker, or None per worker on CPU; threads each).
 
@@ -141,7 +137,7 @@ def retrain_all(run_dir: Path, removed: Sequence[int], checkpoint: str, jobs: in
     if jobs <= 1 or len(removed) <= 1:
         return {j: retrain_one(str(run_dir), j, checkpoint, progress, device) for j in removed}
     on_gpu = resolve_device(device or Run.open(run_dir).config.device).type == "cuda"
-    slots, threads = spread(jobs, len(removed), visible_gpus() if on_gpu else [], usable_cores())
+    slots, threads = spread(jobs, len(removed), visible_gpus() if on_gpu else [], available_cpus())
     if on_gpu and len(slots) < jobs:
         warnings.warn(f"--jobs {jobs}: {len(slots)} retrain(s) at a time, one per visible GPU")
     ctx = multiprocessing.get_context("spawn")

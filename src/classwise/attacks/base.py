@@ -17,6 +17,8 @@ from torch import nn
 from .threat import Threat
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Settings of how an attack runs, never of what it computes: left out of Attack.facts().
+RUN_SETTINGS = frozenset({"compact_every"})
 
 
 @contextmanager
@@ -125,12 +127,14 @@ class Attack(ABC):
         Read from the class attributes and the instance's scalar settings (steps,
         restarts, loss, temperature, ...), so a new attack needs no registration
         here. Evaluations record these facts with the results; analyses and the
-        report read them instead of parsing names.
+        report read them instead of parsing names. Settings in ``RUN_SETTINGS``
+        (how it runs: ``compact_every``) change no result and are left out.
         """
         facts: dict[str, Any] = {"family": self.name, "class": type(self).__name__, "black_box": self.black_box,
                                  "norm": getattr(self.threat, "norm", "linf"), "eps": float(self.threat.eps),
                                  "step_size": float(self.threat.step_size), "per_class": self.default_per_class}
-        settings = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str)) and k != "name"}
+        settings = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))
+                    and k != "name" and k not in RUN_SETTINGS}
         return facts | dict(sorted(settings.items()))
 
     def __repr__(self) -> str:

@@ -14,6 +14,21 @@ from .threat import Threat
 
 TARGET_MODES = ("likely", "all")  # besides a class index: the most likely wrong class, every class in turn
 Target = int | str | None
+# Steps between two compactions of the active batch on an accelerator (see compaction_interval).
+COMPACT_EVERY_ACCELERATOR = 4
+
+
+def compaction_interval(device: torch.device) -> int:
+    """Steps between two compactions of an evaluation attack's active batch on ``device``.
+
+    A compaction drops the examples that fooled the model since the last one;
+    it reads their flags back to the host (one ``nonzero``: one host sync). On
+    the CPU a sync costs nothing, so examples leave at once (1). On a GPU a sync
+    drains the queue of kernels, so examples leave every
+    ``COMPACT_EVERY_ACCELERATOR`` (4) steps: at most ceil(steps / 4) syncs per
+    restart, while a fooled example spends at most 3 extra steps in the batch.
+    """
+    return 1 if device.type == "cpu" else COMPACT_EVERY_ACCELERATOR
 
 
 def grad_and_logits(
@@ -59,6 +74,40 @@ def _keep_fooling(
     """Store ``x_adv`` for examples it fools (or pushes into ``goal``) for the first time (no host sync)."""
     new = _success(logits, y, goal) & ~fooled  # (B,)
     return torch.where(rows(new, x_adv), x_adv, best), fooled | new
+
+
+def _keep_fooling_at(
+    idx: torch.Tensor, best: torch.Tensor, fooled: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
+    y: torch.Tensor, goal: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_keep_fooling` for the rows ``idx`` (A,) of the batch: x_adv (A, ...), logits (A, K), y, goal (A,).
+
+    Updates ``best`` (B, ...) and ``fooled`` (B,) in place (no host sync) and returns them.
+    """
+    new = _success(logits, y, goal) & ~fooled[idx]  # (A,)
+    best.index_copy_(0, idx, torch.where(rows(new, x_adv), x_adv, best[idx]))
+    return best, fooled.index_copy_(0, idx, fooled[idx] | new)
+
+
+class _Active:
+    """The rows of a batch an attack still works on: their positions ``idx`` (A,) and their tensors.
+
+    ``keep(mask)`` drops the rows where ``mask`` (A,) is False: one ``nonzero``,
+    the compaction's only host sync. Row indexing keeps the memory format.
+    """
+
+    def __init__(self, idx: torch.Tensor, **tensors: torch.Tensor | None) -> None:
+        self.idx, self.tensors = idx, tensors
+
+    def keep(self, mask: torch.Tensor) -> _Active:
+        sel = mask.nonzero().squeeze(1)  # (A',)
+        return _Active(self.idx[sel], **{k: None if t is None else t[sel] for k, t in self.tensors.items()})
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        return self.__dict__["tensors"][name]
+
+    def __len__(self) -> int:
+        return len(self.idx)
 
 
 def _toward(logits: torch.Tensor, goal: torch.Tensor, loss: LossFn) -> torch.Tensor:
@@ -109,10 +158,13 @@ class PGD(Attack):
             that fooled the model, the clean image counting as the first
             candidate (so robust accuracy <= clean accuracy, as in AutoAttack),
             else the last iterate. Fooling is read from the logits of the
-            forward pass that computes each gradient, so the loop never syncs
-            with the host; with a fixed seed, more steps or restarts only grow
-            the set of fooled examples. False (training, as Madry et al.):
-            return the last iterate; needs ``restarts == 1``.
+            forward pass that computes each gradient; with a fixed seed, more
+            steps or restarts only grow the set of fooled examples. An example
+            whose first fooling image is stored can no longer change its result,
+            so it leaves the batch (see ``compact_every``): work follows the
+            examples still robust. False (training, as Madry et al.): return
+            the last iterate of every example, full batch and no host sync;
+            needs ``restarts == 1``.
         target: None (untargeted), a class index j (descend the loss toward
             j; success = classified as j), "likely" (toward each example's
             most likely wrong class on the clean image) or "all" (one targeted
@@ -123,7 +175,16 @@ class PGD(Attack):
             image that fooled the model over the runs, else the clean image. :meth:`run`
             also returns "target_hits" (B, K) int8: 1 where the run toward
             class j ended classified as j, 0 where it did not, -1 where j was
-            not tried. Needs ``keep_best=True``.
+            not tried. Needs ``keep_best=True``; each run attacks only the
+            rows it tries.
+        compact_every: with ``keep_best``, steps between two compactions of the
+            batch (dropping the examples that fooled): None (default) picks
+            :func:`compaction_interval` of the images' device (1 on the CPU, 4
+            on a GPU), 0 never compacts (the full batch every step, no host
+            sync). Results are the same either way: random starts are drawn
+            for the whole batch and losses are sums, so each example follows
+            the same iterates. It is how the attack runs, not what it computes:
+            not one of its :meth:`facts`.
 
     Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
 
@@ -147,15 +208,20 @@ class PGD(Attack):
         temperature: float = 1.0,
         keep_best: bool = True,
         target: Target = None,
+        *,
+        compact_every: int | None = None,
     ) -> None:
         super().__init__(model, threat)
         _check_counts(steps, restarts, keep_best)
+        if compact_every is not None and compact_every < 0:
+            raise ValueError(f"compact_every must be >= 0 (0: never), got {compact_every}")
         self.target = check_target(target)
         if self.target is not None and not keep_best:
             raise ValueError("a targeted attack needs keep_best=True (it returns the image that reached its target)")
         self.loss_fn = make_loss(loss, temperature)
         self.steps, self.restarts, self.random_start = steps, restarts, random_start
         self.loss, self.temperature, self.keep_best = loss, temperature, keep_best
+        self.compact_every = compact_every
 
     def run(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
@@ -195,9 +261,9 @@ class PGD(Attack):
         fooled = logits.argmax(dim=1) != y  # misclassified when clean: kept clean, not attacked
         best, clean_wrong = x.clone(), fooled.clone()
         for goal in target_columns(self.target, logits, y):
-            x_goal = self._attack(x, y, goal, generator, check_clean)
-            logits_goal = self._logits(x_goal)
             tried = (goal != y) & ~clean_wrong
+            x_goal = self._attack(x, y, goal, generator, check_clean, skip=~tried)
+            logits_goal = self._logits(x_goal)
             hit = _success(logits_goal, y, goal).to(torch.int8)
             hits.scatter_(1, goal[:, None], torch.where(tried, hit, -1).to(torch.int8)[:, None])
             new = (logits_goal.argmax(dim=1) != y) & tried & ~fooled
@@ -206,19 +272,34 @@ class PGD(Attack):
 
     def _attack(
         self, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None, generator: torch.Generator | None,
-        check_clean: bool,
+        check_clean: bool, skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """All restarts, untargeted (goal None) or toward ``goal`` (B,)."""
+        """All restarts, untargeted (goal None) or toward ``goal`` (B,).
+
+        ``skip`` (B,) bool: rows whose result the caller discards (a compacting
+        attack never works on them; they come back unattacked).
+        """
         best, fooled = x.clone(), torch.zeros_like(y, dtype=torch.bool)
         if self.keep_best and self.random_start and check_clean:  # else the first step's forward sees x
             best, fooled = _keep_fooling(best, fooled, x, self._logits(x), y, goal)
+        every = self._compaction(x)
         for restart in range(self.restarts):
+            more = restart + 1 < self.restarts  # the next restart replaces x_adv: judge this one's last iterate
+            if every:
+                x_adv, best, fooled = self._descend_active(x, y, goal, generator, best, fooled, every, more, skip)
+                continue
             x_adv, best, fooled = self._descend(x, y, goal, generator, best, fooled)
-            if restart + 1 < self.restarts:  # the next restart replaces x_adv
+            if more:
                 best, fooled = _keep_fooling(best, fooled, x_adv, self._logits(x_adv), y, goal)
         if not self.keep_best:
             return x_adv
         return torch.where(rows(fooled, x), best, x_adv)
+
+    def _compaction(self, x: torch.Tensor) -> int:
+        """Steps between compactions for images x (0: never; always 0 for last-iterate training attacks)."""
+        if not self.keep_best:
+            return 0
+        return compaction_interval(x.device) if self.compact_every is None else self.compact_every
 
     def _descend(
         self,
@@ -229,14 +310,47 @@ class PGD(Attack):
         best: torch.Tensor,
         fooled: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One restart; returns its last iterate and the updated best/fooled."""
-        label, loss_fn = (y, self.loss_fn) if goal is None else (goal, partial(_toward, loss=self.loss_fn))
+        """One restart on the full batch; returns its last iterate and the updated best/fooled."""
+        label, loss_fn = self._objective(y, goal)
         x_adv = self.threat.random_init(x, generator) if self.random_start else x.clone()
         for _ in range(self.steps):
             grad, logits = grad_and_logits(self.model, x_adv, label, loss_fn)
             best, fooled = _keep_fooling(best, fooled, x_adv, logits, y, goal)
             x_adv = self.threat.step(x_adv, grad, x)
         return x_adv, best, fooled
+
+    def _descend_active(
+        self, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None, generator: torch.Generator | None,
+        best: torch.Tensor, fooled: torch.Tensor, every: int, judge_last: bool, skip: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One restart on the examples not yet fooled, compacted every ``every`` steps.
+
+        Each example follows :meth:`_descend`'s iterates: the random start is
+        drawn for the whole batch (the generator's draws do not depend on who
+        is left), losses are sums (a row's gradient ignores the other rows), and
+        an example leaves only once its first fooling image is in ``best``,
+        which then never changes. Returns the last iterate (B, ...) (rows that
+        left: their start; they return ``best``), best and fooled.
+        """
+        label, loss_fn = self._objective(y, goal)
+        start = self.threat.random_init(x, generator) if self.random_start else x.clone()
+        todo = ~fooled if skip is None else ~fooled & ~skip
+        act = _Active(torch.arange(len(y), device=y.device), x=x, y=y, label=label, goal=goal, x_adv=start)
+        for step in range(self.steps):
+            if step % every == 0:
+                act = act.keep(todo[act.idx] & ~fooled[act.idx])
+            if not len(act):
+                break
+            grad, logits = grad_and_logits(self.model, act.x_adv, act.label, loss_fn)
+            best, fooled = _keep_fooling_at(act.idx, best, fooled, act.x_adv, logits, act.y, act.goal)
+            act.tensors["x_adv"] = self.threat.step(act.x_adv, grad, act.x)
+        if judge_last and len(act):
+            best, fooled = _keep_fooling_at(act.idx, best, fooled, act.x_adv, self._logits(act.x_adv), act.y, act.goal)
+        return start.index_copy_(0, act.idx, act.x_adv), best, fooled
+
+    def _objective(self, y: torch.Tensor, goal: torch.Tensor | None) -> tuple[torch.Tensor, LossFn]:
+        """The labels and loss the steps ascend: (y, loss) untargeted, (goal, minus loss at goal) targeted."""
+        return (y, self.loss_fn) if goal is None else (goal, partial(_toward, loss=self.loss_fn))
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

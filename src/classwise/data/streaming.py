@@ -40,6 +40,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from classwise.data.imagefolder import channel_stats, class_folders, known_superclasses, list_images
 from classwise.errors import ClasswiseError
+from classwise.machine import available_cpus
 
 STREAM_SIZE = 224  # image side when data.image_size is not set (the ImageNet reference)
 EVAL_CROP = 0.875  # evaluation: resize the shorter side to size / EVAL_CROP, centre-crop size
@@ -214,7 +215,7 @@ def _listed(split_dir: Path, classes: list[str]) -> tuple[tuple[str, ...], torch
 
 def default_workers() -> int:
     """DataLoader worker processes: the CPUs this process may use, at most 8 (0 on one CPU)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = available_cpus()
     return 0 if cpus <= 1 else min(8, cpus)
 
 
