@@ -160,3 +160,24 @@ def test_trainer_runs_with_channels_last_and_bf16(tmp_path, tiny_overrides):
     (record,) = read_jsonl(tmp_path / "metrics.jsonl")
     assert math.isfinite(record["train_loss"])
     assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
+
+
+@pytest.mark.parametrize("spec", ["apgd-t", "apgd-ce"])
+def test_library_attacks_run_on_a_channels_last_model(spec):
+    """The official AutoAttack .view()s input gradients: a channels_last model (perf.channels_last) must not break it,
+    and gives the images the same model in NCHW gives (the same arithmetic up to layout: a tight tolerance)."""
+    from classwise.attacks import create_attack
+    from classwise.models import create_model
+
+    torch.manual_seed(0)
+    nchw = create_model("fastcnn", 10, 3, 16, widths=(8, 16)).eval()
+    nhwc = create_model("fastcnn", 10, 3, 16, widths=(8, 16)).eval()
+    nhwc.load_state_dict(nchw.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    x = torch.rand(6, 3, 16, 16)
+    y = nchw(x).argmax(1)
+    ref = create_attack(spec, nchw, 8 / 255, steps=3)(x, y, torch.Generator().manual_seed(1))
+    got = create_attack(spec, nhwc, 8 / 255, steps=3)(x.contiguous(memory_format=torch.channels_last), y,
+                                                      torch.Generator().manual_seed(1))
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got.contiguous(), ref, atol=1e-4, rtol=0)

@@ -106,6 +106,34 @@ def _seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
 
 
+class _NCHWGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous (NCHW) gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+class LibraryModel(nn.Module):
+    """``model`` as the libraries see it: contiguous NCHW input gradients, whatever the model's memory format.
+
+    AutoAttack and torchattacks ``.view()`` input gradients, which fails on the
+    channels_last gradients a channels_last model (``perf.channels_last``) gives back.
+    x: (B, C, H, W) -> logits (B, K), as ``model``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_NCHWGrad.apply(x.contiguous()))
+
+
 class ReferenceSettings(Attack):
     """The AutoAttack "standard" settings shared by every backend's wrappers.
 
@@ -168,7 +196,7 @@ class LibraryAttack(ReferenceSettings):
             num_classes = self.model(x[:1]).shape[1]
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), _no_parameter_grads(self.model), torch.enable_grad():
-            x_adv = self.run_library(x, y, num_classes, seed)
+            x_adv = self.run_library(x.contiguous(), y, num_classes, seed)
         return self.threat.project(x_adv.to(x.dtype), x)
 
     @abstractmethod
@@ -188,7 +216,7 @@ class OfficialAttack(LibraryAttack):
 
     def standard(self, device: torch.device, seed: int, num_classes: int) -> Any:
         """The official ``AutoAttack`` object, "standard" version, with our budget."""
-        aa = _official().AutoAttack(self.model, norm=official_norm(self.threat), eps=self.threat.eps,
+        aa = _official().AutoAttack(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps,
                                     seed=seed, version="standard", device=device)
         aa.verbose = False
         if self.steps != aa.apgd.n_iter:
@@ -341,7 +369,7 @@ class TorchattacksAPGDCE(TorchattacksAttack):
     shown = ("steps", "restarts")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        return ta.APGD(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        return ta.APGD(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                        n_restarts=self.restarts, seed=seed, loss="ce", eot_iter=1, rho=0.75)
 
 
@@ -352,7 +380,7 @@ class TorchattacksAPGDT(TorchattacksAttack):
     shown = ("steps", "restarts", "n_target_classes")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        attack = ta.APGDT(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        attack = ta.APGDT(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                           n_restarts=self.restarts, seed=seed, eot_iter=1, rho=0.75, n_classes=num_classes)
         attack.n_target_classes = self._targets(num_classes)
         return attack
@@ -365,7 +393,7 @@ class TorchattacksFABT(TorchattacksAttack):
     shown = ("steps", "restarts", "n_target_classes")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        attack = ta.FAB(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        attack = ta.FAB(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                         n_restarts=self.restarts, alpha_max=0.1, eta=1.05, beta=0.9, seed=seed,
                         multi_targeted=True, n_classes=num_classes)
         attack.n_target_classes = self._targets(num_classes)
@@ -380,7 +408,7 @@ class TorchattacksSquare(TorchattacksAttack):
     shown = ("n_queries", "restarts")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        return ta.Square(self.model, norm=official_norm(self.threat), eps=self.threat.eps, n_queries=self.n_queries,
+        return ta.Square(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, n_queries=self.n_queries,
                          n_restarts=self.restarts, p_init=0.8, loss="margin", resc_schedule=False, seed=seed)
 
 
