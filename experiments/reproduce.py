@@ -94,7 +94,7 @@ BUDGETS = {
     "cifar10-cpu": Budget(
         standard=("train.epochs=2", "eval.attacks=[{name: fgsm, eps: 8/255}]"),
         table2=(AttackConfig("fgsm-rs", CIFAR_EPS, CIFAR_EPS), AttackConfig("pgd20", CIFAR_EPS, 0.003, examples_per_class=100),
-                _cw(CIFAR_EPS, 20), _nattack(CIFAR_EPS, 10)),
+                _cw(CIFAR_EPS, 20), _nattack(CIFAR_EPS, 5)),
         tpgd=AttackConfig("tpgd:2", CIFAR_EPS, 0.003, examples_per_class=100), transfer_examples=100,
         transfer_step=0.003),
 }
