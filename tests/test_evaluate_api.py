@@ -82,17 +82,23 @@ class RowLog(torch.nn.Module):
 
 
 def test_evaluate_attacks_only_clean_correct_examples(mnist_mlp):
-    """Contract: PGD-K sends exactly the clean-correct examples through each of its K gradient passes;
-    the zero-gradient sanity check then sees every example once."""
+    """Contract: PGD-K's first gradient pass takes exactly the clean-correct examples, later ones only those
+    not fooled yet (compaction; without it every pass takes them all); the zero-gradient sanity check
+    then sees every example once."""
     from classwise.attacks import PGD, LinfThreat
 
     model, x, y = mnist_mlp
-    log = RowLog(model)
-    res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y), device="cpu",
-                   progress=False)
+    full, log = RowLog(model), RowLog(model)
+    res = evaluate(full, x, y, {"pgd4": PGD(full, LinfThreat(0.1, 0.03), steps=4, compact_every=0)},
+                   batch_size=len(y), device="cpu", progress=False)
     correct = int(res.correct().sum())
     assert 0 < correct < len(y)  # some examples are misclassified, so the contract has teeth
-    assert log.grad_rows == [correct] * 4 + [len(y)]
+    assert full.grad_rows == [correct] * 4 + [len(y)]
+    compacted = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y),
+                         device="cpu", progress=False)
+    rows = log.grad_rows[:-1]
+    assert rows[0] == correct and rows == sorted(rows, reverse=True) and rows[-1] < correct and log.grad_rows[-1] == len(y)
+    assert np.array_equal(compacted.adv_pred["pgd4"], res.adv_pred["pgd4"])  # the same outcome for less work
 
 
 def test_zero_gradient_pass_can_be_left_out(mnist_mlp):
@@ -101,8 +107,8 @@ def test_zero_gradient_pass_can_be_left_out(mnist_mlp):
 
     model, x, y = mnist_mlp
     log = RowLog(model)
-    res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4)}, batch_size=len(y), device="cpu",
-                   progress=False, zero_grad=False)
+    res = evaluate(log, x, y, {"pgd4": PGD(log, LinfThreat(0.1, 0.03), steps=4, compact_every=0)},
+                   batch_size=len(y), device="cpu", progress=False, zero_grad=False)
     assert "zero_grad" not in res.extras and log.grad_rows == [int(res.correct().sum())] * 4
 
 

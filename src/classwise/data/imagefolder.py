@@ -13,7 +13,9 @@ bundle has 1 channel and no flip augmentation, otherwise 3 (RGB) channels and
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,19 +121,41 @@ def read_split(split_dir: Path, classes: list[str], size: int | None) -> Tensors
     return x, torch.tensor(labels, dtype=torch.int64)
 
 
-def read_image(path: Path, size: int | None) -> tuple[np.ndarray, bool]:
-    """One image file -> (3, H, W) uint8 RGB array and whether it was greyscale."""
-    from PIL import Image, ImageOps
+@contextmanager
+def readable(path: Path | str) -> Iterator[None]:
+    """Turn PIL's failures on ``path`` (unreadable file, decompression bomb) into one error.
+
+    A bomb PIL only warns about counts where the caller made that warning an error
+    (as :func:`read_split` does for its reader threads).
+    """
+    from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            gray = img.mode in GRAY_MODES
-            rgb = img.convert("RGB")
+        yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ClasswiseError(f"image {path} has more pixels than PIL's safety limit "
                              f"({Image.MAX_IMAGE_PIXELS}; a decompression bomb?); remove or shrink it.") from exc
     except (OSError, ValueError) as exc:
         raise ClasswiseError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
+
+
+def native_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, or one clear error."""
+    from PIL import Image
+
+    with warnings.catch_warnings(), readable(path):
+        warnings.simplefilter("error", _bomb_warning())
+        with Image.open(path) as img:
+            return img.size
+
+
+def read_image(path: Path, size: int | None) -> tuple[np.ndarray, bool]:
+    """One image file -> (3, H, W) uint8 RGB array and whether it was greyscale."""
+    from PIL import Image, ImageOps
+
+    with readable(path), Image.open(path) as img:
+        gray = img.mode in GRAY_MODES
+        rgb = img.convert("RGB")
     if size is not None and rgb.size != (size, size):
         rgb = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
     return np.asarray(rgb).transpose(2, 0, 1), gray

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from classwise.data.imagefolder import channel_stats, class_folders, known_superclasses, list_images
+from classwise.data.imagefolder import channel_stats, class_folders, known_superclasses, list_images, native_size
 from classwise.errors import ClasswiseError
 from classwise.machine import available_cpus
 
@@ -187,10 +187,7 @@ def should_stream(root: str | Path | None, image_size: int | None, stream: bool 
     paths = list_images(train, classes)[0] + list_images(test, classes)[0]
     if image_size is not None:
         return too_large(len(paths), image_size, image_size, copies=copies)
-    from PIL import Image
-
-    with Image.open(paths[0]) as img:  # the header only: the native size
-        width, height = img.size
+    width, height = native_size(paths[0])  # the header only
     return too_large(len(paths), height, width, copies=copies)
 
 
