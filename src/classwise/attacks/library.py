@@ -369,7 +369,7 @@ class TorchattacksAPGDCE(TorchattacksAttack):
     shown = ("steps", "restarts")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        return ta.APGD(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        return ta.APGD(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                        n_restarts=self.restarts, seed=seed, loss="ce", eot_iter=1, rho=0.75)
 
 
@@ -380,7 +380,7 @@ class TorchattacksAPGDT(TorchattacksAttack):
     shown = ("steps", "restarts", "n_target_classes")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        attack = ta.APGDT(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        attack = ta.APGDT(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                           n_restarts=self.restarts, seed=seed, eot_iter=1, rho=0.75, n_classes=num_classes)
         attack.n_target_classes = self._targets(num_classes)
         return attack
@@ -393,7 +393,7 @@ class TorchattacksFABT(TorchattacksAttack):
     shown = ("steps", "restarts", "n_target_classes")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        attack = ta.FAB(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
+        attack = ta.FAB(self.model, norm=official_norm(self.threat), eps=self.threat.eps, steps=self.steps,
                         n_restarts=self.restarts, alpha_max=0.1, eta=1.05, beta=0.9, seed=seed,
                         multi_targeted=True, n_classes=num_classes)
         attack.n_target_classes = self._targets(num_classes)
@@ -408,7 +408,7 @@ class TorchattacksSquare(TorchattacksAttack):
     shown = ("n_queries", "restarts")
 
     def build(self, ta: Any, num_classes: int, seed: int) -> Any:
-        return ta.Square(LibraryModel(self.model), norm=official_norm(self.threat), eps=self.threat.eps, n_queries=self.n_queries,
+        return ta.Square(self.model, norm=official_norm(self.threat), eps=self.threat.eps, n_queries=self.n_queries,
                          n_restarts=self.restarts, p_init=0.8, loss="margin", resc_schedule=False, seed=seed)
 
 
