@@ -16,10 +16,13 @@ import time
 from collections.abc import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from classwise.data import as_float, load_data
 from classwise.evaluate import resolve_device
 from classwise.models import create_model
+from classwise.runs import Run
 
 SHAPES = {"smallcnn": (1, 28), "mnist": (1, 28)}  # model -> (channels, size); default (3, 32)
 
@@ -137,3 +140,45 @@ def time_on_random_batch(args: argparse.Namespace, candidates) -> tuple[torch.de
     model = make_model(args.model, device)
     x, y = random_batch(args.model, args.batch_size, device, seed=args.seed)
     return device, time_interleaved(candidates(model, x, y, args.steps, args.eps), args.reps, device)
+
+
+def eval_parser(description: str, eps: float, examples: int) -> argparse.ArgumentParser:
+    """The parser of the evaluation benchmarks: base options plus --eps, --examples, --train-steps, --run, --json."""
+    p = base_parser(description, model="smallcnn", batch_size=250)
+    p.add_argument("--eps", type=float, default=eps)
+    p.add_argument("--examples", type=int, default=examples, help="test images evaluated")
+    p.add_argument("--train-steps", type=int, default=150, help="Adam steps of the quick model (no --run)")
+    p.add_argument("--run", default=None, help="a classwise run folder to evaluate instead")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(reps=3)
+    return p
+
+
+def quick_model(name: str, steps: int, device: torch.device, seed: int):
+    """``name`` trained ``steps`` Adam steps (batch 128) on mnist5k; returns model and test set."""
+    data = load_data("mnist5k")
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=10, in_channels=1, image_size=28, mean=data.mean, std=data.std)
+    model = model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = data.train_x.to(device), data.train_y.to(device)
+    for step in range(steps):
+        idx = torch.randint(0, len(y), (128,), device=device)
+        loss = F.cross_entropy(model(as_float(x[idx])), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval(), data.test_x, data.test_y
+
+
+def run_model(run_dir: str, device: torch.device):
+    """A classwise run's last checkpoint and its test set."""
+    run = Run.open(run_dir)
+    data = run.data()
+    return run.model("last", device), data.test_x, data.test_y
+
+
+def eval_model(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The model of an evaluation benchmark (``--run`` or the quick model) and its first ``--examples`` test images."""
+    model, x, y = run_model(args.run, device) if args.run else quick_model(args.model, args.train_steps, device, args.seed)
+    return model, x[: args.examples], y[: args.examples]

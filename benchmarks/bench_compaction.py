@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import base_parser, machine, setup, time_interleaved
-from bench_eval_suite import quick_model, run_model
+from _common import eval_model, eval_parser, machine, setup, time_interleaved
 from classwise.attacks import PGD, LinfThreat
 from classwise.evaluate import EvalOptions, evaluate
 
@@ -62,19 +61,12 @@ def per_class(res, name: str) -> list[float]:
 
 
 def main() -> None:
-    p = base_parser(__doc__.splitlines()[0], model="smallcnn", batch_size=250)
-    p.add_argument("--eps", type=float, default=0.18)
+    p = eval_parser(__doc__.splitlines()[0], eps=0.18, examples=400)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--examples", type=int, default=400, help="test images evaluated")
-    p.add_argument("--train-steps", type=int, default=150, help="Adam steps of the quick model (no --run)")
-    p.add_argument("--run", default=None, help="a classwise run folder to evaluate instead")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.set_defaults(reps=3)
     args = p.parse_args()
     device = setup(args)
-    model, x, y = run_model(args.run, device) if args.run else quick_model(args.model, args.train_steps, device, args.seed)
+    model, x, y = eval_model(args, device)
     model, rows = counted(model)
-    x, y = x[: args.examples], y[: args.examples]
     opts = EvalOptions(batch_size=args.batch_size, device=device, seed=args.seed, progress=False, zero_grad=False)
     results, forwarded = {}, {}
 

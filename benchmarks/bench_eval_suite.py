@@ -22,38 +22,9 @@ import json
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from _common import base_parser, machine, setup, time_interleaved
-from classwise.data import as_float, load_data
+from _common import eval_model, eval_parser, machine, setup, time_interleaved
 from classwise.evaluate import WORST, evaluate
-from classwise.models import create_model
-
-
-def quick_model(name: str, steps: int, device: torch.device, seed: int):
-    """``name`` trained ``steps`` Adam steps (batch 128) on mnist5k; returns model and test set."""
-    data = load_data("mnist5k")
-    torch.manual_seed(seed)
-    model = create_model(name, num_classes=10, in_channels=1, image_size=28, mean=data.mean, std=data.std)
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = data.train_x.to(device), data.train_y.to(device)
-    for step in range(steps):
-        idx = torch.randint(0, len(y), (128,), device=device)
-        loss = F.cross_entropy(model(as_float(x[idx])), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval(), data.test_x, data.test_y
-
-
-def run_model(run_dir: str, device: torch.device):
-    """A classwise run's last checkpoint and its test set."""
-    from classwise.runs import Run
-
-    run = Run.open(run_dir)
-    data = run.data()
-    return run.model("last", device), data.test_x, data.test_y
 
 
 def attacked_counts(alone, cascade, specs: list[str]) -> dict[str, tuple[int, int]]:
@@ -64,18 +35,11 @@ def attacked_counts(alone, cascade, specs: list[str]) -> dict[str, tuple[int, in
 
 
 def main() -> None:
-    p = base_parser(__doc__.splitlines()[0], model="smallcnn", batch_size=250)
+    p = eval_parser(__doc__.splitlines()[0], eps=0.1, examples=300)
     p.add_argument("--attacks", default="fgsm,pgd20,cw-margin", help="comma-separated registry specs, cheap first")
-    p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--examples", type=int, default=300, help="test images evaluated")
-    p.add_argument("--train-steps", type=int, default=150, help="Adam steps of the quick model (no --run)")
-    p.add_argument("--run", default=None, help="a classwise run folder to evaluate instead")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.set_defaults(reps=3)
     args = p.parse_args()
     device = setup(args)
-    model, x, y = run_model(args.run, device) if args.run else quick_model(args.model, args.train_steps, device, args.seed)
-    x, y = x[: args.examples], y[: args.examples]
+    model, x, y = eval_model(args, device)
     specs = [s.strip() for s in args.attacks.split(",") if s.strip()]
     kw = dict(eps=args.eps, batch_size=args.batch_size, device=device, seed=args.seed, progress=False)
     results = {}

@@ -53,18 +53,30 @@ def load_imagefolder(request: LoadRequest) -> DataBundle:
     )
 
 
-def split_dirs(root: Path | None) -> tuple[Path, Path]:
-    """(train folder, test-or-val folder) of an ImageFolder root, or a clear error."""
-    hint = "pass --data-root pointing to a folder with train/ and test/ (or val/) subfolders"
+SPLITS = ("test", "val")  # the evaluation folder, in order of preference
+
+
+def split_folders(root: str | Path | None) -> tuple[Path | None, Path]:
+    """(train folder or None for a val-only tree, test-or-val folder) of an ImageFolder root."""
+    hint = "pass --data-root pointing to a folder with train/ and test/ (or val/), or val/ alone to evaluate"
     if root is None:
         raise ClasswiseError(f"dataset 'imagefolder' needs a data root; {hint}.")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ClasswiseError(f"image folder {root} does not exist; {hint}.")
-    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
-        raise ClasswiseError(f"{root} lacks a train/ or test/ (val/) subfolder; {hint}.")
-    return root / "train", test_dir
+    test = next((root / s for s in SPLITS if (root / s).is_dir()), None)
+    if test is None:
+        raise ClasswiseError(f"{root} has no test/ (or val/) subfolder; {hint}.")
+    return (root / "train" if (root / "train").is_dir() else None), test
+
+
+def split_dirs(root: str | Path | None) -> tuple[Path, Path]:
+    """(train folder, test-or-val folder) of an ImageFolder root that must hold both (the in-memory path)."""
+    train, test = split_folders(root)
+    if train is None:
+        raise ClasswiseError(f"{Path(root).expanduser()} lacks a train/ subfolder; decoding into memory needs "
+                             "train/ and test/ (or val/); evaluate a val-only tree with --set data.stream=true.")
+    return train, test
 
 
 def class_folders(split_dir: Path) -> list[str]:

@@ -38,7 +38,14 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from classwise.data.imagefolder import channel_stats, class_folders, known_superclasses, list_images, native_size
+from classwise.data.imagefolder import (
+    channel_stats,
+    class_folders,
+    known_superclasses,
+    list_images,
+    native_size,
+    split_folders,
+)
 from classwise.errors import ClasswiseError
 from classwise.machine import available_cpus
 
@@ -48,7 +55,6 @@ CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop: area fraction ...
 CROP_RATIO = (3 / 4, 4 / 3)  # ... and aspect ratio range
 MEMORY_FRACTION = 0.5  # stream when the decoded data exceeds this share of the available memory
 STATS_IMAGES = 2000  # images decoded for the normalisation statistics
-SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -159,20 +165,6 @@ def too_large(files: int, height: int, width: int, available: int | None = None,
     more than ``MEMORY_FRACTION`` of the available memory."""
     free = available_memory() if available is None else available
     return copies * decoded_bytes(files, height, width) > MEMORY_FRACTION * free
-
-
-def split_folders(root: str | Path | None) -> tuple[Path | None, Path]:
-    """(train folder or None for a val-only tree, test-or-val folder) of an ImageFolder root."""
-    hint = "pass --data-root pointing to a folder with train/ and test/ (or val/), or val/ alone to evaluate"
-    if root is None:
-        raise ClasswiseError(f"dataset 'imagefolder' needs a data root; {hint}.")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise ClasswiseError(f"image folder {root} does not exist; {hint}.")
-    test = next((root / s for s in SPLITS if (root / s).is_dir()), None)
-    if test is None:
-        raise ClasswiseError(f"{root} has no test/ (or val/) subfolder; {hint}.")
-    return (root / "train" if (root / "train").is_dir() else None), test
 
 
 def should_stream(root: str | Path | None, image_size: int | None, stream: bool | None, copies: int = 1) -> bool:
