@@ -162,10 +162,11 @@ def test_trainer_runs_with_channels_last_and_bf16(tmp_path, tiny_overrides):
     assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
 
 
-@pytest.mark.parametrize("spec", ["apgd-t", "apgd-ce"])
-def test_library_attacks_run_on_a_channels_last_model(spec):
-    """The official AutoAttack .view()s input gradients: a channels_last model (perf.channels_last) must not break it,
-    and gives the images the same model in NCHW gives (the same arithmetic up to layout: a tight tolerance)."""
+@pytest.mark.parametrize("backend", ["autoattack", "torchattacks"])
+@pytest.mark.parametrize("spec", ["apgd-t", "apgd-ce", "fab-t", "square"])
+def test_library_attacks_run_on_a_channels_last_model(spec, backend):
+    """AutoAttack and torchattacks .view() input gradients: a channels_last model (perf.channels_last) must not break
+    them, and gives the images the same model in NCHW gives (the same arithmetic up to layout: a tight tolerance)."""
     from classwise.attacks import create_attack
     from classwise.models import create_model
 
@@ -176,8 +177,9 @@ def test_library_attacks_run_on_a_channels_last_model(spec):
     nhwc = nhwc.to(memory_format=torch.channels_last)
     x = torch.rand(6, 3, 16, 16)
     y = nchw(x).argmax(1)
-    ref = create_attack(spec, nchw, 8 / 255, steps=3)(x, y, torch.Generator().manual_seed(1))
-    got = create_attack(spec, nhwc, 8 / 255, steps=3)(x.contiguous(memory_format=torch.channels_last), y,
-                                                      torch.Generator().manual_seed(1))
+    budget = {"n_queries": 50} if spec == "square" else {"steps": 3}
+    ref = create_attack(spec, nchw, 8 / 255, backend=backend, **budget)(x, y, torch.Generator().manual_seed(1))
+    got = create_attack(spec, nhwc, 8 / 255, backend=backend, **budget)(
+        x.contiguous(memory_format=torch.channels_last), y, torch.Generator().manual_seed(1))
     assert got.shape == ref.shape
     torch.testing.assert_close(got.contiguous(), ref, atol=1e-4, rtol=0)
