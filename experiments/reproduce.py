@@ -15,8 +15,10 @@ reports, then copies what the record generator reads into ``--record``:
    paper's appendix E; every row says on how many examples it ran), kept in
    the record, not in the run (whose headline worst case keeps its own suite).
 
-Runs are cached in ``--runs`` (a run made with another config is refused) and
-every evaluation is recorded with its wall time (the run's ``meta.json``, the record's attack blocks).
+Runs are cached in ``--runs`` (a run made with another config is refused), and so are
+the record's attack blocks (reused when the attack's config and the weights it ran on are
+unchanged); every evaluation is recorded with its wall time (the run's ``meta.json``, the
+record's attack blocks).
 Then ``python experiments/reproduction_record.py`` writes docs/reproduction.md.
 
     python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data
@@ -30,6 +32,8 @@ minute (its numbers check the code, not the paper).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import platform
 import shutil
 import time
@@ -147,12 +151,23 @@ def label_of(cfg: AttackConfig) -> str:
     return LABELS[base]
 
 
-def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...]) -> dict[str, dict]:
+def attack_key(cfg: AttackConfig, run: Run) -> dict:
+    """What an attack block's numbers depend on: the attack's config and the weights it (and a surrogate) ran on."""
+    key = {"config": dataclasses.asdict(cfg), "weights": run.meta().get("sha256")}
+    if cfg.name.startswith("transfer:"):
+        key["surrogate"] = Run.open(Path(cfg.name.split(":", 1)[1])).meta().get("sha256")
+    return json.loads(json.dumps(key))  # as the record stores it (tuples become lists)
+
+
+def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...], cached: dict[str, dict] | None = None
+                  ) -> dict[str, dict]:
     """Label -> accuracy block (with 95% intervals), facts, examples and wall seconds of each attack on the run's model.
 
     Each attack runs on its own class-balanced sample (``examples_per_class``;
     samples of one seed are nested, so table 3's two attacks see the same images),
     apart from the run's saved results: the run's headline worst case keeps its own suite.
+    A block of ``cached`` (the record's earlier blocks) whose ``key`` (:func:`attack_key`)
+    matches is reused, not recomputed.
     """
     run = Run.open(run_dir)
     config, data = run.config, run.data()
@@ -161,14 +176,19 @@ def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...]) -> dict[str,
     opts = EvalOptions(batch_size=config.eval.batch_size, device=device, seed=config.seed, perf=config.perf)
     out = {}
     for cfg in attacks:
+        label, key = label_of(cfg), attack_key(cfg, run)
+        if key["weights"] and (cached or {}).get(label, {}).get("key") == key:
+            out[label] = cached[label]
+            print(f"{label} ({cfg.name}): {out[label]['overall']:.1f}%, reused from the record (same attack and weights)")
+            continue
         idx = (class_balanced_indices(data.test_y, cfg.examples_per_class, config.seed) if cfg.examples_per_class
                else torch.arange(len(data.test_y)))
-        label, started = label_of(cfg), time.perf_counter()
+        started = time.perf_counter()
         res = evaluate(model, data.test_x[idx], data.test_y[idx], {label: build_attack(cfg, model)},
                        class_names=data.class_names, options=opts)
         seconds = round(time.perf_counter() - started, 1)
         out[label] = accuracy_block(res.labels, res.adv_pred[label], res.num_classes) | {
-            "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label]}
+            "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label], "key": key}
         print(f"{label} ({cfg.name}, {len(idx)} examples): {out[label]['overall']:.1f}% in {seconds:.0f} s")
     return out
 
@@ -255,7 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     robust = ensure_config_run(robust_cfg, args.runs / f"{args.preset}{suffix}")
     standard = ensure_config_run(standard_cfg, args.runs / f"{args.preset}-standard{suffix}")
     out = args.record or Path("docs/reproduction") / f"{args.preset}{suffix}"
-    blocks = attack_blocks(robust, extra_attacks(budget, standard))
+    previous = out / "record.json"
+    cached = json.loads(previous.read_text()).get("attacks", {}) if previous.is_file() else {}
+    blocks = attack_blocks(robust, extra_attacks(budget, standard), cached)
     record(args, robust, standard, out, blocks)
 
 

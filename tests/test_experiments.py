@@ -46,6 +46,26 @@ def test_quick_reproduction_records_every_table(quick_record: Path):
     assert evals and all(e["seconds"] > 0 and e["cpu_seconds"] > 0 for e in evals)
 
 
+def test_rerun_reuses_unchanged_attack_blocks(quick_record: Path, tmp_path: Path, capsys):
+    """A second reproduce.py reuses the record's attack blocks made on the same weights with the same configs."""
+    reproduce = importlib.import_module("reproduce")
+    runs, record = quick_record.parent / "runs", tmp_path / "mnist-fast"
+    shutil.copytree(quick_record / "mnist-fast", record)
+    before = json.loads((record / "record.json").read_text())["attacks"]
+    capsys.readouterr()
+    reproduce.main(["--preset", "mnist-fast", "--quick", "--runs", str(runs), "--record", str(record)])
+    printed = capsys.readouterr().out
+    assert printed.count("reused from the record") == len(before) == 6
+    assert json.loads((record / "record.json").read_text())["attacks"] == before
+    # a changed attack config is recomputed, the rest reused
+    rec = json.loads((record / "record.json").read_text())
+    rec["attacks"]["PGD"]["key"]["config"]["step_size"] = 0.5
+    (record / "record.json").write_text(json.dumps(rec))
+    reproduce.main(["--preset", "mnist-fast", "--quick", "--runs", str(runs), "--record", str(record)])
+    printed = capsys.readouterr().out
+    assert printed.count("reused from the record") == 5 and "PGD (pgd5, " in printed
+
+
 def test_generator_renders_the_records_numbers(quick_record: Path, tmp_path: Path):
     text = record_gen.render(quick_record)
     rec = json.loads((quick_record / "mnist-fast" / "record.json").read_text())

@@ -210,7 +210,8 @@ def test_sigkill_mid_epoch_then_resume_is_exact_with_two_workers(folder, tmp_pat
 def test_a_few_thousand_224px_jpegs_train_and_evaluate_streamed(tmp_path):
     root = make_folder(tmp_path / "big", {"train": 800, "val": 200}, size=(240, 224))  # 3,000 JPEGs
     config = load_config("demo", [f"data.name=imagefolder", f"data.root={root}", "data.stream=true",
-                                  "data.image_size=224", "data.workers=2", "model.name=fastcnn", "train.epochs=1",
+                                  "data.image_size=224", "data.workers=2", "model.name=fastcnn",
+                                  "model.kwargs={widths: [8, 16]}", "train.epochs=1",  # the data path, not the model
                                   "train.batch_size=60", "train.method=standard", "train.monitor_examples=30",
                                   "train.monitor={name: fgsm, eps: 0.007}", "eval.examples=60",
                                   "eval.attacks=[{name: fgsm, eps: 0.007}]"])
