@@ -167,20 +167,30 @@ def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...], cached: dict
     samples of one seed are nested, so table 3's two attacks see the same images),
     apart from the run's saved results: the run's headline worst case keeps its own suite.
     A block of ``cached`` (the record's earlier blocks) whose ``key`` (:func:`attack_key`)
-    matches is reused, not recomputed.
+    matches is reused, not recomputed; when every block is, the data and model are not even loaded.
     """
     run = Run.open(run_dir)
+    keys = {label_of(cfg): attack_key(cfg, run) for cfg in attacks}
+    cached = cached or {}
+    out = {label: cached[label] for label, key in keys.items()
+           if key["weights"] and cached.get(label, {}).get("key") == key}
+    for label, block in out.items():
+        print(f"{label} ({block['attack']}): {block['overall']:.1f}%, reused from the record (same attack and weights)")
+    todo = [cfg for cfg in attacks if label_of(cfg) not in out]
+    if todo:  # the data and the model are loaded only when something is computed
+        out |= computed_blocks(run, todo, keys)
+    return {label_of(cfg): out[label_of(cfg)] for cfg in attacks}  # the budget's order
+
+
+def computed_blocks(run: Run, attacks: list[AttackConfig], keys: dict[str, dict]) -> dict[str, dict]:
+    """Label -> accuracy block of each of ``attacks`` run on its sample of the run's test set (see :func:`attack_blocks`)."""
     config, data = run.config, run.data()
     device = resolve_device(config.device)
     model = run.model(run.meta().get("checkpoint", "last"), device)
     opts = EvalOptions(batch_size=config.eval.batch_size, device=device, seed=config.seed, perf=config.perf)
     out = {}
     for cfg in attacks:
-        label, key = label_of(cfg), attack_key(cfg, run)
-        if key["weights"] and (cached or {}).get(label, {}).get("key") == key:
-            out[label] = cached[label]
-            print(f"{label} ({cfg.name}): {out[label]['overall']:.1f}%, reused from the record (same attack and weights)")
-            continue
+        label = label_of(cfg)
         idx = (class_balanced_indices(data.test_y, cfg.examples_per_class, config.seed) if cfg.examples_per_class
                else torch.arange(len(data.test_y)))
         started = time.perf_counter()
@@ -188,7 +198,8 @@ def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...], cached: dict
                        class_names=data.class_names, options=opts)
         seconds = round(time.perf_counter() - started, 1)
         out[label] = accuracy_block(res.labels, res.adv_pred[label], res.num_classes) | {
-            "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label], "key": key}
+            "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label],
+            "key": keys[label]}
         print(f"{label} ({cfg.name}, {len(idx)} examples): {out[label]['overall']:.1f}% in {seconds:.0f} s")
     return out
 
