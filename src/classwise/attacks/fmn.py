@@ -14,6 +14,7 @@ from .pgd import grad_and_logits
 from .threat import Threat
 
 _TINY = 1e-12
+_MIN_MOVE = 2.0 ** -20  # per-pixel floor of the first radius: 16 float32 ulps at 1.0, below any useful eps
 
 
 def _margin_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -42,8 +43,9 @@ class FMN(Attack):
     far) while the iterate is adversarial, grows by (1 + gamma) once an
     adversarial example has been found, and before that jumps to the linear
     estimate of the boundary, ``||delta|| + |margin| / ||grad||_dual`` (times
-    ``overshoot``). The
-    smallest adversarial perturbation over the iterates is kept, its norm
+    ``overshoot``; never below the norm of a 2^-20 change of every pixel, so
+    an example lying exactly on the decision boundary, whose estimate is 0,
+    still moves). The smallest adversarial perturbation over the iterates is kept, its norm
     measured on the returned image.
 
     Threat model: ``threat.norm`` ("linf" or "l2") picks the norm that is
@@ -128,6 +130,7 @@ class FMN(Attack):
         best, found = x.clone(), torch.zeros_like(y, dtype=torch.bool)
         best_norm = torch.full(y.shape, math.inf, device=x.device, dtype=x.dtype)
         worst = self.threat.distance(torch.maximum(x, 1 - x))  # (B,) no perturbation in the box is larger
+        floor = self.threat.distance(torch.full_like(x, _MIN_MOVE))  # (B,) smallest first radius
         for i in range(self.steps):
             grad, logits = grad_and_logits(self.model, x + delta, y, _margin_sum)
             margin = cw_margins(logits, y)  # (B,) > 0 where adversarial
@@ -135,7 +138,7 @@ class FMN(Attack):
             better = (margin > 0) & (norm < best_norm)
             best, best_norm = torch.where(rows(better, x), x + delta, best), torch.where(better, norm, best_norm)
             found |= margin > 0
-            radius = torch.minimum(self._radius(i, radius, margin, grad, norm, found, best_norm), worst)
+            radius = torch.minimum(self._radius(i, radius, margin, grad, norm, found, best_norm, floor), worst)
             alpha = _cosine(self.alpha_init, self.alpha_final, i, self.steps)
             step = grad / rows(grad.flatten(1).norm(dim=1) + _TINY, grad)
             delta = self._project(delta + alpha * step, radius)
@@ -144,12 +147,17 @@ class FMN(Attack):
         return best, torch.where(found, dist, torch.full_like(dist, math.inf))
 
     def _radius(self, i: int, radius: torch.Tensor, margin: torch.Tensor, grad: torch.Tensor, norm: torch.Tensor,
-                found: torch.Tensor, best_norm: torch.Tensor) -> torch.Tensor:
-        """Next radius (B,): shrink while adversarial, grow after a success, else the linear boundary estimate."""
+                found: torch.Tensor, best_norm: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """Next radius (B,): shrink while adversarial, grow after a success, else the linear boundary estimate.
+
+        The estimate is at least ``floor`` (B,): on the boundary (margin exactly 0, the argmax
+        tie broken towards the true class) it is 0, and a zero radius would never move.
+        """
         gamma = _cosine(self.gamma_init, self.gamma_final, i, self.steps)
         dual = 1 if self.threat.norm == "linf" else 2
         to_boundary = margin.abs() / grad.flatten(1).norm(p=dual, dim=1).clamp(min=_TINY)
-        grow = torch.where(found, radius * (1 + gamma), (norm + to_boundary) * self.overshoot)
+        estimate = torch.maximum((norm + to_boundary) * self.overshoot, floor)
+        grow = torch.where(found, radius * (1 + gamma), estimate)
         return torch.where(margin > 0, torch.minimum(radius * (1 - gamma), best_norm), grow)
 
     def _project(self, delta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
