@@ -23,8 +23,8 @@ FLOORS = [
     {"attacks", "perf"},
     {"evaluate", "probes", "identity"},
     {"train", "report"},
-    {"pipeline", "compare"},
-    {"homing"},
+    {"jobs", "compare"},
+    {"homing", "pipeline"},
     {"cli"},
     {"__main__"},
 ]

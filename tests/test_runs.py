@@ -145,14 +145,14 @@ def test_evaluate_refuses_an_unfinished_run_unless_allowed(trained, tmp_path, ca
 
 
 def test_a_failure_after_the_folder_exists_is_recorded_and_does_not_block_a_rerun(trained, tmp_path, monkeypatch):
-    from classwise import pipeline
+    from classwise.jobs import attacking
 
     run = copy_of(trained, tmp_path)
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pipeline, "_attack_all", boom)
+    monkeypatch.setattr(attacking, "_attack_all", boom)
     with pytest.raises(RuntimeError):
         evaluate_run(run, progress=False)
     status = Run(run).status()

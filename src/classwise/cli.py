@@ -259,8 +259,9 @@ def compare(
     """
     _threads(threads)
     from .compare import compare_runs, compare_table
+    from .runfiles import RunFiles
 
-    out = out or Path(runs[-1]) / "compare"
+    out = out or RunFiles(Path(runs[-1])).compare
     if not figure7:
         rec = compare_table(runs, out, attack=attack)
         typer.echo((out / "compare.md").read_text())

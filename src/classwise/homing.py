@@ -48,18 +48,14 @@ from .errors import ClasswiseError
 from .evaluate import evaluate, resolve_device
 from .fileio import atomic_write, write_json
 from .machine import available_cpus
-from .pipeline import report_run, train_run
+from .jobs import report_run, train_run
 from .report import figures, tables
 from .results import EvalResults
-from .runs import MARKER, Run
-from .train.loop import STATE_FILE
-
-HOMING_DIR = "homing"
-
+from .runs import Run, RunFiles
 
 def homing_dir(run_dir: Path, j: int) -> Path:
     """Folder of the model retrained without class ``j``: ``RUN/homing/class_<j>``."""
-    return Path(run_dir) / HOMING_DIR / f"class_{j}"
+    return RunFiles(Path(run_dir)).homing_retrain(j)
 
 
 def retrain_config(config: RunConfig, j: int, device: str | None = None) -> RunConfig:
@@ -75,7 +71,7 @@ def retrain_config(config: RunConfig, j: int, device: str | None = None) -> RunC
 def retrain_done(run_dir: str | Path, j: int, checkpoint: str) -> bool:
     """Whether the retrain without class ``j`` finished and holds ``checkpoint`` (the one homing uses)."""
     out = homing_dir(Path(run_dir), j)
-    return (out / MARKER).is_file() and Run(out).trained and Run(out).checkpoint_path(checkpoint).is_file()
+    return RunFiles(out).marker.is_file() and Run(out).trained and Run(out).checkpoint_path(checkpoint).is_file()
 
 
 def retrain_one(run_dir: str, j: int, checkpoint: str, progress: bool = False, device: str | None = None) -> str:
@@ -92,7 +88,7 @@ def retrain_one(run_dir: str, j: int, checkpoint: str, progress: bool = False, d
         return "skipped"
     out = homing_dir(Path(run_dir), j)
     config = retrain_config(Run.open(run_dir).config, j, device)
-    if (out / "checkpoints" / STATE_FILE).is_file():
+    if RunFiles(out).train_state.is_file():
         train_run(config, out, resume=True, progress=progress)
         return "resumed"
     train_run(config, out, overwrite=True, progress=progress)
@@ -204,7 +200,7 @@ def homing_record(results: EvalResults, attack: str, homed: dict[int, np.ndarray
     h = homing_counts(results.labels, results.adv_pred[attack], homed, k)
     share = homing_share(m, h)
     per = [{"class": j, "flipped": int(m[:, j].sum()), "homed": int(np.nansum(h[:, j])),
-            "dir": f"{HOMING_DIR}/class_{j}"} for j in homed]
+            "dir": RunFiles(Path()).homing_retrain(j).as_posix()} for j in homed]
     return {
         "attack": attack, "checkpoint": checkpoint, "removed": list(homed), "missing": list(missing),
         "class_names": results.class_names,
@@ -217,14 +213,14 @@ def homing_record(results: EvalResults, attack: str, homed: dict[int, np.ndarray
 
 def write_homing(run_dir: Path, record: dict[str, Any]) -> Path:
     """homing.json, homing.csv, misclassified.csv and homing.png in ``RUN/homing``; returns the JSON path."""
-    out, names = run_dir / HOMING_DIR, record["class_names"]
+    files, names = RunFiles(Path(run_dir)), record["class_names"]
     h = np.array([[np.nan if v is None else v for v in row] for row in record["homing"]], dtype=np.float64)
     m = np.array(record["misclassified"], dtype=np.float64)
-    atomic_write(out / "homing.csv", tables.matrix_csv(h, names, names, digits=0))
-    atomic_write(out / "misclassified.csv", tables.matrix_csv(m, names, names, digits=0))
-    figures.plot_homing(m, h, names, out / "homing.png", title=f"{record['attack']}: homing")
-    write_json(out / "homing.json", record)
-    return out / "homing.json"
+    atomic_write(files.homing_csv, tables.matrix_csv(h, names, names, digits=0))
+    atomic_write(files.homing_misclassified_csv, tables.matrix_csv(m, names, names, digits=0))
+    figures.plot_homing(m, h, names, files.homing_figure, title=f"{record['attack']}: homing")
+    write_json(files.homing_json, record)
+    return files.homing_json
 
 
 def _removed_classes(results: EvalResults, attack: str, classes: Sequence[int] | None) -> list[int]:
@@ -299,7 +295,7 @@ def missing_states(run_dir: str | Path, classes: Sequence[int]) -> dict[int, str
     out = {}
     for j in classes:
         folder = homing_dir(Path(run_dir), j)
-        out[j] = Run(folder).state if (folder / MARKER).is_file() else "not started"
+        out[j] = Run(folder).state if RunFiles(folder).marker.is_file() else "not started"
     return out
 
 

@@ -8,6 +8,7 @@ file, never fail deep inside a figure.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,151 @@ def check_meta(meta: Any, path: Path, num_classes: int | None = None) -> dict:
             isinstance(v, list) and all(isinstance(c, int) and 0 <= c < k for c in v) for v in sup.values()):
         raise _damaged(path, "'superclasses' must map names to lists of class indices", fix)
     return meta
+
+
+MARKER = "classwise-run.json"
+LOCK = ".classwise.lock"
+TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoints (resume reads it)
+# Every file classwise writes into a run folder (glob patterns relative to it); RunFiles names each one.
+OWN_FILES = (
+    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
+    "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
+    "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
+    "compare/*", "tensorboard/*", "adv/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where each file of a run folder lives: one accessor per file or folder of the layout.
+
+    The one place a run's file names are spelled (``classwise.runs`` documents the
+    layout; :data:`OWN_FILES` lists what ``--overwrite`` may delete). Writers below
+    the run folder's floor (training loop, TensorBoard, report) are handed these
+    paths, never a literal.
+    """
+
+    root: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def version(self) -> Path:
+        return self.root / "version.json"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def metrics(self) -> Path:
+        """One JSON line per epoch."""
+        return self.root / "metrics.jsonl"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: str = "last") -> Path:
+        return self.checkpoints / f"{name}.safetensors"
+
+    @property
+    def train_state(self) -> Path:
+        """Optimiser, schedule and random state of the last epoch (``--resume`` reads it)."""
+        return self.checkpoints / TRAIN_STATE
+
+    @property
+    def model_json(self) -> Path:
+        """Outside models only: what rebuilds the model (spec, weights file and its SHA-256)."""
+        return self.root / "model.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.npz"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def figures(self) -> Path:
+        """PNG and SVG figures of the report."""
+        return self.root / "figures"
+
+    @property
+    def tables(self) -> Path:
+        """CSV and Markdown tables of the report."""
+        return self.root / "tables"
+
+    @property
+    def adv(self) -> Path:
+        """Adversarial images per attack (``evaluate --save-adv``)."""
+        return self.root / "adv"
+
+    def adv_file(self, attack: str) -> Path:
+        """adv/<attack>.safetensors, the attack's name made safe for a file name."""
+        name = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in attack)
+        return self.adv / f"{name}.safetensors"
+
+    @property
+    def homing(self) -> Path:
+        """The homing experiment: homing.{json,csv,png}, misclassified.csv, nested retrain runs."""
+        return self.root / "homing"
+
+    @property
+    def homing_json(self) -> Path:
+        """The homing record (matrices, share, per removed class); the report shows it when present."""
+        return self.homing / "homing.json"
+
+    @property
+    def homing_csv(self) -> Path:
+        return self.homing / "homing.csv"
+
+    @property
+    def homing_misclassified_csv(self) -> Path:
+        return self.homing / "misclassified.csv"
+
+    @property
+    def homing_figure(self) -> Path:
+        """homing.png (and homing.svg beside it)."""
+        return self.homing / "homing.png"
+
+    def homing_retrain(self, j: int) -> Path:
+        """The nested run retrained without class ``j``."""
+        return self.homing / f"class_{j}"
+
+    @property
+    def compare(self) -> Path:
+        """``classwise compare``'s default output (of the last run compared)."""
+        return self.root / "compare"
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (``train.tensorboard``)."""
+        return self.root / "tensorboard"

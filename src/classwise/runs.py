@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,19 +55,11 @@ from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
 from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
+from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
 from .results import EvalResults
 
-MARKER = "classwise-run.json"
 FORMAT = 1
-LOCK = ".classwise.lock"
-# Every file classwise writes into a run folder (glob patterns relative to it).
-OWN_FILES = (
-    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
-    "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
-    "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
-)
-SUB_RUNS = ("homing",)  # folders holding nested runs (homing retrains), each checked as a run itself
+SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders holding nested runs (homing retrains), each checked as a run itself
 TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
 _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
@@ -82,21 +74,21 @@ def _foreign_files(path: Path) -> list[str]:
         if f.is_symlink() or not any(fnmatch.fnmatchcase(rel, p) for p in OWN_FILES):
             foreign.append(rel)
     for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir()):
-        if (sub / MARKER).is_file():
+        if RunFiles(sub).marker.is_file():
             foreign += [f"{sub.relative_to(path).as_posix()}/{r}" for r in _foreign_files(sub)]
     return foreign
 
 
 def _in_sub_run(root: Path, f: Path) -> bool:
     rel = f.relative_to(root).parts
-    return len(rel) > 2 and rel[0] in SUB_RUNS and (root / rel[0] / rel[1] / MARKER).is_file()
+    return len(rel) > 2 and rel[0] in SUB_RUNS and RunFiles(root / rel[0] / rel[1]).marker.is_file()
 
 
 def _refuse_overwrite(path: Path) -> None:
     """Raise unless ``path`` is a classwise run holding only classwise's files."""
     if path.is_symlink():
         raise ClasswiseError(f"refusing to overwrite {path}: it is a symbolic link (pass the real folder)")
-    if not (path / MARKER).is_file():
+    if not RunFiles(path).marker.is_file():
         raise ClasswiseError(f"refusing to overwrite {path}: it is not a classwise run folder (no {MARKER})")
     foreign = _foreign_files(path)
     if foreign:
@@ -105,11 +97,96 @@ def _refuse_overwrite(path: Path) -> None:
                              "move them away first")
 
 
+@dataclasses.dataclass(frozen=True)
+class OurCheckpoints:
+    """The models classwise trained into a run: one per checkpoint file (origin "train")."""
+
+    files: RunFiles
+    origin: ClassVar[str] = "train"
+
+    def names(self) -> list[str]:
+        """The checkpoints saved (``last``, ``epoch_75``...), training-state files left out."""
+        return sorted(p.name.split(".")[0] for p in self.files.checkpoints.glob("*.safetensors")
+                      if ".state." not in p.name)
+
+    def load(self, checkpoint: str = "last", device: str | torch.device = "cpu") -> nn.Module:
+        """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode."""
+        path = self.files.checkpoint(checkpoint)
+        if not path.is_file():
+            raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {', '.join(self.names()) or 'none'})")
+        model, _ = load_model_file(path)
+        return model.to(device).eval()
+
+    def head_weight(self, checkpoint: str = "last") -> torch.Tensor | None:
+        """The classifier weight (K, D) of ``checkpoint``, if the model has a ``head``."""
+        return head_weight(self.files.checkpoint(checkpoint))
+
+    def digest(self, checkpoint: str = "last") -> dict[str, str]:
+        """The evaluated model: checkpoint name and the SHA-256 of its file."""
+        return {"checkpoint": checkpoint, "sha256": file_sha256(self.files.checkpoint(checkpoint))}
+
+    def describe(self) -> dict[str, Any]:
+        """meta.json entries that say where the model comes from beyond its digest: none for our own."""
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class OutsideWeights:
+    """A model classwise did not train (origin "outside"): one model, rebuilt from model.json.
+
+    model.json holds the spec, the weights file and its SHA-256, the normalisation
+    and, for RobustBench, its version (:func:`classwise.checkpoint.outside_meta`).
+    Any checkpoint name means that one model.
+    """
+
+    files: RunFiles
+    origin: ClassVar[str] = "outside"
+
+    def record(self) -> dict[str, Any]:
+        """model.json, or one error when it is missing."""
+        if not self.files.model_json.is_file():
+            raise ClasswiseError(f"{self.files.root} is an outside-model run without model.json; make it again "
+                                 "with `classwise evaluate --model ... --overwrite`")
+        return read_json(self.files.model_json)
+
+    def save(self, record: dict[str, Any]) -> None:
+        write_json(self.files.model_json, record)
+
+    def load(self, checkpoint: str = "last", device: str | torch.device = "cpu") -> nn.Module:
+        return load_outside(self.record(), self.files.model_json).to(device).eval()
+
+    def head_weight(self, checkpoint: str = "last") -> torch.Tensor | None:
+        """The weight (K, D) of its classifier: ``head``, else its last ``nn.Linear`` with K outputs
+        (:func:`classwise.models.classifier_layer`)."""
+        found = classifier_layer(self.load(), int(self.record()["num_classes"]))
+        return None if found is None else found[1].weight.detach().cpu()
+
+    def digest(self, checkpoint: str = "last") -> dict[str, str]:
+        """The evaluated model: "outside" and the SHA-256 of the weights file."""
+        return {"checkpoint": "outside", "sha256": self.record().get("sha256") or "none (fresh weights)"}
+
+    def describe(self) -> dict[str, Any]:
+        """meta.json entries: origin, weights file and SHA-256, normalisation, classifier."""
+        rec = self.record()
+        keep = ("weights", "sha256", "normalization", "mean", "std", "classifier", "robustbench", "kwargs")
+        return {"origin": "outside", "train_method": "outside model (not trained by classwise)",
+                "outside": {k: rec[k] for k in keep if k in rec}, "classifier": rec.get("classifier")}
+
+
+ModelSource = OurCheckpoints | OutsideWeights
+SOURCES: dict[str, type[OurCheckpoints] | type[OutsideWeights]] = {c.origin: c for c in (OurCheckpoints, OutsideWeights)}
+
+
 @dataclasses.dataclass(eq=False)
 class Run:
     """One run folder. Create with :meth:`create`, open an existing one with :meth:`open`."""
 
     path: Path
+
+    @cached_property
+    def files(self) -> RunFiles:
+        """Where each file of the run lives (one accessor per file or folder of the layout)."""
+        return RunFiles(self.path)
 
     # -- creation and opening ------------------------------------------------------------------
 
@@ -121,7 +198,7 @@ class Run:
         marked folder holding nothing but classwise's files is emptied (under its
         lock, so a live run is never deleted). Nothing is written into a refused folder.
         """
-        path = Path(path)
+        path, source = Path(path), SOURCES[origin]
         _check_new(path, overwrite)
         _mkdir(path)
         run = cls(path)
@@ -130,42 +207,50 @@ class Run:
                 _check_new(path, overwrite)
                 for child in _entries(path):
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            _mkdir(path / "checkpoints")
-            write_json(path / MARKER, {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                       "origin": origin})
+            _mkdir(run.files.checkpoints)
+            write_json(run.files.marker, {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "origin": source.origin})
             run.save_config(config)
-            write_json(path / "version.json", version_info())
+            write_json(run.files.version, version_info())
             run.set_status("created", trained=False)
         return run
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
         """An existing run folder, or one clear error."""
-        path = Path(path)
-        if not (path / MARKER).is_file():
-            hint = " (made by an older classwise? train it again)" if (path / "config.yaml").is_file() else ""
+        files = RunFiles(Path(path))
+        if not files.marker.is_file():
+            hint = " (made by an older classwise? train it again)" if files.config.is_file() else ""
             raise ClasswiseError(f"{path} is not a classwise run folder (no {MARKER}){hint}; "
                                  "make one with `classwise train` or `classwise evaluate --model`")
-        return cls(path)
+        return cls(files.root)
 
     # -- config, status, lock -----------------------------------------------------------------
 
     @cached_property
     def config(self) -> RunConfig:
-        return load_config(self.path / "config.yaml")
+        return load_config(self.files.config)
 
     def save_config(self, config: RunConfig) -> None:
-        atomic_write(self.path / "config.yaml", dump_config(config))
+        atomic_write(self.files.config, dump_config(config))
         self.__dict__["config"] = config
+
+    @property
+    def source(self) -> ModelSource:
+        """Where the run's model comes from: our checkpoints, or outside weights (``evaluate --model``)."""
+        origin = read_json(self.files.marker).get("origin", "train")
+        if origin not in SOURCES:
+            raise ClasswiseError(f"{self.files.marker} is damaged (unknown origin {origin!r}); make the run again")
+        return SOURCES[origin](self.files)
 
     @property
     def origin(self) -> str:
         """"train" for runs classwise trained, "outside" for outside models (``evaluate --model``)."""
-        return read_json(self.path / MARKER).get("origin", "train")
+        return self.source.origin
 
     def status(self) -> dict[str, Any]:
         """status.json ({"state": "unknown"} when absent)."""
-        path = self.path / "status.json"
+        path = self.files.status
         data = read_json(path) if path.is_file() else {}
         return data if isinstance(data, dict) and "state" in data else {"state": "unknown"}
 
@@ -181,8 +266,8 @@ class Run:
 
     def set_status(self, state: str, **extra: Any) -> None:
         """Record the run's state; "complete" means every result is written. Keeps ``trained`` unless given."""
-        extra.setdefault("trained", self.trained if (self.path / "status.json").is_file() else False)
-        write_json(self.path / "status.json", {"state": state, **extra})
+        extra.setdefault("trained", self.trained if self.files.status.is_file() else False)
+        write_json(self.files.status, {"state": state, **extra})
 
     @contextmanager
     def lock(self) -> Iterator["Run"]:
@@ -192,7 +277,7 @@ class Run:
             fd, depth = _HELD[key]
             _HELD[key] = (fd, depth + 1)
         else:
-            _HELD[key] = (_acquire(self.path / LOCK), 1)
+            _HELD[key] = (_acquire(self.files.lock), 1)
         try:
             yield self
         finally:
@@ -213,7 +298,7 @@ class Run:
         if self.path.resolve() in _HELD:
             yield self
             return
-        fd = _acquire(self.path / LOCK, shared=True)
+        fd = _acquire(self.files.lock, shared=True)
         try:
             yield self
         finally:
@@ -241,61 +326,33 @@ class Run:
         return load_run_data(self.config)
 
     def checkpoint_path(self, name: str = "last") -> Path:
-        return self.path / "checkpoints" / f"{name}.safetensors"
+        return self.files.checkpoint(name)
 
     def checkpoint_names(self) -> list[str]:
-        return sorted(p.name.split(".")[0] for p in (self.path / "checkpoints").glob("*.safetensors")
-                      if ".state." not in p.name)
+        return OurCheckpoints(self.files).names()
 
     def model(self, checkpoint: str = "last", device: str | torch.device = "cpu") -> nn.Module:
-        """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode.
-
-        An outside run has one model, rebuilt from model.json (its spec and weights file).
-        """
-        if self.origin == "outside":
-            return load_outside(self.outside_meta(), self.path / "model.json").to(device).eval()
-        path = self.checkpoint_path(checkpoint)
-        if not path.is_file():
-            found = ", ".join(self.checkpoint_names()) or "none"
-            raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {found})")
-        model, _ = load_model_file(path)
-        return model.to(device).eval()
+        """The model at ``checkpoint``, in eval mode (an outside run has one model, whatever the name)."""
+        return self.source.load(checkpoint, device)
 
     def head_weight(self, checkpoint: str = "last") -> torch.Tensor | None:
-        """The classifier weight (K, D) of ``checkpoint``, if the model has a ``head``.
-
-        For an outside model: the weight of its classifier, ``head`` or else its
-        last ``nn.Linear`` with K outputs (:func:`classwise.models.classifier_layer`).
-        """
-        if self.origin != "outside":
-            return head_weight(self.checkpoint_path(checkpoint))
-        found = classifier_layer(self.model(), int(self.outside_meta()["num_classes"]))
-        return None if found is None else found[1].weight.detach().cpu()
+        """The classifier weight (K, D) of ``checkpoint``, if the model has one (:attr:`source`)."""
+        return self.source.head_weight(checkpoint)
 
     def model_digest(self, checkpoint: str = "last") -> dict[str, str]:
         """The evaluated model: checkpoint name and the SHA-256 of its file (outside: of the weights file)."""
-        if self.origin == "outside":
-            meta = self.outside_meta()
-            return {"checkpoint": "outside", "sha256": meta.get("sha256") or "none (fresh weights)"}
-        return {"checkpoint": checkpoint, "sha256": file_sha256(self.checkpoint_path(checkpoint))}
-
-    # -- outside models -----------------------------------------------------------------------
+        return self.source.digest(checkpoint)
 
     def save_outside_meta(self, meta: dict[str, Any]) -> None:
         """model.json: what rebuilds the outside model (:func:`classwise.checkpoint.outside_meta`)."""
-        write_json(self.path / "model.json", meta)
+        OutsideWeights(self.files).save(meta)
 
     def outside_meta(self) -> dict[str, Any]:
-        path = self.path / "model.json"
-        if not path.is_file():
-            raise ClasswiseError(f"{self.path} is an outside-model run without model.json; make it again "
-                                 "with `classwise evaluate --model ... --overwrite`")
-        return read_json(path)
+        return OutsideWeights(self.files).record()
 
     def save_adv(self, attack: str, index: np.ndarray, images: torch.Tensor, facts: dict[str, Any]) -> Path:
         """adv/<attack>.safetensors: adversarial images (N, C, H, W) float32 and their test-set ``index`` (N,)."""
-        name = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in attack)
-        path = self.path / "adv" / f"{name}.safetensors"
+        path = self.files.adv_file(attack)
         _mkdir(path.parent)
         atomic_save({"images": images.float().contiguous(), "index": torch.as_tensor(index, dtype=torch.int64)},
                     path, {"attack": attack, "facts": json.dumps(facts, default=str)})
@@ -304,7 +361,7 @@ class Run:
     # -- results ------------------------------------------------------------------------------
 
     def results(self) -> EvalResults | None:
-        path = self.path / "results.npz"
+        path = self.files.results
         return EvalResults.load(path) if path.is_file() else None
 
     def require_results(self) -> EvalResults:
@@ -313,25 +370,27 @@ class Run:
             raise ClasswiseError(f"{self.path} has no per-sample results yet: run `classwise evaluate {self.path}` first")
         return results
 
-    def save_results(self, results: EvalResults, meta: dict[str, Any]) -> None:
-        results.save(self.path / "results.npz")
-        write_json(self.path / "meta.json", meta)
+    def save_results(self, results: EvalResults, meta: dict[str, Any]) -> dict[str, Any]:
+        """Write results.npz and meta.json; return ``meta`` as stored (JSON types), so it is not read back."""
+        results.save(self.files.results)
+        write_json(self.files.meta, meta)
+        return json.loads(json.dumps(meta))
 
     def meta(self) -> dict[str, Any]:
-        path = self.path / "meta.json"
+        path = self.files.meta
         meta = read_json(path) if path.is_file() else {}
         if not isinstance(meta, dict):
             raise ClasswiseError(f"{path} is damaged (a JSON object was expected); re-run `classwise evaluate` to rewrite it")
         return meta
 
     def summary(self) -> dict[str, Any]:
-        path = self.path / "summary.json"
+        path = self.files.summary
         if not path.is_file():
             raise ClasswiseError(f"{self.path} has no summary.json: run `classwise evaluate {self.path}` first")
         return read_json(path)
 
     def metrics(self) -> list[dict]:
-        return read_jsonl(self.path / "metrics.jsonl")
+        return read_jsonl(self.files.metrics)
 
 
 def _entries(path: Path) -> list[Path]:
@@ -435,5 +494,5 @@ def load_model_and_dataset(path: str | Path, device: str | torch.device = "cpu")
     return model.to(device), meta.get("dataset")
 
 
-__all__ = ["MARKER", "Run", "dataset_label", "load_model_and_dataset", "load_model_from", "load_run_data",
-           "version_info"]
+__all__ = ["MARKER", "ModelSource", "OurCheckpoints", "OutsideWeights", "Run", "RunFiles", "dataset_label",
+           "load_model_and_dataset", "load_model_from", "load_run_data", "version_info"]

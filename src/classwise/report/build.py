@@ -57,6 +57,7 @@ from ..results import EvalResults
 from . import diagnosis, figures, tables
 from .section import MAX_SHOWN_CLASSES, Section, pct, sampled_note, shown_classes, slug
 from ..fileio import atomic_write
+from ..runfiles import RunFiles
 
 TITLE = "Class-wise robustness report"
 EXTREMES = 10  # with more than MAX_SHOWN_CLASSES classes: the 10 weakest and the 10 strongest
@@ -518,13 +519,13 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     ``ctx`` carries the per-sample results, their already computed summary and
     the rest (:class:`ReportContext`; ``ReportContext.build`` summarises for you).
     """
-    run_dir = Path(run_dir)
-    for old in ("report.md", "report.html"):
-        (run_dir / old).unlink(missing_ok=True)
+    files = RunFiles(Path(run_dir))
+    for old in (files.report_md, files.report_html):
+        old.unlink(missing_ok=True)
     paths: dict[str, Path] = {}
-    sections = _sections(run_dir, ctx, paths)
-    paths["report_md"] = atomic_write(run_dir / "report.md", render_markdown(sections, run_dir))
-    paths["report_html"] = atomic_write(run_dir / "report.html", render_html(sections))
+    sections = _sections(files.root, ctx, paths)
+    paths["report_md"] = atomic_write(files.report_md, render_markdown(sections, files.root))
+    paths["report_html"] = atomic_write(files.report_html, render_html(sections))
     return paths
 
 

@@ -45,6 +45,7 @@ from ..fileio import append_jsonl, atomic_write, read_jsonl
 from ..models import unwrap
 from ..perf import autocast, prepare_input, prepare_model
 from ..progress import format_duration, log_line, progress_task
+from ..runfiles import TRAIN_STATE, RunFiles
 from .tensorboard import write_scalars
 from .augment import AUGMENTATIONS
 from .distributed import Dist
@@ -52,7 +53,7 @@ from .objectives import create_objective
 from .resume import EpochRun, rank_state, restore_rank_state
 from .schedules import make_optimizer, make_scheduler, per_batch, warmup_eps
 
-STATE_FILE = "last.state.safetensors"
+STATE_FILE = TRAIN_STATE  # the training state file in checkpoints/ (RunFiles.train_state)
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Trainer:
     run_dir: Path
     progress: bool = True
     dist: Dist = field(default_factory=Dist)
+
+    @property
+    def files(self) -> RunFiles:
+        """The run folder's files this loop writes: metrics, train.log, TensorBoard, checkpoints."""
+        return RunFiles(Path(self.run_dir))
 
     def __post_init__(self) -> None:
         self.device = self.dist.device(resolve_device(self.config.device))
@@ -146,10 +152,10 @@ class Trainer:
         record["time_s"] = round(time.perf_counter() - start[0], 3)
         record["train_s"] = round(train_s, 3)
         record["cpu_s"] = round(time.process_time() - start[1], 3)
-        append_jsonl(self.run_dir / "metrics.jsonl", record)
-        log_line(self._epoch_line(record), self.run_dir / "train.log")
+        append_jsonl(self.files.metrics, record)
+        log_line(self._epoch_line(record), self.files.train_log)
         if self.cfg.tensorboard:
-            write_scalars(self.run_dir, record, self.data.class_names)
+            write_scalars(self.files.tensorboard, record, self.data.class_names)
 
     def _epoch_line(self, record: dict) -> str:
         """One line per epoch (terminal and train.log): loss, monitor clean/robust, worst class, img/s, ETA."""
@@ -307,13 +313,13 @@ class Trainer:
             ranks = self.dist.gather(rank_state(run, gens, self.objective.tally.state_dict(), self.device))
         if not self.dist.main:
             return
-        ckpt = self.run_dir / "checkpoints"
+        files = self.files
         if run is None:
             meta = model_meta(self.config.model, self.data, epoch=self.epoch)
-            save_model(self.model, ckpt / "last.safetensors", meta)
+            save_model(self.model, files.checkpoint("last"), meta)
             if self.epoch in self.cfg.save_epochs:
-                save_model(self.model, ckpt / f"epoch{self.epoch}.safetensors", meta)
-        save_state(self._state(run, ranks), ckpt / STATE_FILE)
+                save_model(self.model, files.checkpoint(f"epoch{self.epoch}"), meta)
+        save_state(self._state(run, ranks), files.train_state)
 
     def _state(self, run: EpochRun | None, ranks: list[dict] | None) -> dict:
         """Everything --resume needs, model weights included (one file, one atomic rename)."""
@@ -326,14 +332,14 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the run folder's state file: an epoch end or a mid-epoch position."""
-        ckpt = self.run_dir / "checkpoints"
-        if not (ckpt / STATE_FILE).is_file():
+        files = self.files
+        if not files.train_state.is_file():
             return  # crashed before the first checkpoint: start over
-        state = load_state(ckpt / STATE_FILE)
+        state = load_state(files.train_state)
         if "model" in state:
-            load_weights(self.model, state["model"], ckpt / STATE_FILE)
+            load_weights(self.model, state["model"], files.train_state)
         else:  # state files of older versions hold no weights
-            load_model(self.model, ckpt / "last.safetensors")
+            load_model(self.model, files.checkpoint("last"))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.objective.load_state_dict(tree_to(state.get("objective", {}), self.device))
@@ -342,8 +348,8 @@ class Trainer:
             self._check_ranks(len(state["ranks"]))
             self.resume_point = state
         if self.dist.main:
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
-            _remove_temporaries(ckpt)
+            _truncate_metrics(files.metrics, self.epoch)
+            _remove_temporaries(files.checkpoints)
 
     def _check_ranks(self, saved: int) -> None:
         if saved != self.dist.world:

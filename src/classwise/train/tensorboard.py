@@ -26,12 +26,13 @@ def scalars(record: dict[str, Any], class_names: list[str]) -> dict[str, float]:
     return out
 
 
-def write_scalars(run_dir: Path, record: dict[str, Any], class_names: list[str]) -> None:
-    """Append the epoch's scalars to ``run_dir/tensorboard`` (needs the tensorboard package)."""
+def write_scalars(log_dir: Path, record: dict[str, Any], class_names: list[str]) -> None:
+    """Append the epoch's scalars to the event files in ``log_dir`` (the run's ``RunFiles.tensorboard``;
+    needs the tensorboard package)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
         raise ClasswiseError("train.tensorboard needs the tensorboard package: pip install tensorboard") from e
-    with SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard")) as writer:
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
         for tag, value in scalars(record, class_names).items():
             writer.add_scalar(tag, value, global_step=int(record["epoch"]))

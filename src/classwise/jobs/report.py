@@ -1,0 +1,61 @@
+"""The report job: summary.json and the report from a run's saved per-sample results; no attacking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..analysis import summarize
+from ..analysis.sanity import flags_to_json, recorded_black_box, sanity_checks
+from ..fileio import read_json, write_json
+from ..report import ReportContext, write_report
+from ..results import EvalResults
+from ..runfiles import check_meta, check_metrics
+from ..runs import Run
+
+
+def report_run(run_dir: str | Path) -> dict[str, Path]:
+    """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
+    run = Run.open(run_dir)
+    with run.lock():
+        if not run.files.results.is_file():
+            run.require_results()  # one error saying what to run first; the run is left as it is
+        return write_run_report(run)
+
+
+def write_run_report(run: Run, meta: dict | None = None) -> dict[str, Path]:
+    """Under the run's lock: summary.json and the report; status "reporting", then "complete".
+
+    ``meta``: meta.json as an evaluation just wrote it (None: read it). A damaged
+    file leaves the run failed, never complete.
+    """
+    with run.guarded("reporting"):
+        results = run.require_results()
+        meta = check_meta(run.meta() if meta is None else meta, run.files.meta, results.num_classes)
+        paths = _write_report(run, results, meta)
+    run.set_status("complete")
+    return paths
+
+
+def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]:
+    """summary.json (the model's partial state first, when partial) and the report of ``results``."""
+    head = run.head_weight(meta.get("checkpoint", "last"))
+    head = None if head is None else head.float().numpy()
+    homing = _read_optional(run.files.homing_json)
+    extra = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps") if k in meta}
+    keys = ("attack", "removed", "flipped", "homed", "share")
+    extra |= {"homing": {**{k: homing[k] for k in keys}, "missing": homing.get("missing", [])}} if homing else {}
+    ran, flags = sanity_checks(results, recorded_black_box(results), results.extras.get("zero_grad"))
+    extra |= {"sanity": {"checks": ran, "flags": flags_to_json(flags)}}
+    summary = summarize(results, head_weight=head, superclasses=meta.get("superclasses") or None, **extra)
+    summary = ({"partial": meta["partial"]} if meta.get("partial") else {}) | summary
+    write_json(run.files.summary, summary)
+    notes = list(meta.get("notes") or [])
+    shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method", "classifier")
+             if meta.get(k) is not None}
+    metrics = check_metrics(run.metrics(), run.files.metrics, results.num_classes)
+    return write_report(run.path, ReportContext(
+        results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
+        homing=homing, sanity=flags_to_json(flags), checks_run=ran))
+
+def _read_optional(path: Path) -> dict | None:
+    return read_json(path) if path.is_file() else None
