@@ -17,6 +17,7 @@ import typer
 
 from .errors import ClasswiseError
 from .fileio import user_os_error
+from .runfiles import RunFiles
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 
@@ -127,7 +128,7 @@ def evaluate(
         evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone speaks
         _print_summary(run)
-        typer.echo(f"report: {Path(run) / 'report.html'}")
+        typer.echo(f"report: {RunFiles(Path(run)).report_html}")
 
 
 def _refuse_outside_flags(**flags) -> None:
@@ -217,7 +218,7 @@ def homing(
     if no_collect:
         done = homing_retrain(run, classes=picked, jobs=jobs, attack=attack, device=device, progress=not quiet)
         for j, how in done.items():
-            typer.echo(f"retrain without class {j}: {how} ({Path(run) / 'homing' / f'class_{j}'})")
+            typer.echo(f"retrain without class {j}: {how} ({RunFiles(Path(run)).homing_retrain(j)})")
         typer.echo(f"next, when every retrain is done: classwise homing {run} --collect")
         return
     rec = (homing_collect(run, classes=picked, attack=attack, device=device) if collect else
@@ -230,7 +231,7 @@ def _print_homing(run: Path, rec: dict) -> None:
 
     share = "n/a" if rec["share"] is None else f"{100 * rec['share']:.1f}%"
     typer.echo(f"homing: {rec['homed']} of {rec['flipped']} flipped examples home ({share}); "
-               f"see {Path(run) / 'homing' / 'homing.json'} and {Path(run) / 'report.html'}")
+               f"see {RunFiles(Path(run)).homing_json} and {RunFiles(Path(run)).report_html}")
     missing = rec.get("missing") or []
     if missing:
         states = ", ".join(f"{j} ({state})" for j, state in missing_states(run, missing).items())
@@ -259,7 +260,6 @@ def compare(
     """
     _threads(threads)
     from .compare import compare_runs, compare_table
-    from .runfiles import RunFiles
 
     out = out or RunFiles(Path(runs[-1])).compare
     if not figure7:
@@ -290,7 +290,7 @@ def demo(
     start = time.perf_counter()
     run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet)
     _print_summary(run)
-    typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {run / 'report.html'}")
+    typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {RunFiles(Path(run)).report_html}")
 
 
 def _print_summary(run: Path) -> None:
