@@ -1,4 +1,5 @@
-"""Checks of the run folder's JSON files as read back: one clear error for a damaged file.
+"""The run folder's file names (:class:`RunFiles`, :data:`OWN_FILES`) and checks of its JSON files as
+read back: one clear error for a damaged file.
 
 ``metrics.jsonl`` and ``meta.json`` are written by classwise, but a user may edit,
 truncate or replace them; the report must then refuse with one line naming the

@@ -1,6 +1,7 @@
 """The run folder: everything about one run, behind one :class:`Run` object.
 
-Layout (the one place it is written down)::
+Layout (the one place it is written down; :class:`classwise.runfiles.RunFiles`, ``Run.files``,
+has one accessor per entry, and every writer gets its paths from there)::
 
     run/classwise-run.json     marker: this folder is classwise's (format version, creation time)
     run/config.yaml            resolved config
@@ -9,13 +10,17 @@ Layout (the one place it is written down)::
     run/metrics.jsonl          one JSON line per epoch (class-wise clean and robust accuracy)
     run/train.log              one line per epoch, as printed
     run/checkpoints/*.safetensors
-    run/model.json             outside models only (origin "outside"): the model spec, weights file and
-                               its SHA-256, normalisation, RobustBench version (checkpoint.outside_meta)
+    run/model.json             outside models only (origin "outside", :class:`OutsideWeights`): the model
+                               spec, weights file and its SHA-256, normalisation, RobustBench version
     run/results.npz            per-sample results over the whole test set
     run/meta.json              what produced the results: model, checkpoint, each attack's identity
     run/summary.json           headline numbers (written last, with the report)
     run/figures/ run/tables/ run/report.md run/report.html
     run/homing/ run/compare/ run/tensorboard/ run/adv/
+
+Where the model comes from is :attr:`Run.source`: :class:`OurCheckpoints` (trained by
+classwise) or :class:`OutsideWeights` (``evaluate --model``), one interface (load,
+head weight, digest, describe), chosen once from the marker's origin.
 
 States: "created", "training", "trained", "evaluating", "reporting", "homing",
 "complete", "failed", "interrupted". ``trained`` says whether training finished (an evaluation that

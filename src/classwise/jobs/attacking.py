@@ -31,6 +31,7 @@ def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.nd
     k = int(labels.max()) + 1
     return np.sort(class_balanced_indices(labels, max(1, examples // k), seed=seed).numpy())
 
+
 class AdvImages:
     """Adversarial images per attack, gathered during an evaluation (``save_adv``)."""
 
@@ -50,13 +51,15 @@ class AdvImages:
             run.save_adv(name, index[order], torch.cat([x for _, x in parts])[torch.as_tensor(order)],
                          facts.get(spec, {}))
 
+
 def attack_gathered(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
-                     opts: EvalOptions, cascade: bool, adv: "AdvImages | None", dist: Dist) -> EvalResults:
+                     opts: EvalOptions, cascade: bool, adv: AdvImages | None, dist: Dist) -> EvalResults:
     """:func:`_attack_all` over the ranks: every rank gets the whole results (and, with ``adv``, every image)."""
     results = _attack_all(model, data, idx, built, opts, cascade, adv)
     if adv is not None and dist.enabled:
         adv.parts = _merged_parts(dist.gather(adv.parts))
     return results
+
 
 def _merged_parts(per_rank: list[dict[str, list]]) -> dict[str, list]:
     """Adversarial-image parts of every rank, per attack (their order does not matter: saving sorts by index)."""
@@ -65,6 +68,7 @@ def _merged_parts(per_rank: list[dict[str, list]]) -> dict[str, list]:
         for name, items in parts.items():
             out.setdefault(name, []).extend(items)
     return out
+
 
 def _attack_all(model: nn.Module, data: DataBundle | StreamBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
                 opts: EvalOptions, cascade: bool, adv: AdvImages | None = None) -> EvalResults:
@@ -86,6 +90,7 @@ def _attack_all(model: nn.Module, data: DataBundle | StreamBundle, idx: np.ndarr
             results.facts[text] = {"config": dataclasses.asdict(cfg), **results.facts[text]}
     return results
 
+
 def common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object]:
     """The eps and norm that every attack of a cascade shares (one error otherwise)."""
     threats = {(f["norm"], f["eps"]) for f in (a.facts() for _, a in built)}
@@ -93,6 +98,7 @@ def common_threat(built: list[tuple[AttackConfig, Attack]]) -> dict[str, object]
         raise ClasswiseError("--cascade needs attacks of one eps and norm (the worst case mixes no threat models)")
     norm, eps = threats.pop()
     return {"norm": norm, "eps": eps}
+
 
 def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, Attack],
                  data: DataBundle | StreamBundle, opts: EvalOptions, keep_probs: bool, adv: AdvImages | None = None,
@@ -120,11 +126,13 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: di
     results.adv_pred = {k: results.adv_pred[k] for k in attacks}  # the order the user gave
     return results
 
+
 def _per_class(attack: Attack, y: torch.Tensor, num_classes: int, requested: int | None = None) -> int | None:
     """The attack's sample per class (``requested``, else its default), if smaller than the evaluation set's."""
     per_class = requested if requested is not None else attack.default_per_class
     smallest = int(torch.bincount(y, minlength=num_classes).min())
     return per_class if per_class is not None and per_class < smallest else None
+
 
 def headline_probs_only(results: EvalResults) -> EvalResults:
     """Keep adversarial probabilities only for the protocol attack (figure 5a needs no others)."""

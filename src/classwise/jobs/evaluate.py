@@ -6,8 +6,8 @@ import dataclasses
 import functools
 import time
 import warnings
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -21,7 +21,13 @@ from ..identity import merge_results, with_worst_cases
 from ..results import EvalResults
 from ..runs import Run, dataset_label
 from ..train.distributed import Dist, distributed
-from .attacking import AdvImages, attack_gathered, common_threat, eval_indices, headline_probs_only
+from .attacking import (
+    AdvImages,
+    attack_gathered,
+    common_threat,
+    eval_indices,
+    headline_probs_only,
+)
 from .report import write_run_report
 from .resume import changed_keys
 
@@ -117,6 +123,7 @@ def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[Attac
                        perf=config.perf, ranks=dist if dist.enabled else None)
     return ev, data, model, built, opts
 
+
 def _check_surrogates(built: list[tuple[AttackConfig, Attack]], dataset: str) -> None:
     """Refuse a transfer surrogate trained on another dataset (its recorded ``trained_on`` fact)."""
     for cfg, attack in built:
@@ -124,6 +131,7 @@ def _check_surrogates(built: list[tuple[AttackConfig, Attack]], dataset: str) ->
         if trained_on not in (None, dataset):
             raise ClasswiseError(f"{cfg.name}: the surrogate was trained on {trained_on}, this run's data is "
                                  f"{dataset}; use a surrogate trained on the same dataset")
+
 
 def _check_trained(run: Run, allow_partial: bool) -> str | None:
     """None for a finished model; the partial-model note with ``allow_partial``; else one error."""
@@ -137,7 +145,9 @@ def _check_trained(run: Run, allow_partial: bool) -> str | None:
     epochs = len(run.metrics())
     return f"PARTIAL: the model is from an unfinished run ({what}, {epochs} of {run.config.train.epochs} epochs)"
 
+
 EVAL_KEYS = ("eval.", "device", "perf.", "data.workers")  # what --set may change when an existing run is evaluated
+
 
 def _eval_config(run: Run, overrides: tuple[str, ...] | list[str]) -> RunConfig:
     """The run's config with ``--set`` overrides of eval.*, device and perf.* (anything else: one error)."""
@@ -148,6 +158,7 @@ def _eval_config(run: Run, overrides: tuple[str, ...] | list[str]) -> RunConfig:
     if refused:
         raise ClasswiseError(f"--set on evaluate can change only eval.*, device and perf.*, not {', '.join(refused)}")
     return config
+
 
 def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.device, processes: int,
             old_meta: dict | None) -> list[dict]:
@@ -162,6 +173,7 @@ def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.
              "cpu_seconds": round(cpu_seconds, 2),
              "device": str(device), "threads": torch.get_num_threads(), "processes": processes}
     return [*(earlier if isinstance(earlier, list) else []), entry]
+
 
 def _meta(run: Run, data: DataBundle | StreamBundle, ev, results: EvalResults, model_id: dict, partial: str | None) -> dict:
     """What the report needs besides per-sample results: the model and every kept attack's identity."""

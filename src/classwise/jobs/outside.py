@@ -47,6 +47,7 @@ class OutsideModel:
     std: tuple[float, ...] | None = None
     normalize: bool = True
 
+
 def outside_config(model: OutsideModel, dataset: str, overrides: tuple[str, ...] | list[str] = ()) -> RunConfig:
     """The run config of an outside model: the dataset's preset (eval attacks, eps) or the defaults."""
     base = dataset if dataset in preset_names() else None
@@ -58,6 +59,7 @@ def outside_config(model: OutsideModel, dataset: str, overrides: tuple[str, ...]
     kwargs = {"dataset": _robustbench_dataset(config, dataset), "threat_model": model.threat_model,
               "model_dir": str(Path(model.model_dir).resolve())} | dict(config.model.kwargs)
     return dataclasses.replace(config, model=dataclasses.replace(config.model, kwargs=kwargs))
+
 
 def _robustbench_dataset(config: RunConfig, dataset: str) -> str:
     """RobustBench's dataset: ``model.kwargs.dataset``, the dataset's name, or CIFAR-10/100 by class names."""
@@ -72,9 +74,11 @@ def _robustbench_dataset(config: RunConfig, dataset: str) -> str:
     raise ClasswiseError(f"which RobustBench dataset is {dataset!r}? say it with --set model.kwargs.dataset=cifar10 "
                          "(or cifar100, imagenet)")
 
+
 def _folder_classes(root: str) -> list[str]:
     train = Path(root) / "train"
     return sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+
 
 def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Path, *,
                        overwrite: bool = False, attacks: tuple[AttackConfig, ...] | None = None) -> Path:
@@ -104,6 +108,7 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
         run.set_status("trained", trained=True)
     return run.path
 
+
 def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
                      attacks: tuple[AttackConfig, ...] | None = None, device: str | None = None,
                      **evaluate: Any) -> tuple[Path, EvalResults]:
@@ -116,6 +121,7 @@ def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path
             create_outside_run(model, config, run_dir, overwrite=overwrite, attacks=attacks)
         dist.barrier()
         return Path(run_dir), evaluate_run(run_dir, attacks=attacks, device=device, **evaluate)
+
 
 def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tuple[tuple | None, tuple | None, str]:
     """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
@@ -133,6 +139,7 @@ def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tupl
         return (0.0,), (1.0,), "none"
     return tuple(data.mean), tuple(data.std), f"the dataset's ({data.name})"
 
+
 def _loaded_normalisation(net: nn.Module, mean, std, how: str) -> tuple[tuple | None, tuple | None, str]:
     """The normalisation the loaded model applies (a classwise state dict brings its own buffers)."""
     norm = getattr(net, "normalize", None)
@@ -141,6 +148,7 @@ def _loaded_normalisation(net: nn.Module, mean, std, how: str) -> tuple[tuple | 
     got = tuple(norm.mean.flatten().tolist()), tuple(norm.std.flatten().tolist())
     want = tuple(torch.tensor(mean).expand(len(got[0])).tolist()), tuple(torch.tensor(std).expand(len(got[1])).tolist())
     return (got[0], got[1], how) if np.allclose(got, want) else (got[0], got[1], "the weights file (normalize buffers)")
+
 
 def _check_outputs(net: nn.Module, data: DataBundle | StreamBundle) -> str | None:
     """One error unless the model maps two test images to (2, K) logits; the classifier's description."""

@@ -57,5 +57,6 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
         results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
         homing=homing, sanity=flags_to_json(flags), checks_run=ran))
 
+
 def _read_optional(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None

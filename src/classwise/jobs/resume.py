@@ -35,12 +35,14 @@ def resumed_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] =
     note = "resumed with " + ", ".join(f"{k}={_flat(config)[k]!r} (was {_flat(saved).get(k)!r})" for k in changed)
     return dataclasses.replace(config, notes=(*config.notes, note))
 
+
 def _check_more_epochs(saved: RunConfig, config: RunConfig) -> None:
     if config.train.epochs < saved.train.epochs:
         raise ClasswiseError(f"--resume cannot lower train.epochs from {saved.train.epochs} to {config.train.epochs}")
     if saved.train.schedule != "step":
         raise ClasswiseError(f"--resume cannot change train.epochs of a '{saved.train.schedule}' learning-rate "
                              "schedule (it is stretched over all epochs); start a new run")
+
 
 def _flat(config: RunConfig) -> dict[str, object]:
     def walk(node: object, prefix: str) -> dict[str, object]:
@@ -49,6 +51,7 @@ def _flat(config: RunConfig) -> dict[str, object]:
         return {k: v for key, value in node.items() for k, v in walk(value, f"{prefix}{key}.").items()}
 
     return walk(to_dict(config), "")
+
 
 def changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
     fa, fb = _flat(a), _flat(b)

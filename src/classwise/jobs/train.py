@@ -27,6 +27,7 @@ def check_config(config: RunConfig, data: DataBundle | StreamBundle) -> None:
     for cfg in (config.train.attack, config.train.monitor, *config.eval.attacks):
         build_attack(cfg, model)
 
+
 def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
               progress: bool = True) -> Path:
     """Train ``config`` into ``run_dir`` (new, ``overwrite``-n, or ``resume``-d).
@@ -51,6 +52,7 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, o
             _fit(config, data, run, resume, progress, dist)
     return run.path
 
+
 def decide_stream(config: RunConfig, dist: Dist | None = None) -> RunConfig:
     """``config`` with ``data.stream`` of an image folder decided (rank 0's decision on every rank).
 
@@ -62,6 +64,7 @@ def decide_stream(config: RunConfig, dist: Dist | None = None) -> RunConfig:
     copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     stream = dist.gather(should_stream(d.root, d.image_size, None, copies) if dist.main else None)[0]
     return dataclasses.replace(config, data=dataclasses.replace(d, stream=stream))
+
 
 def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: bool) -> Run:
     """The run folder: created (marker, config, version) or reopened for ``resume``."""
@@ -75,6 +78,7 @@ def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: b
         if config != run.config:
             run.save_config(config)
     return run
+
 
 def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: bool, progress: bool, dist) -> None:
     """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state).
