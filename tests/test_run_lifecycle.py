@@ -12,7 +12,8 @@ import pytest
 
 from classwise.cli import main
 from classwise.runfiles import OWN_FILES, RunFiles
-from classwise.runs import SUB_RUNS, Run, _foreign_files
+from classwise.errors import ClasswiseError
+from classwise.runs import SUB_RUNS, OurCheckpoints, OutsideWeights, Run, _foreign_files
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,6 +63,19 @@ def test_a_file_outside_the_layout_blocks_overwrite(tmp_path):
     assert _foreign_files(run) == ["figures/notes.txt"]
 
 
+@pytest.mark.parametrize("origin, source", [(None, OurCheckpoints), ("train", OurCheckpoints),
+                                            ("outside", OutsideWeights)])
+def test_the_marker_origin_picks_the_model_source(tmp_path, origin, source):
+    RunFiles(tmp_path).marker.write_text("{}" if origin is None else f'{{"origin": "{origin}"}}')
+    assert type(Run.open(tmp_path).source) is source and Run(tmp_path).origin == source.origin
+
+
+def test_an_unknown_origin_is_one_error(tmp_path):
+    RunFiles(tmp_path).marker.write_text('{"origin": "elsewhere"}')
+    with pytest.raises(ClasswiseError, match="unknown origin 'elsewhere'"):
+        Run.open(tmp_path).model()
+
+
 def test_a_whole_life_writes_only_files_the_run_knows(tmp_path, tiny_overrides, capsys):
     """train (TensorBoard on, an epoch checkpoint), evaluate --save-adv, homing, compare, figure 7, report."""
     tensorboard = importlib.util.find_spec("tensorboard") is not None
@@ -86,7 +100,7 @@ def test_a_whole_life_writes_only_files_the_run_knows(tmp_path, tiny_overrides, 
     assert any(files.tables.glob("*.csv")) and any(files.figures.glob("*.png"))
     assert any(files.tensorboard.iterdir()) == tensorboard
     assert _foreign_files(run) == []
-    assert Run(run).state == "complete"
+    assert Run(run).state == "complete" and isinstance(Run(run).source, OurCheckpoints)
 
     assert main(["train", "--out", str(run), "-q", "--overwrite", *sets]) == 0  # replaced, not refused
     assert not files.results.is_file() and not files.homing.exists() and Run(run).state == "trained"

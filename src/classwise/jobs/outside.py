@@ -23,7 +23,7 @@ from ..evaluate import resolve_device
 from ..models import classifier_layer, split_spec
 from ..models.outside import robustbench
 from ..results import EvalResults
-from ..runs import Run, load_run_data
+from ..runs import OutsideWeights, Run, load_run_data
 from ..train.distributed import distributed
 from .evaluate import evaluate_run
 from .train import decide_stream
@@ -102,7 +102,7 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
     meta["classifier"] = _check_outputs(net, data)
     for cfg in attacks or config.eval.attacks:  # every attack builds before the folder is made
         build_attack(cfg, net)
-    run = Run.create(run_dir, config, overwrite=overwrite, origin="outside")
+    run = Run.create(run_dir, config, overwrite=overwrite, origin=OutsideWeights.origin)
     with run.lock():
         run.save_outside_meta(meta)
         run.set_status("trained", trained=True)
