@@ -60,11 +60,11 @@ from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError
 from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
-from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
 from .results import EvalResults
+from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
 
 FORMAT = 1
-SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders holding nested runs (homing retrains), each checked as a run itself
+SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders of nested runs (homing retrains), each checked as a run
 TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
 _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
@@ -110,7 +110,7 @@ class OurCheckpoints:
     origin: ClassVar[str] = "train"
 
     def names(self) -> list[str]:
-        """The checkpoints saved (``last``, ``epoch_75``...), training-state files left out."""
+        """The checkpoints saved (``last``, ``epoch75``...), training-state files left out."""
         return sorted(p.name.split(".")[0] for p in self.files.checkpoints.glob("*.safetensors")
                       if ".state." not in p.name)
 
@@ -118,7 +118,8 @@ class OurCheckpoints:
         """The model at ``checkpoint``, rebuilt from the checkpoint's own metadata, in eval mode."""
         path = self.files.checkpoint(checkpoint)
         if not path.is_file():
-            raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {', '.join(self.names()) or 'none'})")
+            found = ", ".join(self.names()) or "none"
+            raise ClasswiseError(f"no checkpoint '{checkpoint}' in {path.parent} (found: {found})")
         model, _ = load_model_file(path)
         return model.to(device).eval()
 
