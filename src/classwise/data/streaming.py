@@ -45,6 +45,7 @@ from classwise.data.imagefolder import (
     list_images,
     native_size,
     split_folders,
+    to_rgb,
 )
 from classwise.errors import ClasswiseError
 from classwise.machine import available_cpus
@@ -217,7 +218,7 @@ def decode(path: str):
 
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ClasswiseError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
 
