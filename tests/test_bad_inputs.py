@@ -621,3 +621,27 @@ def _tiny_data(config, loader):
     if "data" not in _DATA:
         _DATA["data"] = loader(config)
     return _DATA["data"]
+
+
+# --- symbolic links planted in a run folder: nothing is written through them ------------------
+
+@pytest.mark.parametrize("link", [".classwise.lock", "tables", "train.log"])
+def test_no_write_follows_a_symbolic_link(capsys, run_copy, tmp_path, tiny_overrides, link):
+    """A link to a user's file or folder is refused with one error; the target is untouched."""
+    victim = tmp_path / "victim"
+    if link == "tables":
+        victim.mkdir()
+        (victim / "classwise.csv").write_text("my own table\n")
+        shutil.rmtree(run_copy / "tables")
+    else:
+        victim.write_text("my own notes\n")
+        (run_copy / link).unlink(missing_ok=True)
+    (run_copy / link).symlink_to(victim, target_is_directory=link == "tables")
+    before = snapshot(tmp_path / "victim") if link == "tables" else victim.read_text()
+    if link == "train.log":
+        args = ["train", "--resume", "--out", run_copy, *sets(["train.epochs=3"])]
+    else:
+        args = ["report", run_copy]
+    code, err = run_cli(capsys, args)
+    assert_one_error(code, err, "symbolic link")
+    assert (snapshot(victim) if link == "tables" else victim.read_text()) == before

@@ -30,6 +30,7 @@ but files of this layout.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import fnmatch
 import json
@@ -363,8 +364,11 @@ def _acquire(path: Path, shared: bool = False) -> int:
     """A non-blocking flock on ``path``, exclusive (the writer, named in the file) or ``shared``;
     one error line naming the holder when it is taken."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ClasswiseError(f"{path} is a symbolic link: classwise never writes through links; "
+                                 "remove it (it is only a lock file)") from e
         raise ClasswiseError(f"cannot lock {path.parent}: {e.strerror or e}") from e
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
