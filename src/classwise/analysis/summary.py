@@ -244,16 +244,17 @@ def headline_basis(results: EvalResults, head: str | None = None) -> dict[str, A
     return {"attack": head, "over": over, "examples": n, "text": text}
 
 
-def sanity_warnings(summary: dict[str, Any]) -> list[str]:
-    """Plain-language warnings about a summary: empty classes, robustness above clean.
+def sanity_warnings(summary: Summary | dict[str, Any]) -> list[str]:
+    """Plain-language warnings about a summary (typed, or its JSON form): empty classes, robustness above clean.
 
     Under the evaluation's convention, robustness can never exceed clean accuracy,
     overall or for any class; if it does, the attack or the evaluation is broken.
     """
-    names, clean = summary["class_names"], summary["clean"]["per_class"]
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
+    names, clean = s.class_names, s.clean.per_class
     out = [f"class {names[i]!r} has no test examples" for i, v in enumerate(clean) if v is None]
-    for attack, block in summary["attacks"].items():
-        above = [names[i] for i, (r, c) in enumerate(zip(block["per_class"], clean))
+    for attack, block in s.attacks.items():
+        above = [names[i] for i, (r, c) in enumerate(zip(block.per_class, clean))
                  if r is not None and c is not None and r > c + 1e-9]
         if above:
             out.append(f"{attack}: robustness above clean accuracy for {', '.join(above)}; "
