@@ -2,11 +2,16 @@
 
 import numpy as np
 import pytest
+from summary_cases import NAMES, rich_kwargs, rich_results
 
 from classwise.analysis import robustness_confusion, summarize
 from classwise.report import build, figures
-from classwise.report.build import ReportContext, build_sections, render_markdown, write_sections
-from summary_cases import NAMES, rich_kwargs, rich_results
+from classwise.report.build import (
+    ReportContext,
+    build_sections,
+    render_markdown,
+    write_sections,
+)
 
 
 def _boom(*args, **kwargs):

@@ -6,13 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from summary_cases import rich_kwargs, rich_results
 from torch import nn
 
 from classwise.analysis import build_summary, summarize
-from classwise.analysis.schema import SCHEMA_VERSION, AccuracyBlock, Summary, load_summary
+from classwise.analysis.schema import (
+    SCHEMA_VERSION,
+    AccuracyBlock,
+    Summary,
+    load_summary,
+)
 from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
-from summary_cases import rich_kwargs, rich_results
 
 GOLDEN = Path(__file__).parent / "data/summary_golden.json"  # summarize() of rich_results() before the typed summary
 
@@ -70,7 +75,7 @@ def test_round_trip_of_a_real_evaluation(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text(json.dumps({"partial": "stopped at epoch 2"} | s.to_dict()))
     loaded = load_summary(path)
-    assert loaded.partial == "stopped at epoch 2" and list(loaded.to_dict())[0] == "partial"
+    assert loaded.partial == "stopped at epoch 2" and next(iter(loaded.to_dict())) == "partial"
 
 
 def _broken(change) -> dict:

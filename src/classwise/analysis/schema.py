@@ -20,16 +20,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Union
 
 from ..errors import ClasswiseError
 from ..fileio import read_json
 
 SCHEMA_VERSION = 1
-Num = Optional[float]  # a percentage or a statistic; None where it is undefined (NaN)
+Num = float | None  # a percentage or a statistic; None where it is undefined (NaN)
 OMIT = {"omit": True}  # metadata: leave the key out of the JSON when the value is None
 SPREAD = {"spread": True}  # metadata: a mapping whose keys are merged into the parent object
-T = TypeVar("T")
 
 
 def _key(name: str) -> dict[str, Any]:
@@ -59,14 +58,14 @@ class AccuracyBlock:
     n: tuple[int, ...]
     count: tuple[int, ...]
     ci95: tuple[tuple[Num, Num], ...]
-    best_class: Optional[int]
-    worst_class: Optional[int]
+    best_class: int | None
+    worst_class: int | None
     gap: Num
-    best_call: Optional[RankCall]
-    worst_call: Optional[RankCall]
-    examples: Optional[int] = field(default=None, metadata=OMIT)
-    norm: Optional[str] = field(default=None, metadata=OMIT)
-    eps: Optional[float] = field(default=None, metadata=OMIT)
+    best_call: RankCall | None
+    worst_call: RankCall | None
+    examples: int | None = field(default=None, metadata=OMIT)
+    norm: str | None = field(default=None, metadata=OMIT)
+    eps: float | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class PairedBlock:
 
 @dataclass(frozen=True)
 class PairedClaims:
-    reference: Optional[str]
+    reference: str | None
     attacks: Mapping[str, PairedBlock]
 
 
@@ -158,18 +157,18 @@ class Weakest:
     gap_to_clean: Num
     flips: int
     confounds: tuple[Confound, ...]
-    within_superclass: Optional[float]
+    within_superclass: float | None
 
 
 @dataclass(frozen=True)
 class Claims:
     paired: PairedClaims
     weak_hurt_more: tuple[WeakHurtMore, ...]
-    weight_norm: Optional[WeightNorm]
+    weight_norm: WeightNorm | None
     weakest: tuple[Weakest, ...]
 
 
-Distance = Union[float, str, None]  # a distance; "inf" when none was found, None when undefined
+Distance = float | str | None  # a distance; "inf" when none was found, None when undefined
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class NormComparison:
     attacks: Mapping[str, str]
     per_class: Mapping[str, tuple[Num, ...]]
     rank: Mapping[str, tuple[int, ...]]
-    weakest: Mapping[str, Optional[int]]
+    weakest: Mapping[str, int | None]
     spearman: Spearman
 
 
@@ -238,7 +237,7 @@ class HomingBlock:
     removed: tuple[int, ...]
     flipped: int
     homed: int
-    share: Optional[float]
+    share: float | None
     missing: tuple[int, ...] = ()
 
 
@@ -269,25 +268,25 @@ class Summary:
     the run's summary; ``extra``: any other entries, kept as they are.
     """
 
-    partial: Optional[str] = field(default=None, metadata=OMIT)
+    partial: str | None = field(default=None, metadata=OMIT)
     clean: AccuracyBlock
     attacks: Mapping[str, AccuracyBlock]
     class_names: tuple[str, ...]
     num_examples: int
-    headline: Optional[str]
-    headline_basis: Optional[HeadlineBasis]
-    protocol: Optional[str]
+    headline: str | None
+    headline_basis: HeadlineBasis | None
+    protocol: str | None
     claims: Claims
-    superclasses: Optional[Mapping[str, tuple[int, ...]]]
-    curves: Optional[Mapping[str, Curves]] = field(default=None, metadata=OMIT)
-    targeted: Optional[Mapping[str, Targeted]] = field(default=None, metadata=OMIT)
-    norms: Optional[NormComparison] = field(default=None, metadata=OMIT)
+    superclasses: Mapping[str, tuple[int, ...]] | None
+    curves: Mapping[str, Curves] | None = field(default=None, metadata=OMIT)
+    targeted: Mapping[str, Targeted] | None = field(default=None, metadata=OMIT)
+    norms: NormComparison | None = field(default=None, metadata=OMIT)
     dataset: Any = field(default=None, metadata=OMIT)
     model: Any = field(default=None, metadata=OMIT)
     checkpoint: Any = field(default=None, metadata=OMIT)
     eps: Any = field(default=None, metadata=OMIT)
-    homing: Optional[HomingBlock] = field(default=None, metadata=OMIT)
-    sanity: Optional[Sanity] = field(default=None, metadata=OMIT)
+    homing: HomingBlock | None = field(default=None, metadata=OMIT)
+    sanity: Sanity | None = field(default=None, metadata=OMIT)
     extra: Mapping[str, Any] = field(default_factory=dict, metadata=SPREAD)
     schema_version: int = SCHEMA_VERSION
 
@@ -295,7 +294,7 @@ class Summary:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def block(self, name: Optional[str]) -> AccuracyBlock:
+    def block(self, name: str | None) -> AccuracyBlock:
         """The block of attack ``name``; the clean block for None."""
         return self.clean if name is None else self.attacks[name]
 
@@ -308,7 +307,7 @@ class Summary:
         return encode(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "summary") -> "Summary":
+    def from_dict(cls, data: Any, source: str = "summary") -> Summary:
         """The typed summary of a JSON object; ClasswiseError naming ``source`` and the field when malformed."""
         summary = decode(cls, data, source)
         if summary.schema_version > SCHEMA_VERSION:
