@@ -16,6 +16,7 @@ from classwise.analysis.schema import (
     Summary,
     load_summary,
 )
+from classwise.analysis.fairness import worst_class
 from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
 
@@ -39,11 +40,27 @@ def _same(a, b, at="summary"):
         assert a == b, at
 
 
-def test_summary_json_is_the_old_format_plus_schema_version():
+SCHEMA_2_KEYS = ("worst_class_interval", "spread")  # added to every block with examples by schema 2
+
+
+def test_summary_json_is_the_old_format_plus_schema_version_and_worst_class_fields():
     new = summarize(rich_results(), **rich_kwargs())
-    assert new.pop("schema_version") == SCHEMA_VERSION == 1
-    _same(new, json.loads(GOLDEN.read_text()))
+    assert new.pop("schema_version") == SCHEMA_VERSION == 2
     json.dumps(new, allow_nan=False)
+    for block in [new["clean"], *new["attacks"].values()]:
+        worst, spread = (block.pop(key) for key in SCHEMA_2_KEYS)
+        expected_worst = worst_class(np.array(block["count"]), np.array(block["n"]))
+        assert worst["percent"] == expected_worst.percent and worst["low"] == expected_worst.low
+        assert worst["classes"] == list(expected_worst.classes) and worst["percent"] <= min(
+            p for p in block["per_class"] if p is not None) + 1e-9
+        assert spread["k"] == 3 and spread["worst_k_mean"] >= worst["percent"]
+    _same(new, json.loads(GOLDEN.read_text()))
+
+
+def test_a_version_1_summary_still_loads_without_the_worst_class_fields():
+    old = json.loads(GOLDEN.read_text()) | {"schema_version": 1}
+    s = Summary.from_dict(old)
+    assert s.attacks["pgd20"].worst_class_interval is None and s.attacks["pgd20"].spread is None
 
 
 def test_typed_summary_reads_by_attribute():

@@ -25,7 +25,7 @@ from typing import Any, Union
 from ..errors import ClasswiseError
 from ..fileio import read_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: attack blocks gain worst_class_interval and spread
 Num = float | None  # a percentage or a statistic; None where it is undefined (NaN)
 OMIT = {"omit": True}  # metadata: leave the key out of the JSON when the value is None
 SPREAD = {"spread": True}  # metadata: a mapping whose keys are merged into the parent object
@@ -44,12 +44,39 @@ class RankCall:
     tied_with: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class WorstClassInterval:
+    """The weakest class with a simultaneous 95% interval of the true minimum (:mod:`classwise.analysis.fairness`).
+
+    ``classes``: observed at the minimum (several when tied); ``candidates``: every
+    class that may be the truly worst; ``significant``: one candidate only.
+    """
+
+    percent: float
+    low: float
+    high: float
+    classes: tuple[int, ...]
+    candidates: tuple[int, ...]
+    significant: bool
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ClassSpread:
+    """Spread of the class-wise accuracies: std (ddof 0), NSD = std / mean (None when the mean is 0), worst-k mean."""
+
+    std: float
+    nsd: Num
+    worst_k_mean: float
+    k: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class AccuracyBlock:
     """One prediction set (clean, or one attack over its examples): table 2's row with 95% intervals.
 
-    per_class, n, count, ci95: (K,). best/worst/gap/calls are None when no class
-    has examples. ``examples``, ``norm`` and ``eps`` exist on attack blocks only.
+    per_class, n, count, ci95: (K,). best/worst/gap/calls (and, from schema 2,
+    worst_class_interval and spread) are None when no class has examples. ``examples``, ``norm`` and ``eps`` exist on attack blocks only.
     """
 
     overall: Num
@@ -66,6 +93,8 @@ class AccuracyBlock:
     examples: int | None = field(default=None, metadata=OMIT)
     norm: str | None = field(default=None, metadata=OMIT)
     eps: float | None = field(default=None, metadata=OMIT)
+    worst_class_interval: WorstClassInterval | None = field(default=None, metadata=OMIT)  # schema 2
+    spread: ClassSpread | None = field(default=None, metadata=OMIT)  # schema 2
 
 
 @dataclass(frozen=True)
@@ -309,6 +338,8 @@ class Summary:
     @classmethod
     def from_dict(cls, data: Any, source: str = "summary") -> Summary:
         """The typed summary of a JSON object; ClasswiseError naming ``source`` and the field when malformed."""
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = data | {"schema_version": 1}  # written before schema versions
         summary = decode(cls, data, source)
         if summary.schema_version > SCHEMA_VERSION:
             raise ClasswiseError(f"{source}: schema_version {summary.schema_version} is newer than this classwise "

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..results import NOT_ATTACKED, EvalResults
 from .claims import difference_reference, norm_claims, paired_claims, weak_hurt_more_claims, weakest_explained
+from .fairness import class_spread, worst_class
 from .classwise import WORST, best_worst, classwise_accuracy, largest_gap, overall_accuracy, worst_case
 from .stats import classwise_interval, rank_call, wilson_interval
 from .curves import compare_norms, curves_summary
@@ -60,8 +61,19 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
     if not np.all(np.isnan(per_class)):
         best, worst = best_worst(per_class)
         block |= {"best_class": best, "worst_class": worst, "gap": largest_gap(per_class),
-                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst")}
+                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst"),
+                  **_fairness(ci.count, ci.n)}
     return block
+
+
+def _fairness(count: np.ndarray, n: np.ndarray) -> dict[str, Any]:
+    """Worst-class interval and spread over classes, from integer counts (K,) (:mod:`.fairness`)."""
+    w, spread = worst_class(count, n), class_spread(count, n)
+    return {"worst_class_interval": {"percent": w.percent, "low": w.low, "high": w.high, "classes": list(w.classes),
+                                     "candidates": list(w.candidates), "significant": w.significant,
+                                     "confidence": w.confidence},
+            "spread": {"std": spread.std, "nsd": _num(spread.nsd), "worst_k_mean": spread.worst_k_mean,
+                       "k": spread.k}}
 
 
 def _call(per_class: np.ndarray, ci: np.ndarray, which: str) -> dict[str, Any]:
