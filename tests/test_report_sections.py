@@ -46,6 +46,11 @@ def test_summary_section_names_the_weakest_class(sections):
     assert by_title["Warnings"].items[-1] == "headline-overstated [cat]: d; s"
     assert f"sanity flags: {len(by_title['Warnings'].items)} (see Warnings)" in items
     assert by_title["Sanity checks"].items == ("headline-overstated: 1 flags (see Warnings)",)
+    w = pgd.worst_class_interval
+    line = next(i for i in items if i.startswith("worst-class robust accuracy:"))
+    assert f"{w.percent:.1f}% [{w.low:.1f}, {w.high:.1f}]" in line
+    assert all(NAMES[c] in line for c in w.candidates)
+    assert any(i.startswith(f"spread over classes: std {pgd.spread.std:.1f} points") for i in items)
 
 
 def test_class_tables_have_one_row_per_class_or_attack(sections):

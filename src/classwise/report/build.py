@@ -168,7 +168,20 @@ def _headline_lines(summary: Summary) -> list[str]:
         lines += [f"most {what} class: {_call_text(block, block.best_call, names)}",
                   f"least {what} class: {_call_text(block, block.worst_call, names)}",
                   f"largest class gap: {block.gap:.1f} percentage points"]
-    return lines + _protocol_line(summary)
+    return lines + _worst_class_lines(block, what, names) + _protocol_line(summary)
+
+
+def _worst_class_lines(block: AccuracyBlock, what: str, names: tuple[str, ...]) -> list[str]:
+    """Worst-class accuracy with its simultaneous interval, the possible worst classes, and the spread."""
+    w, spread = block.worst_class_interval, block.spread
+    if w is None or spread is None:
+        return []  # a summary written before schema 2
+    could = ", ".join(names[c] for c in w.candidates)
+    nsd = "n/a" if spread.nsd is None else f"{spread.nsd:.2f}"
+    return [f"worst-class {what} accuracy: {w.percent:.1f}% [{w.low:.1f}, {w.high:.1f}] (simultaneous 95% "
+            f"interval over classes; {'only ' + could + ' can be the worst' if w.significant else 'could be the worst: ' + could})",
+            f"spread over classes: std {spread.std:.1f} points, NSD {nsd}, mean of the {spread.k} weakest "
+            f"{spread.worst_k_mean:.1f}%"]
 
 
 def _basis(summary: Summary) -> str:
