@@ -54,7 +54,7 @@ from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, 
 from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
-from .errors import ClasswiseError
+from .errors import ClasswiseError, Terminated
 from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
 from .results import EvalResults
 
@@ -228,8 +228,9 @@ class Run:
             self.set_status(state)
         try:
             yield self
-        except KeyboardInterrupt:
-            self.set_status("interrupted", error="interrupted (Ctrl-C)")
+        except KeyboardInterrupt as e:
+            how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+            self.set_status("interrupted", error=f"interrupted ({how})")
             raise
         except BaseException as e:
             self.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
