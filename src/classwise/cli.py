@@ -7,19 +7,22 @@ set CLASSWISE_DEBUG=1 to see the traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import ClasswiseError
+from .errors import ClasswiseError, Terminated
 from .fileio import user_os_error
 from .runfiles import RunFiles
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # exit status after SIGTERM (128 + SIGTERM)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
@@ -345,6 +348,8 @@ def list_names() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit 2."""
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    received: list[int] = []
+    previous = _on_sigterm(received)
     try:
         code = app(args=argv, standalone_mode=False)  # Ctrl-C comes back as the exit code 130
     except (ClasswiseError, ValueError) as e:
@@ -365,9 +370,29 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return int(e.exit_code)
         raise
-    if code == INTERRUPTED:
-        typer.echo("interrupted", err=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code == INTERRUPTED and received:
+        code = TERMINATED
+    if code in (INTERRUPTED, TERMINATED):
+        typer.echo("interrupted" + (" (SIGTERM)" if received else ""), err=True)
     return code if isinstance(code, int) else 0
+
+
+def _on_sigterm(received: list[int]) -> Any:
+    """Handle SIGTERM as Ctrl-C (raise :class:`Terminated` where the command is); return the old handler.
+
+    Only in the main thread (signal handlers cannot be set elsewhere); None there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

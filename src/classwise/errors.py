@@ -13,6 +13,10 @@ class ClasswiseError(Exception):
     """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, slurm and kubernetes send), handled as Ctrl-C is: status "interrupted", resumable."""
+
+
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """" (did you mean 'x'?)" for the closest of ``known`` to ``name`` (difflib), else ""."""
     import difflib

@@ -37,7 +37,7 @@ from .attacks import eval_mode, grad_and_logits, tpgd_name
 from .config import PerfConfig
 from .data.bundle import as_float
 from .errors import ClasswiseError, unknown_name
-from .inputs import check_eval_inputs, check_logits
+from .inputs import check_eps, check_eval_inputs, check_image_dtype, check_logits
 from .perf import autocast, prepare_input, prepare_model
 from .progress import progress_tasks
 from .results import EvalResults
@@ -253,6 +253,8 @@ def evaluate(
         raise ValueError(f"attack name {WORST!r} is reserved for the worst case of the cascade")
     dev = resolve_device(opts.device)
     k = check_eval_inputs(images, labels, class_names)
+    check_eps(eps)
+    check_image_dtype(images, model)
     model = prepare_model(model.to(dev), opts.perf)
     probe = prepare_input(as_float(images[: opts.batch_size].to(dev)), opts.perf)
     check_logits(predict(model, probe), k, labels[: opts.batch_size])

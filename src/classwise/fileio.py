@@ -48,10 +48,25 @@ def user_os_errors(path: str | os.PathLike) -> Iterator[None]:
         raise mapped from e
 
 
+def refuse_links(path: Path) -> None:
+    """One error when ``path`` or its folder is a symbolic link: classwise never writes through a link.
+
+    A link planted in a run folder (``tables/`` -> a user's folder, a log -> a
+    user's file) would otherwise have classwise replace or append to a file it
+    did not write.
+    """
+    path = Path(path)
+    for p in (path, path.parent):
+        if p.is_symlink():
+            raise ClasswiseError(f"refusing to write {path}: {p} is a symbolic link (classwise never writes "
+                                 "through links); remove the link")
+
+
 @contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` when the block exits without error."""
+    """Yield a binary file that replaces ``path`` when the block exits without error (never through a link)."""
     path = Path(path)
+    refuse_links(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     with user_os_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,12 +99,20 @@ def read_json(path: Path) -> Any:
         raise ClasswiseError(f"cannot read {path}: {e}") from e
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path`` and flush it to disk; never through a symbolic link."""
+    refuse_links(path)
+    with user_os_errors(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with open(fd, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and flush it to disk."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_text(path, json.dumps(record) + "\n")
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -47,7 +47,7 @@ from .config import AttackConfig, RunConfig, from_dict
 from .errors import ClasswiseError
 from .evaluate import evaluate, resolve_device
 from .fileio import atomic_write, write_json
-from .machine import available_cpus
+from .machine import available_cpus, die_with_parent
 from .jobs import report_run, train_run
 from .report import figures, tables
 from .results import EvalResults
@@ -114,8 +114,9 @@ def spread(jobs: int, tasks: int, gpus: Sequence[str], cores: int) -> tuple[list
     return slots, max(1, cores // workers)
 
 
-def _start_worker(slots: Any, threads: int) -> None:
-    """Pool initializer: take one slot (a GPU id: this worker sees only that device) and set torch threads."""
+def _start_worker(slots: Any, threads: int, parent: int) -> None:
+    """Pool initializer: end with the parent, take one slot (a GPU id: this worker sees only that device), set threads."""
+    die_with_parent(parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before CUDA starts in this fresh (spawned) process
@@ -140,7 +141,8 @@ def retrain_all(run_dir: Path, removed: Sequence[int], checkpoint: str, jobs: in
     queue = ctx.Queue()
     for slot in slots:
         queue.put(slot)
-    with ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_start_worker, initargs=(queue, threads)) as pool:
+    with ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_start_worker,
+                             initargs=(queue, threads, os.getpid())) as pool:
         worker_device = "cuda" if on_gpu else device
         futures = {j: pool.submit(retrain_one, str(run_dir), j, checkpoint, False, worker_device) for j in removed}
         return {j: f.result() for j, f in futures.items()}

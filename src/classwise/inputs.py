@@ -10,9 +10,11 @@ and on every logit the evaluation keeps (:func:`check_logits`); each raises
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 
 def check_eval_inputs(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None) -> int | None:
@@ -40,6 +42,8 @@ def _check_images(images: torch.Tensor) -> None:
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}; "
                          "add a channel axis for greyscale images (x.unsqueeze(1))")
+    if images.device.type == "meta":
+        raise ValueError("images are on the meta device (shapes without data): load the real tensors first")
     if len(images) == 0:
         raise ValueError("the evaluation set is empty (0 images): pass at least one image")
     if images.dtype == torch.uint8:
@@ -57,6 +61,8 @@ def _check_images(images: torch.Tensor) -> None:
 def _check_labels(labels: torch.Tensor, n: int) -> None:
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"labels must be a torch.Tensor (N,), got {type(labels).__name__}")
+    if labels.device.type == "meta":
+        raise ValueError("labels are on the meta device (shapes without data): load the real tensor first")
     if labels.dim() != 1:
         raise ValueError(f"labels must be one class index per image (N,), got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -68,12 +74,36 @@ def _check_labels(labels: torch.Tensor, n: int) -> None:
         raise ValueError(f"labels must be class indices >= 0, but the smallest label is {low}")
 
 
+def check_image_dtype(images: torch.Tensor, model: nn.Module) -> None:
+    """Refuse float images of another dtype than the model's weights (float64 numpy arrays, say)."""
+    weights = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weights is not None and images.is_floating_point() and images.dtype != weights.dtype:
+        raise ValueError(f"images are {images.dtype} but the model's weights are {weights.dtype}: "
+                         f"pass images.to({weights.dtype}) (or uint8 images, converted for you)")
+
+
+def check_eps(eps: object) -> None:
+    """Refuse an eps that is not a finite number >= 0 (or None), e.g. the text "8/255"."""
+    if eps is None:
+        return
+    if isinstance(eps, str):
+        raise ValueError(f"eps must be a number, got the text {eps!r}: write it as a Python number (eps=8/255)")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= float(eps) < float("inf"):
+        raise ValueError(f"eps must be a finite number >= 0 (e.g. 8/255), got {eps!r}")
+
+
 def check_logits(logits: torch.Tensor, k: int | None, labels: torch.Tensor, what: str = "clean images") -> int:
-    """Refuse model outputs that are not (B, K) finite logits; return K.
+    """Refuse model outputs that are not (B, K) finite floating logits; return K.
 
     K is ``k`` (from class_names) when given, else the logits' width, which must
     exceed every label.
     """
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"the model must return one logits tensor (B, K), got a {type(logits).__name__} on {what}; "
+                         "wrap it so that forward returns the logits only (e.g. out[0] of a tuple)")
+    if not logits.is_floating_point():
+        raise ValueError(f"the model returned {logits.dtype} outputs on {what}: attacks need floating logits "
+                         "(B, K) with gradients, not class indices or rounded scores")
     if logits.dim() != 2 or len(logits) != len(labels):
         raise ValueError(f"the model must return logits (B, K) for B images, got shape {tuple(logits.shape)} "
                          f"for {len(labels)} images on {what}")

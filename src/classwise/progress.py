@@ -73,13 +73,11 @@ def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str
         yield lambda name, n=1: bar.advance(tasks[name], n) if name in tasks else None
 
 
-def log_line(text: str, log_file: str | Path | None = None) -> None:
-    """Print one line (no trailing blank line) to stdout, flushed, and append it to ``log_file``."""
+def log_line(text: str) -> str:
+    """Print one line (no trailing blank line) to stdout, flushed; return it (for a log file)."""
     line = " ".join(text.split())  # one line, single spaces
     print(line, flush=True)
-    if log_file is not None:
-        with open(log_file, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+    return line
 
 
 def format_duration(seconds: float) -> str:

@@ -35,6 +35,7 @@ but files of this layout.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import fnmatch
 import json
@@ -58,7 +59,7 @@ from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, 
 from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
-from .errors import ClasswiseError
+from .errors import ClasswiseError, Terminated
 from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
 from .results import EvalResults
 from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
@@ -318,8 +319,9 @@ class Run:
             self.set_status(state)
         try:
             yield self
-        except KeyboardInterrupt:
-            self.set_status("interrupted", error="interrupted (Ctrl-C)")
+        except KeyboardInterrupt as e:
+            how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+            self.set_status("interrupted", error=f"interrupted ({how})")
             raise
         except BaseException as e:
             self.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
@@ -428,8 +430,11 @@ def _acquire(path: Path, shared: bool = False) -> int:
     """A non-blocking flock on ``path``, exclusive (the writer, named in the file) or ``shared``;
     one error line naming the holder when it is taken."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ClasswiseError(f"{path} is a symbolic link: classwise never writes through links; "
+                                 "remove it (it is only a lock file)") from e
         raise ClasswiseError(f"cannot lock {path.parent}: {e.strerror or e}") from e
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)

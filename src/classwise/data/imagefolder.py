@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from classwise.data.request import LoadRequest
 from classwise.errors import ClasswiseError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 def load_imagefolder(request: LoadRequest) -> DataBundle:
@@ -161,13 +162,35 @@ def native_size(path: Path | str) -> tuple[int, int]:
             return img.size
 
 
+def to_rgb(img: Any) -> Any:
+    """A PIL image of any mode -> 8-bit RGB, values kept as they are meant.
+
+    16-bit greyscale ("I;16*", and "I" holding 0..65535) is scaled to 0..255
+    (round(v / 257)); PIL's own conversion saturates it (every pixel above 255
+    becomes white). Palette, CMYK, 1-bit and greyscale go through PIL's
+    conversion; an alpha channel is dropped, as torchvision's ImageFolder loader
+    does, so models see the pixels they were trained on. 32-bit float ("F") has
+    no known range and is refused (ValueError, turned into one error with the path).
+    """
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{img.mode} pixels outside 0..65535 have no known range; save it as 8- or 16-bit")
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        raise ValueError("32-bit float pixels (mode F) have no known range; save it as 8- or 16-bit")
+    return img.convert("RGB")
+
+
 def read_image(path: Path, size: int | None) -> tuple[np.ndarray, bool]:
     """One image file -> (3, H, W) uint8 RGB array and whether it was greyscale."""
     from PIL import Image, ImageOps
 
     with readable(path), Image.open(path) as img:
         gray = img.mode in GRAY_MODES
-        rgb = img.convert("RGB")
+        rgb = to_rgb(img)
     if size is not None and rgb.size != (size, size):
         rgb = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
     return np.asarray(rgb).transpose(2, 0, 1), gray

@@ -45,9 +45,10 @@ from classwise.data.imagefolder import (
     list_images,
     native_size,
     split_folders,
+    to_rgb,
 )
 from classwise.errors import ClasswiseError
-from classwise.machine import available_cpus
+from classwise.machine import available_cpus, die_with_parent
 
 STREAM_SIZE = 224  # image side when data.image_size is not set (the ImageNet reference)
 EVAL_CROP = 0.875  # evaluation: resize the shorter side to size / EVAL_CROP, centre-crop size
@@ -217,7 +218,7 @@ def decode(path: str):
 
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ClasswiseError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
 
@@ -341,6 +342,7 @@ def make_loader(files: FileList, *, image_size: int, batch_size: int, train: boo
 
 
 def _one_thread(_: int) -> None:
+    die_with_parent(os.getppid())  # no worker outlives a killed parent
     torch.set_num_threads(1)  # workers decode with PIL; torch threads would only compete
 
 

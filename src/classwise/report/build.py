@@ -23,15 +23,20 @@ the superclass view (when superclasses exist), then the 10 weakest and 10
 strongest classes, then the full table by class in a scroll container; per-class
 line figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
 
-Everything is computed once, by :func:`classwise.analysis.summarize`, and handed
-over in a :class:`ReportContext`; "the" robustness of the report is the summary's
+Everything is computed once, by :func:`classwise.analysis.build_summary` (the
+typed :class:`~classwise.analysis.schema.Summary`), and handed over in a
+:class:`ReportContext`; "the" robustness of the report is the summary's
 "headline": the per-example worst case over the whole suite when the run has
 one (the summary says so), and the paper's protocol attack (the summary's
 "protocol", PGD with the most steps) is reported beside it under its own name
 and draws the per-example figures (confusion, superclasses, homing, intervals,
-probabilities). Every file is written to a temporary name and renamed,
-report.html last, and an old report.md / report.html is removed first, so a crash
-never leaves a report that looks complete.
+probabilities). :func:`build_sections` turns the context into
+:class:`~classwise.report.section.Section` values and writes nothing;
+:func:`write_report` then writes their files and figures
+(:func:`write_sections`) and renders them to report.md and report.html. Every
+file is written to a temporary name and renamed, report.html last, and an old
+report.md / report.html is removed first, so a crash never leaves a report that
+looks complete.
 """
 
 from __future__ import annotations
@@ -45,17 +50,21 @@ from typing import Any
 import numpy as np
 
 from ..analysis import (
+    build_summary,
     confusion_counts,
     fold_superclasses,
     robustness_confusion,
     row_percent,
     sanity_warnings,
-    summarize,
+)
+from ..analysis.schema import (
+    AccuracyBlock, Correlation, Curves, NormComparison, RankCall, Summary, Targeted, WeakHurtMore,
 )
 from ..analysis.stats import classwise_interval
 from ..results import EvalResults
 from . import diagnosis, figures, tables
-from .section import MAX_SHOWN_CLASSES, Section, pct, sampled_note, shown_classes, slug
+from .diagnosis import per_class_array
+from .section import MAX_SHOWN_CLASSES, Figure, File, Section, pct, sampled_note, shown_classes, slug
 from ..fileio import atomic_write
 from ..runfiles import RunFiles
 
@@ -73,8 +82,9 @@ thead th{position:sticky;top:0;background:#f4f4f4}img{max-width:100%;height:auto
 class ReportContext:
     """Everything a report shows, computed beforehand: the per-sample results and their summary.
 
-    summary: :func:`classwise.analysis.summarize` of ``results`` (its "headline",
-    "superclasses" and "claims" drive the report). metrics: per-epoch training-log
+    summary: :func:`classwise.analysis.build_summary` of ``results`` (its
+    headline, superclasses and claims drive the report); its JSON form
+    (summary.json) is read into the typed value. metrics: per-epoch training-log
     dicts with "robust": {"overall", "per_class"} and "monitor" (figure 1).
     head_weight: (K, D) classifier weight (figure 4). meta: shown first (dataset,
     model, eps). notes: shown after the summary. homing: the homing.json of
@@ -86,7 +96,7 @@ class ReportContext:
     """
 
     results: EvalResults
-    summary: dict[str, Any]
+    summary: Summary
     metrics: list[dict] | None = None
     head_weight: np.ndarray | None = None
     meta: dict[str, Any] | None = None
@@ -95,25 +105,29 @@ class ReportContext:
     sanity: list[str | dict[str, str]] | None = None
     checks_run: list[str] | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.summary, dict):  # summary.json as read back
+            object.__setattr__(self, "summary", Summary.from_dict(self.summary))
+
     @classmethod
     def build(cls, results: EvalResults, *, headline: str | None = None, head_weight: np.ndarray | None = None,
               superclasses: dict[str, list[int]] | None = None, **rest: Any) -> "ReportContext":
-        """Summarise ``results`` (one :func:`summarize` call) and bundle it with the rest."""
-        summary = summarize(results, headline=headline, head_weight=head_weight, superclasses=superclasses)
+        """Summarise ``results`` (one :func:`build_summary` call) and bundle it with the rest."""
+        summary = build_summary(results, headline=headline, head_weight=head_weight, superclasses=superclasses)
         return cls(results, summary, head_weight=head_weight, **rest)
 
     @property
     def headline(self) -> str | None:
-        return self.summary.get("headline")
+        return self.summary.headline
 
     @property
     def protocol(self) -> str | None:
         """The attack of the per-example figures (the paper's protocol attack)."""
-        return self.summary.get("protocol", self.headline)
+        return self.summary.protocol or self.headline
 
     @property
-    def superclasses(self) -> dict[str, list[int]] | None:
-        return self.summary.get("superclasses") or None
+    def superclasses(self) -> dict[str, tuple[int, ...]] | None:
+        return dict(self.summary.superclasses) if self.summary.superclasses else None
 
 
 def _meta_lines(meta: dict[str, Any]) -> list[str]:
@@ -123,46 +137,58 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     return [f"{k}: {meta[k]}" for k in keys]
 
 
-def _names(indices: list[int], names: list[str]) -> str:
+def _names(indices: tuple[int, ...], names: tuple[str, ...]) -> str:
     """Class names, at most :data:`MAX_NAMED` of them, then "and N more"."""
     shown = ", ".join(names[i] for i in indices[:MAX_NAMED])
     return shown + (f" and {len(indices) - MAX_NAMED} more" if len(indices) > MAX_NAMED else "")
 
 
-def _ci(ci: list | None) -> str:
+def _ci(ci: tuple | None) -> str:
     return "" if not ci or ci[0] is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
 
 
-def _call_text(block: dict[str, Any], which: str, names: list[str]) -> str:
+def _call_text(block: AccuracyBlock, call: RankCall, names: tuple[str, ...]) -> str:
     """"car (80.0% [49.0, 94.3]); significant" or "...; tied with ship, cat (intervals overlap)"."""
-    call = block[f"{which}_call"]
-    i = call["class"]
-    text = f"{names[i]} ({pct(block['per_class'][i])}{_ci(block['ci95'][i])})"
-    if call["significant"]:
+    i = call.index
+    text = f"{names[i]} ({pct(block.per_class[i])}{_ci(block.ci95[i])})"
+    if call.significant:
         return text + "; significant (its 95% interval is disjoint from every other class's)"
-    return text + f"; tied with {_names(call['tied_with'], names)} (95% intervals overlap)"
+    return text + f"; tied with {_names(call.tied_with, names)} (95% intervals overlap)"
 
 
-def _headline_lines(summary: dict[str, Any]) -> list[str]:
+def _headline_lines(summary: Summary) -> list[str]:
     """Clean and robust overall with intervals, most and least robust class (tested), the largest gap."""
-    names, clean, head = summary["class_names"], summary["clean"], summary["headline"]
-    lines = [f"test examples: {summary['num_examples']}, classes: {len(names)}",
-             f"clean accuracy: {pct(clean['overall'])}{_ci(clean['overall_ci95'])}"]
-    block, what = (summary["attacks"][head], "robust") if head else (clean, "accurate")
+    names, clean, head = summary.class_names, summary.clean, summary.headline
+    lines = [f"test examples: {summary.num_examples}, classes: {len(names)}",
+             f"clean accuracy: {pct(clean.overall)}{_ci(clean.overall_ci95)}"]
+    block, what = (summary.attacks[head], "robust") if head else (clean, "accurate")
     if head:
-        lines.append(f"robust accuracy under {head}: {pct(block['overall'])}{_ci(block['overall_ci95'])}"
+        lines.append(f"robust accuracy under {head}: {pct(block.overall)}{_ci(block.overall_ci95)}"
                      f"{_basis(summary)}")
-    if block["best_class"] is not None:
-        lines += [f"most {what} class: {_call_text(block, 'best', names)}",
-                  f"least {what} class: {_call_text(block, 'worst', names)}",
-                  f"largest class gap: {block['gap']:.1f} percentage points"]
-    return lines + _protocol_line(summary)
+    if block.best_call is not None and block.worst_call is not None:
+        lines += [f"most {what} class: {_call_text(block, block.best_call, names)}",
+                  f"least {what} class: {_call_text(block, block.worst_call, names)}",
+                  f"largest class gap: {block.gap:.1f} percentage points"]
+    return lines + _worst_class_lines(block, what, names) + _protocol_line(summary)
 
 
-def _basis(summary: dict[str, Any]) -> str:
+def _worst_class_lines(block: AccuracyBlock, what: str, names: tuple[str, ...]) -> list[str]:
+    """Worst-class accuracy with its simultaneous interval, the possible worst classes, and the spread."""
+    w, spread = block.worst_class_interval, block.spread
+    if w is None or spread is None:
+        return []  # a summary written before schema 2
+    could = ", ".join(names[c] for c in w.candidates)
+    nsd = "n/a" if spread.nsd is None else f"{spread.nsd:.2f}"
+    return [f"worst-class {what} accuracy: {w.percent:.1f}% [{w.low:.1f}, {w.high:.1f}] (simultaneous 95% "
+            f"interval over classes; {'only ' + could + ' can be the worst' if w.significant else 'could be the worst: ' + could})",
+            f"spread over classes: std {spread.std:.1f} points, NSD {nsd}, mean of the {spread.k} weakest "
+            f"{spread.worst_k_mean:.1f}%"]
+
+
+def _basis(summary: Summary) -> str:
     """" (worst case per example over ...)" when the headline is the suite's worst case."""
-    basis = summary.get("headline_basis")
-    return f" ({basis['text']})" if basis and len(basis["over"]) > 1 else ""
+    basis = summary.headline_basis
+    return f" ({basis.text})" if basis and len(basis.over) > 1 else ""
 
 
 def _overstated_lines(sanity: list[str | dict[str, str]]) -> list[str]:
@@ -171,131 +197,130 @@ def _overstated_lines(sanity: list[str | dict[str, str]]) -> list[str]:
             if isinstance(f, dict) and f["check"] == "headline-overstated" and f["scope"] == "overall"]
 
 
-def _protocol_line(summary: dict[str, Any]) -> list[str]:
+def _protocol_line(summary: Summary) -> list[str]:
     """The paper's protocol attack under its own name, when the headline is another entry."""
-    protocol = summary.get("protocol")
-    if protocol is None or protocol == summary["headline"]:
+    protocol = summary.protocol
+    if protocol is None or protocol == summary.headline:
         return []
-    block = summary["attacks"][protocol]
+    block = summary.attacks[protocol]
     return [f"robust accuracy under {protocol} (the paper's protocol; the figures below use it) on its "
-            f"{block['examples']} examples: {pct(block['overall'])}{_ci(block['overall_ci95'])}"]
+            f"{block.examples} examples: {pct(block.overall)}{_ci(block.overall_ci95)}"]
 
 
-def _weakest_lines(summary: dict[str, Any]) -> list[str]:
+def _weakest_lines(summary: Summary) -> list[str]:
     """One line per weakest class under the headline attack: why it is weak."""
-    names, head, groups = summary["class_names"], summary["headline"], summary.get("superclasses")
+    names, head, groups = summary.class_names, summary.headline, summary.superclasses or {}
     out = []
-    for w in summary["claims"]["weakest"]:
-        text = f"weak class {names[w['class']]}: {pct(w['robust'])}{_ci(w['ci95'])} robust under {head}"
-        text += f", clean {pct(w['clean'])} (gap {w['gap_to_clean']:.1f} points)"
-        if w["confounds"]:
-            text += "; flipped to " + ", ".join(f"{names[c['class']]} {100 * c['share']:.0f}%" for c in w["confounds"])
-        if w["within_superclass"] is not None:
-            group = next(g for g, members in groups.items() if w["class"] in members)
-            text += f"; {100 * w['within_superclass']:.0f}% of its flips stay within {group}"
+    for w in summary.claims.weakest:
+        text = f"weak class {names[w.index]}: {pct(w.robust)}{_ci(w.ci95)} robust under {head}"
+        text += f", clean {pct(w.clean)} (gap {w.gap_to_clean:.1f} points)"
+        if w.confounds:
+            text += "; flipped to " + ", ".join(f"{names[c.index]} {100 * c.share:.0f}%" for c in w.confounds)
+        if w.within_superclass is not None:
+            group = next(g for g, members in groups.items() if w.index in members)
+            text += f"; {100 * w.within_superclass:.0f}% of its flips stay within {group}"
         out.append(text)
     return out
 
 
-def _claim_lines(summary: dict[str, Any]) -> list[str]:
+def _claim_lines(summary: Summary) -> list[str]:
     """The tested claims: significant paired drops, weak-hurt-more rho, weight-norm rho."""
-    claims, k = summary["claims"], len(summary["class_names"])
+    claims, k = summary.claims, summary.num_classes
     out = []
-    paired = claims["paired"]
-    for attack, c in paired["attacks"].items():
-        out.append(f"{attack} vs {paired['reference']}: {sum(c['significant'])} of {k} classes differ significantly "
-                   f"(exact McNemar, Holm-adjusted, p < {c['alpha']:g}); overall {c['overall']['diff']:+.1f} points "
-                   f"(p = {c['overall']['p']:.3g})")
-    for w in claims["weak_hurt_more"]:
-        out.append(f"stronger attacks hurt weak classes more? {w['stronger']} vs {w['weaker']}: Spearman rho of "
-                   f"{w['weaker']} robustness and the drop = {_rho(w)}; negative means the weak classes lose more")
-    norm = claims["weight_norm"]
+    paired = claims.paired
+    for attack, c in paired.attacks.items():
+        out.append(f"{attack} vs {paired.reference}: {sum(c.significant)} of {k} classes differ significantly "
+                   f"(exact McNemar, Holm-adjusted, p < {c.alpha:g}); overall {c.overall.diff:+.1f} points "
+                   f"(p = {c.overall.p:.3g})")
+    for w in claims.weak_hurt_more:
+        out.append(f"stronger attacks hurt weak classes more? {w.stronger} vs {w.weaker}: Spearman rho of "
+                   f"{w.weaker} robustness and the drop = {_rho(w)}; negative means the weak classes lose more")
+    norm = claims.weight_norm
     if norm:
-        out.append(f"Spearman rho of classifier weight norm and class robustness under {norm['attack']}: "
-                   f"{_rho(norm['robust'])}; against clean accuracy: {_rho(norm['clean'])} (95% intervals "
+        out.append(f"Spearman rho of classifier weight norm and class robustness under {norm.attack}: "
+                   f"{_rho(norm.robust)}; against clean accuracy: {_rho(norm.clean)} (95% intervals "
                    "resample the test examples)")
     return out
 
 
-def _rho(c: dict[str, Any]) -> str:
-    if c["rho"] is None:
+def _rho(c: Correlation | WeakHurtMore) -> str:
+    if c.rho is None:
         return "n/a (too few classes or a constant value)"
-    ci = "" if c["ci"][0] is None else f", 95% CI [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
-    p = "p < 1e-300" if c["p"] == 0 else f"p = {c['p']:.3g}"
-    return f"{c['rho']:.2f} ({p}{ci})"
+    ci = "" if c.ci[0] is None else f", 95% CI [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
+    p = "p < 1e-300" if c.p == 0 else f"p = {c.p:.3g}"
+    return f"{c.rho:.2f} ({p}{ci})"
 
 
-def _order(summary: dict[str, Any]) -> list[int]:
+def _order(summary: Summary) -> list[int]:
     """Classes worst first under the headline attack (clean accuracy without one); empty classes last."""
-    head = summary["headline"]
-    block = summary["attacks"][head] if head else summary["clean"]
-    v = np.array([np.inf if x is None else x for x in block["per_class"]])
+    v = np.array([np.inf if x is None else x for x in summary.block(summary.headline).per_class])
     return [int(i) for i in np.argsort(v, kind="stable")]
 
 
-def _bars(run_dir: Path, summary: dict[str, Any], classes: list[int], split: int | None, title: str,
-          paths: dict[str, Path]) -> Path:
-    names = summary["class_names"]
-    rows = tables.table_rows(summary)
-    bars = {name: np.array([np.nan if b["per_class"][i] is None else b["per_class"][i] for i in classes])
-            for name, b in rows}
-    errors = {name: np.array([[np.nan if v is None else v for v in b["ci95"][i]] for i in classes])
-              for name, b in rows}
-    paths["fig_classwise_bars"] = figures.plot_classwise_bars(
-        bars, [names[i] for i in classes], run_dir / "figures/classwise_bars.png", errors=errors, split=split,
-        title=title)
-    return paths["fig_classwise_bars"]
+def _bars(summary: Summary, classes: list[int], split: int | None, title: str) -> Figure:
+    """The class-wise bars (clean and every attack, 95% whiskers) of ``classes``."""
+    nan = float("nan")
+    rows = summary.rows()
+    bars = {name: np.array([nan if b.per_class[i] is None else b.per_class[i] for i in classes]) for name, b in rows}
+    errors = {name: np.array([[nan if v is None else v for v in b.ci95[i]] for i in classes]) for name, b in rows}
+    return Figure("fig_classwise_bars", "figures/classwise_bars.png", figures.plot_classwise_bars,
+                  (bars, [summary.class_names[i] for i in classes]), {"errors": errors, "split": split, "title": title})
 
 
-def _table_sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
-    """tables/classwise.{csv,md}, classwise_ci.csv, one confusion CSV per attack, and the bar figure."""
+def _table_files(ctx: ReportContext, order: list[int], full_md: str) -> tuple[File, ...]:
+    """tables/classwise.{csv,md}, classwise_ci.csv and one robustness confusion CSV per attack."""
     summary, results = ctx.summary, ctx.results
-    names, many = summary["class_names"], len(summary["class_names"]) > MAX_SHOWN_CLASSES
-    paths["table_csv"] = atomic_write(run_dir / "tables/classwise.csv", tables.classwise_csv(summary))
-    paths["table_ci_csv"] = atomic_write(run_dir / "tables/classwise_ci.csv", tables.classwise_ci_csv(summary))
-    order = _order(summary)
-    full_md = tables.classwise_markdown(summary, classes=order if many else None, by_class=many)
-    paths["table_md"] = atomic_write(run_dir / "tables/classwise.md", full_md)
+    names = list(summary.class_names)
+    files = [File("table_csv", "tables/classwise.csv", tables.classwise_csv(summary)),
+             File("table_ci_csv", "tables/classwise_ci.csv", tables.classwise_ci_csv(summary)),
+             File("table_md", "tables/classwise.md", full_md)]
     for attack, pred in results.adv_pred.items():
         m = results.evaluated(attack)
         matrix = robustness_confusion(results.labels[m], pred[m], len(names))
-        paths[f"confusion_csv:{attack}"] = atomic_write(
-            run_dir / f"tables/confusion_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
-    return _extremes_sections(run_dir, summary, order, paths) if many else _all_classes_sections(
-        run_dir, summary, order, full_md, paths)
+        files.append(File(f"confusion_csv:{attack}", f"tables/confusion_{slug(attack)}.csv",
+                          tables.matrix_csv(matrix, names, names)))
+    return tuple(files)
 
 
-def _all_classes_sections(run_dir: Path, summary: dict[str, Any], order: list[int], md: str,
-                          paths: dict[str, Path]) -> list[Section]:
-    head = summary["headline"] or "clean accuracy"
-    image = _bars(run_dir, summary, order, None, f"classes sorted by {head}, worst first", paths)
+def _table_sections(ctx: ReportContext) -> list[Section]:
+    """Table 2 (all classes, or the extremes above 20 classes) and the bar figure, with the table files."""
+    summary = ctx.summary
+    many = summary.num_classes > MAX_SHOWN_CLASSES
+    order = _order(summary)
+    full_md = tables.classwise_markdown(summary, classes=order if many else None, by_class=many)
+    files = _table_files(ctx, order, full_md)
+    return _extremes_sections(summary, order, files) if many else _all_classes_sections(summary, order, full_md, files)
+
+
+def _all_classes_sections(summary: Summary, order: list[int], md: str, files: tuple[File, ...]) -> list[Section]:
+    head = summary.headline or "clean accuracy"
+    figure = _bars(summary, order, None, f"classes sorted by {head}, worst first")
     return [
         Section("Class-wise accuracy and robustness (table 2)",
                 "Accuracy (%) per class on clean test images and under each attack, in the layout "
                 "of the paper's table 2, each with half the width of its 95% interval.",
-                table_md=md, table_html=tables.classwise_html(summary)),
+                table_md=md, table_html=tables.classwise_html(summary), files=files),
         Section("Class-wise bars", f"The same numbers as bars, classes sorted worst first under {head}: per "
                 "class, clean accuracy beside robustness under each attack, with 95% interval whiskers.",
-                image=image),
+                figure=figure),
     ]
 
 
-def _extremes_sections(run_dir: Path, summary: dict[str, Any], order: list[int],
-                       paths: dict[str, Path]) -> list[Section]:
+def _extremes_sections(summary: Summary, order: list[int], files: tuple[File, ...]) -> list[Section]:
     """Above 20 classes: the 10 weakest and 10 strongest (table and bars), then the full table by class."""
-    k, head = len(order), summary["headline"] or "clean accuracy"
-    filled = [i for i in order if summary["clean"]["n"][i] > 0]
+    k, head = len(order), summary.headline or "clean accuracy"
+    filled = [i for i in order if summary.clean.n[i] > 0]
     picked = filled[:EXTREMES] + filled[-EXTREMES:] if len(filled) > 2 * EXTREMES else filled
-    image = _bars(run_dir, summary, picked, min(EXTREMES, len(picked)),
-                  f"{EXTREMES} weakest | {EXTREMES} strongest of {k} classes under {head}", paths)
+    figure = _bars(summary, picked, min(EXTREMES, len(picked)),
+                   f"{EXTREMES} weakest | {EXTREMES} strongest of {k} classes under {head}")
     return [
         Section(f"The {EXTREMES} weakest and {EXTREMES} strongest classes (table 2)",
                 f"Accuracy (%) of the {EXTREMES} least and the {EXTREMES} most robust of the {k} classes under "
                 f"{head}, weakest first, each with half the width of its 95% interval; the full table follows.",
                 table_md=tables.classwise_markdown(summary, classes=picked, by_class=True),
-                table_html=tables.classwise_html(summary, classes=picked, by_class=True)),
+                table_html=tables.classwise_html(summary, classes=picked, by_class=True), files=files),
         Section("Class-wise bars", "The same classes as bars (weakest left of the dashed line, strongest right): "
-                "clean accuracy beside robustness under each attack, with 95% interval whiskers.", image=image),
+                "clean accuracy beside robustness under each attack, with 95% interval whiskers.", figure=figure),
         Section(f"All {k} classes", f"Every class, sorted worst first under {head} (scroll inside the table); "
                 "tables/classwise.csv and tables/classwise_ci.csv hold the same numbers in full.",
                 table_md="See tables/classwise.md (one row per class).\n",
@@ -303,10 +328,10 @@ def _extremes_sections(run_dir: Path, summary: dict[str, Any], order: list[int],
     ]
 
 
-def _superclass_view(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
+def _superclass_view(ctx: ReportContext) -> list[Section]:
     """Robustness per superclass (clean and every attack), with intervals: the first view of many classes."""
     results, groups = ctx.results, ctx.superclasses
-    of = np.full(len(ctx.summary["class_names"]), -1)
+    of = np.full(ctx.summary.num_classes, -1)
     for g, members in enumerate(groups.values()):
         of[list(members)] = g
     rows = {"clean": (results.labels, results.correct())}
@@ -315,37 +340,35 @@ def _superclass_view(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) 
     header = ["superclass", *rows]
     cis = {name: classwise_interval(of[lab], ok, len(groups)) for name, (lab, ok) in rows.items()}
     table = [[g, *(tables.ci_text(ci.percent[j], ci.ci[j]) for ci in cis.values())] for j, g in enumerate(groups)]
-    paths["superclass_robustness_csv"] = atomic_write(run_dir / "tables/superclass_robustness.csv",
-                                                      tables.text_csv(header, table))
+    csv = File("superclass_robustness_csv", "tables/superclass_robustness.csv", tables.text_csv(header, table))
     return [Section("Superclass view", f"Accuracy (%) per superclass ({len(groups)} groups of classes) on clean "
                     "images and under each attack, ± half the width of the 95% interval: where the weakness "
                     "lives before looking at single classes.", table_md=tables.simple_markdown(header, table),
-                    table_html=tables.simple_html(header, table))]
+                    table_html=tables.simple_html(header, table), files=(csv,))]
 
 
-def _difference_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path]) -> list[Section]:
+def _difference_section(summary: Summary) -> list[Section]:
     """tables/difference.{csv,md} and difference_tests.csv: each attack minus the reference, tested."""
-    ref = summary["claims"]["paired"]["reference"]
-    if ref is None or len(summary["attacks"]) < 2:
+    ref = summary.claims.paired.reference
+    if ref is None or len(summary.attacks) < 2:
         return []
-    header, rows = tables.difference_header(summary, ref), tables.difference_rows(summary, ref)
-    if len(summary["class_names"]) > MAX_SHOWN_CLASSES:
+    header, rows = tables.difference_header(summary), tables.difference_rows(summary)
+    if summary.num_classes > MAX_SHOWN_CLASSES:
         order = [0, 1, *(2 + i for i in _order(summary))]
         header, rows = tables.transpose([header[i] for i in order], [[r[i] for i in order] for r in rows])
     md = tables.simple_markdown(header, rows) + f"\n{tables.DIFF_FOOTNOTE}\n"
-    paths["difference_md"] = atomic_write(run_dir / "tables/difference.md", md)
-    paths["difference_csv"] = atomic_write(run_dir / "tables/difference.csv", tables.text_csv(header, rows))
-    paths["difference_tests_csv"] = atomic_write(run_dir / "tables/difference_tests.csv",
-                                                 tables.difference_tests_csv(summary))
+    files = (File("difference_md", "tables/difference.md", md),
+             File("difference_csv", "tables/difference.csv", tables.text_csv(header, rows)),
+             File("difference_tests_csv", "tables/difference_tests.csv", tables.difference_tests_csv(summary)))
     note = f'<p class="note">{html.escape(tables.DIFF_FOOTNOTE)}</p>'
     return [Section(f"Difference against {ref} (tables 3, 4 and 6)",
                     f"Robustness under each attack minus robustness under {ref}, in percentage points, per "
                     "class, on the examples both attacks saw; negative: the attack is stronger on that class (the "
                     "paper finds stronger attacks gain most on the vulnerable classes).", table_md=md,
-                    table_html=tables.simple_html(header, rows) + note)]
+                    table_html=tables.simple_html(header, rows) + note, files=files)]
 
 
-def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: dict[str, Path]) -> list[Section]:
+def _epoch_section(metrics: list[dict], names: tuple[str, ...]) -> list[Section]:
     """Figure 1 from the training log's per-epoch robust class-wise accuracy (skipped if absent)."""
     rows = [(m.get("epoch", i + 1), m["robust"]) for i, m in enumerate(metrics) if m.get("robust")]
     if not rows:
@@ -356,41 +379,40 @@ def _epoch_section(run_dir: Path, metrics: list[dict], names: list[str], paths: 
     per_class = np.array([[nan if v is None else v for v in r["per_class"]] for _, r in rows], dtype=np.float64)
     overall = np.array([nan if r.get("overall") is None else r["overall"] for _, r in rows], dtype=np.float64)
     idx = shown_classes(len(names))
-    paths["fig_epochs"] = figures.plot_classwise_epochs(
-        np.array([e for e, _ in rows]), per_class[:, idx], overall, [names[i] for i in idx],
-        run_dir / "figures/epochs.png", ylabel=f"test robust accuracy {under} (%)")
+    figure = Figure("fig_epochs", "figures/epochs.png", figures.plot_classwise_epochs,
+                    (np.array([e for e, _ in rows]), per_class[:, idx], overall, [names[i] for i in idx]),
+                    {"ylabel": f"test robust accuracy {under} (%)"})
     return [Section("Class-wise robustness during training (figure 1)",
                     f"Test robustness {under} of each class at each evaluated epoch; the shaded band is the gap "
                     "between the best and the worst class, the dashed line the overall robustness."
-                    + sampled_note(len(names)), image=paths["fig_epochs"])]
+                    + sampled_note(len(names)), figure=figure)]
 
 
-def _confusion_section(run_dir: Path, results: EvalResults, head: str, names: list[str],
-                       paths: dict[str, Path]) -> list[Section]:
+def _confusion_section(results: EvalResults, head: str, names: list[str]) -> list[Section]:
     """Figure 2: the robustness confusion matrix of the headline attack."""
     matrix = robustness_confusion(results.labels, results.adv_pred[head], len(names))
-    paths["fig_confusion"] = figures.plot_confusion(
-        matrix, names, names, run_dir / "figures/confusion.png", title=f"{head}: % of true class")
+    figure = Figure("fig_confusion", "figures/confusion.png", figures.plot_confusion, (matrix, names, names),
+                    {"title": f"{head}: % of true class"})
     return [Section(f"Robustness confusion matrix under {head} (figure 2)",
                     "Row i, column j: the percentage of test images of class i predicted as class j under "
-                    "attack; the diagonal is each class's robustness.", image=paths["fig_confusion"])]
+                    "attack; the diagonal is each class's robustness.", figure=figure)]
 
 
-def _superclass_section(run_dir: Path, results: EvalResults, head: str, names: list[str],
-                        groups: dict[str, list[int]], paths: dict[str, Path]) -> list[Section]:
+def _superclass_section(results: EvalResults, head: str, names: list[str],
+                        groups: dict[str, tuple[int, ...]]) -> list[Section]:
     """Figure 2 folded into superclasses (table 1 groups)."""
     counts = confusion_counts(results.labels, results.adv_pred[head], len(names))
-    matrix = row_percent(fold_superclasses(counts, groups))
+    matrix = row_percent(fold_superclasses(counts, {g: list(m) for g, m in groups.items()}))
     labels = list(groups)
-    paths["superclass_csv"] = atomic_write(run_dir / "tables/superclass_confusion.csv",
-                                            tables.matrix_csv(matrix, labels, labels))
-    paths["fig_superclass_confusion"] = figures.plot_confusion(
-        matrix, labels, labels, run_dir / "figures/superclass_confusion.png", title=f"{head}: superclasses",
-        xlabel="predicted superclass (under attack)", ylabel="true superclass")
+    csv = File("superclass_csv", "tables/superclass_confusion.csv", tables.matrix_csv(matrix, labels, labels))
+    figure = Figure("fig_superclass_confusion", "figures/superclass_confusion.png", figures.plot_confusion,
+                    (matrix, labels, labels), {"title": f"{head}: superclasses",
+                                               "xlabel": "predicted superclass (under attack)",
+                                               "ylabel": "true superclass"})
     return [Section(f"Superclass confusion under {head}",
                     "The confusion matrix folded into superclasses, in percent of the true superclass: "
                     "off-diagonal cells show how often attacks cross superclass borders.",
-                    image=paths["fig_superclass_confusion"])]
+                    figure=figure, files=(csv,))]
 
 
 def classifier_sentence(meta: dict[str, Any] | None) -> str:
@@ -399,22 +421,22 @@ def classifier_sentence(meta: dict[str, Any] | None) -> str:
     return "" if where in (None, "head") else f" The model has no head: the classifier is its {where}."
 
 
-def _norm_section(run_dir: Path, summary: dict[str, Any], paths: dict[str, Path], note: str = "") -> list[Section]:
+def _norm_section(summary: Summary, note: str = "") -> list[Section]:
     """Figure 4: classifier weight norm per class against robustness, with Spearman rho and its CI."""
-    names, norm = summary["class_names"], summary["claims"]["weight_norm"]
-    head, rob = norm["attack"], norm["robust"]
-    rho = np.nan if rob["rho"] is None else rob["rho"]
-    robust = np.array([np.nan if v is None else v for v in summary["attacks"][head]["per_class"]])
+    names, norm = summary.class_names, summary.claims.weight_norm
+    head, rob = norm.attack, norm.robust
+    rho = np.nan if rob.rho is None else rob.rho
+    robust = per_class_array(summary.attacks[head])
     idx = shown_classes(len(names))
-    paths["fig_weight_norms"] = figures.plot_norm_vs_robustness(
-        np.asarray(norm["norms"])[idx], robust[idx], [names[i] for i in idx], rho, run_dir / "figures/weight_norms.png")
+    figure = Figure("fig_weight_norms", "figures/weight_norms.png", figures.plot_norm_vs_robustness,
+                    (np.asarray(norm.norms)[idx], robust[idx], [names[i] for i in idx], rho))
     title = "n/a" if np.isnan(rho) else f"{rho:.2f}"
     return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {title}",
                     f"Per class, the L2 norm of its classifier weight row and its robustness under {head}, "
                     f"both min-max normalised; Spearman rank correlation over all {len(names)} classes "
-                    f"rho = {_rho(rob)}, against clean accuracy {_rho(norm['clean'])}; the intervals come from "
+                    f"rho = {_rho(rob)}, against clean accuracy {_rho(norm.clean)}; the intervals come from "
                     "resampling the test examples of each class." + note + sampled_note(len(names)),
-                    image=paths["fig_weight_norms"])]
+                    figure=figure)]
 
 
 def _flag_line(flag: str | dict[str, str]) -> str:
@@ -432,7 +454,7 @@ def _checks_section(checks_run: list[str], flags: list[str | dict[str, str]]) ->
                    "a flag names the class and what it suggests.", items=items)
 
 
-def _diagnosis_lines(summary: dict[str, Any], homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
+def _diagnosis_lines(summary: Summary, homing: dict[str, Any] | None, warns: list[str]) -> list[str]:
     """Summary lines after the headline numbers: weakest classes explained, claims, homing, sanity flags."""
     lines = _weakest_lines(summary) + _claim_lines(summary)
     lines += diagnosis.homing_lines(homing) if homing else []
@@ -440,30 +462,30 @@ def _diagnosis_lines(summary: dict[str, Any], homing: dict[str, Any] | None, war
     return lines
 
 
-def _head_sections(run_dir: Path, ctx: ReportContext, head: str, paths: dict[str, Path]) -> list[Section]:
+def _head_sections(ctx: ReportContext, head: str) -> list[Section]:
     """Figures 2, 3, 6 and 5a for the protocol attack (figure 3b when a homing experiment exists).
 
     They are drawn over the examples that attack saw (a run may hold other samples too).
     """
-    names, results = ctx.summary["class_names"], ctx.results.restricted(ctx.results.evaluated(head))
-    out = _confusion_section(run_dir, results, head, names, paths)
+    names, results = list(ctx.summary.class_names), ctx.results.restricted(ctx.results.evaluated(head))
+    out = _confusion_section(results, head, names)
     if ctx.superclasses and len(names) <= MAX_SHOWN_CLASSES:
-        out += _superclass_section(run_dir, results, head, names, ctx.superclasses, paths)
-    out += diagnosis.misclassified_section(run_dir, results, head, names, paths)
-    out += diagnosis.homing_section(run_dir, ctx.homing, names, paths) if ctx.homing else []
-    out += diagnosis.intervals_section(run_dir, ctx.summary, head, paths)
-    return out + diagnosis.variance_section(run_dir, results, head, names, paths)
+        out += _superclass_section(results, head, names, ctx.superclasses)
+    out += diagnosis.misclassified_section(results, head, names)
+    out += diagnosis.homing_section(ctx.homing, names) if ctx.homing else []
+    out += diagnosis.intervals_section(ctx.summary.attacks[head], head)
+    return out + diagnosis.variance_section(results, head, names)
 
 
-def render_markdown(sections: list[Section], run_dir: Path) -> str:
-    """report.md text; images are linked relative to ``run_dir``."""
+def render_markdown(sections: list[Section]) -> str:
+    """report.md text; figures are linked relative to the run folder."""
     out = [f"# {TITLE}\n"]
     for s in sections:
         out.append(f"## {s.title}\n")
         out += [f"{s.text}\n"] if s.text else []
         out += ["\n".join(f"- {item}" for item in s.items) + "\n"] if s.items else []
         out += [s.table_md] if s.table_md else []
-        out += [f"![{s.title}]({s.image.relative_to(run_dir).as_posix()})\n"] if s.image else []
+        out += [f"![{s.title}]({s.figure.path})\n"] if s.figure else []
     return "\n".join(out)
 
 
@@ -471,8 +493,8 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_html(sections: list[Section]) -> str:
-    """A self-contained HTML page: inline CSS, PNGs as base64 data URIs, all text escaped."""
+def render_html(sections: list[Section], run_dir: Path) -> str:
+    """A self-contained HTML page: inline CSS, the drawn PNGs (under ``run_dir``) as base64 data URIs, text escaped."""
     esc = html.escape
     body = [f"<h1>{esc(TITLE)}</h1>"]
     for s in sections:
@@ -480,37 +502,52 @@ def render_html(sections: list[Section]) -> str:
         body += [f"<p>{esc(s.text)}</p>"] if s.text else []
         body += ["<ul>" + "".join(f"<li>{esc(i)}</li>" for i in s.items) + "</ul>"] if s.items else []
         body += [s.table_html] if s.table_html else []
-        body += [f'<img src="{_data_uri(s.image)}" alt="{esc(s.title)}">'] if s.image else []
+        body += [f'<img src="{_data_uri(run_dir / s.figure.path)}" alt="{esc(s.title)}">'] if s.figure else []
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(TITLE)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def _sections(run_dir: Path, ctx: ReportContext, paths: dict[str, Path]) -> list[Section]:
-    """Every section in order: summary first; above 20 classes the superclass view before the class tables."""
-    summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
-    names = summary["class_names"]
+def _summary_sections(ctx: ReportContext) -> list[Section]:
+    """Partial model (first, when partial), Summary, Notes, Warnings and the sanity checks that ran."""
+    summary = ctx.summary
     warns = sanity_warnings(summary) + [_flag_line(f) for f in ctx.sanity or []]
     lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _overstated_lines(ctx.sanity or [])
     lines += _diagnosis_lines(summary, ctx.homing, warns)
-    partial = summary.get("partial")
-    sections = [Section("Partial model", text=partial)] if partial else []  # said before anything else
+    sections = [Section("Partial model", text=summary.partial)] if summary.partial else []
     sections += [Section("Summary", items=tuple(lines))]
     sections += [Section("Notes", items=tuple(ctx.notes))] if ctx.notes else []
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
-    sections += [_checks_section(ctx.checks_run, ctx.sanity or [])] if ctx.checks_run else []
-    many = len(names) > MAX_SHOWN_CLASSES
-    if many and ctx.superclasses:
-        sections += _superclass_view(run_dir, ctx, paths)
+    return sections + ([_checks_section(ctx.checks_run, ctx.sanity or [])] if ctx.checks_run else [])
+
+
+def build_sections(ctx: ReportContext) -> list[Section]:
+    """Every section in order, as values (nothing is written): summary first; above 20 classes the superclass
+    view before the class tables."""
+    summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
+    names = summary.class_names
+    sections = _summary_sections(ctx)
+    if summary.num_classes > MAX_SHOWN_CLASSES and ctx.superclasses:
+        sections += _superclass_view(ctx)
         on_head = ctx.results.restricted(ctx.results.evaluated(head)) if head else None
-        sections += _superclass_section(run_dir, on_head, head, names, ctx.superclasses, paths) if head else []
-    sections += _table_sections(run_dir, ctx, paths)
-    sections += _difference_section(run_dir, summary, paths)
-    sections += _epoch_section(run_dir, ctx.metrics, names, paths) if ctx.metrics else []
+        sections += _superclass_section(on_head, head, list(names), ctx.superclasses) if head else []
+    sections += _table_sections(ctx)
+    sections += _difference_section(summary)
+    sections += _epoch_section(ctx.metrics, names) if ctx.metrics else []
     if head is not None:
-        sections += _head_sections(run_dir, ctx, head, paths)
-        note = classifier_sentence(ctx.meta)
-        sections += _norm_section(run_dir, summary, paths, note) if summary["claims"]["weight_norm"] else []
-    return sections + threat_model_sections(run_dir, summary, names, paths)
+        sections += _head_sections(ctx, head)
+        sections += _norm_section(summary, classifier_sentence(ctx.meta)) if summary.claims.weight_norm else []
+    return sections + threat_model_sections(summary)
+
+
+def write_sections(run_dir: Path, sections: list[Section]) -> dict[str, Path]:
+    """Write every section's files and draw its figure into ``run_dir``; return key -> path."""
+    paths: dict[str, Path] = {}
+    for s in sections:
+        for f in s.files:
+            paths[f.key] = atomic_write(run_dir / f.path, f.text)
+        if s.figure:
+            paths[s.figure.key] = s.figure.render(run_dir)
+    return paths
 
 
 def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
@@ -522,75 +559,80 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     files = RunFiles(Path(run_dir))
     for old in (files.report_md, files.report_html):
         old.unlink(missing_ok=True)
-    paths: dict[str, Path] = {}
-    sections = _sections(files.root, ctx, paths)
-    paths["report_md"] = atomic_write(files.report_md, render_markdown(sections, files.root))
-    paths["report_html"] = atomic_write(files.report_html, render_html(sections))
+    sections = build_sections(ctx)
+    paths = write_sections(files.root, sections)
+    paths["report_md"] = atomic_write(files.report_md, render_markdown(sections))
+    paths["report_html"] = atomic_write(files.report_html, render_html(sections, files.root))
     return paths
 
 
-def threat_model_sections(run_dir: Path, summary: dict[str, Any], names: list[str],
-                          paths: dict[str, Path]) -> list[Section]:
+def threat_model_sections(summary: Summary) -> list[Section]:
     """Robustness curves per class, targeted success matrices, and L-inf beside L2 (where present).
 
-    Reads the "curves", "targeted" and "norms" entries of the summary (see
-    :func:`classwise.analysis.summarize`); writes figures/curves_<attack>.png,
-    figures/targeted_<attack>.png, tables/targeted_<attack>.csv and
-    tables/norms.{csv,md}. Self-contained: nothing else in the report depends on it.
+    Reads the summary's ``curves``, ``targeted`` and ``norms`` (see
+    :func:`classwise.analysis.build_summary`); their files are
+    figures/curves_<attack>.png, figures/targeted_<attack>.png,
+    tables/targeted_<attack>.csv and tables/norms.{csv,md}. Self-contained:
+    nothing else in the report depends on it.
     """
-    out: list[Section] = []
-    for attack, c in summary.get("curves", {}).items():
-        per_class = np.array([[np.nan if v is None else v for v in row] for row in c["per_class"]], dtype=float)
-        overall = np.array([np.nan if v is None else v for v in c["overall"]], dtype=float)
-        path = figures.plot_robustness_curves(np.array(c["eps"]), per_class, overall, names,
-                                              run_dir / f"figures/curves_{slug(attack)}.png", norm=c["norm"],
-                                              title=f"{attack}: robust accuracy over eps")
-        paths[f"fig_curves:{attack}"] = path
-        header = ["class", "n", "median distance", "95% interval", "eps at 50%"]
-        rows = [[n, str(c["n"][i]), _dist(c["median"]["per_class"][i]["median"]),
-                 f"{_dist(c['median']['per_class'][i]['low'])} .. {_dist(c['median']['per_class'][i]['high'])}",
-                 _dist(c["eps50"]["per_class"][i])] for i, n in enumerate(names)]
-        out.append(Section(f"Robustness over eps under {attack} ({c['norm']})",
-                           "Robust accuracy of each class at every radius, from each example's minimal adversarial "
-                           "distance found by the minimum-norm attack (robust at eps when the distance exceeds "
-                           "eps); below, the median distance per class with a 95% order-statistic interval and "
-                           "the eps at which the class falls to 50%.",
-                           table_md=tables.simple_markdown(header, rows), table_html=tables.simple_html(header, rows),
-                           image=path))
-    for attack, t in summary.get("targeted", {}).items():
-        matrix = np.array([[np.nan if v is None else v for v in row] for row in t["success"]], dtype=float)
-        paths[f"targeted_csv:{attack}"] = atomic_write(run_dir / f"tables/targeted_{slug(attack)}.csv",
-                                                       tables.matrix_csv(matrix, names, names))
-        path = figures.plot_confusion(matrix, names, names, run_dir / f"figures/targeted_{slug(attack)}.png",
-                                      title=f"{attack}: % reaching the target", xlabel="target class")
-        paths[f"fig_targeted:{attack}"] = path
-        out.append(Section(f"Targeted success under {attack}",
-                           "Row i, column j: the percentage of the attacked test images of class i that the attack "
-                           "toward class j pushed into class j (blank: never tried). Read it beside the "
-                           "untargeted robustness confusion matrix.", image=path))
-    if summary.get("norms"):
-        out.append(_norms_section(run_dir, summary["norms"], names, paths))
-    return out
+    names = list(summary.class_names)
+    out = [_curves_section(attack, c, names) for attack, c in (summary.curves or {}).items()]
+    out += [_targeted_section(attack, t, names) for attack, t in (summary.targeted or {}).items()]
+    return out + ([_norms_section(summary.norms, names)] if summary.norms else [])
+
+
+def _nan_grid(rows: tuple[tuple[float | None, ...], ...]) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def _curves_section(attack: str, c: Curves, names: list[str]) -> Section:
+    """Robustness over eps per class (figure) and the median distance per class (table)."""
+    overall = np.array([np.nan if v is None else v for v in c.overall], dtype=float)
+    figure = Figure(f"fig_curves:{attack}", f"figures/curves_{slug(attack)}.png", figures.plot_robustness_curves,
+                    (np.array(c.eps), _nan_grid(c.per_class), overall, names),
+                    {"norm": c.norm, "title": f"{attack}: robust accuracy over eps"})
+    header = ["class", "n", "median distance", "95% interval", "eps at 50%"]
+    med = c.median.per_class
+    rows = [[n, str(c.n[i]), _dist(med[i].median), f"{_dist(med[i].low)} .. {_dist(med[i].high)}",
+             _dist(c.eps50.per_class[i])] for i, n in enumerate(names)]
+    return Section(f"Robustness over eps under {attack} ({c.norm})",
+                   "Robust accuracy of each class at every radius, from each example's minimal adversarial "
+                   "distance found by the minimum-norm attack (robust at eps when the distance exceeds "
+                   "eps); below, the median distance per class with a 95% order-statistic interval and "
+                   "the eps at which the class falls to 50%.",
+                   table_md=tables.simple_markdown(header, rows), table_html=tables.simple_html(header, rows),
+                   figure=figure)
+
+
+def _targeted_section(attack: str, t: Targeted, names: list[str]) -> Section:
+    """The class-by-class success matrix of one targeted attack (figure and CSV)."""
+    matrix = _nan_grid(t.success)
+    csv = File(f"targeted_csv:{attack}", f"tables/targeted_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
+    figure = Figure(f"fig_targeted:{attack}", f"figures/targeted_{slug(attack)}.png", figures.plot_confusion,
+                    (matrix, names, names), {"title": f"{attack}: % reaching the target", "xlabel": "target class"})
+    return Section(f"Targeted success under {attack}",
+                   "Row i, column j: the percentage of the attacked test images of class i that the attack "
+                   "toward class j pushed into class j (blank: never tried). Read it beside the "
+                   "untargeted robustness confusion matrix.", figure=figure, files=(csv,))
 
 
 def _dist(v: float | str | None) -> str:
     return "n/a" if v is None else "none found" if v == "inf" else f"{float(v):.4g}"
 
 
-def _norms_section(run_dir: Path, cmp: dict[str, Any], names: list[str], paths: dict[str, Path]) -> Section:
+def _norms_section(cmp: NormComparison, names: list[str]) -> Section:
     """L-inf beside L2: per class robustness and rank (1 = weakest) under each norm, with Spearman's rho."""
-    a = cmp["attacks"]
+    a = cmp.attacks
     header = ["class", f"L-inf: {a['linf']}", "rank", f"L2: {a['l2']}", "rank"]
-    rows = [[n, pct(cmp["per_class"]["linf"][i]), str(cmp["rank"]["linf"][i]),
-             pct(cmp["per_class"]["l2"][i]), str(cmp["rank"]["l2"][i])] for i, n in enumerate(names)]
+    rows = [[n, pct(cmp.per_class["linf"][i]), str(cmp.rank["linf"][i]),
+             pct(cmp.per_class["l2"][i]), str(cmp.rank["l2"][i])] for i, n in enumerate(names)]
     md = tables.simple_markdown(header, rows)
-    paths["norms_md"] = atomic_write(run_dir / "tables/norms.md", md)
-    paths["norms_csv"] = atomic_write(run_dir / "tables/norms.csv", tables.text_csv(header, rows))
-    rho, p = cmp["spearman"]["rho"], cmp["spearman"]["p"]
+    files = (File("norms_md", "tables/norms.md", md), File("norms_csv", "tables/norms.csv", tables.text_csv(header, rows)))
+    rho, p = cmp.spearman.rho, cmp.spearman.p
     agree = "n/a (too few classes or a constant ranking)" if rho is None else f"{rho:.2f} (p = {p:.3g})"
-    weak = {n: names[i] if i is not None else "n/a" for n, i in cmp["weakest"].items()}
+    weak = {n: names[i] if i is not None else "n/a" for n, i in cmp.weakest.items()}
     return Section("Class-wise L-inf against L2",
                    f"Which classes are weak under each threat model: robustness per class under {a['linf']} "
                    f"(L-inf) and {a['l2']} (L2), rank 1 = the weakest class. Weakest: {weak['linf']} (L-inf), "
                    f"{weak['l2']} (L2); Spearman rank correlation of the two class rankings: {agree}.",
-                   table_md=md, table_html=tables.simple_html(header, rows))
+                   table_md=md, table_html=tables.simple_html(header, rows), files=files)

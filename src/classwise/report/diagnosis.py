@@ -2,14 +2,14 @@
 
 Misclassified and homing confusion matrices (figure 3), number of classes per
 robustness interval (figure 6) and the class-wise variance of the predicted
-probabilities (figure 5a). Each builder writes its CSV and PNG into the run
-folder, records them in ``paths`` and returns the sections to show.
+probabilities (figure 5a). Each builder returns the sections to show, with
+their CSV files and figures as values (:mod:`classwise.report.section`); it
+writes nothing.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,10 @@ from ..analysis import (
     misclassified_confusion,
     robustness_intervals,
 )
-from ..fileio import atomic_write
+from ..analysis.schema import AccuracyBlock
 from ..results import EvalResults
 from . import figures, tables
-from .section import Section, sampled_note, shown_classes, slug
+from .section import Figure, File, Section, sampled_note, shown_classes, slug
 
 MISSING_CLASS_NOTE = (
     "Each retrained model keeps all K outputs and the same label numbering; class j simply has no "
@@ -31,18 +31,17 @@ MISSING_CLASS_NOTE = (
     "predicts j. It is attacked on the same test images with the same attack and seed.")
 
 
-def misclassified_section(run_dir: Path, results: EvalResults, head: str, names: list[str],
-                          paths: dict[str, Path]) -> list[Section]:
+def misclassified_section(results: EvalResults, head: str, names: list[str]) -> list[Section]:
     """Figure 3a: counts of test examples flipped from class i (row) to j (column); diagonal hidden."""
     counts = misclassified_confusion(results.labels, results.adv_pred[head], len(names))
-    paths["misclassified_csv"] = atomic_write(run_dir / f"tables/misclassified_{slug(head)}.csv",
-                                              tables.matrix_csv(counts, names, names, digits=0))
-    paths["fig_misclassified"] = figures.plot_homing(counts, None, names, run_dir / "figures/misclassified.png",
-                                                     title=f"{head}: number of examples")
+    csv = File("misclassified_csv", f"tables/misclassified_{slug(head)}.csv",
+               tables.matrix_csv(counts, names, names, digits=0))
+    fig = Figure("fig_misclassified", "figures/misclassified.png", figures.plot_homing, (counts, None, names),
+                 {"title": f"{head}: number of examples"})
     return [Section(f"Misclassified confusion matrix under {head} (figure 3a)",
                     "Row i, column j: how many test images of class i the attack flips to class j (counts, "
                     "diagonal hidden); large cells name the confound classes of each class.",
-                    image=paths["fig_misclassified"])]
+                    figure=fig, files=(csv,))]
 
 
 def homing_lines(homing: dict[str, Any]) -> list[str]:
@@ -71,13 +70,13 @@ def _homing_rows(homing: dict[str, Any], names: list[str]) -> list[list[str]]:
     return rows
 
 
-def homing_section(run_dir: Path, homing: dict[str, Any], names: list[str], paths: dict[str, Path]) -> list[Section]:
+def homing_section(homing: dict[str, Any], names: list[str]) -> list[Section]:
     """Figure 3a/b side by side, with the share that homes per removed class (section 3.1)."""
     counts = np.array(homing["misclassified"], dtype=np.float64)
     matrix = np.array([[math.nan if v is None else v for v in row] for row in homing["homing"]], dtype=np.float64)
-    paths["homing_csv"] = atomic_write(run_dir / "tables/homing.csv", tables.matrix_csv(matrix, names, names, digits=0))
-    paths["fig_homing"] = figures.plot_homing(counts, matrix, names, run_dir / "figures/homing.png",
-                                              title=f"{homing['attack']}: misclassified and homing examples")
+    csv = File("homing_csv", "tables/homing.csv", tables.matrix_csv(matrix, names, names, digits=0))
+    fig = Figure("fig_homing", "figures/homing.png", figures.plot_homing, (counts, matrix, names),
+                 {"title": f"{homing['attack']}: misclassified and homing examples"})
     header = ["removed class j", "flipped into j", "home without j", "share"]
     rows = _homing_rows(homing, names)
     return [
@@ -85,28 +84,31 @@ def homing_section(run_dir: Path, homing: dict[str, Any], names: list[str], path
                 f"Left: test images of class i (row) flipped to class j (column) under {homing['attack']}. "
                 "Right: how many of them the model retrained without the training images of class j "
                 f"classifies correctly under the same attack (the homing property). {MISSING_CLASS_NOTE}",
-                items=tuple(homing_lines(homing)), image=paths["fig_homing"]),
+                items=tuple(homing_lines(homing)), figure=fig, files=(csv,)),
         Section("Homing per removed class", "Per removed class j: the test images the original model flipped "
                 "into j and how many of them home when j is removed.",
                 table_md=tables.simple_markdown(header, rows), table_html=tables.simple_html(header, rows)),
     ]
 
 
-def intervals_section(run_dir: Path, summary: dict[str, Any], head: str, paths: dict[str, Path]) -> list[Section]:
-    """Figure 6: number of classes per 10% robustness interval under the headline attack."""
-    robust = np.array([np.nan if v is None else v for v in summary["attacks"][head]["per_class"]])
-    counts = robustness_intervals(robust)
-    paths["intervals_csv"] = atomic_write(run_dir / "tables/robustness_intervals.csv",
-                                          tables.rows_csv({head: counts}, list(INTERVAL_LABELS), "attack"))
-    paths["fig_intervals"] = figures.plot_robustness_intervals(
-        counts, list(INTERVAL_LABELS), run_dir / "figures/robustness_intervals.png", title=f"{head}")
+def per_class_array(block: AccuracyBlock) -> np.ndarray:
+    """(K,) float64 per-class percentages of a block, NaN for a class without examples."""
+    return np.array([np.nan if v is None else v for v in block.per_class], dtype=np.float64)
+
+
+def intervals_section(block: AccuracyBlock, head: str) -> list[Section]:
+    """Figure 6: number of classes per 10% robustness interval under ``head`` (its ``block``)."""
+    counts = robustness_intervals(per_class_array(block))
+    csv = File("intervals_csv", "tables/robustness_intervals.csv",
+               tables.rows_csv({head: counts}, list(INTERVAL_LABELS), "attack"))
+    fig = Figure("fig_intervals", "figures/robustness_intervals.png", figures.plot_robustness_intervals,
+                 (counts, list(INTERVAL_LABELS)), {"title": f"{head}"})
     return [Section(f"Number of classes per robustness interval under {head} (figure 6)",
                     "How many classes have a robustness in [0,10]%, (10,20]%, ..., (90,100]%: a wide "
-                    "spread means very unequal classes.", image=paths["fig_intervals"])]
+                    "spread means very unequal classes.", figure=fig, files=(csv,))]
 
 
-def variance_section(run_dir: Path, results: EvalResults, head: str | None, names: list[str],
-                     paths: dict[str, Path]) -> list[Section]:
+def variance_section(results: EvalResults, head: str | None, names: list[str]) -> list[Section]:
     """Figure 5a: per class, mean variance of the predicted probability vector (clean and under attack)."""
     probs = {"clean": results.clean_probs} if results.clean_probs is not None else {}
     probs |= {f"under {head}": results.adv_probs[head]} if head in results.adv_probs else {}
@@ -114,13 +116,11 @@ def variance_section(run_dir: Path, results: EvalResults, head: str | None, name
         return []
     k = len(names)
     per_class = {name: classwise_probability_variance(results.labels, p, k) for name, p in probs.items()}
-    paths["variance_csv"] = atomic_write(run_dir / "tables/probability_variance.csv",
-                                         tables.rows_csv(per_class, names, "input"))
+    csv = File("variance_csv", "tables/probability_variance.csv", tables.rows_csv(per_class, names, "input"))
     idx = shown_classes(k)
-    paths["fig_variance"] = figures.plot_probability_variance(
-        {n: v[idx] for n, v in per_class.items()}, [names[i] for i in idx],
-        run_dir / "figures/probability_variance.png")
+    fig = Figure("fig_variance", "figures/probability_variance.png", figures.plot_probability_variance,
+                 ({n: v[idx] for n, v in per_class.items()}, [names[i] for i in idx]))
     return [Section("Class-wise variance of the predicted probabilities (figure 5a)",
                     "Per class, the mean over its test images of the variance of the predicted probability "
                     "vector: a low value is a smooth, uncertain output, where vanilla PGD finds weak "
-                    "gradients (section 4)." + sampled_note(k), image=paths["fig_variance"])]
+                    "gradients (section 4)." + sampled_note(k), figure=fig, files=(csv,))]

@@ -1,10 +1,19 @@
-"""One section of the report, and small text helpers shared by the section builders."""
+"""One section of the report as a value, and small text helpers shared by the section builders.
+
+A :class:`Section` says what it shows (title, text, items, a table) and carries
+the files it needs (:class:`File`: CSV or Markdown text; :class:`Figure`: the
+plot function and its data). Building a section writes nothing: the report's
+writer (:func:`classwise.report.build.write_sections`) writes the files and
+draws the figures, then renders every section to Markdown and HTML.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,15 +24,43 @@ SAMPLED_CLASSES = 12
 
 
 @dataclass(frozen=True)
+class File:
+    """A text file of the report: ``key`` in the returned paths, ``path`` relative to the run folder."""
+
+    key: str
+    path: str
+    text: str
+
+
+@dataclass(frozen=True, eq=False)
+class Figure:
+    """A figure not drawn yet: ``plot(*args, run_dir / path, **kwargs)`` (a :mod:`classwise.report.figures` function).
+
+    ``args`` hold the figure's data (e.g. the confusion matrix, the class names).
+    """
+
+    key: str
+    path: str
+    plot: Callable[..., Path]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self, run_dir: Path) -> Path:
+        """Draw the figure into ``run_dir / path`` (PNG, SVG beside it); return the PNG's path."""
+        return self.plot(*self.args, run_dir / self.path, **self.kwargs)
+
+
+@dataclass(frozen=True)
 class Section:
-    """One report section: a sentence saying what it shows, then a list, a table or an image."""
+    """One report section: a sentence saying what it shows, then a list, a table or a figure, and its files."""
 
     title: str
     text: str = ""
     items: tuple[str, ...] = ()
     table_md: str = ""
     table_html: str = ""
-    image: Path | None = None
+    figure: Figure | None = None
+    files: tuple[File, ...] = ()
 
 
 def slug(name: str) -> str:

@@ -6,6 +6,11 @@ Markdown and HTML each cell reads ``47.0 ±9.6``: the value and half the width o
 its 95% Wilson interval; the most robust class of each row is underlined and the
 most vulnerable is bold, as in table 2. ``classwise_ci_csv`` has the exact
 bounds, n and counts. The functions return text; the caller writes it.
+
+A summary is the typed :class:`~classwise.analysis.schema.Summary`; an accuracy
+block is its :class:`~classwise.analysis.schema.AccuracyBlock` or the same
+block as JSON (compare and the experiments read summary.json files of any age,
+whose blocks may lack intervals or best and worst class).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.schema import AccuracyBlock, Summary
+
+Block = AccuracyBlock | dict[str, Any]  # a typed block or its JSON form
+
 FOOTNOTE = ("Values are accuracy (%) on the test set, ± half the width of the 95% Wilson interval "
             "(exact bounds, n and counts in tables/classwise_ci.csv); Total is over all examples. "
             "Underlined: the most robust class of the row; bold: the most vulnerable class.")
@@ -25,37 +34,48 @@ DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNe
                  "p-values).")
 
 
-def table_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def table_rows(summary: Summary | dict[str, Any]) -> list[tuple[str, Block]]:
     """[(row name, accuracy block)]: "clean" first, then each attack in summary order."""
+    if isinstance(summary, Summary):
+        return summary.rows()
     return [("clean", summary["clean"]), *summary["attacks"].items()]
+
+
+def _names(summary: Summary | dict[str, Any]) -> list[str]:
+    return list(summary.class_names if isinstance(summary, Summary) else summary["class_names"])
+
+
+def at(block: Block, key: str) -> Any:
+    """A block's entry ``key`` (None when a JSON block lacks it)."""
+    return block.get(key) if isinstance(block, dict) else getattr(block, key)
 
 
 def _fmt(x: float | None, digits: int) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
-def _marked(block: dict[str, Any], i: int, text: str, under: str, bold: str) -> str:
+def _marked(block: Block, i: int, text: str, under: str, bold: str) -> str:
     """Wrap cell i of a row: ``under`` % text for the best class, ``bold`` % text for the worst."""
-    if i == block["best_class"]:
+    if i == at(block, "best_class"):
         text = under % text
-    if i == block["worst_class"]:
+    if i == at(block, "worst_class"):
         text = bold % text
     return text
 
 
-def classwise_csv(summary: dict[str, Any], digits: int = 2) -> str:
+def classwise_csv(summary: Summary | dict[str, Any], digits: int = 2) -> str:
     """CSV text: header ``attack,total,<class names>``; one row per table row; NaN empty."""
-    return blocks_csv(table_rows(summary), summary["class_names"], digits)
+    return blocks_csv(table_rows(summary), _names(summary), digits)
 
 
-def blocks_csv(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 2,
+def blocks_csv(rows: list[tuple[str, Block]], class_names: list[str], digits: int = 2,
                corner: str = "attack") -> str:
     """CSV of named accuracy blocks ({"overall", "per_class"}): ``corner,total,<class names>``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([corner, "total", *class_names])
     for name, block in rows:
-        writer.writerow([name, _fmt(block["overall"], digits), *(_fmt(v, digits) for v in block["per_class"])])
+        writer.writerow([name, _fmt(at(block, "overall"), digits), *(_fmt(v, digits) for v in at(block, "per_class"))])
     return buf.getvalue()
 
 
@@ -78,14 +98,15 @@ def ci_text(value: float, ci) -> str:
     return _ci_cell(fin(value), [fin(ci[0]), fin(ci[1])], 1)
 
 
-def _block_cells(block: dict[str, Any], digits: int, classes: list[int], marks: tuple[str, str]) -> list[str]:
+def _block_cells(block: Block, digits: int, classes: list[int], marks: tuple[str, str]) -> list[str]:
     """Total then the chosen classes' cells of one row, best / worst marked."""
-    ci = block.get("ci95") or [None] * len(block["per_class"])
-    cells = [_marked(block, i, _ci_cell(block["per_class"][i], ci[i], digits), *marks) for i in classes]
-    return [_ci_cell(block["overall"], block.get("overall_ci95"), digits), *cells]
+    per_class = at(block, "per_class")
+    ci = at(block, "ci95") or [None] * len(per_class)
+    cells = [_marked(block, i, _ci_cell(per_class[i], ci[i], digits), *marks) for i in classes]
+    return [_ci_cell(at(block, "overall"), at(block, "overall_ci95"), digits), *cells]
 
 
-def blocks_grid(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 1,
+def blocks_grid(rows: list[tuple[str, Block]], class_names: list[str], digits: int = 1,
                 corner: str = "Attack", classes: list[int] | None = None, esc=lambda t: t,
                 marks: tuple[str, str] = ("<u>%s</u>", "**%s**")) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a table-2 grid: one row per block, Total then one column per class.
@@ -117,43 +138,43 @@ def grid_html(header: list[str], rows: list[list[str]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def classwise_markdown(summary: dict[str, Any], digits: int = 1, classes: list[int] | None = None,
+def classwise_markdown(summary: Summary | dict[str, Any], digits: int = 1, classes: list[int] | None = None,
                        by_class: bool = False) -> str:
     """Markdown table 2: best class ``<u>x</u>``, worst class ``**x**``, footnote below.
 
     classes: the class columns to show (default all); by_class: one row per class.
     """
-    return blocks_markdown(table_rows(summary), summary["class_names"], digits, classes=classes,
+    return blocks_markdown(table_rows(summary), _names(summary), digits, classes=classes,
                            by_class=by_class)
 
 
-def blocks_markdown(rows: list[tuple[str, dict[str, Any]]], class_names: list[str], digits: int = 1,
+def blocks_markdown(rows: list[tuple[str, Block]], class_names: list[str], digits: int = 1,
                     corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False) -> str:
     """Markdown of named accuracy blocks (:func:`classwise.analysis.accuracy_block`), table 2 marks."""
     grid = blocks_grid(rows, class_names, digits, corner, classes, _md_cell)
     return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{FOOTNOTE}\n"
 
 
-def classwise_html(summary: dict[str, Any], digits: int = 1, classes: list[int] | None = None,
+def classwise_html(summary: Summary | dict[str, Any], digits: int = 1, classes: list[int] | None = None,
                    by_class: bool = False) -> str:
     """HTML table 2 (escaped, scrollable): best class ``<u>``, worst class ``<strong>``, footnote below."""
-    grid = blocks_grid(table_rows(summary), summary["class_names"], digits, "Attack", classes, html.escape,
+    grid = blocks_grid(table_rows(summary), _names(summary), digits, "Attack", classes, html.escape,
                        ("<u>%s</u>", "<strong>%s</strong>"))
     return grid_html(*(transpose(*grid) if by_class else grid)) + f'<p class="note">{html.escape(FOOTNOTE)}</p>'
 
 
-def classwise_ci_csv(summary: dict[str, Any], digits: int = 3) -> str:
+def classwise_ci_csv(summary: Summary, digits: int = 3) -> str:
     """Long CSV of every row and class: attack,class,n,count,percent,ci95_lo,ci95_hi ("total" rows too)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["attack", "class", "n", "count", "percent", "ci95_lo", "ci95_hi"])
-    for name, b in table_rows(summary):
-        lo, hi = b["overall_ci95"]
-        writer.writerow([name, "total", sum(b["n"]), sum(b["count"]), _fmt(b["overall"], digits),
+    for name, b in summary.rows():
+        lo, hi = b.overall_ci95
+        writer.writerow([name, "total", sum(b.n), sum(b.count), _fmt(b.overall, digits),
                          _fmt(lo, digits), _fmt(hi, digits)])
-        for i, cls in enumerate(summary["class_names"]):
-            lo, hi = b["ci95"][i]
-            writer.writerow([name, cls, b["n"][i], b["count"][i], _fmt(b["per_class"][i], digits),
+        for i, cls in enumerate(summary.class_names):
+            lo, hi = b.ci95[i]
+            writer.writerow([name, cls, b.n[i], b.count[i], _fmt(b.per_class[i], digits),
                              _fmt(lo, digits), _fmt(hi, digits)])
     return buf.getvalue()
 
@@ -195,40 +216,39 @@ def _signed(x: float | None, digits: int = 1, star: bool = False) -> str:
     return "" if x is None else f"{x:+.{digits}f}" + ("*" if star else "")
 
 
-def difference_rows(summary: dict[str, Any], reference: str) -> list[list[str]]:
-    """Per attack, robustness minus ``reference``'s, total then per class (tables 3, 4, 6).
+def difference_rows(summary: Summary) -> list[list[str]]:
+    """Per attack, robustness minus the reference's, total then per class (tables 3, 4, 6).
 
     Negative numbers: the attack is stronger than the reference on that class.
-    Computed on the examples both attacks saw (summary "claims" / "paired"); a
+    Computed on the examples both attacks saw (``summary.claims.paired``); a
     ``*`` marks a significant per-class difference (:data:`DIFF_FOOTNOTE`).
     Classes without examples under either attack stay empty.
     """
-    paired = summary["claims"]["paired"]["attacks"]
     rows = []
-    for name, cmp in paired.items():
-        cells = [_signed(d, star=s) for d, s in zip(cmp["diff"], cmp["significant"])]
-        rows.append([name, _signed(cmp["overall"]["diff"], star=cmp["overall"]["p"] < cmp["alpha"]), *cells])
+    for name, cmp in summary.claims.paired.attacks.items():
+        cells = [_signed(d, star=s) for d, s in zip(cmp.diff, cmp.significant)]
+        rows.append([name, _signed(cmp.overall.diff, star=cmp.overall.p < cmp.alpha), *cells])
     return rows
 
 
-def difference_header(summary: dict[str, Any], reference: str) -> list[str]:
-    return [f"Attack - {reference}", "Total", *summary["class_names"]]
+def difference_header(summary: Summary) -> list[str]:
+    return [f"Attack - {summary.claims.paired.reference}", "Total", *summary.class_names]
 
 
-def difference_tests_csv(summary: dict[str, Any]) -> str:
+def difference_tests_csv(summary: Summary) -> str:
     """Long CSV of the paired tests: attack,reference,class,n,diff,p,p_holm,significant."""
-    paired = summary["claims"]["paired"]
+    paired = summary.claims.paired
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["attack", "reference", "class", "n", "diff", "p", "p_holm", "significant"])
-    for name, c in paired["attacks"].items():
-        writer.writerow([name, paired["reference"], "total", sum(c["n"]), _fmt(c["overall"]["diff"], 3),
-                         f"{c['overall']['p']:.4g}", "", int(c["overall"]["p"] < c["alpha"])])
-        for i, cls in enumerate(summary["class_names"]):
-            p, ph = c["p"][i], c["p_holm"][i]
-            writer.writerow([name, paired["reference"], cls, c["n"][i], _fmt(c["diff"][i], 3),
+    for name, c in paired.attacks.items():
+        writer.writerow([name, paired.reference, "total", sum(c.n), _fmt(c.overall.diff, 3),
+                         f"{c.overall.p:.4g}", "", int(c.overall.p < c.alpha)])
+        for i, cls in enumerate(summary.class_names):
+            p, ph = c.p[i], c.p_holm[i]
+            writer.writerow([name, paired.reference, cls, c.n[i], _fmt(c.diff[i], 3),
                              "" if p is None else f"{p:.4g}", "" if ph is None else f"{ph:.4g}",
-                             int(c["significant"][i])])
+                             int(c.significant[i])])
     return buf.getvalue()
 
 

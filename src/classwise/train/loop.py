@@ -41,7 +41,7 @@ from ..data import DataBundle, StreamBundle, as_float, class_balanced_indices, m
 from ..data.streaming import batches
 from ..errors import ClasswiseError
 from ..evaluate import evaluate, resolve_device
-from ..fileio import append_jsonl, atomic_write, read_jsonl
+from ..fileio import append_jsonl, append_text, atomic_write, read_jsonl
 from ..models import unwrap
 from ..perf import autocast, prepare_input, prepare_model
 from ..progress import format_duration, log_line, progress_task
@@ -153,7 +153,7 @@ class Trainer:
         record["train_s"] = round(train_s, 3)
         record["cpu_s"] = round(time.process_time() - start[1], 3)
         append_jsonl(self.files.metrics, record)
-        log_line(self._epoch_line(record), self.files.train_log)
+        append_text(self.files.train_log, log_line(self._epoch_line(record)) + "\n")
         if self.cfg.tensorboard:
             write_scalars(self.files.tensorboard, record, self.data.class_names)
 

@@ -1,0 +1,44 @@
+"""Per-sample results that fill every block of a summary (imported, not collected)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from classwise.results import EvalResults
+
+NAMES = ["plane", "car", "bird", "cat", "ship"]
+GROUPS = {"transport": [0, 1, 4], "animals": [2, 3]}
+
+
+def rich_results() -> EvalResults:
+    """5 classes x 12 examples; fgsm, pgd20, an L2 minimum-norm attack (curves, norms) and a targeted one."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 12)
+    flip = lambda p: np.where(rng.random(labels.size) < p, (labels + 1) % 5, labels)
+    dist = rng.uniform(0.0, 2.0, labels.size).astype(np.float32)
+    dist[::7] = np.inf
+    hits = np.where(rng.random((labels.size, 5)) < 0.4, 1, 0)
+    hits[np.arange(labels.size), labels] = -1
+    pgd = {"family": "pgd", "norm": "linf", "eps": 0.031, "steps": 20, "target": None}
+    return EvalResults(
+        labels=labels, clean_pred=flip(0.1),
+        adv_pred={"fgsm": flip(0.4), "pgd20": flip(0.6), "fmn30@norm=l2": np.where(dist <= 0.5, (labels + 2) % 5, labels),
+                  "pgd10@target=all": flip(0.5)},
+        class_names=list(NAMES),
+        extras={"min_dist/fmn30@norm=l2": dist, "target_hits/pgd10@target=all": hits},
+        facts={"fgsm": {"family": "fgsm", "norm": "linf", "eps": 0.031}, "pgd20": pgd,
+               "fmn30@norm=l2": {"family": "fmn", "norm": "l2", "eps": 0.5},
+               "pgd10@target=all": {"family": "pgd", "norm": "linf", "eps": 0.031, "steps": 10, "target": "all"}},
+    )
+
+
+def rich_kwargs() -> dict[str, Any]:
+    """Everything the evaluate job passes to summarize besides the results (head, superclasses, meta, homing, sanity)."""
+    weight = np.random.default_rng(1).normal(size=(5, 4))
+    return {"head_weight": weight, "superclasses": GROUPS, "dataset": "toy", "model": "smallcnn",
+            "checkpoint": "last", "eps": 0.031,
+            "homing": {"attack": "pgd20", "removed": [3], "flipped": 7, "homed": 2, "share": 2 / 7, "missing": []},
+            "sanity": {"checks": ["headline-overstated"],
+                       "flags": [{"check": "headline-overstated", "scope": "cat", "detail": "d", "suggests": "s"}]}}
