@@ -19,9 +19,9 @@ from classwise.analysis.targeted import targeted_success
 from classwise.attacks import FMN, L2Threat, LinfThreat, create_attack, make_threat
 from classwise.config import AttackConfig
 from classwise.errors import ClasswiseError
-from classwise.spec import AttackSpec
 from classwise.evaluate import EvalOptions, evaluate
 from classwise.results import EvalResults
+from classwise.spec import AttackSpec
 
 from attack_models import held_out, trained_cnn
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ClasswiseError, did_you_mean, unknown_name
-from .spec import NORMS, AttackSpec, number_from_text, parse_number
+from .spec import NORMS, AttackSpec, number_from_text, parse_number  # noqa: F401 (parse_number: re-exported)
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
@@ -151,7 +151,7 @@ class AttackConfig:
                           self.norm if self.norm != "linf" else None, options=tuple(sorted(self.options.items())))
 
     @classmethod
-    def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> "AttackConfig":
+    def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> AttackConfig:
         """``name[@key=value...]`` (:class:`AttackSpec` grammar); its settings override eps, step_size and norm."""
         return cls(text, eps, step_size, norm=norm)
 

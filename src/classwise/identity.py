@@ -112,7 +112,7 @@ def _free_key(label: str, facts: dict[str, Any], examples: np.ndarray, taken: Ev
         return label
     other = taken.facts.get(label, {})
     mine, theirs = facts.get("config") or facts, other.get("config") or other
-    spec, changes = AttackSpec.parse(label), {}
+    spec, changes = AttackSpec.parse(label), dict[str, Any]()
     for key in ("eps", "step_size"):
         if mine.get(key) != theirs.get(key) and mine.get(key) is not None:
             changes[key] = float(mine[key])

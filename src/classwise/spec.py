@@ -195,5 +195,5 @@ def _check(ok: bool, message: str) -> None:
         raise ClasswiseError(message)
 
 
-__all__ = ["AttackSpec", "KEYS", "NORMS", "format_number", "number_from_text", "parse_number", "parse_value",
+__all__ = ["KEYS", "NORMS", "AttackSpec", "format_number", "number_from_text", "parse_number", "parse_value",
            "split_name"]
