@@ -140,3 +140,11 @@ def test_a_plain_result_key_is_the_spec_without_the_run_threat_model():
     assert list(merged.adv_pred) == ["pgd5@restarts=2@target=3"]
     assert create_attack("pgd5@restarts=2@target=3", _model(), 0.3).facts() == {
         k: v for k, v in merged.facts["pgd5@restarts=2@target=3"].items() if k != "config"}
+
+
+def test_the_training_attack_keeps_the_settings_of_its_spec():
+    from classwise.train.objectives import training_attack
+
+    facts = training_attack(AttackConfig("pgd3@loss=cw@step=0.1", 0.3), _model(), 0.15).facts()
+    assert (facts["loss"], facts["steps"], facts["keep_best"], facts["eps"]) == ("cw", 3, False, 0.15)
+    assert facts["step_size"] == pytest.approx(0.05)  # the step keeps its ratio to eps during a warm-up
