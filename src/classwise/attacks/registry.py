@@ -284,13 +284,12 @@ def parse_spec(spec: str | AttackSpec) -> tuple[str, str | None]:
     The spec's ``@key=value`` settings are left aside (see :class:`classwise.spec.AttackSpec`).
     """
     parsed = _spec(spec)
-    text = str(spec)
     if parsed.name.lower() in _REGISTRY and ":" not in parsed.name:
         return parsed.name.lower(), None
     base, param = parsed.base, parsed.param
     if base in _REGISTRY and _REGISTRY[base].param == ("value" if ":" in parsed.name else "steps"):
         return base, param
-    raise _unknown(text)
+    raise _unknown(parsed.name)
 
 
 def create_attack(
