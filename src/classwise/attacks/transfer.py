@@ -50,6 +50,7 @@ class Transfer(Attack):
     """
 
     name = "transfer"
+    identity = ("steps", "random_start", "keep_clean", "trained_on")
     black_box = True
 
     def __init__(
