@@ -49,3 +49,11 @@ def held_out(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """n held-out images (n, 1, 28, 28) and labels."""
     x, y = mnist()
     return x[4500 : 4500 + n], y[4500 : 4500 + n]
+
+
+def fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the model in eval mode misclassifies x (B, ...); its train/eval mode is restored."""
+    from classwise.attacks import eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        return model(x).argmax(dim=1) != y

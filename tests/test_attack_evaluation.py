@@ -14,9 +14,7 @@ from classwise.cli import main
 from classwise.config import AttackConfig
 from classwise.results import NOT_ATTACKED, EvalResults
 
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
+from cli_args import sets
 
 
 @pytest.fixture(scope="module")

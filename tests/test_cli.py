@@ -15,6 +15,8 @@ from classwise.cli import main
 from classwise.results import EvalResults
 from classwise.runs import Run
 
+from cli_args import sets
+
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
@@ -22,10 +24,6 @@ def cli(*args: str) -> tuple[int, str, str]:
     env |= {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # the source under test
     proc = subprocess.run([sys.executable, "-m", "classwise", *args], capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
 
 
 @pytest.fixture(scope="module")
