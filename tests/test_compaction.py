@@ -158,7 +158,10 @@ def _clean_forwards(model: nn.Module, x: torch.Tensor, run) -> int:
     """Forward passes of ``model`` whose input is exactly one of the clean batches of 32 while ``run()`` runs."""
     batches = list(x.split(32))
     seen = []
-    hook = lambda _, args: seen.append(any(b.shape == args[0].shape and torch.equal(b, args[0]) for b in batches))
+
+    def hook(_, args):
+        seen.append(any(b.shape == args[0].shape and torch.equal(b, args[0]) for b in batches))
+
     handle = model.register_forward_pre_hook(hook)
     try:
         run()

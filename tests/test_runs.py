@@ -20,11 +20,9 @@ from classwise.errors import ClasswiseError
 from classwise.pipeline import evaluate_run, train_run
 from classwise.runs import MARKER, Run
 
+from cli_args import sets
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
 
 
 @pytest.fixture(scope="module")
