@@ -43,6 +43,8 @@ HOW = {
     "fab-t": "the official package (or torchattacks) runs it",
     "square": "the official package (or torchattacks) runs it",
     "autoattack": "the official package cascades its attacks on the robust points itself",
+    "apgd": "compacts; per-sample results checked in tests/test_apgd.py",
+    "strong": "compacts (APGD phases); per-sample results checked in tests/test_apgd.py",
 }
 PGD_TYPE = [pytest.param(spec, kwargs, id=f"{spec}-{'-'.join(f'{k}={v}' for k, v in kwargs.items())}".rstrip("-"))
             for variants in HOW.values() if isinstance(variants, list) for spec, kwargs in variants]
