@@ -146,7 +146,7 @@ def test_runner_up_targets_rank_the_non_true_classes():
 def test_strong_is_at_least_as_strong_as_the_official_pair_for_fewer_gradient_passes(trained):
     """On 128 images at eps 0.05: strong's robust accuracy <= the official APGD-CE + APGD-T cascade's
     (100 steps, 9 targets) + 2 points, with at most half its gradient passes.
-    Measured here: both 0.57 robust; strong about 37% of the official passes."""
+    Measured here: both 0.625 robust; strong 32,551 gradient passes, 38% of the official 84,638."""
     model, x, y = trained
     official = {"ce": create_attack("apgd-ce", model, 0.05), "t": create_attack("apgd-t", model, 0.05)}
     ref = evaluate(model, x, y, official, cascade=True, options=_options(batch_size=128))

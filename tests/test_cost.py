@@ -152,3 +152,24 @@ def test_cost_records_survive_save_and_load(trained, tmp_path):
     res.save(tmp_path / "r.npz")
     back = EvalResults.load(tmp_path / "r.npz")
     np.testing.assert_array_equal(back.extras["backwards/fgsm"], res.extras["backwards/fgsm"])
+
+
+def test_evaluation_cost_totals_each_attack(trained):
+    from classwise.attacks.cost import evaluation_cost
+
+    model, x, y = trained
+    res = _eval(model, x, y, ["fgsm", "pgd3"])
+    n = int(_ok(model, x, y).sum())
+    cost = evaluation_cost(res.extras, res.attacks)
+    assert cost["fgsm"] == {"forwards": 2 * n, "backwards": n, "examples": len(y), "backwards_per_example": n / len(y)}
+    assert cost["pgd3"]["backwards"] == res.extras["backwards/pgd3"].sum() and set(cost) == {"fgsm", "pgd3"}
+
+
+def test_evaluation_meta_records_the_passes_of_each_attack(trained):
+    """meta.json "evaluations" entries carry the totals beside wall and CPU seconds."""
+    from classwise import pipeline
+
+    model, x, y = trained
+    res = _eval(model, x, y, ["fgsm"])
+    entry = pipeline._timing(res, 1.0, 1.0, torch.device("cpu"), 1, None)[-1]
+    assert entry["passes"]["fgsm"]["backwards"] == int(_ok(model, x, y).sum())
