@@ -173,3 +173,15 @@ def test_evaluation_meta_records_the_passes_of_each_attack(trained):
     res = _eval(model, x, y, ["fgsm"])
     entry = pipeline._timing(res, 1.0, 1.0, torch.device("cpu"), 1, None)[-1]
     assert entry["passes"]["fgsm"]["backwards"] == int(_ok(model, x, y).sum())
+
+
+def test_uncharged_passes_count_for_no_example(trained):
+    from classwise.attacks.cost import uncharged
+
+    model, x, _ = trained
+    with CostMeter(model, torch.arange(4), 4) as meter:
+        with uncharged(), torch.no_grad():
+            model(x[:1])
+        with torch.no_grad():
+            model(x[:4])
+    assert meter.forwards.tolist() == [1, 1, 1, 1]

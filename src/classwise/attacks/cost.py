@@ -22,7 +22,9 @@ Attribution rule (which example a row is charged to):
   are then the batch average.
 
 Only passes through the watched model count (a transfer attack's surrogate
-passes do not).
+passes do not), and not the setup probes an attack object makes once
+(:func:`uncharged`), so counts do not depend on how batches are spread
+over processes.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class CostMeter:
         counts.index_add_(0, rows[:extra], torch.ones_like(rows[:extra]))
 
     def _on_forward(self, module: nn.Module, args: tuple) -> tuple | None:
-        if not args or not isinstance(args[0], torch.Tensor):
+        if not args or not isinstance(args[0], torch.Tensor) or _ACTIVE.get() is not self:
             return None
         x, rows = args[0], self._rows[-1]
         self._charge(self.forwards, len(x), rows)
@@ -132,6 +134,17 @@ def charging(idx: torch.Tensor) -> Iterator[None]:
         return
     with meter._subset(idx):
         yield
+
+
+@contextmanager
+def uncharged() -> Iterator[None]:
+    """Passes inside are charged to no example: a setup probe an attack object makes once (e.g. the
+    model's class count), whose place would depend on which process ran the first batch."""
+    token = _ACTIVE.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 def cost_totals(forwards: Any, backwards: Any) -> dict[str, float]:
