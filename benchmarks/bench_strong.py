@@ -42,6 +42,7 @@ def per_class(res, name: str) -> list[float]:
 
 def main() -> None:
     p = eval_parser(__doc__.splitlines()[0], eps=0.15, examples=200)
+    p.add_argument("--steps", type=int, default=100, help="APGD iterations of every phase (100: the standard)")
     p.set_defaults(reps=1)
     args = p.parse_args()
     device = setup(args)
@@ -50,15 +51,16 @@ def main() -> None:
     results = {}
 
     def official() -> None:
-        pair = {"apgd-ce": create_attack("apgd-ce", model, args.eps), "apgd-t": create_attack("apgd-t", model, args.eps)}
+        pair = {name: create_attack(name, model, args.eps, steps=args.steps) for name in ("apgd-ce", "apgd-t")}
         results[OFFICIAL] = evaluate(model, x, y, pair, cascade=True, options=opts)
 
-    def ours(name: str, spec: str):
+    def ours(name: str, spec: str, **kwargs: int):
         def call() -> None:
-            results[name] = evaluate(model, x, y, {spec: create_attack(spec, model, args.eps)}, options=opts)
+            results[name] = evaluate(model, x, y, {spec: create_attack(spec, model, args.eps, **kwargs)}, options=opts)
         return call
 
-    times = time_interleaved({OFFICIAL: official, STRONG: ours(STRONG, "strong"), PGD: ours(PGD, "pgd40")},
+    strong = ours(STRONG, "strong", steps=args.steps, target_steps=args.steps)
+    times = time_interleaved({OFFICIAL: official, STRONG: strong, PGD: ours(PGD, "pgd40")},
                              args.reps, device, warmup=0)
     report(args, device, times, results)
 

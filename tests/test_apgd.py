@@ -6,6 +6,8 @@ cover ``apgd`` and ``strong`` through tests/test_attacks.py.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +172,24 @@ def test_validation_errors(spec, kwargs, message):
     step = kwargs.pop("step_size", None)
     with pytest.raises(ValueError, match=message):
         create_attack(spec, nn.Identity(), 0.1, step_size=step, **kwargs)
+
+
+@pytest.mark.parametrize("every", [0, 4], ids=["no-compaction", "gpu-compaction"])
+@pytest.mark.parametrize("spec, kwargs, runs", [("apgd10", {}, lambda a: a.restarts),
+                                                ("apgd10@target=3", {"loss": "dlr"}, lambda a: a.restarts),
+                                                ("strong", {"steps": 10, "targets": 2, "target_steps": 10}, lambda a: 3)])
+def test_syncs_only_to_choose_and_compact(spec, kwargs, runs, every, monkeypatch):
+    """No host sync but ``nonzero``: one per run to pick the rows it attacks, and one per compaction,
+    at most ceil(steps / k) per run at the GPU's interval k (an untrained model fools few early)."""
+    from attack_models import small_cnn
+    from host_sync import record_host_syncs
+
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    attack = create_attack(spec, model, 0.1, **kwargs)
+    attack.compact_every = every
+    with record_host_syncs(monkeypatch) as hits:
+        attack(x, y, torch.Generator().manual_seed(0))
+    bound = runs(attack) * (1 + (math.ceil(10 / every) if every else 0))
+    assert set(hits) <= {"aten.nonzero.default"} and sum(hits.values()) <= bound, dict(hits)

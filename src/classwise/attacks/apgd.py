@@ -214,6 +214,8 @@ class APGD(Attack):
             a start drawn from ``generator`` for the whole batch.
         compact_every: as :class:`~classwise.attacks.PGD` (None: 1 on the CPU,
             4 on a GPU; 0: never); per-sample results do not depend on it.
+            Host syncs: one ``nonzero`` per run to pick the rows it attacks,
+            plus one per compaction (at most ceil(steps / compact_every)).
 
     Returned per example: the first image that fooled the model, else the
     highest-loss point found, or the clean image if misclassified when clean.
