@@ -159,6 +159,12 @@ def test_strong_is_at_least_as_strong_as_the_official_pair_for_fewer_gradient_pa
     assert ours.extras["backwards/s"].sum() <= 0.5 * passes
 
 
+def test_a_target_the_model_does_not_have_is_one_clear_error(trained):
+    model, x, y = trained
+    with pytest.raises(ValueError, match="target class 10 is not a class of this model"):
+        create_attack("apgd5@target=10", model, 0.1)(x[:4], y[:4])
+
+
 @pytest.mark.parametrize("spec, kwargs, message", [
     ("apgd", {"loss": "cw"}, "unknown apgd loss 'cw'; known: ce, dlr"),
     ("apgd@target=likely", {}, "apgd target must be a class index"),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Attack, eval_mode, rows
-from .cost import charging
+from .cost import charging, uncharged
 from .pgd import _Active, compaction_interval, grad_and_logits
 from .threat import Threat
 
@@ -249,13 +249,22 @@ class APGD(Attack):
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
                  check_clean: bool) -> torch.Tensor:
         todo, out = start_outcome(self.model, x, y, check_clean)
-        goal = None if self.target is None else torch.full_like(y, self.target)
+        goal = None if self.target is None else torch.full_like(y, self._checked_target(x))
         if goal is not None:
             todo = todo & (goal != y)
         engine = APGDEngine(self.model, self.threat, self.steps, self.loss, compact(self.compact_every, x))
         for _ in range(self.restarts):
             out = engine.run(x, y, goal, todo, apgd_start(self.threat, x, generator), out)
         return finish(out, x, todo)
+
+    @torch.no_grad()
+    def _checked_target(self, x: torch.Tensor) -> int:
+        """The target class, after one probe (charged to no example) that the model has it."""
+        with uncharged():
+            classes = self.model(x[:1]).shape[1]
+        if self.target >= classes:
+            raise ValueError(f"target class {self.target} is not a class of this model ({classes} classes)")
+        return self.target
 
     def __repr__(self) -> str:
         return (f"APGD(norm={self.threat.norm!r}, eps={self.threat.eps}, steps={self.steps}, loss={self.loss!r}, "
