@@ -79,7 +79,8 @@ def report(args, device, times: dict, results: dict) -> None:
     n = len(first.labels)
     print(f"{machine(device)}; model {args.run or args.model}, {n} examples, eps {args.eps}, batch "
           f"{args.batch_size}, reps {args.reps}; clean accuracy {100 * first.correct().mean():.1f}%")
-    print("\n| evaluation | robust % | forward passes | gradient passes | per example | CPU s |\n|---|---:|---:|---:|---:|---:|")
+    print("\n| evaluation | robust % | forward passes | gradient passes | per example | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|")
     rows, acc = {}, {}
     for name, res in results.items():
         key, total = _summary(name, res)

@@ -125,16 +125,18 @@ def test_cost_of_apgd_and_strong_is_exact(trained):
     the end pays every phase, (k + 1) + T (k' + 1) gradient passes; one fooled by APGD-CE at most k + 1."""
     model, x, y = trained
     ok = (model(x).argmax(1) == y).numpy().astype(np.int64)
-    full = evaluate(model, x, y, {"a": APGD(model, LinfThreat(0.05, 0.0), steps=7, compact_every=0)}, options=_options())
+    apgd = APGD(model, LinfThreat(0.05, 0.0), steps=7, compact_every=0)
+    full = evaluate(model, x, y, {"a": apgd}, options=_options())
     np.testing.assert_array_equal(full.extras["backwards/a"], 8 * ok)
     np.testing.assert_array_equal(full.extras["forwards/a"], 9 * ok)
     strong = Strong(model, LinfThreat(0.05, 0.0), steps=7, targets=2, target_steps=5)
-    cascade = evaluate(model, x, y, {"ce": APGD(model, LinfThreat(0.05, 0.0), steps=7), "s": strong}, options=_options())
-    robust = cascade.correct("s")
-    back = cascade.extras["backwards/s"]
+    both = {"ce": APGD(model, LinfThreat(0.05, 0.0), steps=7), "s": strong}
+    res = evaluate(model, x, y, both, options=_options())  # each on its own, same seed and batches
+    robust = res.correct("s")
+    back = res.extras["backwards/s"]
     np.testing.assert_array_equal(back[robust], 8 + 2 * 6)
     # same seed and batches: strong's first phase is that APGD-CE, so whoever it fooled paid only phase 1
-    fooled_first = ~cascade.correct("ce") & ok.astype(bool)
+    fooled_first = ~res.correct("ce") & ok.astype(bool)
     assert fooled_first.any() and (back[fooled_first] <= 8).all() and (back[fooled_first] >= 1).all()
     assert ((back > 8) == (ok.astype(bool) & ~fooled_first)).all()  # the survivors of phase 1 went on
 
@@ -183,7 +185,8 @@ def test_validation_errors(spec, kwargs, message):
 @pytest.mark.parametrize("every", [0, 4], ids=["no-compaction", "gpu-compaction"])
 @pytest.mark.parametrize("spec, kwargs, runs", [("apgd10", {}, lambda a: a.restarts),
                                                 ("apgd10@target=3", {"loss": "dlr"}, lambda a: a.restarts),
-                                                ("strong", {"steps": 10, "targets": 2, "target_steps": 10}, lambda a: 3)])
+                                                ("strong", {"steps": 10, "targets": 2, "target_steps": 10},
+                                                 lambda a: 3)])
 def test_syncs_only_to_choose_and_compact(spec, kwargs, runs, every, monkeypatch):
     """No host sync but ``nonzero``: one per run to pick the rows it attacks, and one per compaction,
     at most ceil(steps / k) per run at the GPU's interval k (an untrained model fools few early)."""

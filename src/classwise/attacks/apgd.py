@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Attack, eval_mode, rows
+from .base import Attack, rows
 from .cost import charging, uncharged
 from .pgd import _Active, compaction_interval, grad_and_logits
 from .threat import Threat
@@ -163,7 +163,8 @@ class APGDEngine:
             return out
         logits, loss = self._gradient(act)
         act.tensors.update(x_best=act.x_adv, grad_best=act.grad, loss_best=loss, logits_best=logits, x_old=act.x_adv,
-                           eta=torch.full_like(loss, 2 * self.threat.eps), reduced=torch.ones_like(loss, dtype=torch.bool),
+                           eta=torch.full_like(loss, 2 * self.threat.eps),
+                           reduced=torch.ones_like(loss, dtype=torch.bool),
                            loss_best_last=loss, increases=torch.zeros_like(loss), loss_prev=torch.zeros_like(loss))
         self._record(out, act, logits, loss)
         marks = checkpoints(self.steps)
@@ -262,9 +263,10 @@ class APGD(Attack):
         """The target class, after one probe (charged to no example) that the model has it."""
         with uncharged():
             classes = self.model(x[:1]).shape[1]
-        if self.target >= classes:
-            raise ValueError(f"target class {self.target} is not a class of this model ({classes} classes)")
-        return self.target
+        target = int(self.target or 0)
+        if target >= classes:
+            raise ValueError(f"target class {target} is not a class of this model ({classes} classes)")
+        return target
 
     def __repr__(self) -> str:
         return (f"APGD(norm={self.threat.norm!r}, eps={self.threat.eps}, steps={self.steps}, loss={self.loss!r}, "
@@ -277,7 +279,8 @@ def compact(compact_every: int | None, x: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def start_outcome(model: nn.Module, x: torch.Tensor, y: torch.Tensor, check_clean: bool) -> tuple[torch.Tensor, Outcome]:
+def start_outcome(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  check_clean: bool) -> tuple[torch.Tensor, Outcome]:
     """Rows to attack (B,) (clean-correct ones when ``check_clean``) and an empty :class:`Outcome`."""
     todo = torch.ones_like(y, dtype=torch.bool)
     if check_clean:
@@ -307,4 +310,4 @@ def _check_apgd(steps: int, restarts: int, loss: str, compact_every: int | None)
         raise ValueError(f"compact_every must be >= 0 (0: never), got {compact_every}")
 
 
-__all__ = ["APGD", "APGDEngine", "Outcome", "apgd_losses", "apgd_start", "checkpoints", "dlr_losses", "eval_mode"]
+__all__ = ["APGD", "APGDEngine", "Outcome", "apgd_losses", "apgd_start", "checkpoints", "dlr_losses"]

@@ -1,4 +1,4 @@
-"""The ``strong`` evaluation: APGD-CE, then targeted APGD-DLR on the survivors only, toward the model's own runner-ups."""
+"""The ``strong`` evaluation: APGD-CE, then targeted APGD-DLR on the survivors only, toward the runner-up classes."""
 
 from __future__ import annotations
 
