@@ -43,6 +43,9 @@ SPECS = [
     pytest.param("square", {"n_queries": 20, "backend": "torchattacks"}, id="square-torchattacks"),
     pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1, "backend": "torchattacks"},
                  id="autoattack-torchattacks"),
+    pytest.param("apgd10", {}, id="apgd10"),
+    pytest.param("apgd10@target=3", {"loss": "dlr"}, id="apgd10-dlr-target3"),
+    pytest.param("strong", {"steps": 5, "targets": 2, "target_steps": 5}, id="strong"),
 ]
 # The same contracts under the L2 threat model (eps in L2 units); the
 # AutoAttack wrappers join once they pass the norm to the official package.
@@ -60,6 +63,8 @@ L2_SPECS = [
     pytest.param("pgd10@target=3", {}, id="l2-pgd10-target3"),
     pytest.param("cw-margin10@target=likely", {}, id="l2-cw-margin10-target-likely"),
     pytest.param("pgd5@target=all", {}, id="l2-pgd5-target-all"),
+    pytest.param("apgd10", {"loss": "dlr"}, id="l2-apgd10-dlr"),
+    pytest.param("strong", {"steps": 5, "targets": 2, "target_steps": 5}, id="l2-strong"),
 ]
 ALL = [pytest.param("linf", *p.values, id=p.id) for p in SPECS] + [pytest.param("l2", *p.values, id=p.id) for p in L2_SPECS]
 

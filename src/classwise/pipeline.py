@@ -23,6 +23,7 @@ from torch import nn
 from .analysis.sanity import flags_to_json, recorded_black_box, sanity_checks
 from .analysis import protocol_attack, summarize
 from .attacks import Attack, build_attack
+from .attacks.cost import evaluation_cost
 from .checkpoint import build_model, load_outside, outside_meta
 from .config import AttackConfig, RunConfig, load_config, preset_names
 from .data import DataBundle, StreamBundle, class_balanced_indices
@@ -418,7 +419,8 @@ def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.
     earlier = (old_meta or {}).get("evaluations", [])
     entry = {"attacks": list(new.attacks), "examples": int(new.labels.shape[0]), "seconds": round(seconds, 2),
              "cpu_seconds": round(cpu_seconds, 2),
-             "device": str(device), "threads": torch.get_num_threads(), "processes": processes}
+             "device": str(device), "threads": torch.get_num_threads(), "processes": processes,
+             "passes": evaluation_cost(new.extras, new.attacks)}  # forward / input-gradient passes per attack
     return [*(earlier if isinstance(earlier, list) else []), entry]
 
 

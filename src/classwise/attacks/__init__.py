@@ -38,3 +38,10 @@ __all__ = [
     "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss",
     "TARGET_MODES", "check_target",
 ]
+
+# Our APGD, the strong cascade and the cost meter of evaluations.
+from .apgd import APGD  # noqa: E402
+from .cost import CostMeter  # noqa: E402
+from .strong import Strong  # noqa: E402
+
+__all__ += ["APGD", "Strong", "CostMeter"]

@@ -25,6 +25,7 @@ from ..config import AttackConfig
 from ..runs import load_model_and_dataset
 from ..errors import ClasswiseError, did_you_mean
 from ..spec import AttackSpec
+from .apgd import APGD
 from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
@@ -33,6 +34,7 @@ from .fmn import FMN
 from .library import BACKENDS, BY_BACKEND
 from .nattack import NAttack
 from .pgd import PGD
+from .strong import Strong
 from .threat import Threat, check_norm, make_threat
 from .tpgd import TemperaturePGD
 from .transfer import Transfer
@@ -207,6 +209,18 @@ def _library(family: str) -> Callable[[AttackRequest], Attack]:
     return build
 
 
+def _apgd(req: AttackRequest) -> Attack:
+    """Our APGD: "apgd" (100 steps), "apgd50" or steps=; loss=ce|dlr, @target=J (a class index)."""
+    _no_step_size(req)
+    _check_options(req.spec, req.kwargs, _init_options(APGD))
+    kwargs = dict(req.kwargs)
+    steps = kwargs.pop("steps", None)
+    if req.param is not None and steps is not None and int(req.param) != steps:
+        raise ValueError(f"{req.spec!r} fixes {req.param} steps but steps={steps} was given")
+    steps = int(req.param) if req.param is not None else (100 if steps is None else steps)
+    return APGD(req.model, make_threat(req.norm, req.eps, 0.0), steps=steps, **kwargs)
+
+
 def _positive_float(req: AttackRequest, what: str) -> float:
     try:
         value = float(req.param or "")
@@ -248,6 +262,10 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
                           _library("square"), only_norms=_LIB_NORMS),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
                               BY_BACKEND["autoattack"]["autoattack"], _library("autoattack"), only_norms=_LIB_NORMS),
+    "apgd": AttackEntry("apgd[K]", "our APGD, K steps (100), loss=ce|dlr, @target=J (DLR-T with loss=dlr); compacts",
+                        APGD, _apgd, "steps"),
+    "strong": AttackEntry("strong", "APGD-CE 100, then APGD-DLR-T 100 toward the top 3 runner-up classes, "
+                          "survivors only", Strong, _fixed(Strong)),
 })
 
 
