@@ -123,7 +123,8 @@ def test_report_has_difference_table_and_sanity_section(trained, tmp_path):
     assert float(fgsm[2]) == pytest.approx(expected, abs=0.051)
     assert set(summary["sanity"]["checks"]) >= {"robust-above-clean", "zero-gradient"}
     typed = load_summary(trained / "summary.json")  # the job's summary.json reads back into the typed summary
-    assert typed.to_dict() == summary and typed.schema_version == SCHEMA_VERSION and typed.sanity.checks == tuple(summary["sanity"]["checks"])
+    assert typed.to_dict() == summary and typed.schema_version == SCHEMA_VERSION
+    assert typed.sanity.checks == tuple(summary["sanity"]["checks"])
 
 
 def test_every_preset_adds_the_strong_suite_beside_the_paper_protocol():

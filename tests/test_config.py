@@ -97,8 +97,6 @@ def test_attack_config_to_text_is_the_inverse_of_from_text(text, eps):
     assert back.to_text() == cfg.to_text() and cfg.to_text().startswith(f"{cfg.name}@eps=")
 
 
-@pytest.mark.xfail(strict=True, reason="to_text writes eps with %g (6 significant digits): 8/255 comes back as "
-                                       "0.0313725; an attack-spec type with exact numbers is to replace it")
 def test_attack_config_text_keeps_every_digit_of_eps():
     cfg = AttackConfig.from_text("pgd20", 8 / 255)
     assert AttackConfig.from_text(cfg.to_text(), eps=0.9) == cfg

@@ -230,6 +230,7 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    identity = ("steps", "loss", "target", "restarts")
     record_fill = MappingProxyType({})
 
     def __init__(self, model: nn.Module, threat: Threat, steps: int = 100, loss: str = "ce",

@@ -196,7 +196,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
-    identity = ("steps", "restarts", "random_start", "loss", "temperature", "keep_best", "target")
+    identity: tuple[str, ...] = ("steps", "restarts", "random_start", "loss", "temperature", "keep_best", "target")
     record_fill = MappingProxyType({"target_hits": -1})
 
     def __init__(

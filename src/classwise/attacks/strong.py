@@ -64,6 +64,7 @@ class Strong(Attack):
     """
 
     name = "strong"
+    identity = ("steps", "targets", "target_steps")
 
     def __init__(self, model: nn.Module, threat: Threat, steps: int = 100, targets: int = 3, target_steps: int = 100,
                  *, compact_every: int | None = None) -> None:
