@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow bench clean browser-deps
+.PHONY: install demo test test-slow lint bench clean browser-deps
 
 install: $(VENV)/.installed
 
@@ -28,9 +28,14 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# The checks tests/test_lint.py runs, alone: ruff (lint) and mypy (types), configured in pyproject.toml.
+lint: install
+	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m mypy src
+
 # Optional: Chromium for tests/test_report_browser.py (it skips without /usr/bin/chromium). Debian/Ubuntu, root.
 browser-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ def small_cnn() -> nn.Module:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000 packaged MNIST images (N, 1, 28, 28) in [0, 1] and labels, shuffled."""
     from classwise.data.builtin import read_mnist5k
@@ -28,7 +28,7 @@ def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(labels, dtype=torch.int64)[perm]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_cnn(seed: int = 0, steps: int = 60) -> nn.Module:
     """A small CNN fitted on the first 4,500 images (the rest are held out), in eval mode."""
     x, y = mnist()
@@ -49,3 +49,11 @@ def held_out(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """n held-out images (n, 1, 28, 28) and labels."""
     x, y = mnist()
     return x[4500 : 4500 + n], y[4500 : 4500 + n]
+
+
+def fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the model in eval mode misclassifies x (B, ...); its train/eval mode is restored."""
+    from classwise.attacks import eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        return model(x).argmax(dim=1) != y

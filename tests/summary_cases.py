@@ -16,7 +16,10 @@ def rich_results() -> EvalResults:
     """5 classes x 12 examples; fgsm, pgd20, an L2 minimum-norm attack (curves, norms) and a targeted one."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(5), 12)
-    flip = lambda p: np.where(rng.random(labels.size) < p, (labels + 1) % 5, labels)
+
+    def flip(p: float) -> np.ndarray:
+        return np.where(rng.random(labels.size) < p, (labels + 1) % 5, labels)
+
     dist = rng.uniform(0.0, 2.0, labels.size).astype(np.float32)
     dist[::7] = np.inf
     hits = np.where(rng.random((labels.size, 5)) < 0.4, 1, 0)

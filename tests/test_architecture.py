@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "classwise"
 
 FLOORS = [
     {"errors", "progress", "presets", "machine", "__init__"},
-    {"fileio", "runfiles", "inputs"},
+    {"fileio", "runfiles", "inputs", "spec"},
     {"config", "results"},
     {"data", "models"},
     {"checkpoint"},

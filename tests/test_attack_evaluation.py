@@ -13,11 +13,10 @@ from classwise.analysis import load_summary, worst_case
 from classwise.analysis.schema import SCHEMA_VERSION
 from classwise.cli import main
 from classwise.config import AttackConfig
+from classwise.jobs import attacking
 from classwise.results import NOT_ATTACKED, EvalResults
 
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
+from cli_args import sets
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +124,8 @@ def test_report_has_difference_table_and_sanity_section(trained, tmp_path):
     assert float(fgsm[2]) == pytest.approx(expected, abs=0.051)
     assert set(summary["sanity"]["checks"]) >= {"robust-above-clean", "zero-gradient"}
     typed = load_summary(trained / "summary.json")  # the job's summary.json reads back into the typed summary
-    assert typed.to_dict() == summary and typed.schema_version == SCHEMA_VERSION and typed.sanity.checks == tuple(summary["sanity"]["checks"])
+    assert typed.to_dict() == summary and typed.schema_version == SCHEMA_VERSION
+    assert typed.sanity.checks == tuple(summary["sanity"]["checks"])
 
 
 def test_every_preset_adds_the_strong_suite_beside_the_paper_protocol():
@@ -204,3 +204,18 @@ def test_official_and_torchattacks_backends_agree_per_class_on_the_demo_model(tr
     assert np.abs(counts["autoattack"] - counts["torchattacks"]).max() <= 1, counts
     assert abs(int(counts["autoattack"].sum()) - int(counts["torchattacks"].sum())) <= 2
     assert 0 < counts["autoattack"].sum() < res.correct().sum()  # contested: some robust, some fooled
+
+
+@pytest.mark.parametrize("bound, kept", [(20 * 10, True), (20 * 10 - 1, False)])
+def test_probabilities_are_kept_up_to_probs_max_values(trained, tmp_path, monkeypatch, bound, kept):
+    """Softmax probabilities (N, K) are saved only while N * K <= PROBS_MAX_VALUES (here N = 20, K = 10)."""
+    run = unevaluated_copy(trained, tmp_path)
+    monkeypatch.setattr(attacking, "PROBS_MAX_VALUES", bound)
+    res = pipeline.evaluate_run(run, attacks=(AttackConfig("fgsm", 0.3),), examples=20, progress=False)
+    saved = EvalResults.load(run / "results.npz")
+    assert len(res.labels) == 20 and len(saved.labels) == 20
+    if kept:
+        assert saved.clean_probs is not None and saved.clean_probs.shape == (20, 10)
+        assert list(saved.adv_probs) == ["fgsm"] and saved.adv_probs["fgsm"].shape == (20, 10)
+    else:
+        assert saved.clean_probs is None and saved.adv_probs == {}

@@ -18,7 +18,7 @@ from torch import nn
 
 from classwise.attacks import (
     PGD, CWInf, LinfThreat, NAttack, TorchattacksAPGDT, TorchattacksAutoAttack,
-    TorchattacksFABT, TorchattacksSquare, attack_default_per_class, attack_names, attack_usage, create_attack, eval_mode,
+    TorchattacksFABT, TorchattacksSquare, attack_default_per_class, attack_names, attack_usage, create_attack,
 )
 from classwise.config import load_config
 from classwise.errors import ClasswiseError
@@ -27,7 +27,7 @@ from classwise.analysis import relative_robustness
 from classwise.runs import Run, load_model_from
 from classwise.results import EvalResults
 
-from attack_models import held_out, trained_cnn
+from attack_models import fooled, held_out, trained_cnn
 
 LIN_EPS = 0.25
 
@@ -98,17 +98,12 @@ def cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return (trained_cnn(0), *held_out(256))
 
 
-def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad(), eval_mode(model):
-        return model(x).argmax(dim=1) != y
-
-
 def _run(spec, model, x, y, eps, seed=0, **kwargs):
     return create_attack(spec, model, eps, **kwargs)(x, y, torch.Generator().manual_seed(seed))
 
 
 def _robust_pct(model, x_adv, y) -> float:
-    return 100.0 * (1 - _fooled(model, x_adv, y).float().mean().item())
+    return 100.0 * (1 - fooled(model, x_adv, y).float().mean().item())
 
 
 # --- the linear classifier: exact minimal perturbations ------------------------------------
@@ -119,15 +114,15 @@ def test_linear_fixture_minimal_perturbation_is_exact(linear):
     with torch.no_grad():
         z = model(x)[:, 0]
     assert torch.allclose(z.abs() / model.w.abs().sum(), m, atol=1e-5)
-    assert not _fooled(model, x, y).any()
+    assert not fooled(model, x, y).any()
 
 
 @pytest.mark.parametrize("spec", ["pgd20", "cw-margin", "fgsm", "tpgd:5"])
 def test_white_box_flips_every_point_below_eps_and_none_above(linear, spec):
     model, x, y, m = linear
-    fooled = _fooled(model, _run(spec, model, x, y, LIN_EPS), y)
-    assert fooled[m < 0.95 * LIN_EPS].all()
-    assert not fooled[m > LIN_EPS].any()
+    flipped = fooled(model, _run(spec, model, x, y, LIN_EPS), y)
+    assert flipped[m < 0.95 * LIN_EPS].all()
+    assert not flipped[m > LIN_EPS].any()
 
 
 @pytest.mark.parametrize("spec, kwargs", [
@@ -138,9 +133,9 @@ def test_no_attack_flips_a_point_beyond_eps(linear, spec, kwargs):
     model, x, y, m = linear
     if spec == "transfer":
         kwargs = {"surrogate": model}  # the model itself: the strongest possible surrogate
-    fooled = _fooled(model, _run(spec, model, x, y, LIN_EPS, **kwargs), y)
-    assert not fooled[m > LIN_EPS].any()
-    assert fooled[m < 0.5 * LIN_EPS].float().mean() >= 0.9
+    flipped = fooled(model, _run(spec, model, x, y, LIN_EPS, **kwargs), y)
+    assert not flipped[m > LIN_EPS].any()
+    assert flipped[m < 0.5 * LIN_EPS].float().mean() >= 0.9
 
 
 def test_cw_inf_finds_nearly_minimal_perturbations(linear):
@@ -151,7 +146,7 @@ def test_cw_inf_finds_nearly_minimal_perturbations(linear):
     best, dist = attack.minimal_adversarial(x, y)
     ratio = dist / m
     assert torch.allclose(dist, (best - x).abs().flatten(1).amax(1))
-    assert _fooled(model, best, y).all()
+    assert fooled(model, best, y).all()
     assert ratio.min() >= 0.999 and ratio.max() <= 1 / 0.9 + 0.04
     assert ratio.median() <= 1.1
 
@@ -159,9 +154,9 @@ def test_cw_inf_finds_nearly_minimal_perturbations(linear):
 def test_cw_inf_counts_robust_exactly_when_nothing_within_eps(linear):
     model, x, y, m = linear
     x_adv = CWInf(model, LinfThreat(LIN_EPS, 0.0), max_iterations=300)(x, y)
-    fooled = _fooled(model, x_adv, y)
-    assert fooled[m < 0.85 * LIN_EPS].all() and not fooled[m > LIN_EPS].any()
-    assert torch.equal(x_adv[~fooled], x[~fooled])  # robust: the clean image comes back
+    flipped = fooled(model, x_adv, y)
+    assert flipped[m < 0.85 * LIN_EPS].all() and not flipped[m > LIN_EPS].any()
+    assert torch.equal(x_adv[~flipped], x[~flipped])  # robust: the clean image comes back
     assert (x_adv - x).abs().max() <= LIN_EPS + 1e-6
 
 
@@ -177,16 +172,16 @@ def test_cw_inf_stopping_within_eps_does_not_change_who_is_robust(cnn):
     # Dropping finished examples changes the batches the others are computed in, so only
     # examples found well inside eps must agree exactly; elsewhere at most 1 in 50 differs.
     _, dist = search.minimal_adversarial(x, y)
-    agree = _fooled(model, fast, y) == _fooled(model, full, y)
+    agree = fooled(model, fast, y) == fooled(model, full, y)
     assert agree.float().mean() >= 0.98 and agree[dist <= 0.9 * 0.1].all()
-    assert _fooled(model, full, y).sum() > _fooled(model, x, y).sum()
+    assert fooled(model, full, y).sum() > fooled(model, x, y).sum()
 
 
 def test_cw_inf_distances_zero_for_misclassified_and_inf_when_nothing_found(cnn):
     model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
     attack = CWInf(model, LinfThreat(0.1, 0.0), max_iterations=3, binary_search_steps=1)
     best, dist = attack.minimal_adversarial(x, y)
-    wrong = _fooled(model, x, y)
+    wrong = fooled(model, x, y)
     assert wrong.any() and (dist[wrong] == 0).all() and torch.equal(best[wrong], x[wrong])
     missing = dist.isinf()
     assert missing.any() and torch.equal(best[missing], x[missing])
@@ -229,8 +224,8 @@ def test_cw_inf_paper_settings_on_saturated_pixels_is_as_strong_as_pgd(mnist_mlp
 def test_cw_inf_full_budget_is_close_to_pgd(cnn):
     """Paper settings (5 x 1000 Adam steps) on a CNN: what PGD fools, CW-inf fools too."""
     model, x, y = cnn[0], cnn[1][:64], cnn[2][:64]
-    pgd = _fooled(model, _run("pgd100", model, x, y, 0.1), y).sum()
-    cw = _fooled(model, _run("cw-inf", model, x, y, 0.1), y).sum()
+    pgd = fooled(model, _run("pgd100", model, x, y, 0.1), y).sum()
+    cw = fooled(model, _run("cw-inf", model, x, y, 0.1), y).sum()
     assert 0.9 * pgd <= cw <= len(y)
 
 
@@ -262,7 +257,7 @@ def test_temperature_sweep_gives_per_sample_results_and_relative_robustness(cnn)
     # The sweep attacks clean-correct examples in batches of 64, the direct run all 128 at once:
     # their random starts differ, so only confident outcomes must match exactly.
     direct = _run("tpgd:50", model, x, y, 0.05, steps=5)  # same seed 0 as the sweep
-    ok = ~_fooled(model, x, y)
+    ok = ~fooled(model, x, y)
     pred, margin = _predict_with_margin(model, direct)
     agree = res.adv_pred["tpgd:50"] == pred.numpy()
     assert agree[ok.numpy()].mean() >= 0.95  # a wrong temperature agrees on ~82%
@@ -302,8 +297,8 @@ def test_nattack_fools_an_undefended_model_using_outputs_only(cnn):
     log = QueryLog(model)
     attack = NAttack(log, LinfThreat(0.1, 0.0), population=50, max_iterations=30)
     x_adv = attack(x, y, torch.Generator().manual_seed(0))
-    ok = ~_fooled(model, x, y)
-    assert _fooled(model, x_adv, y)[ok].float().mean() >= 0.75
+    ok = ~fooled(model, x, y)
+    assert fooled(model, x_adv, y)[ok].float().mean() >= 0.75
     assert log.with_grad == 0
     assert log.images <= len(y) * (2 + 30 * 51)
 
@@ -350,9 +345,9 @@ def test_transfer_uses_the_surrogate_and_asks_the_target_only_for_clean_labels(c
     plain = _run("transfer", target, x, y, 0.1, surrogate=surrogate, keep_clean=False)
     last = PGD(surrogate, LinfThreat(0.1, 0.0125), steps=20, keep_best=False)(x, y, torch.Generator().manual_seed(0))
     assert torch.equal(plain, last)
-    wrong = _fooled(cnn[0], x, y)
+    wrong = fooled(cnn[0], x, y)
     assert torch.equal(x_adv[wrong], x[wrong]) and torch.equal(x_adv[~wrong], last[~wrong])
-    assert _fooled(cnn[0], x_adv, y).sum() > wrong.sum()
+    assert fooled(cnn[0], x_adv, y).sum() > wrong.sum()
 
 
 def test_transfer_errors_are_one_clear_line(tmp_path):
@@ -467,9 +462,9 @@ def test_wrappers_leave_the_global_rng_alone_and_autoattack_cascades(cnn):
         auto = _run("autoattack", model, x, y, 0.05, backend=backend, **budget)
         assert torch.equal(torch.get_rng_state(), state)
         apgd = _run("apgd-ce", model, x, y, 0.05, backend=backend, steps=3)  # the cascade's first stage, same seed
-        fooled = _fooled(model, apgd, y)
-        assert torch.equal(auto[fooled], apgd[fooled])
-        assert (_fooled(model, auto, y) | ~fooled).all()
+        flipped = fooled(model, apgd, y)
+        assert torch.equal(auto[flipped], apgd[flipped])
+        assert (fooled(model, auto, y) | ~flipped).all()
     assert TorchattacksAutoAttack.components[0].name == "apgd-ce"
 
 

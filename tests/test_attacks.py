@@ -13,7 +13,7 @@ from classwise.attacks import (
 )
 from classwise.attacks.losses import cross_entropy, cw_margin, make_loss
 
-from attack_models import held_out, trained_cnn
+from attack_models import fooled, held_out, trained_cnn
 
 EPS = 0.05  # PGD-10 leaves about 60% of the 92% clean accuracy: neither trivial nor saturated
 L2_EPS = 1.0  # L2 radius on MNIST: PGD-10 leaves about 35% of the 92%
@@ -43,6 +43,9 @@ SPECS = [
     pytest.param("square", {"n_queries": 20, "backend": "torchattacks"}, id="square-torchattacks"),
     pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1, "backend": "torchattacks"},
                  id="autoattack-torchattacks"),
+    pytest.param("apgd10", {}, id="apgd10"),
+    pytest.param("apgd10@target=3", {"loss": "dlr"}, id="apgd10-dlr-target3"),
+    pytest.param("strong", {"steps": 5, "targets": 2, "target_steps": 5}, id="strong"),
 ]
 # The same contracts under the L2 threat model (eps in L2 units); the
 # AutoAttack wrappers join once they pass the norm to the official package.
@@ -60,6 +63,8 @@ L2_SPECS = [
     pytest.param("pgd10@target=3", {}, id="l2-pgd10-target3"),
     pytest.param("cw-margin10@target=likely", {}, id="l2-cw-margin10-target-likely"),
     pytest.param("pgd5@target=all", {}, id="l2-pgd5-target-all"),
+    pytest.param("apgd10", {"loss": "dlr"}, id="l2-apgd10-dlr"),
+    pytest.param("strong", {"steps": 5, "targets": 2, "target_steps": 5}, id="l2-strong"),
 ]
 ALL = [pytest.param("linf", *p.values, id=p.id) for p in SPECS] + [pytest.param("l2", *p.values, id=p.id) for p in L2_SPECS]
 
@@ -74,11 +79,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """(model in eval mode, 256 held-out images (B, 1, 28, 28) in [0, 1], labels)."""
     return (trained_cnn(0), *held_out(256))
-
-
-def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad(), eval_mode(model):
-        return model(x).argmax(dim=1) != y
 
 
 def _run(spec, model, x, y, eps=None, seed=1, clean_correct=False, norm="linf", **kwargs):
@@ -97,7 +97,7 @@ def _distance(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
 
 def test_model_is_a_useful_target(trained):
     model, x, y = trained
-    assert 0.85 < 1 - _fooled(model, x, y).float().mean() < 1.0
+    assert 0.85 < 1 - fooled(model, x, y).float().mean() < 1.0
 
 
 @pytest.mark.parametrize("norm, spec, kwargs", ALL)
@@ -134,9 +134,9 @@ def test_deterministic_under_a_seeded_generator(trained, norm, spec, kwargs):
 @pytest.mark.parametrize("norm, spec, kwargs", ALL)
 def test_never_raises_accuracy_and_keeps_misclassified_clean_images(trained, norm, spec, kwargs):
     model, x, y = trained
-    clean_fooled = _fooled(model, x, y)
+    clean_fooled = fooled(model, x, y)
     x_adv = _run(spec, model, x, y, norm=norm, **kwargs)
-    adv_fooled = _fooled(model, x_adv, y)
+    adv_fooled = fooled(model, x_adv, y)
     assert bool((adv_fooled | ~clean_fooled).all())  # robust-correct subset of clean-correct
     assert adv_fooled.sum() > clean_fooled.sum()
     assert torch.equal(x_adv[clean_fooled], x[clean_fooled])
@@ -145,7 +145,7 @@ def test_never_raises_accuracy_and_keeps_misclassified_clean_images(trained, nor
 @pytest.mark.parametrize("norm, spec, kwargs", ALL)
 def test_clean_correct_promise_changes_nothing_where_it_holds(trained, norm, spec, kwargs):
     model, x, y = trained
-    ok = ~_fooled(model, x, y)
+    ok = ~fooled(model, x, y)
     x, y = x[ok], y[ok]
     assert torch.equal(_run(spec, model, x, y, clean_correct=True, norm=norm, **kwargs),
                        _run(spec, model, x, y, norm=norm, **kwargs))
@@ -179,7 +179,7 @@ def test_eps_zero_returns_the_clean_images(trained, norm, spec, kwargs):
     model, x, y = trained
     x_adv = _run(spec, model, x, y, eps=0.0, norm=norm, **kwargs)
     assert torch.equal(x_adv, x)
-    assert torch.equal(_fooled(model, x_adv, y), _fooled(model, x, y))
+    assert torch.equal(fooled(model, x_adv, y), fooled(model, x, y))
 
 
 @pytest.mark.parametrize("norm, spec, kwargs", ALL)
@@ -202,27 +202,27 @@ def test_works_inside_no_grad(trained, norm, spec, kwargs):
 def test_more_steps_only_grow_the_fooled_set(trained, loss):
     model, x, y = trained
     runs = [_run(f"pgd{k}", model, x, y, step_size=0.01, loss=loss) for k in (2, 5, 15)]
-    fooled = [_fooled(model, r, y) for r in runs]
-    for fewer, more in zip(fooled, fooled[1:]):
+    flips = [fooled(model, r, y) for r in runs]
+    for fewer, more in zip(flips, flips[1:]):
         assert bool((more | ~fewer).all())
-    assert fooled[-1].sum() > fooled[0].sum()
+    assert flips[-1].sum() > flips[0].sum()
 
 
 def test_keep_best_keeps_what_the_last_iterate_found(trained):
     model, x, y = trained
     last = _run("pgd5", model, x, y, step_size=0.01, keep_best=False)
     best = _run("pgd5", model, x, y, step_size=0.01)
-    assert bool((_fooled(model, best, y) | ~_fooled(model, last, y)).all())
+    assert bool((fooled(model, best, y) | ~fooled(model, last, y)).all())
     assert not torch.equal(best, last)
 
 
 def test_more_restarts_only_grow_the_fooled_set(trained):
     model, x, y = trained
     runs = [_run("pgd3", model, x, y, eps=0.08, step_size=0.01, restarts=r) for r in (1, 2, 4)]
-    fooled = [_fooled(model, r, y) for r in runs]
-    for fewer, more in zip(fooled, fooled[1:]):
+    flips = [fooled(model, r, y) for r in runs]
+    for fewer, more in zip(flips, flips[1:]):
         assert bool((more | ~fewer).all())
-    assert fooled[-1].sum() > fooled[0].sum()
+    assert flips[-1].sum() > flips[0].sum()
 
 
 def test_generator_feeds_only_the_random_starts(trained):
@@ -237,8 +237,8 @@ def test_generator_feeds_only_the_random_starts(trained):
 
 def test_pgd_beats_fgsm(trained):
     model, x, y = trained
-    pgd = _fooled(model, _run("pgd20", model, x, y, eps=0.1), y).sum()
-    fgsm = _fooled(model, _run("fgsm", model, x, y, eps=0.1), y).sum()
+    pgd = fooled(model, _run("pgd20", model, x, y, eps=0.1), y).sum()
+    fgsm = fooled(model, _run("fgsm", model, x, y, eps=0.1), y).sum()
     assert pgd >= fgsm + 10
 
 

@@ -30,11 +30,9 @@ from classwise.results import EvalResults
 from classwise.runs import Run
 from classwise.checkpoint import safe_load, save_model
 
+from cli_args import sets
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
 
 
 def run_cli(capsys, args: list[str]) -> tuple[int, str]:

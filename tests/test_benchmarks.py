@@ -63,6 +63,15 @@ def test_compaction_benchmark_runs(tmp_path):
     assert result["speedup_vs_torchattacks"] > 0 and 0 <= result["max_class_diff"] <= 100
 
 
+def test_strong_benchmark_runs(tmp_path):
+    result = _bench("bench_strong.py", tmp_path, "--examples", "20", "--train-steps", "30", "--steps", "3",
+                    "--eps", "0.2")
+    acc, cost = result["accuracy"], result["cost"]
+    assert list(acc) == ["official APGD-CE + APGD-T", "classwise strong", "PGD-40 (protocol)"]
+    assert all(len(a["per_class"]) == 10 for a in acc.values())
+    assert all(c["backwards"] > 0 and c["forwards"] > c["backwards"] and c["seconds"] > 0 for c in cost.values())
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_phase(tmp_path):
     """benchmarks/gpu_check.sh --smoke (tiny CPU run) on the real cifar10-jpeg75 archive."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from classwise.cli import main
 from classwise.results import EvalResults
 from classwise.runs import Run
 
+from cli_args import sets
+
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``python -m classwise ARGS`` in a subprocess: (exit code, stdout, stderr)."""
@@ -24,15 +27,17 @@ def cli(*args: str) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tiny_overrides) -> Path:
     run = tmp_path_factory.mktemp("cli") / "demo"
     assert main(["demo", "--out", str(run), "-q", *sets(tiny_overrides)]) == 0
     return run
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path) -> Path:
+    """A copy of the demo run for a test that changes it: the shared run stays as built, whatever the test order."""
+    return Path(shutil.copytree(demo_run, tmp_path / "demo"))
 
 
 def test_demo_run_folder_is_complete(demo_run):
@@ -88,18 +93,19 @@ def test_report_names_best_and_worst_class_and_notes(demo_run):
     assert html.count('src="data:image/png;base64,') >= 3 and "http://" not in html and "https://" not in html
 
 
-def test_report_rerenders_without_attacking(demo_run):
-    before = (demo_run / "results.npz").stat().st_mtime_ns
-    (demo_run / "report.html").unlink()
-    assert main(["report", str(demo_run)]) == 0
-    assert (demo_run / "report.html").is_file()
-    assert (demo_run / "results.npz").stat().st_mtime_ns == before
+def test_report_rerenders_without_attacking(demo_copy):
+    before = (demo_copy / "results.npz").stat().st_mtime_ns
+    (demo_copy / "report.html").unlink()
+    assert main(["report", str(demo_copy)]) == 0
+    assert (demo_copy / "report.html").is_file()
+    assert (demo_copy / "results.npz").stat().st_mtime_ns == before
 
 
-def test_evaluate_adds_an_attack_to_the_run(demo_run):
-    assert main(["evaluate", str(demo_run), "--attacks", "pgd2", "-q"]) == 0
-    summary = json.loads((demo_run / "summary.json").read_text())
+def test_evaluate_adds_an_attack_to_the_run(demo_run, demo_copy):
+    assert main(["evaluate", str(demo_copy), "--attacks", "pgd2", "-q"]) == 0
+    summary = json.loads((demo_copy / "summary.json").read_text())
     assert list(summary["attacks"]) == ["fgsm", "pgd5", "pgd2", "worst"]
+    assert list(json.loads((demo_run / "summary.json").read_text())["attacks"]) == ["fgsm", "pgd5", "worst"]
 
 
 @pytest.mark.parametrize("args, message", [

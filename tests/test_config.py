@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from classwise.config import RunConfig, dump_config, from_dict, load_config, preset_names
+from classwise.config import AttackConfig, RunConfig, dump_config, from_dict, load_config, preset_names
 from classwise.errors import ClasswiseError
 
 
@@ -79,3 +79,24 @@ def preset_path(name: str):
     from importlib import resources
 
     return resources.files("classwise.presets") / f"{name}.yaml"
+
+
+@pytest.mark.parametrize("text, eps", [
+    ("pgd20", 0.031),
+    ("pgd20@step=0.003", 0.031),
+    ("pgd20@step=0.003@restarts=3@loss=cw@temperature=0.5", 0.031),
+    ("fmn100@norm=l2", 1.5),
+    ("pgd10@norm=l2@step=0.25", 0.5),
+    ("pgd10@targets=[1, 2]@keep_best=false", 0.1),
+    ("apgd-t@n_target_classes=3@backend=torchattacks", 0.3),
+])
+def test_attack_config_to_text_is_the_inverse_of_from_text(text, eps):
+    cfg = AttackConfig.from_text(text, eps)
+    back = AttackConfig.from_text(cfg.to_text(), eps=0.9)  # the eps written in the text wins over the default
+    assert back == cfg
+    assert back.to_text() == cfg.to_text() and cfg.to_text().startswith(f"{cfg.name}@eps=")
+
+
+def test_attack_config_text_keeps_every_digit_of_eps():
+    cfg = AttackConfig.from_text("pgd20", 8 / 255)
+    assert AttackConfig.from_text(cfg.to_text(), eps=0.9) == cfg

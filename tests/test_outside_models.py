@@ -348,3 +348,34 @@ def test_custom_attack_needs_a_budget(mnist_mlp):
 def test_list_names_outside_kinds(capsys):
     assert main(["list"]) == 0
     assert "torchvision:NAME" in capsys.readouterr().out
+
+
+
+def test_classwise_state_dict_brings_its_own_normalisation(folder, tmp_path):
+    """A registry model's weights file carries normalize.mean/std buffers: they are used, and recorded as such."""
+    from safetensors.torch import save_file
+
+    from classwise.models import create_model
+
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)  # not imagefolder's
+    torch.manual_seed(0)
+    net = create_model("smallcnn", num_classes=10, in_channels=3, image_size=32, mean=mean, std=std).eval()
+    torch.nn.init.normal_(net.head.weight)  # the reference initialisation zeroes the head: make logits depend on x
+    weights = tmp_path / "smallcnn.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    assert _evaluate(folder, tmp_path / "run", "--model", "smallcnn", "--weights", str(weights)) == 0
+    run = Run.open(tmp_path / "run")
+    meta, data = run.meta(), load_data("imagefolder", folder)
+    assert not np.allclose(mean, data.mean)
+    assert meta["outside"]["normalization"] == "the weights file (normalize buffers)"
+    assert meta["outside"]["mean"] == pytest.approx(mean) and meta["outside"]["std"] == pytest.approx(std)
+    # the evaluation's clean probabilities are the network's with its own buffers, not with the dataset's
+    results = run.results()
+    x = run.data().test_x[results.extras["index"]].float() / 255
+    m, s = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        own = net(x).softmax(1).numpy()
+        by_dataset = net.head(net.backbone((x - m) / s)).softmax(1).numpy()
+    assert results.clean_probs is not None
+    np.testing.assert_allclose(results.clean_probs, own, atol=1e-5)
+    assert not np.allclose(results.clean_probs, by_dataset, atol=1e-3)

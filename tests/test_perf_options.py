@@ -34,6 +34,22 @@ OPTIONS = [
 ]
 
 
+def _record_output_dtypes(model: torch.nn.Module) -> list[tuple[bool, torch.dtype]]:
+    """A list that fills, per forward pass of ``model``, with (model.training, dtype of the logits)."""
+    seen: list[tuple[bool, torch.dtype]] = []
+    model.register_forward_hook(lambda module, args, out: seen.append((module.training, out.dtype)))
+    return seen
+
+
+def _dynamo_counters() -> dict:
+    """torch.compile's counters, cleared with its caches: after a compiled call they count the frames compiled."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    return counters
+
+
 def _model_and_batch(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     model = create_model("preact_resnet18", num_classes=10, in_channels=3, image_size=32)
@@ -93,15 +109,22 @@ def test_bf16_autocast_runs_forward_passes_and_evaluation():
     with autocast(PerfConfig(amp="bf16"), "cpu"):
         logits = model.eval()(x)
     assert logits.dtype == torch.bfloat16
+    y = logits.argmax(1)  # every example clean-correct: the attack runs on all of them
+    seen = _record_output_dtypes(model)
     res = evaluate(model, x, y, ("fgsm",), eps=8 / 255, device="cpu", progress=False, perf=PerfConfig(amp="bf16"))
     assert res.adv_pred["fgsm"].shape == (4,)
+    # The batch's forward passes (clean logits, FGSM's gradient, the adversarial logits) run in bf16; the input
+    # check before them and the zero-gradient sanity check after them are not under autocast.
+    assert [dtype for _, dtype in seen].count(torch.bfloat16) >= 3, seen
 
 
 def test_compile_keeps_the_module_its_attributes_and_state_dict_keys():
     model, _, _ = _model_and_batch()
     keys = list(model.state_dict())
+    assert model._compiled_call_impl is None
     same = prepare_model(model, PerfConfig(compile=True))  # lazy: nothing compiles until a call
     assert same is model and hasattr(model, "head") and list(model.state_dict()) == keys
+    assert model._compiled_call_impl is not None  # calls now go through torch.compile
     assert prepare_model(model, PerfConfig(compile=True)) is model  # idempotent
 
 
@@ -128,8 +151,10 @@ def test_compiled_model_runs_the_attack_loop_on_cpu():
     x, y = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1)), torch.arange(8)
     reference_logits = model(x)
     reference = create_attack("pgd3", model, 0.1)(x, y, torch.Generator().manual_seed(0))
+    counters = _dynamo_counters()
     prepare_model(model, PerfConfig(compile=True))
     torch.testing.assert_close(model(x), reference_logits, atol=1e-4, rtol=1e-4)
+    assert counters["frames"]["ok"] >= 1 and counters["stats"]["unique_graphs"] >= 1  # the compiled path ran
     x_adv = create_attack("pgd3", model, 0.1)(x, y, torch.Generator().manual_seed(0))
     assert model._compiled_call_impl is not None and (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert (x_adv != reference).float().mean() < 0.01  # sign steps agree but where a gradient is ~0
@@ -144,8 +169,10 @@ def test_trainer_trains_and_checkpoints_a_compiled_model(tmp_path):
     config = load_config("demo", overrides)
     trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
     eager_keys = list(build_model(config.model, trainer.data).state_dict())
+    counters = _dynamo_counters()
     trainer.fit()
     assert trainer.module._compiled_call_impl is not None
+    assert counters["frames"]["ok"] >= 1 and counters["stats"]["unique_graphs"] >= 1  # the compiled path ran
     (record,) = read_jsonl(tmp_path / "metrics.jsonl")
     assert math.isfinite(record["train_loss"])
     weights = load_file(tmp_path / "checkpoints" / "last.safetensors")
@@ -156,10 +183,15 @@ def test_trainer_runs_with_channels_last_and_bf16(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "train.epochs=1", "perf.channels_last=true", "perf.amp=bf16"]
     config = load_config(None, overrides)
     trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
+    seen = _record_output_dtypes(trainer.module)
+    conv = next(m for m in trainer.module.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     trainer.fit()
     (record,) = read_jsonl(tmp_path / "metrics.jsonl")
     assert math.isfinite(record["train_loss"])
     assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
+    trained = [dtype for training, dtype in seen if training]  # the training step's forward passes
+    assert trained and set(trained) == {torch.bfloat16}, seen
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("backend", ["autoattack", "torchattacks"])

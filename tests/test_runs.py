@@ -20,11 +20,9 @@ from classwise.errors import ClasswiseError
 from classwise.pipeline import evaluate_run, train_run
 from classwise.runs import MARKER, Run
 
+from cli_args import sets
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def sets(overrides) -> list[str]:
-    return [item for o in overrides for item in ("--set", o)]
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +221,10 @@ def test_another_eps_or_sample_adds_results_and_an_identical_rerun_replaces(trai
     assert res.facts["worst@eps=0.3"]["over"] == ["fgsm", "pgd5", "pgd5@n=50"]
     assert summary["attacks"]["worst@eps=0.3"]["examples"] == 50
     assert res.facts["worst@eps=0.1"]["over"] == ["fgsm@eps=0.1", "pgd5@eps=0.1@step=0.05"]
+    # a result key is a spec: fed back to --attacks it names the same attack, which replaces its results
+    with pytest.warns(UserWarning, match=r"replaced the earlier results of pgd5@eps=0.1@step=0.05 \(same attack"):
+        assert main(["evaluate", str(run), "-q", "--attacks", "pgd5@eps=0.1@step=0.05"]) == 0
+    assert list(Run(run).results().adv_pred) == list(res.adv_pred)
 
 
 def test_cascade_refuses_two_threat_models(trained, tmp_path, capsys):

@@ -51,9 +51,9 @@ def test_more_steps_or_restarts_raising_robustness_is_flagged():
     bad = results(pgd10=[1, 1, 0, 1, 1, 0], pgd20=[0, 1, 0, 1, 1, 0])  # pgd20 leaves more robust in class a
     flags = more_budget_raises_robustness(bad)
     assert {f.scope for f in flags} == {"overall", "a"} and "pgd20 leaves" in flags[0].detail
-    restarts = results(**{"pgd20": [0, 0, 0, 1, 1, 0], "pgd20-r5": [1, 1, 0, 1, 1, 0]})  # 5/6 -> 3/6
+    restarts = results(**{"pgd20": [0, 0, 0, 1, 1, 0], "pgd20@restarts=5": [1, 1, 0, 1, 1, 0]})  # 5/6 -> 3/6
     assert more_budget_raises_robustness(restarts) == []
-    restarts_bad = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20-r5": [0, 0, 0, 1, 1, 0]})  # 3/6 -> 5/6
+    restarts_bad = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20@restarts=5": [0, 0, 0, 1, 1, 0]})  # 3/6 -> 5/6
     assert {f.scope for f in more_budget_raises_robustness(restarts_bad)} == {"overall", "a"}
 
 

@@ -16,7 +16,6 @@ rounding could change class; docs/scale.md states that bound.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -109,15 +108,21 @@ def test_two_ranks_equal_one_process_for_every_registered_attack(target, spec, k
     if kwargs.get("surrogate") == "trained-surrogate":
         kwargs = kwargs | {"surrogate": trained_cnn(1, steps=30)}
     attacks = {spec: create_attack(spec, model, EPS, **kwargs)}
-    run = lambda ranks: evaluate(model, x, y, attacks, batch_size=8, device="cpu", seed=3, progress=False,
-                                 zero_grad=False, ranks=ranks)
+
+    def run(ranks):
+        return evaluate(model, x, y, attacks, batch_size=8, device="cpu", seed=3, progress=False, zero_grad=False,
+                        ranks=ranks)
+
     _same(run(None), two_ranks(run))
 
 
 def test_two_ranks_equal_one_process_in_the_cascade(target):
     model, x, y = target
-    run = lambda ranks: evaluate(model, x, y, ["fgsm-rs", "pgd5", "cw-margin5"], eps=EPS, cascade=True,
-                                 batch_size=8, device="cpu", progress=False, zero_grad=False, ranks=ranks)
+
+    def run(ranks):
+        return evaluate(model, x, y, ["fgsm-rs", "pgd5", "cw-margin5"], eps=EPS, cascade=True, batch_size=8,
+                        device="cpu", progress=False, zero_grad=False, ranks=ranks)
+
     one = run(None)
     assert (one.adv_pred["worst"] != one.labels).sum() > (one.clean_pred != one.labels).sum()  # attacks bite
     _same(one, two_ranks(run))
@@ -127,7 +132,10 @@ def test_zero_gradient_mask_is_gathered_in_order(target):
     model, x, y = target
     x = x.clone()
     x[8:16] = 0.0  # a batch that differs from the others
-    run = lambda ranks: zero_gradient_mask(model, x, y, batch_size=8, device="cpu", ranks=ranks)
+
+    def run(ranks):
+        return zero_gradient_mask(model, x, y, batch_size=8, device="cpu", ranks=ranks)
+
     np.testing.assert_array_equal(run(None), two_ranks(run))
 
 
@@ -180,7 +188,7 @@ def weights(tmp_path_factory) -> Path:
         torch.manual_seed(0)
         model = create_model("smallcnn", num_classes=10, in_channels=1, image_size=28, mean=(0.1307,), std=(0.3081,))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for i in range(40):
+        for _ in range(40):
             idx = torch.randint(0, len(data.train_y), (64,))
             loss = torch.nn.functional.cross_entropy(model(data.train_x[idx].float() / 255), data.train_y[idx])
             opt.zero_grad()

@@ -49,7 +49,7 @@ def folder(tmp_path_factory) -> Path:
 
 
 def streamed_config(root: Path, *extra: str):
-    return load_config("demo", [f"data.name=imagefolder", f"data.root={root}", "data.stream=true",
+    return load_config("demo", ["data.name=imagefolder", f"data.root={root}", "data.stream=true",
                                 "data.image_size=16", "data.workers=0", "train.epochs=1", "train.batch_size=6",
                                 "train.eps_warmup_epochs=0", "train.attack={name: pgd2, eps: 0.03, step_size: 0.02}",
                                 "train.monitor={name: pgd2, eps: 0.03, step_size: 0.02}", "train.monitor_examples=9",
@@ -173,7 +173,7 @@ def test_a_val_only_folder_is_evaluated_with_an_outside_model(tmp_path):
 
 
 def _cli_train(run: Path, root: Path, *extra: str) -> subprocess.Popen:
-    sets = [f"data.name=imagefolder", f"data.root={root}", "data.stream=true", "data.image_size=16",
+    sets = ["data.name=imagefolder", f"data.root={root}", "data.stream=true", "data.image_size=16",
             "data.workers=2", "train.epochs=2", "train.batch_size=6", "train.eps_warmup_epochs=0",
             "train.attack={name: pgd2, eps: 0.03, step_size: 0.02}", "train.checkpoint_every=1",
             "train.monitor={name: pgd2, eps: 0.03, step_size: 0.02}", "train.monitor_examples=9"]
@@ -209,7 +209,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact_with_two_workers(folder, tmp_pat
 @pytest.mark.slow
 def test_a_few_thousand_224px_jpegs_train_and_evaluate_streamed(tmp_path):
     root = make_folder(tmp_path / "big", {"train": 800, "val": 200}, size=(240, 224))  # 3,000 JPEGs
-    config = load_config("demo", [f"data.name=imagefolder", f"data.root={root}", "data.stream=true",
+    config = load_config("demo", ["data.name=imagefolder", f"data.root={root}", "data.stream=true",
                                   "data.image_size=224", "data.workers=2", "model.name=fastcnn",
                                   "model.kwargs={widths: [8, 16]}", "train.epochs=1",  # the data path, not the model
                                   "train.batch_size=60", "train.method=standard", "train.monitor_examples=30",

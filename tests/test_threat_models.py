@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from classwise.analysis.curves import (
-    compare_norms, eps_at_fraction, median_distance, norm_of, robustness_curve,
+    compare_norms, eps_at_fraction, median_distance, robustness_curve,
 )
+from classwise.analysis.facts import norm_of
 from classwise.analysis.classwise import classwise_accuracy
 from classwise.analysis.summary import headline_attack, summarize
 from classwise.analysis.targeted import targeted_success
-from classwise.attacks import FMN, L2Threat, LinfThreat, create_attack, make_threat, split_options
+from classwise.attacks import FMN, L2Threat, LinfThreat, create_attack, make_threat
 from classwise.config import AttackConfig
 from classwise.errors import ClasswiseError
-from classwise.evaluate import evaluate
+from classwise.evaluate import EvalOptions, evaluate
 from classwise.results import EvalResults
+from classwise.spec import AttackSpec
 
 from attack_models import held_out, trained_cnn
 
@@ -83,16 +87,21 @@ def test_attacks_of_one_norm_refuse_the_other_in_one_line(spec, norm, message):
 
 
 def test_spec_options_parse_and_compose():
-    assert split_options("pgd20@target=3@norm=l2") == ("pgd20", {"target": "3", "norm": "l2"})
+    assert AttackSpec.parse("pgd20@target=3@norm=l2") == AttackSpec("pgd20", norm="l2", options=(("target", 3),))
     assert create_attack("pgd20@target=3", nn.Identity(), 0.1).target == 3
     assert create_attack("cw-margin@target=all", nn.Identity(), 0.1).target == "all"
-    for bad, message in [("pgd20@step", "options are @key=value"), ("pgd20@target=1@target=2", "twice"),
+    for bad, message in [("pgd20@step", "must look like key=value"), ("pgd20@target=1@target=2", "twice"),
                          ("fgsm@target=1", "takes no option target"), ("pgd@target=-1", "target must be")]:
         with pytest.raises(ValueError, match=message):
             create_attack(bad, nn.Identity(), 0.1)
     with pytest.raises(ValueError, match="says norm linf but norm=l2"):
         create_attack("pgd@norm=linf", nn.Identity(), 0.1, norm="l2")
-    assert norm_of("pgd20@norm=l2") == "l2" and norm_of("pgd20") == "linf"
+    x = torch.rand(4, 1, 2, 2)
+    recorded = evaluate(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), x, torch.zeros(4, dtype=torch.long),
+                        ["pgd2@norm=l2", "pgd2"], eps=0.5, options=EvalOptions(progress=False))
+    assert norm_of(recorded, "pgd2@norm=l2") == "l2" and norm_of(recorded, "pgd2") == "linf"
+    renamed = dataclasses.replace(recorded, facts={"a": recorded.facts["pgd2@norm=l2"]})
+    assert norm_of(renamed, "a") == "l2"  # the recorded facts, not the name
 
 
 # ---------------------------------------------------------------- agreement with independent implementations
@@ -211,7 +220,7 @@ def test_curves_are_monotone_and_equal_fixed_eps_results(norm, spec):
     d = res.extras[f"min_dist/fmn100@norm={norm}"]
     overall, per_class = robustness_curve(res.labels, d, grid, 2)
     assert np.all(np.diff(overall) <= 0) and np.all(np.diff(per_class, axis=1) <= 0)
-    for e, (total, *classes) in zip(grid, np.column_stack([overall, per_class.T])):
+    for e in grid:
         far = np.abs(exact[norm].numpy() - e) > 0.01 * e
         fixed = evaluate(model, x[far], y[far], [spec], eps=float(e), device="cpu", progress=False)
         curve = robustness_curve(res.labels[far], d[far], np.array([e]), 2)[1][:, 0]

@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -27,9 +27,17 @@ TERMINATED = 143  # exit status after SIGTERM (128 + SIGTERM)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
 
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field, e.g. --set train.epochs=3 (repeatable).")]
+# Options that several commands share, declared once.
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config field, e.g. --set train.epochs=3 (repeatable).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: the CPUs this process may use, or OMP_NUM_THREADS).")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", help="Torch CPU threads (default: the CPUs this process may use, or OMP_NUM_THREADS).")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1 ... (default: the config's).")]
+Dataset = Annotated[str | None, typer.Option(help="Dataset name (a registry name, see `classwise list`).")]
+DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset files.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out run folder.")]
+EvaluatedRun = Annotated[Path, typer.Argument(help="Evaluated run folder.")]
 
 
 def _threads(threads: int | None) -> None:
@@ -51,14 +59,15 @@ def train(
     config: Annotated[str, typer.Argument(help="Preset name (see `classwise list`) or YAML file.")] = "demo",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")] = Path("runs/train"),
     sets: Sets = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (overrides the config).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (overrides the config).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this size (imagefolder).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
+    dataset: Dataset = None,
+    model: Annotated[str | None, typer.Option(help="Model name (overrides the config).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    data_root: DataRoot = None,
+    image_size: Annotated[int | None, typer.Option(
+        "--image-size", help="Resize images to this size (imagefolder).")] = None,
+    device: Device = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:
@@ -81,30 +90,50 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder made by `classwise train` (or by `evaluate --model`).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Evaluate a model classwise did not train: a registry name, torchvision:NAME, timm:NAME or robustbench:NAME (needs --dataset and --out).")] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset of --model (a registry name, see `classwise list`).")] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder holding the dataset files.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create for --model.")] = None,
-    threat_model: Annotated[str, typer.Option("--threat-model", help="RobustBench threat model: Linf, L2 or corruptions.")] = "Linf",
-    model_dir: Annotated[Path, typer.Option("--model-dir", help="RobustBench model_dir: weights in DIR/<dataset>/<threat>/<name>.pt (downloaded when absent).")] = Path("models"),
-    mean: Annotated[Optional[str], typer.Option(help="Input normalisation of --model, e.g. 0.4914,0.4822,0.4465 (default: the dataset's).")] = None,
-    std: Annotated[Optional[str], typer.Option(help="Input normalisation std of --model (with --mean).")] = None,
-    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="--model normalises its inputs itself (or needs none).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out run folder.")] = False,
-    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 (default: the config's).")] = None,
-    eps: Annotated[Optional[str], typer.Option(help="Budget for --attacks in the --norm's units, e.g. 0.031 or 8/255 (L-inf in [0, 1], L2 >= 0; default: the config's).")] = None,
-    step_size: Annotated[Optional[str], typer.Option("--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
-    norm: Annotated[Optional[str], typer.Option(help="Threat model of --attacks: linf (default) or l2; eps in its units.")] = None,
-    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
-    examples: Annotated[Optional[int], typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
+    run: Annotated[Path | None, typer.Argument(
+        help="Run folder made by `classwise train` (or by `evaluate --model`).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Evaluate a model classwise did not train: a registry name, torchvision:NAME, timm:NAME or "
+                        "robustbench:NAME (needs --dataset and --out).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled).")] = None,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create for --model.")] = None,
+    threat_model: Annotated[str, typer.Option(
+        "--threat-model", help="RobustBench threat model: Linf, L2 or corruptions.")] = "Linf",
+    model_dir: Annotated[Path, typer.Option(
+        "--model-dir", help="RobustBench model_dir: weights in DIR/<dataset>/<threat>/<name>.pt "
+                            "(downloaded when absent).")] = Path("models"),
+    mean: Annotated[str | None, typer.Option(
+        help="Input normalisation of --model, e.g. 0.4914,0.4822,0.4465 (default: the dataset's).")] = None,
+    std: Annotated[str | None, typer.Option(help="Input normalisation std of --model (with --mean).")] = None,
+    no_normalize: Annotated[bool, typer.Option(
+        "--no-normalize", help="--model normalises its inputs itself (or needs none).")] = False,
+    overwrite: Overwrite = False,
+    attacks: Annotated[str | None, typer.Option(
+        help="Comma-separated attacks, each name[@key=value...], e.g. fgsm,pgd20@step=0.003 "
+             "(default: the config's).")] = None,
+    eps: Annotated[str | None, typer.Option(
+        help="Budget for --attacks in the --norm's units, e.g. 0.031 or 8/255 (L-inf in [0, 1], L2 >= 0; "
+             "default: the config's).")] = None,
+    step_size: Annotated[str | None, typer.Option(
+        "--step-size", help="PGD step size for --attacks (default 2.5*eps/steps).")] = None,
+    norm: Annotated[str | None, typer.Option(
+        help="Threat model of --attacks: linf (default) or l2; eps in its units.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint name: last, epoch75 ...")] = None,
+    examples: Annotated[int | None, typer.Option(help="Class-balanced test sample of this size (default: all).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Images per batch (default: the config's eval.batch_size).")] = None,
     sets: Sets = None,
-    save_adv: Annotated[bool, typer.Option("--save-adv", help="Save each attack's adversarial images and their test-set indices to RUN/adv/<attack>.safetensors.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ...")] = None,
-    cascade: Annotated[bool, typer.Option("--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
+    save_adv: Annotated[bool, typer.Option(
+        "--save-adv", help="Save each attack's adversarial images and their test-set indices to "
+                           "RUN/adv/<attack>.safetensors.")] = False,
+    device: Device = None,
+    cascade: Annotated[bool, typer.Option(
+        "--cascade", help="Only the worst case: each attack runs on the examples still robust.")] = False,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Evaluate a run whose training did not finish (said so in the report).")] = False,
     quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:
@@ -117,10 +146,12 @@ def evaluate(
     _threads(threads)
     from .pipeline import evaluate_outside, evaluate_run
 
-    how = dict(checkpoint=checkpoint, examples=examples, device=device, cascade=cascade, progress=not quiet,
-               allow_partial=allow_partial, batch_size=batch_size, save_adv=save_adv)
+    how: dict[str, Any] = dict(checkpoint=checkpoint, examples=examples, device=device, cascade=cascade,
+                               progress=not quiet, allow_partial=allow_partial, batch_size=batch_size, save_adv=save_adv)
     if model is not None:
-        outside, config, specs = _outside_spec(model, weights, dataset, data_root, out, threat_model, model_dir,
+        if dataset is None or out is None:
+            raise ClasswiseError("--model needs --dataset NAME and --out RUN (the run folder to create)")
+        outside, config, specs = _outside_spec(model, weights, dataset, data_root, threat_model, model_dir,
                                                mean, std, no_normalize, sets, attacks, eps, step_size, norm)
         run = evaluate_outside(outside, config, out, overwrite=overwrite, attacks=specs, **how)[0]
     else:
@@ -140,13 +171,11 @@ def _refuse_outside_flags(**flags) -> None:
         raise ClasswiseError(f"{', '.join(given)} go with --model (evaluating a model classwise did not train)")
 
 
-def _outside_spec(spec, weights, dataset, data_root, out, threat_model, model_dir, mean, std, no_normalize,
+def _outside_spec(spec, weights, dataset, data_root, threat_model, model_dir, mean, std, no_normalize,
                   sets, attacks, eps, step_size, norm):
     """What ``--model`` evaluates: (the outside model, its run config, the attack configs for it)."""
     from .pipeline import OutsideModel, outside_config
 
-    if dataset is None or out is None:
-        raise ClasswiseError("--model needs --dataset NAME and --out RUN (the run folder to create)")
     outside = OutsideModel(spec, weights, threat_model, model_dir, _floats(mean, "--mean"), _floats(std, "--std"),
                            not no_normalize)
     items = _overrides(sets, **{"data.root": data_root})
@@ -187,7 +216,7 @@ def _attack_configs(first, attacks: str | None, eps: str | None, step_size: str 
 
 
 @app.command()
-def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")], threads: Threads = None) -> None:
+def report(run: EvaluatedRun, threads: Threads = None) -> None:
     """Re-render tables, figures, summary.json and the report from saved per-sample results."""
     _threads(threads)
     from .pipeline import report_run
@@ -198,13 +227,17 @@ def report(run: Annotated[Path, typer.Argument(help="Evaluated run folder.")], t
 
 @app.command()
 def homing(
-    run: Annotated[Path, typer.Argument(help="Evaluated run folder.")],
-    classes: Annotated[Optional[str], typer.Option(help="Confound classes to remove, e.g. 3,5 (default: all that received flips).")] = None,
-    jobs: Annotated[int, typer.Option(help="Retrains in parallel processes: one per visible GPU on CUDA, else spread over the CPU cores.")] = 1,
-    attack: Annotated[Optional[str], typer.Option(help="Which of the run's attacks (default: the headline PGD).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda ... (retrains and re-attacks; default: the config's)")] = None,
-    no_collect: Annotated[bool, typer.Option("--no-collect", help="Only retrain (idempotent; one scheduler job per class, see docs/homing-cluster.md).")] = False,
-    collect: Annotated[bool, typer.Option("--collect", help="Only assemble the retrains that are complete (says which are missing).")] = False,
+    run: EvaluatedRun,
+    classes: Annotated[str | None, typer.Option(
+        help="Confound classes to remove, e.g. 3,5 (default: all that received flips).")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="Retrains in parallel processes: one per visible GPU on CUDA, else spread over the CPU cores.")] = 1,
+    attack: Annotated[str | None, typer.Option(help="Which of the run's attacks (default: the headline PGD).")] = None,
+    device: Device = None,
+    no_collect: Annotated[bool, typer.Option(
+        "--no-collect", help="Only retrain (idempotent; one scheduler job per class, see docs/homing-cluster.md).")] = False,
+    collect: Annotated[bool, typer.Option(
+        "--collect", help="Only assemble the retrains that are complete (says which are missing).")] = False,
     quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:
@@ -252,9 +285,13 @@ def _int_list(text: str, flag: str) -> list[int]:
 @app.command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Evaluated run folders (with --figure7: STANDARD ROBUST).")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
-    attack: Annotated[Optional[str], typer.Option(help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline PGD).")] = None,
-    figure7: Annotated[bool, typer.Option("--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's robustness.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
+    attack: Annotated[str | None, typer.Option(
+        help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline "
+             "PGD).")] = None,
+    figure7: Annotated[bool, typer.Option(
+        "--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's "
+                          "robustness.")] = False,
     threads: Threads = None,
 ) -> None:
     """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure.
@@ -266,7 +303,8 @@ def compare(
 
     out = out or RunFiles(Path(runs[-1])).compare
     if not figure7:
-        rec = compare_table(runs, out, attack=attack)
+        paths: list[str | Path] = list(runs)
+        rec = compare_table(paths, out, attack=attack)
         typer.echo((out / "compare.md").read_text())
         typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: {out / 'compare.png'}")
         return
@@ -279,9 +317,9 @@ def compare(
 
 @app.command()
 def demo(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/demo-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/demo-<time>).")] = None,
     sets: Sets = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -18,11 +17,11 @@ from typing import Any
 import yaml
 
 from .errors import ClasswiseError, did_you_mean, unknown_name
+from .spec import NORMS, AttackSpec, number_from_text, parse_number  # noqa: F401 (parse_number: re-exported)
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
 HEADS = ("linear", "he")
-NORMS = ("linf", "l2")  # threat models: the L-inf and the L2 ball (classwise.attacks.threat)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -34,31 +33,6 @@ def _check_known(kind: str, name: str, known: tuple[str, ...]) -> None:
     """Refuse a name outside ``known`` with a "did you mean" suggestion."""
     if name not in known:
         raise unknown_name(kind, name, known)
-
-
-# A decimal or scientific number, or a fraction of two of them ("8/255"): YAML 1.1 reads
-# "1e-3" and "8/255" as strings, so number fields accept such text.
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_NUMBER_TEXT = re.compile(rf"\s*({_NUMBER})\s*(?:/\s*({_NUMBER})\s*)?")
-
-
-def _number_from_text(text: str) -> int | float | None:
-    """0.1, 1e-3, 1e9, 8/255 -> the number; None for any other text (nothing is evaluated)."""
-    match = _NUMBER_TEXT.fullmatch(text)
-    if match is None:
-        return None
-    num, den = match.groups()
-    if den is None:
-        return int(num) if re.fullmatch(r"[+-]?\d+", num) else float(num)
-    return float(num) / float(den) if float(den) != 0 else None
-
-
-def parse_number(text: str | float, what: str) -> float:
-    """A finite number given as text (CLI flags, YAML): "0.03", "1e-3", "8/255"; one clear error otherwise."""
-    value = _number_from_text(text) if isinstance(text, str) else text
-    if value is None or isinstance(value, bool) or not math.isfinite(value):
-        raise ClasswiseError(f"{what} must be a finite number such as 0.03 or 8/255, got {text!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -129,7 +103,8 @@ class AttackConfig:
     on large images). ``options`` are further keyword arguments of the attack
     class (e.g. ``{loss: cw}`` for pgd, ``{target: 3}``). On the command line
     one attack is written ``name[@key=value...]``: ``pgd20@step=0.003@restarts=5``,
-    ``pgd20@norm=l2@eps=0.5`` (see :meth:`from_text`).
+    ``pgd20@norm=l2@eps=0.5`` (:class:`classwise.spec.AttackSpec`); a YAML ``name:``
+    may carry the same settings, which are moved into the fields.
     ``examples_per_class``: the class-balanced sample an evaluation attacks
     (null: the attack's default, 200 for cw-inf and nattack, else every
     example); a sample as large as the smallest class means every example.
@@ -144,6 +119,7 @@ class AttackConfig:
     examples_per_class: int | None = None
 
     def __post_init__(self) -> None:
+        self._take_spec_settings()
         _check(self.norm in NORMS, f"unknown attack norm '{self.norm}' (known: {', '.join(NORMS)})")
         if self.norm == "linf":
             _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
@@ -154,35 +130,34 @@ class AttackConfig:
         _check(self.examples_per_class is None or self.examples_per_class >= 1,
                f"examples_per_class must be >= 1 or null, got {self.examples_per_class}")
 
+    def _take_spec_settings(self) -> None:
+        """A name with settings ("pgd20@step=0.003", as on the command line) moves them into the fields."""
+        spec = AttackSpec.parse(self.name)
+        _check(spec.examples is None, f"'{self.name}': @n= names the examples of a stored result, not an attack "
+                                      "setting; choose examples with examples_per_class or --examples")
+        clash = sorted(set(spec.option_dict) & set(self.options))
+        _check(not clash, f"attack '{self.name}' sets {', '.join(clash)} both in its name and in options")
+        for key, value in (("eps", spec.eps), ("step_size", spec.step_size), ("restarts", spec.restarts),
+                           ("norm", spec.norm)):
+            if value is not None:
+                object.__setattr__(self, key, value)
+        object.__setattr__(self, "name", spec.name)
+        object.__setattr__(self, "options", spec.option_dict | dict(self.options))
+
+    @property
+    def spec(self) -> AttackSpec:
+        """The attack as an :class:`AttackSpec`: name, eps and step, restarts > 1, norm l2, options."""
+        return AttackSpec(self.name, self.eps, self.step_size, self.restarts if self.restarts > 1 else None,
+                          self.norm if self.norm != "linf" else None, options=tuple(sorted(self.options.items())))
+
     @classmethod
-    def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> "AttackConfig":
-        """``name[@key=value...]`` with keys eps, step (or step_size), restarts, norm, or an attack option."""
-        name, *items = [t.strip() for t in text.split("@")]
-        values: dict[str, Any] = {"eps": eps, "step_size": step_size, "norm": norm}
-        options: dict[str, Any] = {}
-        for item in items:
-            key, sep, raw = item.partition("=")
-            _check(bool(sep and key and raw), f"attack option '{item}' in '{text}' must look like key=value")
-            key = {"step": "step_size"}.get(key.strip(), key.strip())
-            value = parse_value(raw)
-            if key in ("eps", "step_size"):
-                values[key] = parse_number(raw, f"{text}: {key}")
-            elif key == "norm":
-                values[key] = str(value).lower()
-            elif key == "restarts":
-                _check(isinstance(value, int) and not isinstance(value, bool), f"{text}: restarts must be an integer")
-                values[key] = value
-            else:
-                options[key] = value
-        _check(bool(name), f"attack spec '{text}' has no attack name")
-        return cls(name, options=options, **values)
+    def from_text(cls, text: str, eps: float, step_size: float | None = None, norm: str = "linf") -> AttackConfig:
+        """``name[@key=value...]`` (:class:`AttackSpec` grammar); its settings override eps, step_size and norm."""
+        return cls(text, eps, step_size, norm=norm)
 
     def to_text(self) -> str:
-        """The inverse of :meth:`from_text` (eps and step written out)."""
-        parts = [self.name, f"eps={self.eps:g}"] + ([f"step={self.step_size:g}"] if self.step_size is not None else [])
-        parts += [f"restarts={self.restarts}"] if self.restarts > 1 else []
-        parts += [f"norm={self.norm}"] if self.norm != "linf" else []
-        return "@".join(parts + [f"{k}={v}" for k, v in sorted(self.options.items())])
+        """The attack's spec text (:meth:`AttackSpec.format`), the inverse of :meth:`from_text`."""
+        return self.spec.format()
 
 
 def parse_value(text: str) -> Any:
@@ -434,7 +409,7 @@ def _coerce(hint: Any, value: Any, where: str, nullable: bool = False) -> Any:
 
 def _scalar(hint: Any, value: Any, where: str, nullable: bool) -> Any:
     if hint in (int, float) and isinstance(value, str):
-        number = _number_from_text(value)  # "1e-3", "8/255" (YAML 1.1 strings); other text is refused below
+        number = number_from_text(value)  # "1e-3", "8/255" (YAML 1.1 strings); other text is refused below
         value = value if number is None else number
     expected = _mismatch(hint, value)
     if expected is not None:

@@ -34,6 +34,7 @@ from .analysis import WORST
 from .attacks import PAPER_INV_TEMPERATURES, PGD, Attack, CustomAttack, TemperaturePGD, create_attack, cross_entropy
 from .attacks import make_threat
 from .attacks import eval_mode, grad_and_logits, tpgd_name
+from .attacks.cost import CostMeter
 from .config import PerfConfig
 from .data.bundle import as_float
 from .errors import ClasswiseError, unknown_name
@@ -244,7 +245,12 @@ def evaluate(
         with per-example records (:meth:`Attack.run`) add them to ``extras``
         as "<kind>/<attack>": "min_dist/fmn" (N,) float32 minimal distances
         (0: clean-misclassified, inf: none found), "target_hits/pgd20@target=all"
-        (N, K) int8 (-1: not tried).
+        (N, K) int8 (-1: not tried). Every attack adds its cost,
+        "forwards/<attack>" and "backwards/<attack>" (N,) int64: the forward
+        and input-gradient passes through ``model`` spent on each example by the
+        attack and the forward that judges its images (0 for examples it did
+        not attack; attribution rule: :mod:`classwise.attacks.cost`). The
+        clean forward and the zero-gradient pass are shared and charged to none.
         ``extras["zero_grad"]`` (N,) flags examples whose input gradient is
         all zero, for :func:`classwise.analysis.sanity_report`.
     """
@@ -342,7 +348,9 @@ def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: 
     out = {"clean": current}
     for name, attack in attacks.items():
         robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
-        current = out[name] = _attack_where(model, x, y, robust, current, attack, gens[name], _named(sink, name))[0]
+        current, records = _attack_where(model, x, y, robust, current, attack, gens[name], _named(sink, name))
+        out[name] = current
+        out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     out[WORST] = current
     return out
 
@@ -357,8 +365,20 @@ def _attack_where(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torc
     """``logits`` (B, K) with the rows in ``mask`` replaced by logits on attacked images (given to ``sink``).
 
     With ``keep_records``, also the attack's per-example records (B, ...), rows
-    outside ``mask`` holding the attack's ``record_fill`` value.
+    outside ``mask`` holding the attack's ``record_fill`` value. Always its cost:
+    "forwards" and "backwards" (B,) int64, the passes through ``model`` spent
+    on each row by the attack and the forward that judges its images
+    (:class:`~classwise.attacks.cost.CostMeter`; 0 outside ``mask``).
     """
+    with CostMeter(model, mask.nonzero().squeeze(1), len(y)) as meter:
+        logits, records = _attack_rows(model, x, y, mask, logits, attack, gen, sink, keep_records)
+    return logits, records | meter.records()
+
+
+def _attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+                 logits: torch.Tensor, attack: Attack, gen: torch.Generator,
+                 sink: Callable | None, keep_records: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`_attack_where` without the cost meter."""
     logits, records = logits.clone(), {}
     if not mask.any():
         return logits, {}

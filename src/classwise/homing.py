@@ -136,7 +136,7 @@ def retrain_all(run_dir: Path, removed: Sequence[int], checkpoint: str, jobs: in
     on_gpu = resolve_device(device or Run.open(run_dir).config.device).type == "cuda"
     slots, threads = spread(jobs, len(removed), visible_gpus() if on_gpu else [], available_cpus())
     if on_gpu and len(slots) < jobs:
-        warnings.warn(f"--jobs {jobs}: {len(slots)} retrain(s) at a time, one per visible GPU")
+        warnings.warn(f"--jobs {jobs}: {len(slots)} retrain(s) at a time, one per visible GPU", stacklevel=2)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     for slot in slots:

@@ -29,6 +29,7 @@ import numpy as np
 from .analysis import WORST, suite_worst_case
 from .errors import ClasswiseError
 from .results import NOT_ATTACKED, EvalResults
+from .spec import AttackSpec
 
 __all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
 
@@ -36,14 +37,21 @@ _NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, 
 
 
 def attack_label(facts: dict[str, Any], fallback: str) -> str:
-    """The plain name of an attack: its config name, with "-rR" for R > 1 restarts, then its options
-    and "@norm=l2" under L2: "pgd20-r2@target=3@norm=l2" ("-rR" before the spec's own options)."""
-    config = facts.get("config") or {}
-    core, at, spec_options = config.get("name", fallback).partition("@")
-    restarts = int(config.get("restarts", 1))
-    label = (core if restarts == 1 else f"{core}-r{restarts}") + at + spec_options
-    label += "".join(f"@{k}={v}" for k, v in sorted((config.get("options") or {}).items()))
-    return label + ("@norm=l2" if config.get("norm", "linf") == "l2" and "norm=" not in label else "")
+    """The plain name of an attack: the spec of its config without eps and step (the run's threat
+    model), as :meth:`AttackSpec.format` writes it: "pgd20@restarts=2@target=3@norm=l2".
+    Results without a config (``evaluate()``'s) keep ``fallback``, their key."""
+    config = facts.get("config")
+    if not config:
+        return fallback
+    return _config_spec(config).replace(eps=None, step_size=None).format()
+
+
+def _config_spec(config: dict[str, Any]) -> AttackSpec:
+    """The spec of a recorded attack config (``dataclasses.asdict`` of an AttackConfig)."""
+    restarts, norm = int(config.get("restarts", 1)), config.get("norm", "linf")
+    return AttackSpec.parse(config["name"]).replace(
+        eps=config.get("eps"), step_size=config.get("step_size"), restarts=restarts if restarts > 1 else None,
+        norm=norm if norm != "linf" else None, options=config.get("options") or {})
 
 
 def _examples(results: EvalResults, key: str) -> np.ndarray:
@@ -94,24 +102,25 @@ def _combine(old: EvalResults, new: EvalResults) -> tuple[EvalResults, EvalResul
 
 
 def _free_key(label: str, facts: dict[str, Any], examples: np.ndarray, taken: EvalResults) -> str:
-    """``label``, or ``label@how-it-differs`` when another result holds that name.
+    """``label``, or ``label`` with the settings that tell it apart when another result holds that name.
 
-    The difference is said in the terms the user asked in (the attack configs:
-    eps, step, options), then the norm and the number of examples.
+    The key is a spec (:class:`AttackSpec`) that re-creates the attack: ``label``
+    with eps and step where they differ from the other result's, the norm where
+    it differs, and ``n=`` (the number of examples) where the examples differ.
     """
     if label not in taken.adv_pred:
         return label
     other = taken.facts.get(label, {})
     mine, theirs = facts.get("config") or facts, other.get("config") or other
-    parts = [f"{short}={mine[k]:g}" for k, short in (("eps", "eps"), ("step_size", "step"))
-             if mine.get(k) != theirs.get(k) and mine.get(k) is not None]
-    options, their_options = mine.get("options") or {}, theirs.get("options") or {}
-    parts += [f"{k}={v}" for k, v in sorted(options.items()) if their_options.get(k) != v]
+    spec, changes = AttackSpec.parse(label), dict[str, Any]()
+    for key in ("eps", "step_size"):
+        if mine.get(key) != theirs.get(key) and mine.get(key) is not None:
+            changes[key] = float(mine[key])
     if facts.get("norm") != other.get("norm"):
-        parts.insert(0, f"norm={facts.get('norm')}")
+        changes["norm"] = facts.get("norm")
     if not np.array_equal(examples, _examples(taken, label)):
-        parts.append(f"n={len(examples)}")
-    key, i = "@".join([label, *parts]) if parts else f"{label}@2", 2
+        changes["examples"] = len(examples)
+    key, i = spec.replace(**changes).format() if changes else f"{label}@2", 2
     while key in taken.adv_pred:
         i += 1
         key = f"{label}@{i}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import ContextManager
 
 import torch
 
@@ -88,7 +87,7 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu") if first is None else first.device
 
 
-def autocast(perf: PerfConfig | None, device: torch.device | str) -> ContextManager:
+def autocast(perf: PerfConfig | None, device: torch.device | str) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bf16 on ``device`` when ``perf.amp == "bf16"``, else a no-op."""
     if perf is None or perf.amp == "none":
         return contextlib.nullcontext()

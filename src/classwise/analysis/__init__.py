@@ -23,7 +23,8 @@ from .sanity import SanityFlag, SanityReport, headline_overstated, sanity_report
 from .probability import classwise_probability_variance, probability_variance
 from .schema import Summary, load_summary
 from .summary import (
-    accuracy_block, build_summary, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings, suite_worst_case,
+    accuracy_block, build_summary, class_names_of, headline_attack, headline_basis, protocol_attack, sanity_warnings,
+    suite_worst_case,
     summarize,
 )
 

@@ -21,15 +21,10 @@ from scipy import stats
 
 from ..results import EvalResults
 from .classwise import WORST, classwise_accuracy
+from .facts import is_targeted, norm_of
 
 MIN_DIST = "min_dist/"  # extras key prefix of minimal distances
 CURVE_POINTS = 21
-
-
-def norm_of(attack: str) -> str:
-    """Threat model of a results key: "l2" when its spec says ``@norm=l2``, else "linf"."""
-    options = attack.lower().split("@")[1:]
-    return "l2" if "norm=l2" in options else "linf"
 
 
 def _evaluated(min_dist: np.ndarray) -> np.ndarray:
@@ -120,7 +115,7 @@ def distance_curves(results: EvalResults, attack: str, eps: np.ndarray | None = 
         return dict(zip(("median", "low", "high"), map(_num, median_distance(x))))
 
     return {
-        "attack": attack, "norm": norm_of(attack), "eps": [float(e) for e in eps],
+        "attack": attack, "norm": norm_of(results, attack), "eps": [float(e) for e in eps],
         "overall": [_num(v) for v in overall], "per_class": [[_num(v) for v in row] for row in per_class],
         "median": {"overall": med(d), "per_class": [med(x) for x in by_class]},
         "eps50": {"overall": _num(eps_at_fraction(d)), "per_class": [_num(eps_at_fraction(x)) for x in by_class]},
@@ -136,8 +131,8 @@ def curves_summary(results: EvalResults) -> dict[str, dict[str, Any]]:
 
 def norm_attacks(results: EvalResults, pick: Callable[[list[str]], str | None]) -> dict[str, str]:
     """norm -> the attack ``pick`` chooses among that norm's untargeted attacks (norms without one left out)."""
-    plain = [a for a in results.attacks if a != WORST and "target=" not in a.lower()]
-    chosen = {n: pick([a for a in plain if norm_of(a) == n]) for n in ("linf", "l2")}
+    plain = [a for a in results.attacks if a != WORST and not is_targeted(results, a)]
+    chosen = {n: pick([a for a in plain if norm_of(results, a) == n]) for n in ("linf", "l2")}
     return {n: a for n, a in chosen.items() if a is not None}
 
 

@@ -1,32 +1,54 @@
 """An attack's identity as analyses read it: the recorded facts, never a parsed name.
 
 Evaluations record each attack's facts with its results (:meth:`classwise.attacks.Attack.facts`,
-``EvalResults.facts``). Results built by hand carry none; for them the registry's
-spelling of a name ("pgd20", "pgd20-r5", "cw-margin40", "fgsm-rs") is read once, here.
+``EvalResults.facts``); analyses read family, steps, restarts, norm and eps from them. Results
+built by hand carry none; for them the key is read as an attack spec in the one grammar of
+:class:`classwise.spec.AttackSpec` ("pgd20", "pgd20@restarts=5", "pgd5@norm=l2"), here and
+nowhere else.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from ..errors import ClasswiseError
 from ..results import EvalResults
+from ..spec import AttackSpec
 
 ITERATIVE = ("pgd", "cw-margin")  # families whose budget is steps x restarts
 SINGLE_STEP = ("fgsm", "fgsm-rs")  # FGSM and FGSM with a random start (both record family "fgsm")
-_SPELLING = re.compile(r"(?P<family>[a-z]+(?:-[a-z]+)*?)(?P<steps>\d+)?(?:-r(?P<restarts>\d+))?")
 
 
 def attack_facts(results: EvalResults, name: str) -> dict[str, Any]:
-    """The recorded facts of attack ``name``; for results without them, what its registry spelling says."""
+    """The recorded facts of attack ``name``; for results without them, what its spec says."""
     facts = results.facts.get(name)
-    if facts:
-        return facts
-    match = _SPELLING.fullmatch(name)
-    if match is None:
-        return {"family": name}
-    out: dict[str, Any] = {"family": match["family"], "restarts": int(match["restarts"] or 1)}
-    return out | ({"steps": int(match["steps"])} if match["steps"] else {})
+    return facts if facts else spec_facts(name)
+
+
+def spec_facts(text: str) -> dict[str, Any]:
+    """The facts a spec states: family, steps (of "pgd20"), restarts, norm, eps, step and options.
+
+    "pgd20@restarts=5@norm=l2" -> {"family": "pgd", "steps": 20, "restarts": 5, "norm": "l2"}.
+    Text that is no spec gives {"family": text}.
+    """
+    try:
+        spec = AttackSpec.parse(text)
+    except ClasswiseError:
+        return {"family": text}
+    facts: dict[str, Any] = {"family": spec.base, "restarts": spec.restarts or 1, **spec.option_dict}
+    facts |= {"steps": int(spec.param)} if spec.param and spec.param.isdigit() and ":" not in spec.name else {}
+    given = {"norm": spec.norm, "eps": spec.eps, "step_size": spec.step_size}
+    return facts | {k: v for k, v in given.items() if v is not None}
+
+
+def norm_of(results: EvalResults, name: str) -> str:
+    """The threat model ("linf" or "l2") attack ``name`` ran under, from its facts."""
+    return str(attack_facts(results, name).get("norm") or "linf")
+
+
+def is_targeted(results: EvalResults, name: str) -> bool:
+    """Whether attack ``name`` was targeted (its facts name a target class or mode)."""
+    return attack_facts(results, name).get("target") is not None
 
 
 def budget(results: EvalResults, name: str) -> tuple[tuple, int, int] | None:

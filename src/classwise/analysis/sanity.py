@@ -300,7 +300,8 @@ def sanity_checks(results: EvalResults, is_black_box: Callable[[str], bool],
     if zero_grad is not None:
         ran.append("zero-gradient")
         flags += zero_gradient_share(zero_grad, results)
-    if protocol_attack(results.attacks, results.facts) not in (None, WORST) and len([a for a in results.attacks if a != WORST]) >= 2:
+    attacked = [a for a in results.attacks if a != WORST]
+    if protocol_attack(results.attacks, results.facts) not in (None, WORST) and len(attacked) >= 2:
         ran.append(OVERSTATED)
         flags += headline_overstated(results)
     return ran, flags

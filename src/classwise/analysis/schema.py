@@ -76,7 +76,8 @@ class AccuracyBlock:
     """One prediction set (clean, or one attack over its examples): table 2's row with 95% intervals.
 
     per_class, n, count, ci95: (K,). best/worst/gap/calls (and, from schema 2,
-    worst_class_interval and spread) are None when no class has examples. ``examples``, ``norm`` and ``eps`` exist on attack blocks only.
+    worst_class_interval and spread) are None when no class has examples.
+    ``examples``, ``norm`` and ``eps`` exist on attack blocks only.
     """
 
     overall: Num
@@ -389,7 +390,7 @@ def decode(tp: Any, value: Any, source: str = "summary") -> Any:
 
 
 def _decode(tp: Any, value: Any, at: str) -> Any:
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _decode_object(tp, value, at)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):

@@ -69,6 +69,8 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
 def _fairness(count: np.ndarray, n: np.ndarray) -> dict[str, Any]:
     """Worst-class interval and spread over classes, from integer counts (K,) (:mod:`.fairness`)."""
     w, spread = worst_class(count, n), class_spread(count, n)
+    if w is None or spread is None:  # no class has examples (the caller checks; kept for the types)
+        return {}
     return {"worst_class_interval": {"percent": w.percent, "low": w.low, "high": w.high, "classes": list(w.classes),
                                      "candidates": list(w.candidates), "significant": w.significant,
                                      "confidence": w.confidence},

@@ -22,7 +22,7 @@ from .nattack import NAttack
 from .pgd import PGD, TARGET_MODES, check_target, grad_and_logits
 from .registry import (
     DEFAULT_PGD_STEPS, attack_default_per_class, attack_is_black_box, attack_names, attack_usage, build_attack,
-    create_attack, parse_spec, split_options,
+    create_attack, parse_spec,
 )
 from .threat import NORMS, L2Threat, LinfThreat, Threat, check_norm, make_threat
 from .tpgd import PAPER_INV_TEMPERATURES, TemperaturePGD, tpgd_name
@@ -35,6 +35,13 @@ __all__ = [
     "TorchattacksAutoAttack",
     "build_attack", "create_attack", "attack_names", "attack_usage", "attack_default_per_class", "attack_is_black_box",
     "parse_spec", "DEFAULT_PGD_STEPS", "PAPER_INV_TEMPERATURES", "tpgd_name", "eval_mode", "input_grad",
-    "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss", "split_options",
+    "grad_and_logits", "cross_entropy", "cw_margin", "cw_margins", "loss_names", "make_loss",
     "TARGET_MODES", "check_target",
 ]
+
+# Our APGD, the strong cascade and the cost meter of evaluations.
+from .apgd import APGD  # noqa: E402
+from .cost import CostMeter  # noqa: E402
+from .strong import Strong  # noqa: E402
+
+__all__ += ["APGD", "Strong", "CostMeter"]

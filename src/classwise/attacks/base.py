@@ -17,8 +17,7 @@ from torch import nn
 from .threat import Threat
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# Settings of how an attack runs, never of what it computes: left out of Attack.facts().
-RUN_SETTINGS = frozenset({"compact_every"})
+_SCALARS = (bool, int, float, str)
 
 
 @contextmanager
@@ -76,6 +75,16 @@ class Attack(ABC):
     norms: tuple[str, ...] = ("linf", "l2")
     # Per-example records of :meth:`run` -> value for examples an evaluation does not attack.
     record_fill: Mapping[str, float] = MappingProxyType({})
+    # The settings that define the attack: public scalar attributes set by __init__ and never
+    # changed after, recorded by facts() (None values left out). How it runs (compact_every,
+    # caches, state of a first call) is not declared and never enters the facts.
+    identity: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        private = [k for k in cls.identity if k.startswith("_")]
+        if private:
+            raise TypeError(f"{cls.__name__}.identity declares private attributes {private}: facts are public settings")
 
     def __init__(self, model: nn.Module, threat: Threat) -> None:
         if threat.norm not in self.norms:
@@ -122,20 +131,22 @@ class Attack(ABC):
         return self.perturb(x, y, generator)
 
     def facts(self) -> dict[str, Any]:
-        """The attack's identity: family, threat model and every setting that changes its result.
+        """The attack's identity: family, class facts, threat model (norm, eps, step) and its declared settings.
 
-        Read from the class attributes and the instance's scalar settings (steps,
-        restarts, loss, temperature, ...), so a new attack needs no registration
-        here. Evaluations record these facts with the results; analyses and the
-        report read them instead of parsing names. Settings in ``RUN_SETTINGS``
-        (how it runs: ``compact_every``) change no result and are left out.
+        Exactly the settings the class declares in :attr:`identity` (steps,
+        restarts, loss, temperature, ...; None values left out), read from
+        attributes that ``__init__`` sets, so the facts are the same before and
+        after a run. Evaluations record them with the results; analyses and the
+        report read them instead of parsing names.
         """
         facts: dict[str, Any] = {"family": self.name, "class": type(self).__name__, "black_box": self.black_box,
                                  "norm": getattr(self.threat, "norm", "linf"), "eps": float(self.threat.eps),
                                  "step_size": float(self.threat.step_size), "per_class": self.default_per_class}
-        settings = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))
-                    and k != "name" and k not in RUN_SETTINGS}
-        return facts | dict(sorted(settings.items()))
+        settings = {k: getattr(self, k) for k in self.identity}
+        wrong = [k for k, v in settings.items() if v is not None and not isinstance(v, _SCALARS)]
+        if wrong:
+            raise TypeError(f"{type(self).__name__}.identity names non-scalar settings {wrong}")
+        return facts | {k: v for k, v in sorted(settings.items()) if v is not None}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(norm={self.threat.norm!r}, eps={self.threat.eps}, "

@@ -44,6 +44,7 @@ class CustomAttack(Attack):
     """
 
     name = "custom"
+    identity = ("label",)
 
     def __init__(self, model: nn.Module, fn: AttackFn, label: str, eps: float | None = None,
                  norm: str | None = None) -> None:

@@ -136,6 +136,8 @@ class CWInf(Attack):
     """
 
     name = "cw-inf"
+    identity = ("binary_search_steps", "max_iterations", "learning_rate", "initial_const", "tau_decrease", "initial_tau",
+                "min_tau", "abort_early", "confidence", "stop_within_eps", "box")
     default_per_class = 200
 
     def __init__(

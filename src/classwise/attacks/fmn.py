@@ -80,6 +80,7 @@ class FMN(Attack):
     """
 
     name = "fmn"
+    identity = ("steps", "alpha_init", "alpha_final", "gamma_init", "gamma_final", "overshoot")
     record_fill = MappingProxyType({"min_dist": 0.0})  # clean-misclassified: distance 0
 
     def __init__(

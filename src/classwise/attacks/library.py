@@ -150,6 +150,7 @@ class ReferenceSettings(Attack):
     backend: str = ""  # "autoattack" (official) or "torchattacks"
     backend_version: Any = None  # a PackageVersion in each backend's base
     shown: tuple[str, ...] = ("steps", "restarts", "n_queries", "n_target_classes")  # in repr
+    identity = shown
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ class NAttack(Attack):
     """
 
     name = "nattack"
+    identity = ("population", "sigma", "learning_rate", "max_iterations", "init_std", "batch_queries")
     norms = ("linf",)  # its search space is the L-inf box around x
     default_per_class = 200
     black_box = True

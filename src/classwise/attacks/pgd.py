@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .base import Attack, LossFn, eval_mode, rows
+from .cost import charging
 from .losses import make_loss, true_class_mask
 from .threat import Threat
 
@@ -195,6 +196,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    identity: tuple[str, ...] = ("steps", "restarts", "random_start", "loss", "temperature", "keep_best", "target")
     record_fill = MappingProxyType({"target_hits": -1})
 
     def __init__(
@@ -341,11 +343,14 @@ class PGD(Attack):
                 act = act.keep(todo[act.idx] & ~fooled[act.idx])
             if not len(act):
                 break
-            grad, logits = grad_and_logits(self.model, act.x_adv, act.label, loss_fn)
+            with charging(act.idx):  # each example pays for the steps it is in
+                grad, logits = grad_and_logits(self.model, act.x_adv, act.label, loss_fn)
             best, fooled = _keep_fooling_at(act.idx, best, fooled, act.x_adv, logits, act.y, act.goal)
             act.tensors["x_adv"] = self.threat.step(act.x_adv, grad, act.x)
         if judge_last and len(act):
-            best, fooled = _keep_fooling_at(act.idx, best, fooled, act.x_adv, self._logits(act.x_adv), act.y, act.goal)
+            with charging(act.idx):
+                logits = self._logits(act.x_adv)
+            best, fooled = _keep_fooling_at(act.idx, best, fooled, act.x_adv, logits, act.y, act.goal)
         return start.index_copy_(0, act.idx, act.x_adv), best, fooled
 
     def _objective(self, y: torch.Tensor, goal: torch.Tensor | None) -> tuple[torch.Tensor, LossFn]:

@@ -2,8 +2,9 @@
 
 A spec is a base name, optionally with a parameter the base name parses:
 a step count glued on ("pgd40", "cw-margin100") or a value after a colon
-("tpgd:5", "transfer:runs/std"), then any ``@key=value`` options
-("pgd20@target=3", "pgd20@norm=l2@target=all"; see :func:`split_options`).
+("tpgd:5", "transfer:runs/std"), then any ``@key=value`` settings
+("pgd20@target=3", "pgd20@step=0.003@norm=l2") in the one grammar of
+:class:`classwise.spec.AttackSpec`.
 ``attack_names()`` lists the base names, ``attack_usage()`` one line of help
 each, ``create_attack`` builds one.
 """
@@ -22,7 +23,9 @@ from torch import nn
 
 from ..config import AttackConfig
 from ..runs import load_model_and_dataset
-from ..errors import did_you_mean
+from ..errors import ClasswiseError, did_you_mean
+from ..spec import AttackSpec
+from .apgd import APGD
 from .base import Attack
 from .cw_inf import CWInf
 from .cw_margin import CWMarginPGD
@@ -31,6 +34,7 @@ from .fmn import FMN
 from .library import BACKENDS, BY_BACKEND
 from .nattack import NAttack
 from .pgd import PGD
+from .strong import Strong
 from .threat import Threat, check_norm, make_threat
 from .tpgd import TemperaturePGD
 from .transfer import Transfer
@@ -39,7 +43,6 @@ DEFAULT_PGD_STEPS = 20  # "pgd" without K: the paper's PGD-20 test attack
 _FGSM_OPTIONS = frozenset({"random_start", "loss", "temperature", "keep_best"})
 _PGD_OPTIONS = _FGSM_OPTIONS | {"steps", "restarts", "target"}
 _VARIANT_OPTIONS = frozenset({"steps", "restarts", "random_start", "keep_best"})
-_SPEC_OPTIONS = ("norm", "target")  # keys of "@key=value" in a spec
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,18 @@ def _library(family: str) -> Callable[[AttackRequest], Attack]:
     return build
 
 
+def _apgd(req: AttackRequest) -> Attack:
+    """Our APGD: "apgd" (100 steps), "apgd50" or steps=; loss=ce|dlr, @target=J (a class index)."""
+    _no_step_size(req)
+    _check_options(req.spec, req.kwargs, _init_options(APGD))
+    kwargs = dict(req.kwargs)
+    steps = kwargs.pop("steps", None)
+    if req.param is not None and steps is not None and int(req.param) != steps:
+        raise ValueError(f"{req.spec!r} fixes {req.param} steps but steps={steps} was given")
+    steps = int(req.param) if req.param is not None else (100 if steps is None else steps)
+    return APGD(req.model, make_threat(req.norm, req.eps, 0.0), steps=steps, **kwargs)
+
+
 def _positive_float(req: AttackRequest, what: str) -> float:
     try:
         value = float(req.param or "")
@@ -247,6 +262,10 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
                           _library("square"), only_norms=_LIB_NORMS),
     "autoattack": AttackEntry("autoattack", f"AutoAttack standard: apgd-ce, apgd-t, fab-t, square ({_LIB})",
                               BY_BACKEND["autoattack"]["autoattack"], _library("autoattack"), only_norms=_LIB_NORMS),
+    "apgd": AttackEntry("apgd[K]", "our APGD, K steps (100), loss=ce|dlr, @target=J (DLR-T with loss=dlr); compacts",
+                        APGD, _apgd, "steps"),
+    "strong": AttackEntry("strong", "APGD-CE 100, then APGD-DLR-T 100 toward the top 3 runner-up classes, "
+                          "survivors only", Strong, _fixed(Strong)),
 })
 
 
@@ -267,96 +286,87 @@ def _unknown(spec: str) -> ValueError:
     return ValueError(f"unknown attack {spec!r}{did_you_mean(spec.lower(), names)}; known: {known}")
 
 
-def split_options(spec: str) -> tuple[str, dict[str, str]]:
-    """A spec without its ``@key=value`` options, and the options.
+def _spec(spec: str | AttackSpec) -> AttackSpec:
+    """``spec`` as an :class:`AttackSpec` (its grammar errors as one ValueError line)."""
+    if isinstance(spec, AttackSpec):
+        return spec
+    try:
+        return AttackSpec.parse(spec)
+    except ClasswiseError as e:
+        raise ValueError(str(e)) from None
 
-    "pgd20@target=3@norm=l2" -> ("pgd20", {"target": "3", "norm": "l2"}).
-    Keys: "norm" (linf, l2) and "target" (a class index, "likely": the most
-    likely wrong class, "all": every class in turn; pgd[K] and cw-margin[K]).
+
+def parse_spec(spec: str | AttackSpec) -> tuple[str, str | None]:
+    """Registry base name and parameter of ``spec``: "pgd40" -> ("pgd", "40"), "tpgd:2" -> ("tpgd", "2").
+
+    The spec's ``@key=value`` settings are left aside (see :class:`classwise.spec.AttackSpec`).
     """
-    core, *items = spec.strip().split("@")
-    options: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().lower()
-        if not eq or key not in _SPEC_OPTIONS or not value.strip():
-            raise ValueError(f"{spec!r}: options are @key=value with key one of {', '.join(_SPEC_OPTIONS)}")
-        if key in options:
-            raise ValueError(f"{spec!r} gives @{key}= twice")
-        options[key] = value.strip()
-    return core, options
-
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Base name and parameter of ``spec``: "pgd40" -> ("pgd", "40"), "tpgd:2" -> ("tpgd", "2").
-
-    ``@key=value`` options are ignored here (see :func:`split_options`).
-    """
-    base, colon, param = split_options(spec)[0].partition(":")
-    base = base.lower()
-    if colon:
-        if base in _REGISTRY and _REGISTRY[base].param == "value":
-            return base, param.strip()
-        raise _unknown(spec)
-    if base in _REGISTRY:
-        return base, None
-    match = re.fullmatch(r"([a-z-]*[a-z])(\d+)", base)
-    if match and match.group(1) in _REGISTRY and _REGISTRY[match.group(1)].param == "steps":
-        return match.group(1), match.group(2)
-    raise _unknown(spec)
+    parsed = _spec(spec)
+    if parsed.name.lower() in _REGISTRY and ":" not in parsed.name:
+        return parsed.name.lower(), None
+    base, param = parsed.base, parsed.param
+    if base in _REGISTRY and _REGISTRY[base].param == ("value" if ":" in parsed.name else "steps"):
+        return base, param
+    raise _unknown(parsed.name)
 
 
 def create_attack(
-    spec: str, model: nn.Module, eps: float, step_size: float | None = None, norm: str = "linf", **kwargs: Any
+    spec: str | AttackSpec, model: nn.Module, eps: float, step_size: float | None = None, norm: str = "linf",
+    **kwargs: Any,
 ) -> Attack:
     """Build the attack named by ``spec`` on ``model`` with radius ``eps`` in ``norm`` ("linf" or "l2").
 
     Specs (see :func:`attack_usage`): fgsm, fgsm-rs, pgd[K], cw-inf,
     cw-margin[K], tpgd:X, nattack, transfer:PATH, apgd-ce, apgd-t, fab-t,
-    square, autoattack. Default step sizes: eps (fgsm), 1.25 eps (fgsm-rs,
+    square, autoattack, each with optional ``@key=value`` settings in the one
+    grammar of :class:`classwise.spec.AttackSpec` ("pgd20@step=0.003@restarts=5",
+    "pgd20@target=3@norm=l2"; a result key is such a spec). A setting in the
+    spec overrides the argument of the same name (eps, step_size, norm) and
+    must not repeat a keyword argument; ``@n=`` (examples of a stored result)
+    sets nothing. Default step sizes: eps (fgsm), 1.25 eps (fgsm-rs,
     Wong et al. 2020), 2.5 eps / steps (pgd, cw-margin, tpgd, transfer;
     Madry et al. 2018); cw-inf, nattack and AutoAttack's attacks take
     no step size; the latter run the official AutoAttack unless
     ``backend="torchattacks"``. ``kwargs`` go to the attack class (e.g. restarts, loss,
     temperature, keep_best for pgd; max_iterations for cw-inf and nattack;
     steps, n_queries for the wrappers; surrogate for transfer).
-    ``@norm=`` and ``@target=`` in the spec set ``norm`` and ``target=``
-    (pgd and cw-margin: a class index, "likely" or "all"). cw-inf and
-    nattack exist for L-inf only, fgm for L2 only; fmn[K] (fast minimum-norm)
+    ``target`` (pgd and cw-margin) is a class index, "likely" or "all".
+    cw-inf and nattack exist for L-inf only, fgm for L2 only; fmn[K] (fast minimum-norm)
     for both. Raises ValueError with one clear line for any bad name or value.
     """
-    base, param = parse_spec(spec)
+    parsed, text = _spec(spec), str(spec)
+    base, param = parse_spec(parsed)
     entry = _REGISTRY[base]
     if entry.param == "none" and param is not None:
-        raise ValueError(f"{spec!r}: {base!r} takes no parameter")
-    norm, kwargs = _with_spec_options(spec, check_norm(norm), dict(kwargs))
+        raise ValueError(f"{text!r}: {base!r} takes no parameter")
+    norm, kwargs = _with_spec_settings(parsed, text, check_norm(norm), dict(kwargs))
     if norm not in entry.norms:
-        raise ValueError(f"{spec!r} exists for the {'/'.join(entry.norms)} threat model only, not {norm}")
-    return entry.build(AttackRequest(spec, param, model, eps, step_size, kwargs, norm))
+        raise ValueError(f"{text!r} exists for the {'/'.join(entry.norms)} threat model only, not {norm}")
+    eps = eps if parsed.eps is None else parsed.eps
+    step_size = step_size if parsed.step_size is None else parsed.step_size
+    return entry.build(AttackRequest(text, param, model, eps, step_size, kwargs, norm))
 
 
-def _with_spec_options(spec: str, norm: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The norm and keyword arguments after the spec's ``@norm=`` / ``@target=`` options."""
-    options = split_options(spec)[1]
-    if "norm" in options:
-        spec_norm = check_norm(options["norm"])
-        if norm != "linf" and norm != spec_norm:
-            raise ValueError(f"{spec!r} says norm {spec_norm} but norm={norm} was given")
-        norm = spec_norm
-    if "target" in options:
-        if "target" in kwargs:
-            raise ValueError(f"{spec!r} names a target; do not also pass target=")
-        kwargs["target"] = options["target"]
+def _with_spec_settings(spec: AttackSpec, text: str, norm: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The norm and keyword arguments after the spec's ``@norm=``, ``@restarts=`` and option settings."""
+    if spec.norm is not None:
+        if norm != "linf" and norm != spec.norm:
+            raise ValueError(f"{text!r} says norm {spec.norm} but norm={norm} was given")
+        norm = spec.norm
+    settings = spec.option_dict | ({"restarts": spec.restarts} if spec.restarts is not None else {})
+    for key, value in settings.items():
+        if key in kwargs:
+            raise ValueError(f"{text!r} sets {key}; do not also pass {key}=")
+        kwargs[key] = value
     return norm, kwargs
 
 
 def build_attack(cfg: AttackConfig, model: nn.Module) -> Attack:
     """The attack of an :class:`AttackConfig` (name, norm, eps, step size, restarts, options) on ``model``."""
-    extra = {"restarts": cfg.restarts} if cfg.restarts > 1 else {}
-    return create_attack(cfg.name, model, cfg.eps, step_size=cfg.step_size, norm=cfg.norm, **extra, **cfg.options)
+    return create_attack(cfg.spec, model, cfg.eps, step_size=cfg.step_size, norm=cfg.norm)
 
 
-def attack_default_per_class(spec: str) -> int | None:
+def attack_default_per_class(spec: str | AttackSpec) -> int | None:
     """Examples per class an evaluation draws by default for ``spec`` (None: all).
 
     200 for "cw-inf" and "nattack" (appendix E of the paper), else None.
@@ -364,12 +374,12 @@ def attack_default_per_class(spec: str) -> int | None:
     return _REGISTRY[parse_spec(spec)[0]].per_class
 
 
-def attack_is_black_box(spec: str) -> bool:
+def attack_is_black_box(spec: str | AttackSpec) -> bool:
     """Whether ``spec`` is a black-box attack (nattack, square, transfer:PATH)."""
     return _REGISTRY[parse_spec(spec)[0]].black_box
 
 
 __all__ = [
     "AttackEntry", "AttackRequest", "build_attack", "attack_default_per_class", "attack_is_black_box", "attack_names",
-    "attack_usage", "create_attack", "parse_spec", "split_options",
+    "attack_usage", "create_attack", "parse_spec",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import torch
 
@@ -124,7 +124,7 @@ class L2Threat:
         return _flat_norm(delta)
 
 
-Threat = Union[LinfThreat, L2Threat]
+Threat = LinfThreat | L2Threat
 _THREATS: dict[str, type[LinfThreat] | type[L2Threat]] = {"linf": LinfThreat, "l2": L2Threat}
 
 

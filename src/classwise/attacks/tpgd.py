@@ -42,6 +42,7 @@ class TemperaturePGD(PGD):
     """
 
     name = "tpgd"
+    identity = (*PGD.identity, "inv_temperature")
 
     def __init__(
         self,

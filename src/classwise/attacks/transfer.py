@@ -7,6 +7,7 @@ from torch import nn
 
 from ..errors import ClasswiseError
 from .base import Attack, eval_mode, rows
+from .cost import uncharged
 from .pgd import PGD
 from .threat import Threat
 
@@ -50,6 +51,7 @@ class Transfer(Attack):
     """
 
     name = "transfer"
+    identity = ("steps", "random_start", "keep_clean", "trained_on")
     black_box = True
 
     def __init__(
@@ -86,7 +88,7 @@ class Transfer(Attack):
         """Once per attack: the surrogate takes these images and has the model's classes."""
         if not getattr(self, "_fits", False):
             if num_classes is None:
-                with torch.no_grad():
+                with torch.no_grad(), uncharged():  # once per attack object: no example's cost
                     num_classes = self.model(x[:1]).shape[-1]
             check_surrogate_fits(self.surrogate, num_classes, x)
             self._fits = True

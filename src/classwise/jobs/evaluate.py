@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..attacks import Attack, build_attack
+from ..attacks.cost import evaluation_cost
 from ..config import AttackConfig, RunConfig, load_config
 from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
@@ -171,7 +172,8 @@ def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.
     earlier = (old_meta or {}).get("evaluations", [])
     entry = {"attacks": list(new.attacks), "examples": int(new.labels.shape[0]), "seconds": round(seconds, 2),
              "cpu_seconds": round(cpu_seconds, 2),
-             "device": str(device), "threads": torch.get_num_threads(), "processes": processes}
+             "device": str(device), "threads": torch.get_num_threads(), "processes": processes,
+             "passes": evaluation_cost(new.extras, new.attacks)}  # forward / input-gradient passes per attack
     return [*(earlier if isinstance(earlier, list) else []), entry]
 
 

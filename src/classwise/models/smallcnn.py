@@ -50,7 +50,8 @@ def init_smallcnn(backbone: nn.Module, head: nn.Linear) -> None:
     for m in backbone.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
 

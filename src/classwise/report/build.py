@@ -179,8 +179,9 @@ def _worst_class_lines(block: AccuracyBlock, what: str, names: tuple[str, ...]) 
         return []  # a summary written before schema 2
     could = ", ".join(names[c] for c in w.candidates)
     nsd = "n/a" if spread.nsd is None else f"{spread.nsd:.2f}"
+    who = f"only {could} can be the worst" if w.significant else f"could be the worst: {could}"
     return [f"worst-class {what} accuracy: {w.percent:.1f}% [{w.low:.1f}, {w.high:.1f}] (simultaneous 95% "
-            f"interval over classes; {'only ' + could + ' can be the worst' if w.significant else 'could be the worst: ' + could})",
+            f"interval over classes; {who})",
             f"spread over classes: std {spread.std:.1f} points, NSD {nsd}, mean of the {spread.k} weakest "
             f"{spread.worst_k_mean:.1f}%"]
 

@@ -37,7 +37,7 @@ DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNe
 def table_rows(summary: Summary | dict[str, Any]) -> list[tuple[str, Block]]:
     """[(row name, accuracy block)]: "clean" first, then each attack in summary order."""
     if isinstance(summary, Summary):
-        return summary.rows()
+        return list(summary.rows())
     return [("clean", summary["clean"]), *summary["attacks"].items()]
 
 

@@ -47,6 +47,8 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
     linear interpolation through (``lr_epochs``, ``lr_values``), held constant
     outside (the ImageNet recipe of the same paper).
     """
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
     if cfg.schedule == "cyclic":
         xs, ys = (0.0, cfg.epochs / 2, float(cfg.epochs)), (0.0, cfg.lr, 0.0)
     else:

@@ -27,12 +27,15 @@ def training_attack(attack: AttackConfig, model: nn.Module, eps: float, name: st
     """The training attack at the current ``eps``, returning its last iterate.
 
     The step size scales with eps / ``attack.eps``, so an eps warm-up keeps the
-    configured ratio step/eps. ``name`` overrides ``attack.name``. The attack
+    configured ratio step/eps. ``name`` overrides ``attack.name``; the options of
+    the config's spec apply (``keep_best`` is always off, hence one restart). The attack
     runs on the module behind a DDP wrapper: it needs input gradients only, and
     forwards through DDP would expect a gradient synchronisation.
     """
     step = None if attack.step_size is None else attack.step_size * eps / max(attack.eps, 1e-12)
-    return create_attack(name or attack.name, unwrap(model), eps, step_size=step, norm=attack.norm, keep_best=False)
+    options = {k: v for k, v in attack.options.items() if k != "keep_best"}
+    spec = attack.spec.replace(name=name or attack.name, eps=None, step_size=None, restarts=None, options=options)
+    return create_attack(spec, unwrap(model), eps, step_size=step, norm=attack.norm, keep_best=False)
 
 
 class Objective(ABC):

@@ -1,0 +1,103 @@
+"""The ``strong`` evaluation: APGD-CE, then targeted APGD-DLR on the survivors only, toward the runner-up classes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .apgd import APGDEngine, apgd_start, compact, finish, start_outcome
+from .base import Attack
+from .losses import true_class_mask
+from .threat import Threat
+
+
+def runner_up_targets(logits: torch.Tensor, y: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The ``n`` highest non-true classes per example, best first: n tensors (B,) int64.
+
+    logits (B, K), y (B,); n is capped at K - 1.
+    """
+    others = logits.masked_fill(true_class_mask(y, logits.shape[1]), float("-inf"))
+    order = others.argsort(dim=1, descending=True)  # (B, K), the true class last
+    return [order[:, j] for j in range(min(n, logits.shape[1] - 1))]
+
+
+class Strong(Attack):
+    r"""A strong evaluation whose cost follows what can still change: cheap-to-strong on survivors only.
+
+    Papers: APGD, Croce & Hein, "Reliable evaluation of adversarial robustness
+    with an ensemble of diverse parameter-free attacks", ICML 2020; target
+    choice from the model's own margins, the idea of MALT (Melamed et al.,
+    "Mind the Gap: ... Targeted Adversarial Attacks", NeurIPS 2024).
+
+    Threat model: the L-inf or L2 ball of radius ``threat.eps`` intersected
+    with [0, 1] (``threat.step_size`` is unused: APGD adapts its step).
+
+    Cascade, per example, stopping at its first success (misclassification):
+
+    1. APGD-CE, untargeted, ``steps`` iterations (default 100);
+    2. for the examples still robust, APGD on the targeted DLR loss
+       (APGD-DLR-T), ``target_steps`` iterations (default 100), toward each of
+       the ``targets`` (default 3) highest non-true logits, best first, read at
+       the highest-CE point phase 1 found for that example (where the model is
+       closest to giving up). Models with fewer than 4 classes use minus the
+       CE toward the target (DLR-T needs 4 logits).
+
+    The defaults spend at most 101 + 3 x 101 = 404 gradient passes on a
+    robust example (the AutoAttack APGD-CE + APGD-T pair: 101 + 9 x 101 =
+    1010), and far fewer on the examples an early phase fools: every phase
+    runs on the survivors only, compacted (examples leave once fooled).
+    Each phase draws its start from ``generator`` for the whole batch, so
+    per-sample results do not depend on compaction or on who survived.
+
+    Arguments:
+        model: maps (B, C, H, W) images in [0, 1] to (B, K) logits.
+        threat: the threat model (norm, eps, projection).
+        steps: APGD-CE iterations; target_steps: APGD-DLR-T iterations per target;
+        targets: target classes per example (capped at K - 1).
+        compact_every: as :class:`~classwise.attacks.apgd.APGD`.
+
+    Shapes: x (B, C, H, W) float in [0, 1], y (B,) int64 -> (B, C, H, W), same dtype.
+
+    Example:
+        >>> attack = Strong(model, LinfThreat(eps=8 / 255, step_size=0.0))
+        >>> x_adv = attack(x, y, generator=torch.Generator().manual_seed(0))
+    """
+
+    name = "strong"
+    identity = ("steps", "targets", "target_steps")
+
+    def __init__(self, model: nn.Module, threat: Threat, steps: int = 100, targets: int = 3, target_steps: int = 100,
+                 *, compact_every: int | None = None) -> None:
+        super().__init__(model, threat)
+        if min(steps, target_steps) < 1 or targets < 0:
+            raise ValueError(f"steps and target_steps must be >= 1 and targets >= 0, got {steps}, {target_steps}, "
+                             f"{targets}")
+        if compact_every is not None and compact_every < 0:
+            raise ValueError(f"compact_every must be >= 0 (0: never), got {compact_every}")
+        self.steps, self.targets, self.target_steps, self.compact_every = steps, targets, target_steps, compact_every
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self._perturb(x, y, generator, check_clean=True)
+
+    def perturb_clean_correct(self, x: torch.Tensor, y: torch.Tensor,
+                              generator: torch.Generator | None) -> torch.Tensor:
+        """As :meth:`perturb`, without the forward pass that checks the clean images."""
+        return self._perturb(x, y, generator, check_clean=False)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
+                 check_clean: bool) -> torch.Tensor:
+        todo, out = start_outcome(self.model, x, y, check_clean)
+        every = compact(self.compact_every, x)
+        out = APGDEngine(self.model, self.threat, self.steps, "ce", every).run(
+            x, y, None, todo, apgd_start(self.threat, x, generator), out)
+        if out.best_logits is None:  # nothing to attack
+            return finish(out, x, todo)
+        loss = "dlr" if out.best_logits.shape[1] >= 4 else "ce"
+        targeted = APGDEngine(self.model, self.threat, self.target_steps, loss, every)
+        for goal in runner_up_targets(out.best_logits, y, self.targets):
+            out = targeted.run(x, y, goal, todo, apgd_start(self.threat, x, generator), out)
+        return finish(out, x, todo)
+
+    def __repr__(self) -> str:
+        return (f"Strong(norm={self.threat.norm!r}, eps={self.threat.eps}, steps={self.steps}, "
+                f"targets={self.targets}, target_steps={self.target_steps})")
