@@ -164,5 +164,8 @@ def test_jobs_spread_one_per_gpu_else_over_cores(monkeypatch):
     slots: queue.Queue = queue.Queue()
     slots.put("5")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    _start_worker(slots, 1)  # what each pool worker does first
+    asked: list[int] = []
+    monkeypatch.setattr("classwise.homing.die_with_parent", asked.append)  # not on the test process itself
+    _start_worker(slots, 1, 4242)  # what each pool worker does first
+    assert asked == [4242]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5" and torch.get_num_threads() == 1
