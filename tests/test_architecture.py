@@ -17,7 +17,7 @@ FLOORS = [
     {"errors", "progress", "presets", "machine", "__init__"},
     {"fileio", "runfiles", "inputs", "spec"},
     {"config", "results"},
-    {"data", "models"},
+    {"data", "models", "config_keys"},
     {"checkpoint"},
     {"runs", "analysis"},
     {"attacks", "perf"},

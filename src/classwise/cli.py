@@ -24,7 +24,7 @@ from .runfiles import RunFiles
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # exit status after SIGTERM (128 + SIGTERM)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Class-wise diagnosis of adversarial robustness: train, attack, report per class.")
 
 # Options that several commands share, declared once.
@@ -320,6 +320,7 @@ def demo(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/demo-<time>).")] = None,
     sets: Sets = None,
     overwrite: Overwrite = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted demo in --out.")] = False,
     quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:
@@ -327,9 +328,11 @@ def demo(
     _threads(threads)
     from .pipeline import demo as run_demo
 
+    if resume and out is None:
+        raise ClasswiseError("demo --resume needs --out RUN, the interrupted demo's folder")
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet)
+    run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet, resume=resume)
     _print_summary(run)
     typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {RunFiles(Path(run)).report_html}")
 
@@ -364,6 +367,30 @@ def _shown_classes(k: int, robust: list, limit: int = 20) -> list[int]:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print classwise's version and exit.")] = False,
+) -> None:
+    """Class-wise diagnosis of adversarial robustness: train, attack, report per class."""
+    if version:
+        from . import __version__
+
+        typer.echo(f"classwise {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command("config-keys")
+def config_keys_command() -> None:
+    """Print every --set key: its type, default and meaning (from the config dataclasses)."""
+    from .config_keys import config_keys
+
+    for k in config_keys():
+        typer.echo(f"{k.key}  ({k.type}, default {k.default})\n    {k.meaning}")
 
 
 @app.command("list")
@@ -403,9 +430,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"error: {mapped}", err=True)
         return 2
-    except Exception as e:  # usage errors of the (vendored) click parser
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
+    except Exception as e:  # usage errors of the (vendored) click parser: one line, with the command's name
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            ctx = getattr(e, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {e.format_message()}{where}", err=True)
             return int(e.exit_code)
         raise
     finally:

@@ -1,0 +1,85 @@
+"""Every hint names something that exists: each ``--option`` a message mentions is an option of a command."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import typer
+
+from classwise.cli import app
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "classwise"
+OTHER_TOOLS = {"--nproc"}  # torchrun's, in the documented torchrun command lines
+
+
+def _options() -> dict[str, set[str]]:
+    """command name -> its option names (the group's own included under "")."""
+    group = typer.main.get_command(app)
+    out = {"": {o for p in group.params for o in p.opts}}
+    for name, command in group.commands.items():
+        out[name] = {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+    return out
+
+
+def _mentioned() -> dict[str, set[str]]:
+    """--option -> the files whose string literals mention it (docstrings left out: they are not messages)."""
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                    found.setdefault(option, set()).add(path.name)
+    return found
+
+
+def test_every_option_a_message_names_exists():
+    known = set().union(*_options().values()) | OTHER_TOOLS | {"--help"}
+    missing = {o: sorted(files) for o, files in _mentioned().items() if o not in known}
+    assert not missing, f"messages name options no command has: {missing}"
+
+
+def test_the_run_folder_hints_hold_for_every_command_that_makes_a_run():
+    """'pass --resume to continue it or --overwrite' is said by every command that creates a run folder."""
+    options = _options()
+    for command in ("train", "demo"):
+        assert {"--resume", "--overwrite", "--out"} <= options[command], command
+    assert "--version" in options[""]
+
+
+def _flat(node: object, prefix: str = "") -> set[str]:
+    if isinstance(node, dict) and node:
+        return set().union(*(_flat(v, f"{prefix}{k}.") for k, v in node.items()))
+    return {prefix[:-1]}
+
+
+def test_config_keys_are_every_set_key_and_their_defaults_load(capsys):
+    from classwise.cli import main
+    from classwise.config import RunConfig, load_config, to_dict
+    from classwise.config_keys import config_keys
+
+    keys = config_keys()
+    assert {k.key for k in keys} == _flat(to_dict(RunConfig()))
+    for k in keys:
+        if k.type.split(" or ")[0] in ("int", "float", "str", "bool"):
+            loaded, default = load_config(None, [f"{k.key}={k.default}"]), RunConfig()
+            for part in k.key.split("."):
+                loaded, default = getattr(loaded, part), getattr(default, part)
+            assert loaded == default, k.key
+    assert main(["config-keys"]) == 0
+    out = capsys.readouterr().out
+    assert "train.attack.eps  (float, default 0.3)" in out and "perf.amp  (str, default none)" in out
+
+
+def test_version_and_usage_errors_are_one_line(capsys):
+    from classwise import __version__
+    from classwise.cli import main
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"classwise {__version__}"
+    assert main(["evaluate", "--no-such-flag"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: No such option: --no-such-flag")
