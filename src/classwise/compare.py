@@ -70,7 +70,8 @@ def compare_runs(standard_run: str | Path, robust_run: str | Path, out: str | Pa
 def _write(out: Path, record: dict[str, Any]) -> None:
     names = record["class_names"]
     std, rob = np.array(record["standard_per_class"]), np.array(record["robust_per_class"])
-    overall = tuple(np.nan if v is None else v for v in record["overall"])
+    std_overall, rob_overall = (np.nan if v is None else v for v in record["overall"])
+    overall: tuple[float, float] = (std_overall, rob_overall)
     rows = {"standard (clean)": np.r_[overall[0], std], f"robust ({record['attack']})": np.r_[overall[1], rob]}
     atomic_write(out / "gap_comparison.csv", tables.rows_csv(rows, ["overall", *names], "model"))
     figures.plot_gap_comparison(std, rob, names, record, out / "gap_comparison.png", overall=overall)
@@ -101,7 +102,8 @@ def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = 
             raise ClasswiseError(f"{label} has other classes than {summaries[0][0]}; compare runs on one dataset")
     rows = [(f"{label} ({name})", _marked_block(block)) for label, s in summaries for name, block in _rows(label, s, attack)]
     out = Path(out)
-    files = {"md": atomic_write(out / "compare.md", blocks_markdown(rows, names, corner="Run (attack)")),
+    typed: list[tuple[str, tables.Block]] = list(rows)  # blocks_markdown takes typed blocks or their JSON form
+    files = {"md": atomic_write(out / "compare.md", blocks_markdown(typed, names, corner="Run (attack)")),
              "csv": atomic_write(out / "compare.csv", _csv(rows, names))}
     bars = {label: np.array([np.nan if v is None else v for v in b["per_class"]], dtype=np.float64) for label, b in rows}
     files["png"] = figures.plot_classwise_bars(bars, names, out / "compare.png", title="class-wise comparison")

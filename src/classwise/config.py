@@ -395,7 +395,7 @@ def _join(where: str, key: str) -> str:
 
 def _coerce(hint: Any, value: Any, where: str, nullable: bool = False) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:

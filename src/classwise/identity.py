@@ -216,5 +216,13 @@ def _worst_names(facts: Iterable[dict[str, Any]]) -> list[str]:
     if len(facts) <= 1:
         return [WORST] * len(facts)
     norms = {f.get("norm") for f in facts}
-    return [f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={float(f.get('eps')):g}"
+    return [f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={_worst_eps(f):g}"
             for f in facts]
+
+
+def _worst_eps(facts: dict[str, Any]) -> float:
+    """The eps of a worst case's facts; one without it cannot be named next to others."""
+    eps = facts.get("eps")
+    if eps is None:
+        raise ClasswiseError(f"a worst case without its eps cannot be named next to other worst cases: {facts}")
+    return float(eps)

@@ -36,11 +36,19 @@ def _rate_column(unit: str) -> Any:
     return Rate()
 
 
+def _advance_nothing(n: int = 1) -> None:
+    """No bar: nothing to advance."""
+
+
+def _advance_name_nothing(name: str, n: int = 1) -> None:
+    """No bars: nothing to advance."""
+
+
 @contextmanager
 def progress_task(description: str, total: int, enabled: bool = True, unit: str = "it") -> Iterator[Advance]:
     """Yield ``advance(n)``; draws a rich progress bar with its rate while the block runs (terminals only)."""
     if not (enabled and _enabled()):
-        yield lambda n=1: None
+        yield _advance_nothing
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -49,7 +57,11 @@ def progress_task(description: str, total: int, enabled: bool = True, unit: str 
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
 
 
 @contextmanager
@@ -60,7 +72,7 @@ def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str
     Unknown names are ignored. Terminals only, as :func:`progress_task`.
     """
     if not (enabled and _enabled()):
-        yield lambda name, n=1: None
+        yield _advance_name_nothing
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -69,7 +81,12 @@ def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str
                TimeRemainingColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         tasks = {name: bar.add_task(f"{prefix}{name}", total=total) for name in names}
-        yield lambda name, n=1: bar.advance(tasks[name], n) if name in tasks else None
+
+        def advance_name(name: str, n: int = 1) -> None:
+            if name in tasks:
+                bar.advance(tasks[name], n)
+
+        yield advance_name
 
 
 def log_line(text: str) -> str:

@@ -104,7 +104,7 @@ class EvalResults:
         arrays["class_names"] = np.array(json.dumps(self.class_names))
         arrays["facts"] = np.array(json.dumps(self.facts))
         with atomic_open(path) as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, allow_pickle=True, **arrays)  # numpy's default, named: no array takes its place
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EvalResults":

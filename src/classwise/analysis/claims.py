@@ -146,8 +146,11 @@ def _explain(i: int, robust, clean: np.ndarray, flips: np.ndarray, sup: np.ndarr
              top: int) -> dict[str, Any]:
     total = int(flips.sum())
     to = [int(j) for j in np.argsort(-flips, kind="stable")[:top] if flips[j] > 0]
-    alone = sup is None or int((sup == sup[i]).sum()) < 2  # a one-class superclass keeps no flip inside
-    within = None if alone or total == 0 else float(flips[sup == sup[i]].sum() / total)
+    within = None
+    if sup is not None and total > 0:
+        same = sup == sup[i]
+        if int(same.sum()) >= 2:  # a one-class superclass keeps no flip inside
+            within = float(flips[same].sum() / total)
     return {"class": i, "robust": _num(robust.percent[i]), "ci95": _nums(robust.ci[i]), "n": int(robust.n[i]),
             "clean": _num(clean[i]), "gap_to_clean": _num(clean[i] - robust.percent[i]), "flips": total,
             "confounds": [{"class": j, "share": float(flips[j] / total)} for j in to],

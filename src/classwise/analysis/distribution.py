@@ -46,7 +46,7 @@ def gap_comparison(standard: np.ndarray, robust: np.ndarray) -> dict[str, Any]:
         best, worst = best_worst(v)
         return {"best": best, "worst": worst, "gap": float(v[best] - v[worst])}
 
-    out = {"standard": block(standard), "robust": block(robust)}
+    out: dict[str, Any] = {"standard": block(standard), "robust": block(robust)}
     gap = out["standard"]["gap"]
     out["ratio"] = out["robust"]["gap"] / gap if gap > 0 else float("nan")
     return out

@@ -153,7 +153,10 @@ def _claims(results: EvalResults, names: list[str], head: str | None, protocol: 
                            "weight_norm": None, "weakest": []}
     if head is not None:
         out["weakest"] = weakest_explained(results, head, superclasses, count=min(3, max(1, len(names) // 3)))
-        out["weight_norm"] = norm_claims(results, protocol, head_weight) if head_weight is not None else None
+        if head_weight is not None:
+            if protocol is None:  # a run with a headline attack has attacks, so a protocol attack
+                raise ValueError(f"no protocol attack among {results.attacks} for the weight-norm claims")
+            out["weight_norm"] = norm_claims(results, protocol, head_weight)
     return out
 
 
