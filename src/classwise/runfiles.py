@@ -158,12 +158,12 @@ class RunFiles:
 
     @property
     def figures(self) -> Path:
-        """PNG and SVG figures of the report."""
+        """PNG and SVG figures of the report (it names each inside: ``classwise.report.figures.path_of``)."""
         return self.root / "figures"
 
     @property
     def tables(self) -> Path:
-        """CSV and Markdown tables of the report."""
+        """CSV and Markdown tables of the report (it names each inside: ``classwise.report.tables.path_of``)."""
         return self.root / "tables"
 
     @property

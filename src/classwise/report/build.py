@@ -264,7 +264,7 @@ def _bars(summary: Summary, classes: list[int], split: int | None, title: str) -
     rows = summary.rows()
     bars = {name: np.array([nan if b.per_class[i] is None else b.per_class[i] for i in classes]) for name, b in rows}
     errors = {name: np.array([[nan if v is None else v for v in b.ci95[i]] for i in classes]) for name, b in rows}
-    return Figure("fig_classwise_bars", "figures/classwise_bars.png", figures.plot_classwise_bars,
+    return Figure("fig_classwise_bars", figures.path_of("classwise_bars.png"), figures.plot_classwise_bars,
                   (bars, [summary.class_names[i] for i in classes]), {"errors": errors, "split": split, "title": title})
 
 
@@ -272,13 +272,13 @@ def _table_files(ctx: ReportContext, order: list[int], full_md: str) -> tuple[Fi
     """tables/classwise.{csv,md}, classwise_ci.csv and one robustness confusion CSV per attack."""
     summary, results = ctx.summary, ctx.results
     names = list(summary.class_names)
-    files = [File("table_csv", "tables/classwise.csv", tables.classwise_csv(summary)),
-             File("table_ci_csv", "tables/classwise_ci.csv", tables.classwise_ci_csv(summary)),
-             File("table_md", "tables/classwise.md", full_md)]
+    files = [File("table_csv", tables.path_of("classwise.csv"), tables.classwise_csv(summary)),
+             File("table_ci_csv", tables.path_of("classwise_ci.csv"), tables.classwise_ci_csv(summary)),
+             File("table_md", tables.path_of("classwise.md"), full_md)]
     for attack, pred in results.adv_pred.items():
         m = results.evaluated(attack)
         matrix = robustness_confusion(results.labels[m], pred[m], len(names))
-        files.append(File(f"confusion_csv:{attack}", f"tables/confusion_{slug(attack)}.csv",
+        files.append(File(f"confusion_csv:{attack}", tables.path_of(f"confusion_{slug(attack)}.csv"),
                           tables.matrix_csv(matrix, names, names)))
     return tuple(files)
 
@@ -323,8 +323,8 @@ def _extremes_sections(summary: Summary, order: list[int], files: tuple[File, ..
         Section("Class-wise bars", "The same classes as bars (weakest left of the dashed line, strongest right): "
                 "clean accuracy beside robustness under each attack, with 95% interval whiskers.", figure=figure),
         Section(f"All {k} classes", f"Every class, sorted worst first under {head} (scroll inside the table); "
-                "tables/classwise.csv and tables/classwise_ci.csv hold the same numbers in full.",
-                table_md="See tables/classwise.md (one row per class).\n",
+                f"{tables.path_of('classwise.csv')} and {tables.path_of('classwise_ci.csv')} hold the same numbers "
+                "in full.", table_md=f"See {tables.path_of('classwise.md')} (one row per class).\n",
                 table_html=tables.classwise_html(summary, classes=order, by_class=True)),
     ]
 
@@ -341,7 +341,7 @@ def _superclass_view(ctx: ReportContext) -> list[Section]:
     header = ["superclass", *rows]
     cis = {name: classwise_interval(of[lab], ok, len(groups)) for name, (lab, ok) in rows.items()}
     table = [[g, *(tables.ci_text(ci.percent[j], ci.ci[j]) for ci in cis.values())] for j, g in enumerate(groups)]
-    csv = File("superclass_robustness_csv", "tables/superclass_robustness.csv", tables.text_csv(header, table))
+    csv = File("superclass_robustness_csv", tables.path_of("superclass_robustness.csv"), tables.text_csv(header, table))
     return [Section("Superclass view", f"Accuracy (%) per superclass ({len(groups)} groups of classes) on clean "
                     "images and under each attack, ± half the width of the 95% interval: where the weakness "
                     "lives before looking at single classes.", table_md=tables.simple_markdown(header, table),
@@ -358,9 +358,9 @@ def _difference_section(summary: Summary) -> list[Section]:
         order = [0, 1, *(2 + i for i in _order(summary))]
         header, rows = tables.transpose([header[i] for i in order], [[r[i] for i in order] for r in rows])
     md = tables.simple_markdown(header, rows) + f"\n{tables.DIFF_FOOTNOTE}\n"
-    files = (File("difference_md", "tables/difference.md", md),
-             File("difference_csv", "tables/difference.csv", tables.text_csv(header, rows)),
-             File("difference_tests_csv", "tables/difference_tests.csv", tables.difference_tests_csv(summary)))
+    files = (File("difference_md", tables.path_of("difference.md"), md),
+             File("difference_csv", tables.path_of("difference.csv"), tables.text_csv(header, rows)),
+             File("difference_tests_csv", tables.path_of("difference_tests.csv"), tables.difference_tests_csv(summary)))
     note = f'<p class="note">{html.escape(tables.DIFF_FOOTNOTE)}</p>'
     return [Section(f"Difference against {ref} (tables 3, 4 and 6)",
                     f"Robustness under each attack minus robustness under {ref}, in percentage points, per "
@@ -380,7 +380,7 @@ def _epoch_section(metrics: list[dict], names: tuple[str, ...]) -> list[Section]
     per_class = np.array([[nan if v is None else v for v in r["per_class"]] for _, r in rows], dtype=np.float64)
     overall = np.array([nan if r.get("overall") is None else r["overall"] for _, r in rows], dtype=np.float64)
     idx = shown_classes(len(names))
-    figure = Figure("fig_epochs", "figures/epochs.png", figures.plot_classwise_epochs,
+    figure = Figure("fig_epochs", figures.path_of("epochs.png"), figures.plot_classwise_epochs,
                     (np.array([e for e, _ in rows]), per_class[:, idx], overall, [names[i] for i in idx]),
                     {"ylabel": f"test robust accuracy {under} (%)"})
     return [Section("Class-wise robustness during training (figure 1)",
@@ -392,7 +392,7 @@ def _epoch_section(metrics: list[dict], names: tuple[str, ...]) -> list[Section]
 def _confusion_section(results: EvalResults, head: str, names: list[str]) -> list[Section]:
     """Figure 2: the robustness confusion matrix of the headline attack."""
     matrix = robustness_confusion(results.labels, results.adv_pred[head], len(names))
-    figure = Figure("fig_confusion", "figures/confusion.png", figures.plot_confusion, (matrix, names, names),
+    figure = Figure("fig_confusion", figures.path_of("confusion.png"), figures.plot_confusion, (matrix, names, names),
                     {"title": f"{head}: % of true class"})
     return [Section(f"Robustness confusion matrix under {head} (figure 2)",
                     "Row i, column j: the percentage of test images of class i predicted as class j under "
@@ -405,8 +405,8 @@ def _superclass_section(results: EvalResults, head: str, names: list[str],
     counts = confusion_counts(results.labels, results.adv_pred[head], len(names))
     matrix = row_percent(fold_superclasses(counts, {g: list(m) for g, m in groups.items()}))
     labels = list(groups)
-    csv = File("superclass_csv", "tables/superclass_confusion.csv", tables.matrix_csv(matrix, labels, labels))
-    figure = Figure("fig_superclass_confusion", "figures/superclass_confusion.png", figures.plot_confusion,
+    csv = File("superclass_csv", tables.path_of("superclass_confusion.csv"), tables.matrix_csv(matrix, labels, labels))
+    figure = Figure("fig_superclass_confusion", figures.path_of("superclass_confusion.png"), figures.plot_confusion,
                     (matrix, labels, labels), {"title": f"{head}: superclasses",
                                                "xlabel": "predicted superclass (under attack)",
                                                "ylabel": "true superclass"})
@@ -429,7 +429,7 @@ def _norm_section(summary: Summary, note: str = "") -> list[Section]:
     rho = np.nan if rob.rho is None else rob.rho
     robust = per_class_array(summary.attacks[head])
     idx = shown_classes(len(names))
-    figure = Figure("fig_weight_norms", "figures/weight_norms.png", figures.plot_norm_vs_robustness,
+    figure = Figure("fig_weight_norms", figures.path_of("weight_norms.png"), figures.plot_norm_vs_robustness,
                     (np.asarray(norm.norms)[idx], robust[idx], [names[i] for i in idx], rho))
     title = "n/a" if np.isnan(rho) else f"{rho:.2f}"
     return [Section(f"Classifier weight norm and robustness (figure 4): Spearman rho = {title}",
@@ -589,8 +589,8 @@ def _nan_grid(rows: tuple[tuple[float | None, ...], ...]) -> np.ndarray:
 def _curves_section(attack: str, c: Curves, names: list[str]) -> Section:
     """Robustness over eps per class (figure) and the median distance per class (table)."""
     overall = np.array([np.nan if v is None else v for v in c.overall], dtype=float)
-    figure = Figure(f"fig_curves:{attack}", f"figures/curves_{slug(attack)}.png", figures.plot_robustness_curves,
-                    (np.array(c.eps), _nan_grid(c.per_class), overall, names),
+    figure = Figure(f"fig_curves:{attack}", figures.path_of(f"curves_{slug(attack)}.png"),
+                    figures.plot_robustness_curves, (np.array(c.eps), _nan_grid(c.per_class), overall, names),
                     {"norm": c.norm, "title": f"{attack}: robust accuracy over eps"})
     header = ["class", "n", "median distance", "95% interval", "eps at 50%"]
     med = c.median.per_class
@@ -608,8 +608,9 @@ def _curves_section(attack: str, c: Curves, names: list[str]) -> Section:
 def _targeted_section(attack: str, t: Targeted, names: list[str]) -> Section:
     """The class-by-class success matrix of one targeted attack (figure and CSV)."""
     matrix = _nan_grid(t.success)
-    csv = File(f"targeted_csv:{attack}", f"tables/targeted_{slug(attack)}.csv", tables.matrix_csv(matrix, names, names))
-    figure = Figure(f"fig_targeted:{attack}", f"figures/targeted_{slug(attack)}.png", figures.plot_confusion,
+    csv = File(f"targeted_csv:{attack}", tables.path_of(f"targeted_{slug(attack)}.csv"),
+               tables.matrix_csv(matrix, names, names))
+    figure = Figure(f"fig_targeted:{attack}", figures.path_of(f"targeted_{slug(attack)}.png"), figures.plot_confusion,
                     (matrix, names, names), {"title": f"{attack}: % reaching the target", "xlabel": "target class"})
     return Section(f"Targeted success under {attack}",
                    "Row i, column j: the percentage of the attacked test images of class i that the attack "
@@ -628,7 +629,8 @@ def _norms_section(cmp: NormComparison, names: list[str]) -> Section:
     rows = [[n, pct(cmp.per_class["linf"][i]), str(cmp.rank["linf"][i]),
              pct(cmp.per_class["l2"][i]), str(cmp.rank["l2"][i])] for i, n in enumerate(names)]
     md = tables.simple_markdown(header, rows)
-    files = (File("norms_md", "tables/norms.md", md), File("norms_csv", "tables/norms.csv", tables.text_csv(header, rows)))
+    files = (File("norms_md", tables.path_of("norms.md"), md),
+             File("norms_csv", tables.path_of("norms.csv"), tables.text_csv(header, rows)))
     rho, p = cmp.spearman.rho, cmp.spearman.p
     agree = "n/a (too few classes or a constant ranking)" if rho is None else f"{rho:.2f} (p = {p:.3g})"
     weak = {n: names[i] if i is not None else "n/a" for n, i in cmp.weakest.items()}

@@ -34,9 +34,9 @@ MISSING_CLASS_NOTE = (
 def misclassified_section(results: EvalResults, head: str, names: list[str]) -> list[Section]:
     """Figure 3a: counts of test examples flipped from class i (row) to j (column); diagonal hidden."""
     counts = misclassified_confusion(results.labels, results.adv_pred[head], len(names))
-    csv = File("misclassified_csv", f"tables/misclassified_{slug(head)}.csv",
+    csv = File("misclassified_csv", tables.path_of(f"misclassified_{slug(head)}.csv"),
                tables.matrix_csv(counts, names, names, digits=0))
-    fig = Figure("fig_misclassified", "figures/misclassified.png", figures.plot_homing, (counts, None, names),
+    fig = Figure("fig_misclassified", figures.path_of("misclassified.png"), figures.plot_homing, (counts, None, names),
                  {"title": f"{head}: number of examples"})
     return [Section(f"Misclassified confusion matrix under {head} (figure 3a)",
                     "Row i, column j: how many test images of class i the attack flips to class j (counts, "
@@ -74,8 +74,8 @@ def homing_section(homing: dict[str, Any], names: list[str]) -> list[Section]:
     """Figure 3a/b side by side, with the share that homes per removed class (section 3.1)."""
     counts = np.array(homing["misclassified"], dtype=np.float64)
     matrix = np.array([[math.nan if v is None else v for v in row] for row in homing["homing"]], dtype=np.float64)
-    csv = File("homing_csv", "tables/homing.csv", tables.matrix_csv(matrix, names, names, digits=0))
-    fig = Figure("fig_homing", "figures/homing.png", figures.plot_homing, (counts, matrix, names),
+    csv = File("homing_csv", tables.path_of("homing.csv"), tables.matrix_csv(matrix, names, names, digits=0))
+    fig = Figure("fig_homing", figures.path_of("homing.png"), figures.plot_homing, (counts, matrix, names),
                  {"title": f"{homing['attack']}: misclassified and homing examples"})
     header = ["removed class j", "flipped into j", "home without j", "share"]
     rows = _homing_rows(homing, names)
@@ -99,9 +99,9 @@ def per_class_array(block: AccuracyBlock) -> np.ndarray:
 def intervals_section(block: AccuracyBlock, head: str) -> list[Section]:
     """Figure 6: number of classes per 10% robustness interval under ``head`` (its ``block``)."""
     counts = robustness_intervals(per_class_array(block))
-    csv = File("intervals_csv", "tables/robustness_intervals.csv",
+    csv = File("intervals_csv", tables.path_of("robustness_intervals.csv"),
                tables.rows_csv({head: counts}, list(INTERVAL_LABELS), "attack"))
-    fig = Figure("fig_intervals", "figures/robustness_intervals.png", figures.plot_robustness_intervals,
+    fig = Figure("fig_intervals", figures.path_of("robustness_intervals.png"), figures.plot_robustness_intervals,
                  (counts, list(INTERVAL_LABELS)), {"title": f"{head}"})
     return [Section(f"Number of classes per robustness interval under {head} (figure 6)",
                     "How many classes have a robustness in [0,10]%, (10,20]%, ..., (90,100]%: a wide "
@@ -116,9 +116,9 @@ def variance_section(results: EvalResults, head: str | None, names: list[str]) -
         return []
     k = len(names)
     per_class = {name: classwise_probability_variance(results.labels, p, k) for name, p in probs.items()}
-    csv = File("variance_csv", "tables/probability_variance.csv", tables.rows_csv(per_class, names, "input"))
+    csv = File("variance_csv", tables.path_of("probability_variance.csv"), tables.rows_csv(per_class, names, "input"))
     idx = shown_classes(k)
-    fig = Figure("fig_variance", "figures/probability_variance.png", figures.plot_probability_variance,
+    fig = Figure("fig_variance", figures.path_of("probability_variance.png"), figures.plot_probability_variance,
                  ({n: v[idx] for n, v in per_class.items()}, [names[i] for i in idx]))
     return [Section("Class-wise variance of the predicted probabilities (figure 5a)",
                     "Per class, the mean over its test images of the variance of the predicted probability "

@@ -19,11 +19,20 @@ import numpy as np
 
 from ..analysis.classwise import minmax
 from ..fileio import atomic_open
+from ..runfiles import RunFiles
 
 _MAX_LEGEND = 20  # more classes than this: no legend / no numbers in cells
 _MAX_TICKS = 60  # more classes than this: heatmaps without per-class tick labels
 DPI = 150
 _MAX_SIDE = 14.0  # inches: a heatmap of any class count stays printable
+
+
+def path_of(name: str) -> str:
+    """Where the report's figure ``name`` (its PNG) lives, relative to the run folder (under :attr:`RunFiles.figures`).
+
+    The SVG is drawn beside it; the folder is the run layout's, never spelled here.
+    """
+    return (RunFiles(Path()).figures / name).as_posix()
 
 
 def _figure(width: float, height: float) -> Any:

@@ -20,17 +20,30 @@ import html
 import io
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 
 from ..analysis.schema import AccuracyBlock, Summary
+from ..runfiles import RunFiles
 
 Block = AccuracyBlock | dict[str, Any]  # a typed block or its JSON form
 
+
+def path_of(name: str) -> str:
+    """Where the report's table ``name`` lives, relative to the run folder (under :attr:`RunFiles.tables`).
+
+    Report files are named relative to the run folder (report.md links them so);
+    the folder is the run layout's, never spelled here.
+    """
+    return (RunFiles(Path()).tables / name).as_posix()
+
+
 FOOTNOTE = ("Values are accuracy (%) on the test set, ± half the width of the 95% Wilson interval "
-            "(exact bounds, n and counts in tables/classwise_ci.csv); Total is over all examples. "
+            f"(exact bounds, n and counts in {path_of('classwise_ci.csv')}); Total is over all examples. "
             "Underlined: the most robust class of the row; bold: the most vulnerable class.")
 DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNemar test on the examples both "
-                 "attacks saw, Holm-adjusted over the classes, p < 0.05 (tables/difference_tests.csv has the "
+                 f"attacks saw, Holm-adjusted over the classes, p < 0.05 ({path_of('difference_tests.csv')} has the "
                  "p-values).")
 
 
