@@ -83,3 +83,25 @@ def test_version_and_usage_errors_are_one_line(capsys):
     assert main(["evaluate", "--no-such-flag"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: No such option: --no-such-flag")
+
+
+def test_long_work_prints_plain_progress_lines_off_a_terminal(capsys, monkeypatch):
+    """Off a terminal: a start line, lines with the share done and time left, an end line; no control characters."""
+    from classwise import progress
+
+    clock = iter(range(0, 1000, 20))  # each reading 20 s later
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
+    monkeypatch.setenv("CLASSWISE_PROGRESS", "1")
+    with progress.progress_tasks(["fgsm", "pgd40"], 100, prefix="evaluating ") as advance:
+        for _ in range(4):
+            advance("fgsm", 25)
+            advance("pgd40", 25)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "evaluating fgsm, pgd40: 100 images"
+    assert any("% done" in line and "left" in line for line in lines[1:-1])
+    assert lines[-1].startswith("evaluating fgsm, pgd40: done in ") and "\x1b" not in "".join(lines)
+    monkeypatch.setenv("CLASSWISE_PROGRESS", "0")
+    with progress.progress_tasks(["fgsm"], 10) as advance:
+        advance("fgsm", 10)
+    assert capsys.readouterr().out == ""

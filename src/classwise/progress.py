@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -69,10 +70,17 @@ def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str
                    prefix: str = "") -> Iterator[Callable[[str, int], None]]:
     """One bar per name (e.g. per attack) over ``total`` items; yield ``advance(name, n)``.
 
-    Unknown names are ignored. Terminals only, as :func:`progress_task`.
+    Unknown names are ignored. Bars on terminals only, as :func:`progress_task`;
+    off a terminal (nohup, slurm, CI) one log line at the start, one at least
+    every ``LOG_EVERY_S`` seconds with the share done and the time left, and one
+    at the end (:func:`_logged_tasks`).
     """
-    if not (enabled and _enabled()):
+    if not enabled or os.environ.get("CLASSWISE_PROGRESS", "1") == "0":
         yield _advance_name_nothing
+        return
+    if not sys.stderr.isatty():
+        with _logged_tasks(names, total, prefix) as advance:
+            yield advance
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -87,6 +95,33 @@ def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str
                 bar.advance(tasks[name], n)
 
         yield advance_name
+
+
+LOG_EVERY_S = 30.0  # seconds between progress lines off a terminal
+
+
+@contextmanager
+def _logged_tasks(names: list[str], total: int, prefix: str) -> Iterator[Callable[[str, int], None]]:
+    """Plain progress lines for logs: start, every LOG_EVERY_S seconds (done, elapsed, ETA), end."""
+    what = f"{prefix}{', '.join(names)}".strip()
+    done = dict.fromkeys(names, 0)
+    start = last = time.monotonic()
+    log_line(f"{what}: {total} images")
+
+    def advance_name(name: str, n: int = 1) -> None:
+        nonlocal last
+        if name not in done:
+            return
+        done[name] += n
+        now, share = time.monotonic(), min(done.values()) / max(total, 1)
+        if now - last >= LOG_EVERY_S and 0 < share < 1:
+            last = now
+            left = (now - start) * (1 - share) / share
+            log_line(f"{what}: {100 * share:.0f}% done, {format_duration(now - start)} elapsed, "
+                     f"about {format_duration(left)} left")
+
+    yield advance_name
+    log_line(f"{what}: done in {format_duration(time.monotonic() - start)}")
 
 
 def log_line(text: str) -> str:
