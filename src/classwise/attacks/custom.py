@@ -11,6 +11,7 @@ robustness that the threat model does not allow.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from ..errors import ClasswiseError
 from .base import Attack
-from .threat import LinfThreat
+from .threat import L2Threat, LinfThreat
 
 AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TOLERANCE = 1e-5  # float rounding of x + delta, clamped; far below one 8-bit pixel step (1/255)
@@ -86,20 +87,19 @@ class CustomAttack(Attack):
         settings = {f"setting.{k}": v for k, v in vars(self.fn).items()
                     if isinstance(v, (bool, int, float, str)) and not k.startswith("_")} if hasattr(self.fn, "__dict__") else {}
         if "alpha" in getattr(self.fn, "__dict__", {}):
-            facts["step_size"] = float(self.fn.alpha)
+            facts["step_size"] = float(vars(self.fn)["alpha"])
         return facts | dict(sorted(settings.items()))
 
 
-class _L2Ball:
-    """The L2 budget of a custom attack (only ``eps`` and ``norm`` are read)."""
+@dataclass(frozen=True)
+class _L2Ball(L2Threat):
+    """The L2 budget of a custom attack: only ``eps`` and ``norm`` are read, so any eps >= 0 is one (infinity too)."""
 
-    norm = "l2"
-    step_size = 0.0
+    step_size: float = 0.0
 
-    def __init__(self, eps: float) -> None:
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        self.eps = eps
+    def __post_init__(self) -> None:
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
 
 
 def _qualname(fn: object) -> str:

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import ClasswiseError
 from .base import Attack, rows
-from .threat import LinfThreat
+from .threat import Threat
 
 REFERENCE_TARGETS = 9  # target classes of APGD-T and FAB-T in AutoAttack "standard"
 OFFICIAL_MODULES = ("pyautoattack", "autoattack")  # PyPI wheel, then a git install of fra31/auto-attack
@@ -155,7 +155,7 @@ class ReferenceSettings(Attack):
     def __init__(
         self,
         model: nn.Module,
-        threat: LinfThreat,
+        threat: Threat,
         steps: int = 100,
         restarts: int = 1,
         n_queries: int = 5000,

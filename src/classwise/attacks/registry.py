@@ -94,7 +94,7 @@ def _check_options(spec: str, kwargs: Mapping[str, Any], allowed: frozenset[str]
         raise ValueError(f"{spec!r} takes no option {', '.join(unknown)}; allowed: {known}")
 
 
-def _init_options(cls: type) -> frozenset[str]:
+def _init_options(cls: type[Attack]) -> frozenset[str]:
     """Keyword arguments of ``cls.__init__`` beyond model and threat."""
     params = inspect.signature(cls.__init__).parameters
     return frozenset(params) - {"self", "model", "threat"}
