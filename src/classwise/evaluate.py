@@ -100,6 +100,8 @@ def _columns(parts: BatchParts, fills: Mapping[str, float] | None = None) -> dic
         for key in (*batch, *[r for r in records if r not in batch]):
             value = batch.get(key)
             if value is None:
+                if rows is None:  # every batch holds its clean logits
+                    raise ValueError(f"a batch without clean logits: no rows to fill {key!r} with")
                 like = records[key]
                 value = like.new_full((rows, *like.shape[1:]), (fills or {}).get(key, 0))
             out.setdefault(key, []).append(value)
@@ -277,7 +279,8 @@ def evaluate(
 
 
 def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device, k: int) -> dict[str, list[torch.Tensor]]:
+             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device,
+             k: int | None) -> dict[str, list[torch.Tensor]]:
     """Run ``batch_fn`` over this rank's batches, gather all ranks'; logits per key on the CPU, in set order.
 
     Each batch's logits are checked to have K finite columns.
@@ -300,7 +303,7 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
     return _columns(gather_parts(parts, opts.ranks), record_fills(built))
 
 
-def _to_cpu(name: str, t: torch.Tensor, k: int, labels: torch.Tensor) -> torch.Tensor:
+def _to_cpu(name: str, t: torch.Tensor, k: int | None, labels: torch.Tensor) -> torch.Tensor:
     """A batch output on the CPU: records as they are, logits as float32 checked (B, K) finite."""
     if name.startswith(RECORD):
         return t.cpu()

@@ -75,7 +75,7 @@ def split_dirs(root: str | Path | None) -> tuple[Path, Path]:
     """(train folder, test-or-val folder) of an ImageFolder root that must hold both (the in-memory path)."""
     train, test = split_folders(root)
     if train is None:
-        raise ClasswiseError(f"{Path(root).expanduser()} lacks a train/ subfolder; decoding into memory needs "
+        raise ClasswiseError(f"{test.parent} lacks a train/ subfolder; decoding into memory needs "
                              "train/ and test/ (or val/); evaluate a val-only tree with --set data.stream=true.")
     return train, test
 

@@ -254,7 +254,8 @@ def train_view(img, size: int, gen: torch.Generator) -> np.ndarray:
     """Random-resized crop to (size, size) and a random horizontal flip -> (3, size, size) uint8."""
     from PIL import Image
 
-    out = img.resize((size, size), Image.Resampling.BILINEAR, box=crop_box(*img.size, gen))
+    width, height = img.size
+    out = img.resize((size, size), Image.Resampling.BILINEAR, box=crop_box(width, height, gen))
     if torch.rand(1, generator=gen).item() < 0.5:
         out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return np.asarray(out).transpose(2, 0, 1)

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
@@ -58,7 +59,7 @@ class Normalized(nn.Module):
 
 
 def build_outside(spec: str, num_classes: int, in_channels: int, image_size: int,
-                  mean: Sequence[float] | float, std: Sequence[float] | float, **kwargs: object) -> nn.Module:
+                  mean: Sequence[float] | float, std: Sequence[float] | float, **kwargs: Any) -> nn.Module:
     """The architecture of ``spec`` with fresh weights (see the module docstring)."""
     kind, name = split_spec(spec)
     if kind == "robustbench":
@@ -138,7 +139,7 @@ def _check_distribution(module: ModuleType, version: str) -> None:
     """Refuse a ``robustbench`` module that is not the file of the installed distribution."""
     dist = importlib.metadata.distribution("robustbench")
     init = next((f for f in dist.files or () if str(f).replace("\\", "/") == "robustbench/__init__.py"), None)
-    if init is None or Path(dist.locate_file(init)).resolve() != Path(module.__file__ or "").resolve():
+    if init is None or Path(str(dist.locate_file(init))).resolve() != Path(module.__file__ or "").resolve():
         raise ClasswiseError(f"the imported robustbench ({module.__file__}) is not the installed robustbench "
                              f"{version}: an old copy (e.g. torchattacks') shadows it; reinstall robustbench")
 
