@@ -20,7 +20,7 @@ FLOORS = [
     {"data", "models", "config_keys"},
     {"checkpoint"},
     {"runs", "analysis"},
-    {"attacks", "perf"},
+    {"attacks", "perf", "evalstate"},
     {"evaluate", "probes", "identity"},
     {"train", "report"},
     {"jobs", "compare"},

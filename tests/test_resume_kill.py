@@ -102,3 +102,37 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(tmp_path):
     final = start(run, "--resume")
     assert final.wait(timeout=300) == 0, final.stderr.read()
     assert Run(run).state == "trained" and position(run) == (2, 0)
+
+
+def test_sigkill_mid_evaluation_then_the_same_command_continues(tmp_path, tiny_overrides):
+    """A killed evaluation keeps its finished batches (.evaluation/); rerun, it ends with the uninterrupted results."""
+    import shutil
+
+    from classwise.cli import main
+    from classwise.results import EvalResults
+
+    trained = tmp_path / "trained"
+    sets = [item for o in tiny_overrides for item in ("--set", o)]
+    assert main(["train", "--out", str(trained), "-q", *sets]) == 0
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    shutil.copytree(trained, straight)
+    shutil.copytree(trained, killed)
+    args = ["--attacks", "fgsm,pgd10", "--eps", "0.3", "--batch-size", "50", "-q"]
+    assert main(["evaluate", str(straight), *args]) == 0
+    env = ENV | {"CLASSWISE_EVAL_STATE_EVERY_S": "0"}
+    cmd = [sys.executable, "-m", "classwise", "evaluate", str(killed), *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and not list((killed / ".evaluation").glob("*.safetensors")):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the evaluation ended before it could be killed"
+    assert not (killed / "results.npz").exists()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "evaluation: continuing an interrupted run" in rerun.stdout
+    a, b = EvalResults.load(straight / "results.npz"), EvalResults.load(killed / "results.npz")
+    assert a.adv_pred.keys() == b.adv_pred.keys()
+    assert all(np.array_equal(a.adv_pred[k], b.adv_pred[k]) for k in a.adv_pred)
+    assert np.array_equal(a.clean_pred, b.clean_pred) and not list((killed / ".evaluation").glob("*"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,9 +39,10 @@ from .attacks.cost import CostMeter
 from .config import PerfConfig
 from .data.bundle import as_float
 from .errors import ClasswiseError, unknown_name
+from .evalstate import EvalState, fingerprint
 from .inputs import check_eps, check_eval_inputs, check_image_dtype, check_logits
 from .perf import autocast, prepare_input, prepare_model
-from .progress import progress_tasks
+from .progress import log_line, progress_tasks
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
@@ -152,6 +154,10 @@ class EvalOptions:
     ranks: shard the batches over processes (``Dist`` of :func:`classwise.train.distributed.distributed`
     under ``torchrun``): each rank attacks its batches, the outputs are gathered,
     every rank returns the whole set's results. None: one process.
+    state_dir: keep each finished batch's outputs in this folder (every
+    ``state_every_s`` seconds, atomically) so that the same evaluation, killed and
+    called again, continues where it stopped with the same results
+    (:mod:`classwise.evalstate`); one process and no ``adv_sink`` only (else ignored).
     """
 
     batch_size: int = 256
@@ -165,6 +171,8 @@ class EvalOptions:
     adv_sink: Callable[[str, np.ndarray, torch.Tensor], None] | None = None
     zero_grad: bool = True
     ranks: Ranks | None = None
+    state_dir: Path | None = None
+    state_every_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -267,7 +275,8 @@ def evaluate(
     probe = prepare_input(as_float(images[: opts.batch_size].to(dev)), opts.perf)
     check_logits(predict(model, probe), k, labels[: opts.batch_size])
     built = make_attacks(model, attacks, eps)
-    outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k)
+    state = _state(cascade, model, images, labels, built, opts, k)
+    outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k, state)
     results = _to_results(outs, labels, class_names, opts.keep_probs)
     if opts.zero_grad:
         results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size,
@@ -279,19 +288,27 @@ def evaluate(
 
 
 def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device,
-             k: int | None) -> dict[str, list[torch.Tensor]]:
+             built: Mapping[str, Attack], opts: EvalOptions, dev: torch.device, k: int | None,
+             state: EvalState | None = None) -> dict[str, list[torch.Tensor]]:
     """Run ``batch_fn`` over this rank's batches, gather all ranks'; logits per key on the CPU, in set order.
 
     Each batch's logits are checked to have K finite columns.
     """
     images, on_dev = to_device_once(images, dev), labels.to(dev)
-    parts: BatchParts = []
+    parts: BatchParts = state.load() if state else []
+    done = {start for start, _ in parts}
+    if done:
+        log_line(f"evaluation: continuing an interrupted run, {sum(min(opts.batch_size, len(labels) - s) for s in done)}"
+                 f" of {len(labels)} examples already attacked ({state.path if state else ''})")
     starts = shard_starts(len(labels), opts.batch_size, opts.ranks)
     total = sum(min(opts.batch_size, len(labels) - s) for s in starts)
     with progress_tasks(list(built), total, opts.progress, prefix="evaluating ") as advance, autocast(opts.perf, dev):
         for start in starts:
             end = start + opts.batch_size
+            if start in done:  # finished before an interruption (evalstate)
+                for name in built:
+                    advance(name, min(end, len(labels)) - start)
+                continue
             x = prepare_input(as_float(images[start:end].to(dev)), opts.perf)
             gens = {name: torch.Generator(dev).manual_seed(batch_seed(opts.seed, start // opts.batch_size))
                     for name in built}
@@ -300,7 +317,23 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
             parts.append((start, {name: _to_cpu(name, t, k, labels[start:end]) for name, t in out.items()}))
             for name in out:
                 advance(name, len(x))
+            if state:
+                state.save(parts)
+    if state:
+        state.remove()
+    parts.sort(key=lambda part: part[0])
     return _columns(gather_parts(parts, opts.ranks), record_fills(built))
+
+
+def _state(cascade: bool, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+           built: Mapping[str, Attack], opts: EvalOptions, k: int | None) -> EvalState | None:
+    """The resumable state of this evaluation call, when ``opts.state_dir`` asks for one and it applies."""
+    if opts.state_dir is None or opts.ranks is not None or opts.adv_sink is not None:
+        return None
+    facts = {name: attack.facts() for name, attack in built.items()}
+    settings = {"cascade": cascade, "batch_size": opts.batch_size, "seed": opts.seed, "classes": k,
+                "perf": repr(opts.perf)}
+    return EvalState(opts.state_dir, fingerprint(model, images, labels, facts, settings), opts.state_every_s)
 
 
 def _to_cpu(name: str, t: torch.Tensor, k: int | None, labels: torch.Tensor) -> torch.Tensor:

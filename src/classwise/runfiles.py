@@ -74,7 +74,7 @@ OWN_FILES = (
     MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
     "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+    "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
 
@@ -165,6 +165,11 @@ class RunFiles:
     def tables(self) -> Path:
         """CSV and Markdown tables of the report (it names each inside: ``classwise.report.tables.path_of``)."""
         return self.root / "tables"
+
+    @property
+    def evaluation_state(self) -> Path:
+        """Finished batches of an evaluation in progress (``classwise.evalstate``); removed when it ends."""
+        return self.root / ".evaluation"
 
     @property
     def adv(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -121,8 +122,14 @@ def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[Attac
     built = [(cfg, build_attack(cfg, model)) for cfg in ev.attacks]
     _check_surrogates(built, data.name)
     opts = EvalOptions(batch_size=ev.batch_size, device=dev, seed=config.seed, progress=progress and dist.main,
-                       perf=config.perf, ranks=dist if dist.enabled else None)
+                       perf=config.perf, ranks=dist if dist.enabled else None,
+                       state_dir=None if dist.enabled else run.files.evaluation_state, state_every_s=state_every_s())
     return ev, data, model, built, opts
+
+
+def state_every_s() -> float:
+    """Seconds between saves of an evaluation's finished batches: 60, or ``CLASSWISE_EVAL_STATE_EVERY_S``."""
+    return float(os.environ.get("CLASSWISE_EVAL_STATE_EVERY_S", "60"))
 
 
 def _check_surrogates(built: list[tuple[AttackConfig, Attack]], dataset: str) -> None:
