@@ -113,9 +113,10 @@ def _each_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: di
     full = {k: a for k, a in attacks.items() if per_class[k] is None}
     results = evaluate(model, x, y, full, class_names=data.class_names, options=opts, keep_probs=keep_probs)
     for key, attack in attacks.items():
-        if per_class[key] is None:
+        n = per_class[key]
+        if n is None:
             continue
-        sample = class_balanced_indices(y, per_class[key], seed=opts.seed)
+        sample = class_balanced_indices(y, n, seed=opts.seed)
         sink = None if adv is None or idx is None else adv.sink(idx[sample.numpy()])
         part = evaluate(model, x[sample], y[sample], {key: attack}, class_names=data.class_names,
                         options=dataclasses.replace(opts, adv_sink=sink, zero_grad=False))  # the full pass has it

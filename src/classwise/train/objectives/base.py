@@ -69,7 +69,7 @@ class Objective(ABC):
             self.tally.add(logits, y)
         loss = weighted_mean(losses, y, self.weights)
         if self.cfg.weight_norm_penalty > 0:
-            loss = loss + self.cfg.weight_norm_penalty * norm_spread_penalty(unwrap(model).head.weight)
+            loss = loss + self.cfg.weight_norm_penalty * norm_spread_penalty(_head_weight(model))
         return loss, logits
 
     def begin_epoch(self, epoch: int, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -94,3 +94,12 @@ class Objective(ABC):
     def load_state_dict(self, state: dict) -> None:
         self.tally.load_state_dict(state.get("tally", {}))
         self.weights = state.get("weights")
+
+
+def _head_weight(model: nn.Module) -> torch.Tensor:
+    """The classifier weight (K, D) of the model's head; a head without one is a clear error."""
+    head = getattr(unwrap(model), "head", None)
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"weight_norm_penalty needs a head with a weight (K, D), the model has {type(head).__name__}")
+    return weight

@@ -61,9 +61,12 @@ def probe_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor, examples: 
     per_class = max(1, min(examples // len(counts), int(counts[counts > 0].min())))
     idx = class_balanced_indices(y.cpu(), per_class, seed=PROBE_SEED).to(x.device)
     head, net, rows = he_head(model), unwrap(model), []
+    features = getattr(net, "features", None)
+    if not callable(features):
+        raise ValueError(f"the HE probe needs the model's features(x), {type(net).__name__} has none")
     with eval_mode(net):
         for chunk in idx.split(PROBE_CHUNK):
-            rows.append(head.cosine(net.features(as_float(x[chunk]))))
+            rows.append(head.cosine(features(as_float(x[chunk]))))
     return torch.cat(rows).double().cpu().numpy()
 
 
