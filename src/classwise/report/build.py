@@ -177,7 +177,8 @@ def _worst_class_lines(block: AccuracyBlock, what: str, names: tuple[str, ...]) 
     w, spread = block.worst_class_interval, block.spread
     if w is None or spread is None:
         return []  # a summary written before schema 2
-    could = ", ".join(names[c] for c in w.candidates)
+    shown = [names[c] for c in w.candidates[:MAX_NAMED]]
+    could = ", ".join(shown) + (f" and {len(w.candidates) - MAX_NAMED} more" if len(w.candidates) > MAX_NAMED else "")
     nsd = "n/a" if spread.nsd is None else f"{spread.nsd:.2f}"
     who = f"only {could} can be the worst" if w.significant else f"could be the worst: {could}"
     return [f"worst-class {what} accuracy: {w.percent:.1f}% [{w.low:.1f}, {w.high:.1f}] (simultaneous 95% "
