@@ -25,6 +25,7 @@ def _bench(script: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess): `make test-slow`
 def test_pgd_step_benchmark_runs(tmp_path):
     result = _bench("bench_pgd_step.py", tmp_path, "--model", "smallcnn", "--batch-size", "4", "--steps", "2",
                     "--reps", "1")
@@ -33,6 +34,7 @@ def test_pgd_step_benchmark_runs(tmp_path):
     assert all(ms > 0 for ms in result["ms_per_step"].values())
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess): `make test-slow`
 def test_adversarial_training_step_benchmark_runs(tmp_path):
     result = _bench("bench_adv_train_step.py", tmp_path, "--model", "smallcnn", "--batch-size", "4",
                     "--steps", "2", "--reps", "1")
@@ -41,6 +43,7 @@ def test_adversarial_training_step_benchmark_runs(tmp_path):
     assert all(ms > 0 for ms in result["ms"].values())
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess): `make test-slow`
 def test_eval_suite_benchmark_runs(tmp_path):
     result = _bench("bench_eval_suite.py", tmp_path, "--examples", "40", "--train-steps", "30", "--attacks",
                     "fgsm,pgd5", "--eps", "0.2")
@@ -51,6 +54,7 @@ def test_eval_suite_benchmark_runs(tmp_path):
     assert acc["worst case (cascade)"] <= acc["pgd5 alone"] <= acc["clean"]
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess): `make test-slow`
 def test_compaction_benchmark_runs(tmp_path):
     result = _bench("bench_compaction.py", tmp_path, "--examples", "40", "--train-steps", "30", "--steps", "3",
                     "--reps", "1", "--eps", "0.2", "--batch-size", "20")
@@ -91,6 +95,7 @@ def test_gpu_check_smoke_runs_every_phase(tmp_path):
     assert "compaction" in result
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess): `make test-slow`
 def test_streaming_benchmark_runs(tmp_path):
     result = _bench("bench_streaming.py", tmp_path, "--images", "40", "--size", "32", "--workers", "1",
                     "--batch-size", "8")

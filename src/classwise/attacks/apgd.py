@@ -10,6 +10,7 @@ compaction one. The schedule follows the official ``autopgd_base.py``
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -182,7 +183,24 @@ class APGDEngine:
         return out
 
 
-class APGD(Attack):
+class SurvivorAttack(Attack):
+    """An attack that works on the examples still robust: ``_perturb`` with or without the clean check."""
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self._perturb(x, y, generator, check_clean=True)
+
+    def perturb_clean_correct(self, x: torch.Tensor, y: torch.Tensor,
+                              generator: torch.Generator | None) -> torch.Tensor:
+        """As :meth:`perturb`, without the forward pass that checks the clean images."""
+        return self._perturb(x, y, generator, check_clean=False)
+
+    @abstractmethod
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
+                 check_clean: bool) -> torch.Tensor:
+        """Adversarial images (B, C, H, W); ``check_clean``: first find the clean-misclassified examples."""
+
+
+class APGD(SurvivorAttack):
     r"""Auto-PGD on the CE, DLR or targeted DLR loss, with compaction.
 
     Paper: Croce & Hein, "Reliable evaluation of adversarial robustness with
@@ -239,14 +257,6 @@ class APGD(Attack):
         _check_apgd(steps, restarts, loss, compact_every)
         self.target = _check_class(target)
         self.steps, self.loss, self.restarts, self.compact_every = steps, loss, restarts, compact_every
-
-    def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self._perturb(x, y, generator, check_clean=True)
-
-    def perturb_clean_correct(self, x: torch.Tensor, y: torch.Tensor,
-                              generator: torch.Generator | None) -> torch.Tensor:
-        """As :meth:`perturb`, without the forward pass that checks the clean images."""
-        return self._perturb(x, y, generator, check_clean=False)
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
                  check_clean: bool) -> torch.Tensor:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .apgd import APGDEngine, apgd_start, compact, finish, start_outcome
-from .base import Attack
+from .apgd import APGDEngine, SurvivorAttack, apgd_start, compact, finish, start_outcome
 from .losses import true_class_mask
 from .threat import Threat
 
@@ -21,7 +20,7 @@ def runner_up_targets(logits: torch.Tensor, y: torch.Tensor, n: int) -> list[tor
     return [order[:, j] for j in range(min(n, logits.shape[1] - 1))]
 
 
-class Strong(Attack):
+class Strong(SurvivorAttack):
     r"""A strong evaluation whose cost follows what can still change: cheap-to-strong on survivors only.
 
     Papers: APGD, Croce & Hein, "Reliable evaluation of adversarial robustness
@@ -75,14 +74,6 @@ class Strong(Attack):
         if compact_every is not None and compact_every < 0:
             raise ValueError(f"compact_every must be >= 0 (0: never), got {compact_every}")
         self.steps, self.targets, self.target_steps, self.compact_every = steps, targets, target_steps, compact_every
-
-    def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self._perturb(x, y, generator, check_clean=True)
-
-    def perturb_clean_correct(self, x: torch.Tensor, y: torch.Tensor,
-                              generator: torch.Generator | None) -> torch.Tensor:
-        """As :meth:`perturb`, without the forward pass that checks the clean images."""
-        return self._perturb(x, y, generator, check_clean=False)
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
                  check_clean: bool) -> torch.Tensor:
