@@ -58,3 +58,19 @@ def _counting(method, label: str, hits: collections.Counter):
         hits[label] += 1
         return method(*args, **kwargs)
     return wrapper
+
+
+def attack_host_syncs(spec: str, kwargs: dict, every: int, monkeypatch) -> tuple[object, collections.Counter]:
+    """(attack, host syncs it made): registry ``spec`` on an untrained small CNN, 16 random MNIST-sized
+    images, eps 0.1, compaction every ``every`` steps (0: never)."""
+    from attack_models import small_cnn
+    from classwise.attacks import create_attack
+
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    attack = create_attack(spec, model, 0.1, **kwargs)
+    attack.compact_every = every
+    with record_host_syncs(monkeypatch) as hits:
+        attack(x, y, torch.Generator().manual_seed(0))
+    return attack, hits

@@ -190,15 +190,8 @@ def test_validation_errors(spec, kwargs, message):
 def test_syncs_only_to_choose_and_compact(spec, kwargs, runs, every, monkeypatch):
     """No host sync but ``nonzero``: one per run to pick the rows it attacks, and one per compaction,
     at most ceil(steps / k) per run at the GPU's interval k (an untrained model fools few early)."""
-    from attack_models import small_cnn
-    from host_sync import record_host_syncs
+    from host_sync import attack_host_syncs
 
-    torch.manual_seed(0)
-    model = small_cnn().eval()
-    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    attack = create_attack(spec, model, 0.1, **kwargs)
-    attack.compact_every = every
-    with record_host_syncs(monkeypatch) as hits:
-        attack(x, y, torch.Generator().manual_seed(0))
+    attack, hits = attack_host_syncs(spec, kwargs, every, monkeypatch)
     bound = runs(attack) * (1 + (math.ceil(10 / every) if every else 0))
     assert set(hits) <= {"aten.nonzero.default"} and sum(hits.values()) <= bound, dict(hits)

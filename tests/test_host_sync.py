@@ -25,15 +25,13 @@ import math
 import pytest
 import torch
 
-from attack_models import small_cnn
-from classwise.attacks import create_attack
 from classwise.attacks.pgd import COMPACT_EVERY_ACCELERATOR
 from classwise.config import load_config
 from classwise.runs import load_run_data
 from classwise.train.augment import crop_flip
 from classwise.train.loop import Trainer
 from classwise.train.objectives import OBJECTIVES
-from host_sync import record_host_syncs
+from host_sync import attack_host_syncs, record_host_syncs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,13 +70,7 @@ def test_attack_syncs_only_to_compact(spec, kwargs, every, monkeypatch):
     """No host sync but one ``nonzero`` per compaction: none without compaction or for a training
     attack, at most restarts * ceil(steps / k) at the GPU's interval k (an untrained model fools
     few examples early, so every compaction runs)."""
-    torch.manual_seed(0)
-    model = small_cnn().eval()
-    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    attack = create_attack(spec, model, 0.1, **kwargs)
-    attack.compact_every = every
-    with record_host_syncs(monkeypatch) as hits:
-        attack(x, y, torch.Generator().manual_seed(0))
+    attack, hits = attack_host_syncs(spec, kwargs, every, monkeypatch)
     bound = attack.restarts * math.ceil(attack.steps / every) if every and attack.keep_best else 0
     assert set(hits) <= {"aten.nonzero.default"} and sum(hits.values()) <= bound, f"{spec}: {dict(hits)}"
 
