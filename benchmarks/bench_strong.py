@@ -28,8 +28,8 @@ import numpy as np
 
 from _common import eval_model, eval_parser, machine, setup, time_interleaved
 from classwise.attacks import create_attack
-from classwise.attacks.cost import evaluation_cost
 from classwise.evaluate import EvalOptions, evaluate
+from classwise.results import evaluation_cost
 
 OFFICIAL, STRONG, PGD = "official APGD-CE + APGD-T", "classwise strong", "PGD-40 (protocol)"
 
@@ -68,7 +68,7 @@ def main() -> None:
 def _summary(name: str, res) -> tuple[str, dict]:
     """The result column of ``name`` and its cost totals (the official pair: both attacks summed)."""
     key = "worst" if name == OFFICIAL else res.attacks[0]
-    cost = evaluation_cost(res.extras, [a for a in res.facts if a != "worst"])
+    cost = evaluation_cost(res)
     total = {k: sum(c[k] for c in cost.values()) for k in ("forwards", "backwards")}
     return key, total
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +90,13 @@ class EvalResults:
                            {k: cut(v) for k, v in self.adv_probs.items()},
                            {k: cut(v) for k, v in self.extras.items() if len(v) == len(mask)}, dict(self.facts))
 
+    def cost(self, attack: str) -> dict[str, float] | None:
+        """What ``attack`` spent (:func:`cost_totals` of its "forwards/<attack>" and "backwards/<attack>"
+        records, written by :func:`classwise.evaluate.evaluate`); None without records (an older run, a
+        worst case, an attack evaluated elsewhere)."""
+        f, b = self.extras.get(f"forwards/{attack}"), self.extras.get(f"backwards/{attack}")
+        return None if f is None or b is None else cost_totals(f, b)
+
     def evaluated(self, attack: str) -> np.ndarray:
         """(N,) bool: the examples ``attack`` was evaluated on (its sample)."""
         return self.adv_pred[attack] != NOT_ATTACKED
@@ -151,3 +160,24 @@ def _checked_arrays(data: dict[str, np.ndarray], path: str | os.PathLike) -> lis
     if n and not (0 <= data["labels"].min() and data["labels"].max() < k):
         raise bad(f"labels outside the {k} classes")
     return names
+
+
+def cost_totals(forwards: Any, backwards: Any) -> dict[str, float]:
+    """Totals of per-example pass counts (N,) (entries < 0: not evaluated).
+
+    Returns {"forwards", "backwards": int totals, "examples": evaluated
+    examples, "backwards_per_example": float}. For full-batch PGD-k on n
+    clean-correct examples of N: forwards n (k + 1), backwards n k, examples
+    N, backwards_per_example n k / N.
+    """
+    f, b = np.asarray(forwards), np.asarray(backwards)
+    seen = f >= 0
+    n = int(seen.sum())
+    return {"forwards": int(f[seen].sum()), "backwards": int(b[seen].sum()), "examples": n,
+            "backwards_per_example": float(b[seen].sum() / n) if n else 0.0}
+
+
+def evaluation_cost(results: EvalResults, attacks: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per attack (default: all), :meth:`EvalResults.cost`; attacks without records are left out."""
+    costs = {name: results.cost(name) for name in (results.attacks if attacks is None else attacks)}
+    return {name: c for name, c in costs.items() if c is not None}
