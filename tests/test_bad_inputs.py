@@ -664,3 +664,17 @@ def test_no_write_follows_a_symbolic_link(capsys, run_copy, tmp_path, tiny_overr
     code, err = run_cli(capsys, args)
     assert_one_error(code, err, "symbolic link")
     assert (snapshot(victim) if link == "tables" else victim.read_text()) == before
+
+
+# --- settings the run must honour ---------------------------------------------------------------
+
+
+def test_metrics_log_the_lr_each_epoch_used(tmp_path):
+    """Step schedule, lr x 0.5 at epoch 1: epoch 1 trained at the base lr, epoch 2 at half of it."""
+    out = tmp_path / "run"
+    assert main(["train", "demo", "--out", out, "-q", *sets([
+        "data.train_examples=20", "train.batch_size=10", "train.epochs=2", "train.method=standard",
+        "train.milestones=[1]", "train.gamma=0.5", "train.monitor_examples=10", "train.monitor.name=fgsm"])]) == 0
+    lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    base = load_config("demo").train.lr
+    assert lrs == [base, base * 0.5]
