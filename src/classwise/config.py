@@ -298,7 +298,7 @@ class TrainConfig:
         _check_known("train.schedule", self.schedule, LR_SCHEDULES)
         _check(not self.milestones or self.schedule == "step",
                f"train.milestones apply to the step schedule, not {self.schedule}; set train.milestones=[]")
-        _check(self.gamma == _DEFAULT_GAMMA or (self.milestones and self.schedule == "step"),
+        _check(self.gamma == _DEFAULT_GAMMA or (bool(self.milestones) and self.schedule == "step"),
                "train.gamma multiplies the lr at train.milestones of the step schedule; without milestones it "
                "changes nothing")
         _check(self.schedule == "piecewise" or not (self.lr_epochs or self.lr_values),
