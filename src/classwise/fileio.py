@@ -103,7 +103,7 @@ def read_json(path: Path) -> dict:
     except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
         raise ClasswiseError(f"cannot read {path}: it is damaged (nested too deeply)") from None
     if not isinstance(data, dict):
-        raise ClasswiseError(f"{path} is damaged: it must hold a JSON object, not a {type(data).__name__}")
+        raise ClasswiseError(f"{path} is damaged: expected an object (a JSON object {{...}}), got a {type(data).__name__}")
     return data
 
 
