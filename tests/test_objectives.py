@@ -228,7 +228,7 @@ def test_he_cmp_begin_epoch_sets_the_solved_scale():
 # ---- learning-rate schedules ---------------------------------------------------
 
 def test_cyclic_lr_rises_to_peak_at_half_then_falls_to_zero_per_batch():
-    config = TrainConfig(method="standard", schedule="cyclic", epochs=4, lr=0.2)
+    config = TrainConfig(method="standard", schedule="cyclic", epochs=4, lr=0.2, milestones=())
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.lr)
     sched = make_scheduler(config, opt, steps_per_epoch=5)
     lrs = []

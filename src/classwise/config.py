@@ -22,6 +22,8 @@ from .spec import NORMS, AttackSpec, number_from_text, parse_number  # noqa: F40
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
 HEADS = ("linear", "he")
+MAX_WORKERS = 256  # DataLoader worker processes: more is a fork bomb, not a speed-up
+MAX_IMAGE_SIZE = 4096  # pixels per side: larger sizes would allocate terabytes for a dataset
 
 
 def _check(ok: bool, message: str) -> None:
@@ -63,7 +65,10 @@ class DataConfig:
         _check(self.train_examples is None or self.train_examples >= 1, "data.train_examples must be >= 1")
         _check(self.remove_class is None or self.remove_class >= 0,
                f"data.remove_class must be a class index >= 0, got {self.remove_class}")
-        _check(self.workers is None or self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        _check(self.workers is None or 0 <= self.workers <= MAX_WORKERS,
+               f"data.workers must be in [0, {MAX_WORKERS}], got {self.workers}")
+        _check(self.image_size is None or self.image_size <= MAX_IMAGE_SIZE,
+               f"data.image_size must be <= {MAX_IMAGE_SIZE}, got {self.image_size}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ class AttackConfig:
             _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
         else:
             _check(0.0 <= self.eps < float("inf"), f"L2 eps must be a finite number >= 0, got {self.eps}")
-        _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
+        _check(self.step_size is None or 0 <= self.step_size < float("inf"),
+               f"step_size must be a finite number >= 0, got {self.step_size}")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
         _check(self.examples_per_class is None or self.examples_per_class >= 1,
                f"examples_per_class must be >= 1 or null, got {self.examples_per_class}")
@@ -264,10 +270,39 @@ class TrainConfig:
         _check(self.weight_norm_penalty >= 0, f"train.weight_norm_penalty must be >= 0, got {self.weight_norm_penalty}")
         _check(self.class_weight_gamma >= 0, f"train.class_weight_gamma must be >= 0, got {self.class_weight_gamma}")
         _check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        _check(self.gamma > 0, f"train.gamma must be > 0 (the lr is multiplied by it), got {self.gamma}")
+        _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(all(m >= 1 for m in self.milestones), f"train.milestones must be epochs >= 1, got {list(self.milestones)}")
+        _check(all(e >= 1 for e in self.save_epochs), f"train.save_epochs must be epochs >= 1, got {list(self.save_epochs)}")
+        self._check_training_attacks()
         self._check_schedule()
+
+    def _check_training_attacks(self) -> None:
+        """Refuse attack settings that training and the monitor would ignore.
+
+        Training ascends the last iterate of one run of ``attack`` (no restarts, no
+        best-iterate keeping); the monitor attacks ``monitor_examples`` images, so
+        neither takes ``examples_per_class``.
+        """
+        a = self.attack
+        _check(a.restarts == 1, f"train.attack.restarts must be 1, got {a.restarts}: training ascends the last "
+                                "iterate of one attack run (restarts apply to evaluation attacks)")
+        _check("keep_best" not in a.options, "train.attack.options.keep_best is not a training setting: training "
+                                             "always ascends the attack's last iterate")
+        for key, cfg in (("attack", a), ("monitor", self.monitor)):
+            _check(cfg.examples_per_class is None, f"train.{key}.examples_per_class is an evaluation setting; "
+                                                   "the monitor's sample is train.monitor_examples")
 
     def _check_schedule(self) -> None:
         _check_known("train.schedule", self.schedule, LR_SCHEDULES)
+        _check(not self.milestones or self.schedule == "step",
+               f"train.milestones apply to the step schedule, not {self.schedule}; set train.milestones=[]")
+        _check(self.gamma == _DEFAULT_GAMMA or (bool(self.milestones) and self.schedule == "step"),
+               "train.gamma multiplies the lr at train.milestones of the step schedule; without milestones it "
+               "changes nothing")
+        _check(self.schedule == "piecewise" or not (self.lr_epochs or self.lr_values),
+               f"train.lr_epochs and lr_values apply to the piecewise schedule, not {self.schedule}")
         if self.schedule != "piecewise":
             return
         xs, ys = self.lr_epochs, self.lr_values
@@ -275,6 +310,9 @@ class TrainConfig:
                "train.schedule piecewise needs lr_epochs and lr_values of equal length >= 2")
         _check(all(a < b for a, b in zip(xs, xs[1:])) and xs[0] >= 0, "train.lr_epochs must increase from >= 0")
         _check(all(v >= 0 for v in ys), "train.lr_values must be >= 0")
+
+
+_DEFAULT_GAMMA = next(f.default for f in fields(TrainConfig) if f.name == "gamma")
 
 
 @dataclass(frozen=True)

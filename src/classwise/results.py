@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,11 @@ class EvalResults:
     def load(cls, path: str | os.PathLike) -> "EvalResults":
         """Read results written by :meth:`save` (no pickles are loaded); a damaged file is one clear error."""
         try:
+            _check_sizes(path)
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
+        except ClasswiseError:
+            raise
         except Exception as e:  # truncated or flipped bytes: BadZipFile, EOFError, zlib.error, ValueError...
             raise ClasswiseError(f"cannot read per-sample results {path}: the file is damaged ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'}); re-run `classwise evaluate`") from e
@@ -155,8 +159,11 @@ def _checked_arrays(data: dict[str, np.ndarray], path: str | os.PathLike) -> lis
     for key, v in data.items():
         if key.startswith(("labels", "clean_pred", "adv_pred/")) and (v.shape != (n,) or v.dtype.kind not in "iu"):
             raise bad(f"{key} is not {n} integer predictions")
-        if key.startswith(("clean_probs", "adv_probs/")) and v.shape != (n, k):
-            raise bad(f"{key} is not ({n}, {k}) probabilities")
+        if key.startswith(("clean_pred", "adv_pred/")) and n and not (v.min() >= NOT_ATTACKED and v.max() < k):
+            raise bad(f"{key} holds predictions outside the {k} classes")
+        if key.startswith(("clean_probs", "adv_probs/")) and (
+                v.shape != (n, k) or v.dtype.kind != "f" or not np.all((v >= 0) & (v <= 1))):  # NaN fails too
+            raise bad(f"{key} is not ({n}, {k}) finite probabilities in [0, 1]")
     if n and not (0 <= data["labels"].min() and data["labels"].max() < k):
         raise bad(f"labels outside the {k} classes")
     return names
@@ -181,3 +188,21 @@ def evaluation_cost(results: EvalResults, attacks: Iterable[str] | None = None) 
     """Per attack (default: all), :meth:`EvalResults.cost`; attacks without records are left out."""
     costs = {name: results.cost(name) for name in (results.attacks if attacks is None else attacks)}
     return {name: c for name, c in costs.items() if c is not None}
+
+
+def _check_sizes(path: str | os.PathLike) -> None:
+    """Refuse a results file whose arrays claim more bytes than the file holds (before any is allocated).
+
+    Each member of the .npz is a .npy file: its header's shape and dtype fix the array's size, which can
+    be no larger than the member's uncompressed size recorded in the zip directory.
+    """
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if size > info.file_size:
+                raise ClasswiseError(f"per-sample results {path} are damaged ({info.filename} claims shape "
+                                     f"{shape}, {size} bytes, in {info.file_size}); re-run `classwise evaluate`")

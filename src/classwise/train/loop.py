@@ -90,6 +90,7 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self.resume_point: dict | None = None  # a mid-epoch state loaded by restore()
         self._bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # set per epoch
+        self.lr_used = self.optimizer.param_groups[0]["lr"]  # the lr of the last optimiser step (metrics' "lr")
 
     def _check_world(self) -> None:
         bs, world, n = self.cfg.batch_size, self.dist.world, len(self.data.train_y)
@@ -146,7 +147,7 @@ class Trainer:
         process's CPU seconds (all threads): what the epoch cost on a shared machine.
         """
         train_s = time.perf_counter() - start[0]  # before the monitor runs: the training throughput
-        record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
+        record = {"epoch": self.epoch, "lr": self.lr_used, **stats}
         record |= self.objective.epoch_metrics()
         record |= self._monitor(*monitor)
         record["time_s"] = round(time.perf_counter() - start[0], 3)
@@ -252,6 +253,7 @@ class Trainer:
             loss, logits = self.objective(self.model, xb, yb, run.eps, gens.get("attack", gen))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.lr_used = self.optimizer.param_groups[0]["lr"]  # before any scheduler step: the lr of this step
         self.optimizer.step()
         if self.per_batch:
             self.scheduler.step()
