@@ -201,6 +201,46 @@ class TemperatureConfig:
 
 
 @dataclass(frozen=True)
+class FairnessConfig:
+    """Hyper-parameters of the robust-fairness methods frl, dafa and wat (docs/fairness.md).
+
+    ``val_examples``: the validation split these methods read, about that many
+    class-balanced training images drawn with the run's seed, removed from
+    training and recorded in ``<run>/validation.json``.
+    FRL (Xu et al. 2021; reference hannxu123/fair_robust, frlrmrw.py defaults):
+    ``frl_tau_nat`` / ``frl_tau_bndy`` the allowed excess of a class's clean /
+    boundary error over the average (bound0, bound1 = 0.1), ``frl_rate`` the
+    multiplier step (rate1 = 0.05, halved every ``frl_rate_halving`` = 40
+    epochs), ``frl_rate_eps`` the re-margin step (rate2 = 0.1; 0 turns
+    re-margining off), ``frl_lim`` the cap on each multiplier vector's sum (0.5).
+    DAFA (Lee et al. 2024; reference rucy74/DAFA): ``dafa_lambda`` (1.0) and
+    ``dafa_warmup`` (70 epochs of 110). WAT (Li & Liu 2023): ``wat_eta``, the
+    Hedge learning rate (0.1).
+    """
+
+    val_examples: int = 1000
+    frl_tau_nat: float = 0.1
+    frl_tau_bndy: float = 0.1
+    frl_rate: float = 0.05
+    frl_rate_eps: float = 0.1
+    frl_rate_halving: int = 40
+    frl_lim: float = 0.5
+    dafa_lambda: float = 1.0
+    dafa_warmup: int = 70
+    wat_eta: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.val_examples >= 1, f"train.fair.val_examples must be >= 1, got {self.val_examples}")
+        _check(self.frl_rate >= 0 and self.frl_rate_eps >= 0, "train.fair.frl_rate and frl_rate_eps must be >= 0")
+        _check(self.frl_rate_halving >= 1, f"train.fair.frl_rate_halving must be >= 1, got {self.frl_rate_halving}")
+        _check(0 < self.frl_lim < 1, f"train.fair.frl_lim must be in (0, 1) (class weights stay > 0), got {self.frl_lim}")
+        _check(0 <= self.dafa_lambda <= 1, f"train.fair.dafa_lambda must be in [0, 1] (weights stay > 0), "
+                                           f"got {self.dafa_lambda}")
+        _check(self.dafa_warmup >= 0, f"train.fair.dafa_warmup must be >= 0, got {self.dafa_warmup}")
+        _check(self.wat_eta >= 0, f"train.fair.wat_eta must be >= 0, got {self.wat_eta}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, schedule and objective (section 3 / appendix E of the paper).
 
@@ -210,8 +250,9 @@ class TrainConfig:
     (figure 1); ``monitor_examples`` caps how many test images it attacks.
 
     ``method`` names an objective of ``classwise.train.objectives`` (standard,
-    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp); ``beta`` weighs the
-    TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP schedules.
+    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp, frl, dafa, wat); ``beta``
+    weighs the TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP
+    schedules, ``fair`` the robust-fairness methods' settings.
     ``schedule``: "step" (lr x ``gamma`` at ``milestones``, per epoch),
     "cyclic" (0 -> ``lr`` -> 0, linear, stepped per batch; Wong et al. 2020),
     "piecewise" (linear through (``lr_epochs``, ``lr_values``), per batch).
@@ -247,6 +288,7 @@ class TrainConfig:
     lr_epochs: tuple[float, ...] = ()
     lr_values: tuple[float, ...] = ()
     he: TemperatureConfig = field(default_factory=TemperatureConfig)
+    fair: FairnessConfig = field(default_factory=FairnessConfig)
     weight_norm_penalty: float = 0.0
     class_weight_gamma: float = 0.0
     checkpoint_every: int = 0
