@@ -203,7 +203,7 @@ def test_validation_split_is_held_out_and_recorded(tmp_path, method_overrides):
     assert len(trainer.data.train_y) == len(full) - len(idx) == record["training_images_left"]
     assert torch.bincount(full[idx]).tolist() == [2] * 10 and record["seed"] == config.seed
     assert trainer.objective.validation is not None and torch.equal(trainer.objective.validation[1], full[idx])
-    again = Trainer(config, load_run_data(config), tmp_path / "again", progress=False)
+    Trainer(config, load_run_data(config), tmp_path / "again", progress=False)
     assert json.loads((tmp_path / "again" / "validation.json").read_text()) == record  # reproducible
 
 

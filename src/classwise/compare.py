@@ -270,12 +270,16 @@ def fairness_markdown(record: dict[str, Any]) -> str:
                       "| p (average, vs first) | p (worst-class, vs first) |", "|---|---|---|---|---|---|---|---|"]
         for name, s in record["groups"].items():
             vs = s.get("vs", {})
-            p = lambda key: "" if not vs else ("n/a" if vs[key] is None else f"{vs[key]:.3f}")  # noqa: E731
+            p = [_p_value(vs, key) for key in ("p_robust", "p_worst")]
             lines.append(f"| {name} | {s['runs']} | {_mean_std(s['clean'])} | {_mean_std(s['robust'])} "
-                         f"| {_mean_std(s['worst'])} | {_mean_std(s['nsd'], 3)} | {p('p_robust')} | {p('p_worst')} |")
+                         f"| {_mean_std(s['worst'])} | {_mean_std(s['nsd'], 3)} | {p[0]} | {p[1]} |")
         lines += ["", "Mean ± standard deviation over seeds; p: Welch's t-test over seeds against the first group "
                       "(n/a with fewer than 2 seeds in a group)."]
     return "\n".join(lines) + "\n"
+
+
+def _p_value(vs: dict[str, Any], key: str) -> str:
+    return "" if not vs else ("n/a" if vs[key] is None else f"{vs[key]:.3f}")
 
 
 def _fairness_csv(record: dict[str, Any]) -> str:
