@@ -216,25 +216,26 @@ def parse_groups(specs: list[str]) -> dict[str, list[Path]]:
     return groups
 
 
-def compare_fairness(groups: dict[str, list[Path]], out: str | Path, attack: str | None = None) -> dict[str, Any]:
-    """Write fairness.{md,csv,json}: per run and, for groups of several runs, mean +- std over seeds.
-
-    groups: name -> evaluated runs (a group of one run is a run). Groups after the
-    first are tested against it over seeds (:func:`seed_test`). Returns the record.
-    """
-    runs = {name: [(p, fairness_row(_summary(p), attack)) for p in paths] for name, paths in groups.items()}
-    names = {tuple(_summary(p)["class_names"]) for paths in groups.values() for p in paths}
-    if len(names) > 1:
+def fairness_record(groups: dict[str, list[Path]], attack: str | None = None) -> dict[str, Any]:
+    """Per run and per group (mean +- std over seeds) figures of evaluated runs; groups after the first
+    are tested against it over seeds (:func:`seed_test`). groups: name -> runs (one run: a run)."""
+    summaries = {p: _summary(p) for paths in groups.values() for p in paths}
+    if len({tuple(s["class_names"]) for s in summaries.values()}) > 1:
         raise ClasswiseError("the runs have different classes; compare runs on one dataset")
+    runs = {name: [(p, fairness_row(summaries[p], attack)) for p in paths] for name, paths in groups.items()}
     stats = {name: group_stats([r for _, r in rows]) for name, rows in runs.items()}
     first = next(iter(stats))
     for name, s in stats.items():
         if name != first:
             s["vs"] = {"group": first, **{f"p_{key}": seed_test(stats[first][key]["values"], s[key]["values"])
                                           for key in ("robust", "worst")}}  # both are always finite
-    record = {"attack": attack, "groups": stats,
-              "runs": {name: [{"run": str(p), **r} for p, r in rows] for name, rows in runs.items()}}
-    out = Path(out)
+    return {"attack": attack, "groups": stats,
+            "runs": {name: [{"run": str(p), **r} for p, r in rows] for name, rows in runs.items()}}
+
+
+def compare_fairness(groups: dict[str, list[Path]], out: str | Path, attack: str | None = None) -> dict[str, Any]:
+    """Write fairness.{md,csv,json} of :func:`fairness_record` into ``out``; returns the record."""
+    record, out = fairness_record(groups, attack), Path(out)
     write_json(out / "fairness.json", record)
     atomic_write(out / "fairness.md", fairness_markdown(record))
     atomic_write(out / "fairness.csv", _fairness_csv(record))
