@@ -19,8 +19,8 @@ def dafa_weights(similarity: torch.Tensor, lam: float) -> torch.Tensor:
 
     ``W_i = 1 + lam * sum_{j != i} s_ij * p_ij * p_jj`` with s_ij = +1 when class i is
     harder than j (p_ii < p_jj), else -1: a hard class takes weight from the classes it
-    is confused with, in proportion to how often it is mistaken for them (eq. 6 of the
-    paper; the reference multiplies by p_jj and counts ties as "easier", as here).
+    is confused with, in proportion to how often it is mistaken for them (the paper's
+    class-weight rule as the reference computes it: times p_jj, ties counted as "easier").
     """
     diag = similarity.diagonal()
     sign = torch.where(diag[:, None] < diag[None, :], 1.0, -1.0).to(similarity.dtype)  # (K, K), row i vs column j
@@ -40,7 +40,7 @@ class DAFA(FairObjective):
     weigh each example's clean cross-entropy and scale its attack radius and step (eps * W_y).
 
     Paper: Lee, Lee, Kim, "DAFA: Distance-Aware Fair Adversarial Training",
-    ICLR 2024 (section 4, eqs. 6-7); reference code rucy74/DAFA (utils.py,
+    ICLR 2024; reference code rucy74/DAFA (utils.py,
     losses.py; CIFAR-10 defaults lambda 1.0, warm-up 70 of 110 epochs). W is
     computed once, before 0-based epoch ``dafa_warmup`` (:func:`dafa_weights`).
 

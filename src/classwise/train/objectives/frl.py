@@ -24,12 +24,12 @@ def cap_sum(lam: torch.Tensor, lim: float) -> torch.Tensor:
 
 def frl_update(lam: torch.Tensor, stats: ClassStats, tau_nat: float, tau_bndy: float, rate: float,
                rate_eps: float, lim: float) -> torch.Tensor:
-    """One FRL multiplier update (algorithm 1 of the paper, reference frl_train). lam (3, K) -> (3, K).
+    """One FRL multiplier update (the paper's Lagrangian step, as reference ``frl_train``). lam (3, K) -> (3, K).
 
     Rows: lambda_nat, lambda_bndy, lambda_eps. With phi_nat(c), phi_bndy(c) the
     class-wise clean and boundary errors and R_nat, R_bndy their overall values on
     the validation split, gamma_nat = phi_nat - R_nat - tau_nat and
-    gamma_bndy = phi_bndy - R_bndy - tau_bndy (the constraint violations, eq. 8);
+    gamma_bndy = phi_bndy - R_bndy - tau_bndy (the fairness constraints' violations);
     lambda_nat += rate * gamma_nat, lambda_bndy += 2 rate * gamma_bndy (each then
     clamped at 0 and capped to sum ``lim``), lambda_eps += rate_eps * gamma_bndy.
     """
@@ -66,7 +66,7 @@ class FRL(FairObjective):
     """FRL-Reweight + Remargin on TRADES (loss and attack weighted by class).
 
     Paper: Xu, Liu, Li, Jain, Tang, "To be Robust or to be Fair: Towards Fairness
-    in Adversarial Training", ICML 2021 (algorithms 1 and 2, eqs. 8-10); reference
+    in Adversarial Training", ICML 2021 (FRL-Reweight and -Remargin); reference
     code hannxu123/fair_robust (frlrmrw.py, utils_frl2.py), whose update rules and
     defaults (``cfg.fair``: tau 0.1 / 0.1, rates 0.05 / 0.1, cap 0.5, rate halved
     every 40 epochs) are followed: at the start of every epoch the multipliers

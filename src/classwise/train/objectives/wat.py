@@ -34,7 +34,7 @@ class WAT(FairObjective):
     """WAT on TRADES: each epoch's per-class loss weights come from a no-regret game on a validation split.
 
     Paper: Li & Liu, "WAT: Improve the Worst-class Robustness in Adversarial
-    Training", AAAI 2023 (algorithm 1); reference code (worst-class adversarial
+    Training", AAAI 2023; reference code (worst-class adversarial
     training script, default eta 0.1): the experts are the K classes and the
     average class; after every epoch each expert's cost is its mean TRADES loss
     ``CE + beta * KL`` on the validation split under the TRADES attack, costs are
