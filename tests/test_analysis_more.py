@@ -316,3 +316,16 @@ def test_compare_group_input_errors(tmp_path, args, capsys):
     assert main(["compare", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_compare_of_summaries_without_counts_keeps_the_table_and_says_why_no_worst_class(tmp_path, capsys):
+    from classwise.cli import main
+
+    a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
+    summary = json.loads((a / "summary.json").read_text())
+    del summary["attacks"]["pgd20"]["count"]  # as an older summary.json
+    (a / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", str(a), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "no worst-class table" in out and "classwise report" in out and (tmp_path / "cmp" / "compare.md").is_file()
+    assert main(["compare", "--group", f"a={a}", "--out", str(tmp_path / "cmp")]) == 2  # the group table needs counts

@@ -324,10 +324,14 @@ def compare(
         paths: list[str | Path] = list(runs)
         rec = compare_table(paths, out, attack=attack)
         typer.echo((out / "compare.md").read_text())
-        compare_fairness({run_label(r, runs): [r] for r in runs}, out, attack=attack)
-        typer.echo((out / "fairness.md").read_text())
+        try:
+            compare_fairness({run_label(r, runs): [r] for r in runs}, out, attack=attack)
+            typer.echo((out / "fairness.md").read_text())
+            worst = f"; worst class: {out / 'fairness.md'}"
+        except ClasswiseError as e:  # the class-wise table stands; say why the worst-class one is missing
+            worst = f"; no worst-class table: {e}"
         typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: "
-                   f"{out / 'compare.png'}; worst class: {out / 'fairness.md'}")
+                   f"{out / 'compare.png'}{worst}")
         return
     if len(runs) != 2:
         raise ClasswiseError(f"--figure7 compares two runs (STANDARD ROBUST), got {len(runs)}")
