@@ -204,18 +204,19 @@ class TemperatureConfig:
 class FairnessConfig:
     """Hyper-parameters of the robust-fairness methods frl, dafa and wat (docs/fairness.md).
 
-    ``val_examples``: the validation split these methods read, about that many
-    class-balanced training images drawn with the run's seed, removed from
-    training and recorded in ``<run>/validation.json``.
-    FRL (Xu et al. 2021; reference hannxu123/fair_robust, frlrmrw.py defaults):
-    ``frl_tau_nat`` / ``frl_tau_bndy`` the allowed excess of a class's clean /
-    boundary error over the average (bound0, bound1 = 0.1), ``frl_rate`` the
-    multiplier step (rate1 = 0.05, halved every ``frl_rate_halving`` = 40
-    epochs), ``frl_rate_eps`` the re-margin step (rate2 = 0.1; 0 turns
-    re-margining off), ``frl_lim`` the cap on each multiplier vector's sum (0.5).
-    DAFA (Lee et al. 2024; reference rucy74/DAFA): ``dafa_lambda`` (1.0) and
-    ``dafa_warmup`` (70 epochs of 110). WAT (Li & Liu 2023): ``wat_eta``, the
-    Hedge learning rate (0.1).
+    Defaults are the reference codes' (FRL: hannxu123/fair_robust frlrmrw.py; DAFA:
+    rucy74/DAFA; WAT: its training script).
+    The split: ``val_examples`` class-balanced training images (about that many) drawn
+    with the run's seed, removed from training, recorded in ``<run>/validation.json``.
+    FRL tolerances: ``frl_tau_nat`` (bound0) and ``frl_tau_bndy`` (bound1), how far a
+    class's clean and boundary error may exceed the average.
+    FRL step: ``frl_rate`` (rate1) for the loss-weight multipliers, halved every
+    ``frl_rate_halving`` epochs.
+    FRL re-margin step: ``frl_rate_eps`` (rate2; 0 turns re-margining off).
+    FRL cap: ``frl_lim``, the largest sum of each multiplier vector (< 1 keeps weights > 0).
+    DAFA: ``dafa_lambda``, the scale of the class-weight moves (in [0, 1]).
+    DAFA warm-up: ``dafa_warmup`` epochs of TRADES before the weights are computed.
+    WAT: ``wat_eta``, the Hedge learning rate.
     """
 
     val_examples: int = 1000
