@@ -207,6 +207,47 @@ class TemperatureConfig:
 
 
 @dataclass(frozen=True)
+class FairnessConfig:
+    """Hyper-parameters of the robust-fairness methods frl, dafa and wat (docs/fairness.md).
+
+    Defaults are the reference codes' (FRL: hannxu123/fair_robust frlrmrw.py; DAFA:
+    rucy74/DAFA; WAT: its training script).
+    The split: ``val_examples`` class-balanced training images (about that many) drawn
+    with the run's seed, removed from training, recorded in ``<run>/validation.json``.
+    FRL tolerances: ``frl_tau_nat`` (bound0) and ``frl_tau_bndy`` (bound1), how far a
+    class's clean and boundary error may exceed the average.
+    FRL step: ``frl_rate`` (rate1) for the loss-weight multipliers, halved every
+    ``frl_rate_halving`` epochs.
+    FRL re-margin step: ``frl_rate_eps`` (rate2; 0 turns re-margining off).
+    FRL cap: ``frl_lim``, the largest sum of each multiplier vector (< 1 keeps weights > 0).
+    DAFA: ``dafa_lambda``, the scale of the class-weight moves (in [0, 1]).
+    DAFA warm-up: ``dafa_warmup`` epochs of TRADES before the weights are computed.
+    WAT: ``wat_eta``, the Hedge learning rate.
+    """
+
+    val_examples: int = 1000
+    frl_tau_nat: float = 0.1
+    frl_tau_bndy: float = 0.1
+    frl_rate: float = 0.05
+    frl_rate_eps: float = 0.1
+    frl_rate_halving: int = 40
+    frl_lim: float = 0.5
+    dafa_lambda: float = 1.0
+    dafa_warmup: int = 70
+    wat_eta: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.val_examples >= 1, f"train.fair.val_examples must be >= 1, got {self.val_examples}")
+        _check(self.frl_rate >= 0 and self.frl_rate_eps >= 0, "train.fair.frl_rate and frl_rate_eps must be >= 0")
+        _check(self.frl_rate_halving >= 1, f"train.fair.frl_rate_halving must be >= 1, got {self.frl_rate_halving}")
+        _check(0 < self.frl_lim < 1, f"train.fair.frl_lim must be in (0, 1) (class weights stay > 0), got {self.frl_lim}")
+        _check(0 <= self.dafa_lambda <= 1, f"train.fair.dafa_lambda must be in [0, 1] (weights stay > 0), "
+                                           f"got {self.dafa_lambda}")
+        _check(self.dafa_warmup >= 0, f"train.fair.dafa_warmup must be >= 0, got {self.dafa_warmup}")
+        _check(self.wat_eta >= 0, f"train.fair.wat_eta must be >= 0, got {self.wat_eta}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, schedule and objective (section 3 / appendix E of the paper).
 
@@ -216,8 +257,9 @@ class TrainConfig:
     (figure 1); ``monitor_examples`` caps how many test images it attacks.
 
     ``method`` names an objective of ``classwise.train.objectives`` (standard,
-    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp); ``beta`` weighs the
-    TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP schedules.
+    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp, frl, dafa, wat); ``beta``
+    weighs the TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP
+    schedules, ``fair`` the robust-fairness methods' settings.
     ``schedule``: "step" (lr x ``gamma`` at ``milestones``, per epoch),
     "cyclic" (0 -> ``lr`` -> 0, linear, stepped per batch; Wong et al. 2020),
     "piecewise" (linear through (``lr_epochs``, ``lr_values``), per batch).
@@ -253,6 +295,7 @@ class TrainConfig:
     lr_epochs: tuple[float, ...] = ()
     lr_values: tuple[float, ...] = ()
     he: TemperatureConfig = field(default_factory=TemperatureConfig)
+    fair: FairnessConfig = field(default_factory=FairnessConfig)
     weight_norm_penalty: float = 0.0
     class_weight_gamma: float = 0.0
     checkpoint_every: int = 0

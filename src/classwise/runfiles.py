@@ -71,7 +71,7 @@ LOCK = ".classwise.lock"
 TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoints (resume reads it)
 # Every file classwise writes into a run folder (glob patterns relative to it); RunFiles names each one.
 OWN_FILES = (
-    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
+    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "validation.json", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
     "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
     "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
@@ -118,6 +118,11 @@ class RunFiles:
     @property
     def train_log(self) -> Path:
         return self.root / "train.log"
+
+    @property
+    def validation(self) -> Path:
+        """The validation split a fairness method held out of the training set (indices, seed)."""
+        return self.root / "validation.json"
 
     @property
     def checkpoints(self) -> Path:
