@@ -65,6 +65,7 @@ from classwise.train.objectives import create_objective
 
 from _common import make_model, random_batch, sync, time_interleaved
 from bench_pgd_step import candidates as pgd_step_candidates
+from bench_strong import compare as compare_strong
 from gpu_check_scale import scale_phases
 
 EPS, ALPHA, PGD_STEP = 8 / 255, 10 / 255, 2 / 255
@@ -265,6 +266,21 @@ def final_eval(model, data: DataBundle, perf: PerfConfig, device: torch.device, 
             "pgd20": accuracy_block(res.labels, res.adv_pred["pgd20"], k)}
 
 
+def strong_phase(model, data: DataBundle, device: torch.device, seed: int, smoke: bool) -> dict:
+    """The FGSM-RS model on 1,000 class-balanced test images (10 in a smoke run): the official APGD-CE + APGD-T
+    cascade, classwise ``strong`` and PGD-20, interleaved (benchmarks/bench_strong.py): robust accuracy overall
+    and per class, gradient passes, wall seconds after synchronisation, per-class paired McNemar."""
+    from classwise.evaluate import EvalOptions
+
+    per_class = 1 if smoke else 100
+    idx = torch.as_tensor(class_balanced_indices(data.test_y, per_class, seed))
+    opts = EvalOptions(batch_size=1000 if device.type == "cuda" else 100, device=device, seed=seed, progress=False,
+                       zero_grad=False)
+    short = {"steps": 3, "target_steps": 3} if smoke else {}
+    return compare_strong(model, data.test_x[idx], data.test_y[idx], EPS, opts, protocol="pgd20@step=2/255",
+                          strong=short, official_steps=3 if smoke else 100)
+
+
 def pgd10_epoch(args: argparse.Namespace, data: DataBundle, device: torch.device, work: Path) -> dict:
     """Seconds of one PGD-10 (step 2/255) adversarial-training epoch of ResNet-18, batch 128."""
     if args.pgd10_examples is not None:
@@ -383,6 +399,9 @@ def cifar_phases(args: argparse.Namespace, device: torch.device, out: Path, work
     save(out, results)
     results["final"] = final_eval(model, data, config.perf, device, args.seed)
     print_final(results["final"])
+    save(out, results)
+    results["strong"] = strong_phase(model, data, device, args.seed, args.smoke)
+    print(f"strong vs the official APGD-CE + APGD-T: {results['strong']['rows']}", flush=True)
     save(out, results)
     results["pgd10_epoch"] = pgd10_epoch(args, data, device, work)
     print(f"one PGD-10 AT epoch of ResNet-18: {results['pgd10_epoch']}", flush=True)

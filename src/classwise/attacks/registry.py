@@ -264,8 +264,8 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
                               BY_BACKEND["autoattack"]["autoattack"], _library("autoattack"), only_norms=_LIB_NORMS),
     "apgd": AttackEntry("apgd[K]", "our APGD, K steps (100), loss=ce|dlr, @target=J (DLR-T with loss=dlr); compacts",
                         APGD, _apgd, "steps"),
-    "strong": AttackEntry("strong", "APGD-CE 100, then APGD-DLR-T 100 toward the top 3 runner-up classes, "
-                          "survivors only", Strong, _fixed(Strong)),
+    "strong": AttackEntry("strong", "APGD-CE 100, then APGD-DLR-T 50 toward the top 2 runner-up classes "
+                          "from where APGD-CE left each example; survivors only", Strong, _fixed(Strong)),
 })
 
 
