@@ -530,7 +530,9 @@ def render(records: Path) -> str:
              "interval (Wilson per class, docs/statistics.md). The CPU presets are far below the paper's "
              "budget (a few epochs instead of 100, small networks, PGD-3 or FGSM-RS instead of PGD-10/40 training), so "
              "absolute numbers are lower than the paper's; the verdicts are about the class-wise claims, "
-             "each judged by the rule written beside it.\n\n")
+             "each a test against a stated null from the recorded integer counts (test, effect size and p-value "
+             "in the row; docs/statistics.md, \"Verdicts of the reproduction record\") turned into a verdict by "
+             "the rule written beside it. Attack budgets that differ from the paper's are stated with the rows.\n\n")
     parts = [cpu_section(s, load_record(records / s.preset), records / s.preset) for s in CPU]
     return intro + "\n".join(parts) + "\n" + gpu_section()
 
