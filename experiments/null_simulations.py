@@ -7,7 +7,8 @@ null holds, at the class rates and counts of the saved records (docs/reproductio
    distribution, shifted (logistic or normal), FGSM's per-class robustness as
    observed, the stronger attack's overall as observed. Mean null rho of the
    absolute drop, the relative loss and the logit and probit drops against the weaker
-   robustness, and how often each one-sided permutation test rejects at 0.05.
+   robustness, and how often each one-sided permutation test rejects at 0.05;
+   and how often both scales reject when weaker classes do lose more (power).
 2. Figure 2 (symmetry): tables drawn from the quasi-independence fit of each
    record's flips; how often the symmetry test rejects at 0.05 (its size), and
    with a symmetric pair affinity on top of the fit (its power).
@@ -15,7 +16,7 @@ null holds, at the class rates and counts of the saved records (docs/reproductio
 4. Table 3 (equivalence): paired TOST at the margin (true difference = margin),
    its rejection rate (size), and at difference 0 (power).
 
-    python experiments/null_simulations.py            # about a minute on one core
+    python experiments/null_simulations.py            # about 40 s of CPU on one core
 """
 
 from __future__ import annotations
@@ -79,6 +80,28 @@ def floor_ceiling(summary: dict, reps: int, n_perm: int) -> list[str]:
     return lines
 
 
+def weak_hurt_power(summary: dict, n_perm: int, reps: int = 200) -> str:
+    """How often both scales reject when weaker classes lose more log-odds: drop_k = d (1 + c z_k), z = weakness."""
+    from scipy.special import expit, logit
+
+    weak, strong = summary["attacks"]["fgsm"], summary["attacks"][summary["protocol"]]
+    n = np.asarray(weak["n"])
+    w_rate = np.clip(np.asarray(weak["count"]) / n, 1e-4, 1 - 1e-4)
+    mu = logit(w_rate)
+    d = float(np.median(empirical_logit(weak["count"], n) - empirical_logit(strong["count"], n)))
+    z = (mu.mean() - mu) / mu.std()
+    rng = np.random.default_rng(5)
+    out = []
+    for c in (0.25, 0.5):
+        s_rate = expit(mu - d * (1 + c * z))
+        w = rng.binomial(n, w_rate, size=(reps, n.size))
+        s = rng.binomial(w, s_rate / w_rate)
+        both = np.mean([max(drop_scale_test(a, b, n, scale=g, n_perm=n_perm, seed=i).p for g in ("logit", "probit"))
+                        < 0.05 for i, (a, b) in enumerate(zip(w, s))])
+        out.append(f"c = {c:g}: both tests reject {100 * both:.0f}%")
+    return f"  power, logit drop {d:.2f} x (1 + c z), z the class's standardised weakness: " + "; ".join(out)
+
+
 def symmetry_size(counts: np.ndarray, reps: int) -> str:
     """How often the symmetry test rejects tables drawn from the quasi-independence fit of ``counts``."""
     e = quasi_independence(counts)
@@ -129,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         np.fill_diagonal(counts, 0)
         print(f"{preset}: section 3.3, shifted-margin null ({args.reps} draws; tests on 200, 999 permutations)")
         print("\n".join(floor_ceiling(summary, args.reps, 999)))
+        print(weak_hurt_power(summary, 999))
         print(f"{preset}: figure 2, quasi-independence null (200 tables, 199 draws each)")
         print(symmetry_size(counts, 200))
     print("figure 4: permutation test over classes")
