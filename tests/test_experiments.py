@@ -178,3 +178,51 @@ def test_paper_temperature_axis_of_he_models():
     plain = PGD(he, threat, 10)(x, y, gen())  # 1/T' = 1: what an unconverted axis attacks
     assert (paper - ours).abs().max() < 1e-4
     assert (paper - plain).abs().max() > 1e-3
+
+
+def _record(robust: dict | None = None, attacks: dict | None = None) -> "record_gen.Record":
+    return record_gen.Record(robust or {}, {}, [], {}, {"attacks": attacks or {}}, 2)
+
+
+def _block(count: list[int], n: int) -> dict:
+    return {"count": count, "n": [n] * len(count), "overall": 100 * sum(count) / (n * len(count)),
+            "examples": n * len(count)}
+
+
+def test_table3_verdict_from_paired_counts():
+    pgd = _block([600] * 10, 1000)
+    same = _block([601] * 10, 1000) | {"paired": {"against": "PGD", "only_reference": [2] * 10, "only_attack": [3] * 10}}
+    claim = record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": same}), {})
+    assert claim.verdict == "reproduced" and "exact McNemar (20 vs 30 discordant)" in claim.test
+    worse = _block([560] * 10, 1000) | {"paired": {"against": "PGD", "only_reference": [45] * 10,
+                                                   "only_attack": [5] * 10}}
+    assert record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": worse}), {}).verdict == "not"
+    unpaired = {k: v for k, v in same.items() if k != "paired"}  # an older record: the bound decides
+    claim = record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": unpaired}), {})
+    assert claim.verdict == "inconclusive" and "pairing unknown" in claim.test
+
+
+def test_weak_hurt_verdict_is_not_fooled_by_a_ceiling():
+    """Every class has one logistic margin, shifted (pure ceiling): the absolute drop calls it, the verdict must not."""
+    from scipy.special import expit
+    from scipy.stats import spearmanr
+
+    from classwise.analysis.verdicts import shifted_margin_null
+
+    levels = np.linspace(0.7, 0.995, 10)
+    n = np.full(10, 1000)
+    sim = shifted_margin_null(levels, 0.6, n, family="logistic", reps=20, seed=0)
+    robust = {"claims": {"weak_hurt_more": [{"weaker": "fgsm", "stronger": "pgd"}]}}
+    verdicts, absolute = [], []
+    for weak, strong in zip(sim["weak"], sim["strong"]):
+        robust["attacks"] = {"fgsm": _block(weak.tolist(), 1000), "pgd": _block(strong.tolist(), 1000)}
+        claim = record_gen.weak_hurt_claim(_record(robust))
+        verdicts.append(claim.verdict)
+        absolute.append(spearmanr(weak, weak - strong).statistic)
+    assert np.mean(absolute) < -0.7  # the absolute drop "finds" the claim in floor and ceiling effects alone
+    assert verdicts.count("reproduced") <= 3  # the verdict's rule: at most 5% of such nulls (1 expected of 20)
+    mu = np.log(levels / (1 - levels))
+    steeper = np.round(1000 * expit(mu - (2.5 - 0.5 * mu))).astype(int).tolist()  # weaker classes lose more
+    robust["attacks"] = {"fgsm": _block(np.round(1000 * levels).astype(int).tolist(), 1000),
+                         "pgd": _block(steeper, 1000)}
+    assert record_gen.weak_hurt_claim(_record(robust)).verdict == "reproduced"

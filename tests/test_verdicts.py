@@ -63,7 +63,7 @@ def _shifted(levels: np.ndarray, delta: float, n: int) -> tuple[np.ndarray, np.n
     return np.round(n * expit(mu)).astype(np.int64), np.round(n * expit(mu - delta)).astype(np.int64)
 
 
-def test_pure_floor_and_ceiling_effect_is_not_called_weak_hurt_more():
+def test_pure_floor_and_ceiling_effect_moves_the_absolute_drop_not_the_logit_drop():
     """Classes near 100% lose few points and classes near 0% lose few points, with no class-specific effect."""
     levels = np.linspace(0.7, 0.995, K)  # ceiling: the strong classes have little left to lose
     w, s = _shifted(levels, 1.5, 100_000)
@@ -73,6 +73,7 @@ def test_pure_floor_and_ceiling_effect_is_not_called_weak_hurt_more():
     relative = permutation_spearman(w / n, (w - s) / w, alternative="less", n_perm=1999)
     assert relative.statistic < -0.9  # so does the relative loss
     t = drop_scale_test(w, s, n, scale="logit", n_perm=1999)
+    # the statistic's drop is one number for every class (the verdict's size under noise: the test below)
     assert np.ptp(np.log((w + 0.5) / (n - w + 0.5)) - np.log((s + 0.5) / (n - s + 0.5))) < 0.01  # one drop
     assert t.effect == pytest.approx(1.5, abs=0.01)
     floor_w, floor_s = _shifted(np.linspace(0.01, 0.4, K), 1.5, 100_000)  # floor: the weak classes have little left
