@@ -179,19 +179,39 @@ def headline_attack_config(run: Path) -> Any:
     return from_dict(AttackConfig, Run.open(run).require_results().facts[headline(run)]["config"], "attack")
 
 
-def temperature_sweep_of(args: argparse.Namespace, defence: str, inv_temps: tuple[float, ...]) -> Any:
+def head_scale(model: Any) -> float:
+    """s of a hypersphere-embedding head (logits s cos theta), 1 for any other head.
+
+    The paper's HE code attacks cos theta / T, classwise attacks s cos theta / T'
+    (docs/training.md), so the paper's 1/T is s times ours: 1/T' = (1/T) / s.
+    """
+    from classwise.models import unwrap
+    from classwise.models.he import HEHead
+
+    head = getattr(unwrap(model), "head", None)
+    return float(head.scale) if isinstance(head, HEHead) else 1.0
+
+
+def temperature_sweep_of(args: argparse.Namespace, defence: str, inv_temps: tuple[float, ...],
+                         paper_axis: bool = False) -> Any:
     """Vanilla PGD-20 and Temperature-PGD-20 at each 1/T on ``defence``'s evaluation set (tables 3, 4, 6).
 
     Paper: eps 0.031, step 0.003 (table 2's PGD); quick: eps 0.3, step 0.03.
-    Returns :class:`classwise.results.EvalResults` ("pgd20", "tpgd:X" per 1/T).
+    ``paper_axis``: ``inv_temps`` are on the paper's axis (cos theta / T for HE
+    models), each run as 1/T' = (1/T) / s (:func:`head_scale`; s = 1 without an HE head).
+    Returns (:class:`classwise.results.EvalResults` with "pgd20" and
+    ``tpgd_name(1/T')`` per 1/T, s).
     """
     from classwise.evaluate import temperature_sweep
 
     run = ensure_run(args, defence)
     config, data, model, x, y = load(run)
+    s = head_scale(model) if paper_axis else 1.0
     eps, step = (0.3, 0.03) if args.quick else (0.031, 0.003)
-    return temperature_sweep(model, x, y, eps, inv_temps, step_size=step, steps=20, class_names=data.class_names,
-                             batch_size=config.eval.batch_size, device=config.device, seed=config.seed)
+    res = temperature_sweep(model, x, y, eps, tuple(t / s for t in inv_temps), step_size=step, steps=20,
+                            class_names=data.class_names, batch_size=config.eval.batch_size, device=config.device,
+                            seed=config.seed)
+    return res, s
 
 
 def signed(v: float) -> str:

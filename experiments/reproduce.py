@@ -145,6 +145,10 @@ LABELS = {"fgsm-rs": "FGSM", "pgd": "PGD", "cw-inf": "CW-inf", "nattack": "N-Att
           "tpgd": "Temperature-PGD"}
 
 
+# An attack judged against a reference on the same examples (table 3): the record keeps their discordant pairs.
+PAIRED = {"Temperature-PGD": "PGD"}
+
+
 def label_of(cfg: AttackConfig) -> str:
     """Table 2's row label of an attack config (its base name read the registry's way)."""
     base = cfg.name.split(":")[0].rstrip("0123456789")
@@ -168,12 +172,18 @@ def attack_blocks(run_dir: Path, attacks: tuple[AttackConfig, ...], cached: dict
     apart from the run's saved results: the run's headline worst case keeps its own suite.
     A block of ``cached`` (the record's earlier blocks) whose ``key`` (:func:`attack_key`)
     matches is reused, not recomputed; when every block is, the data and model are not even loaded.
+    The two attacks of a :data:`PAIRED` pair are reused or computed together, so that the
+    attack's block keeps its per-class discordant pairs against the reference (``paired``).
     """
     run = Run.open(run_dir)
     keys = {label_of(cfg): attack_key(cfg, run) for cfg in attacks}
     cached = cached or {}
     out = {label: cached[label] for label, key in keys.items()
            if key["weights"] and cached.get(label, {}).get("key") == key}
+    for label, ref in PAIRED.items():  # a pair is computed together, so that its paired counts are recorded
+        if label in keys and ref in keys and (label not in out or ref not in out or "paired" not in out[label]):
+            out.pop(label, None)
+            out.pop(ref, None)
     for label, block in out.items():
         print(f"{label} ({block['attack']}): {block['overall']:.1f}%, reused from the record (same attack and weights)")
     todo = [cfg for cfg in attacks if label_of(cfg) not in out]
@@ -188,7 +198,7 @@ def computed_blocks(run: Run, attacks: list[AttackConfig], keys: dict[str, dict]
     device = resolve_device(config.device)
     model = run.model(run.meta().get("checkpoint", "last"), device)
     opts = EvalOptions(batch_size=config.eval.batch_size, device=device, seed=config.seed, perf=config.perf)
-    out = {}
+    out, seen = {}, {}
     for cfg in attacks:
         label = label_of(cfg)
         idx = (class_balanced_indices(data.test_y, cfg.examples_per_class, config.seed) if cfg.examples_per_class
@@ -200,8 +210,18 @@ def computed_blocks(run: Run, attacks: list[AttackConfig], keys: dict[str, dict]
         out[label] = accuracy_block(res.labels, res.adv_pred[label], res.num_classes) | {
             "attack": cfg.name, "examples": int(len(idx)), "seconds": seconds, "facts": res.facts[label],
             "key": keys[label]}
+        seen[label] = (np.asarray(idx), np.asarray(res.labels), np.asarray(res.correct(label)))
         print(f"{label} ({cfg.name}, {len(idx)} examples): {out[label]['overall']:.1f}% in {seconds:.0f} s")
+    for label, ref in PAIRED.items():
+        if label in seen and ref in seen and np.array_equal(seen[label][0], seen[ref][0]):
+            out[label]["paired"] = paired_counts(ref, seen[label][1], seen[ref][2], seen[label][2], data.num_classes)
     return out
+
+
+def paired_counts(reference: str, labels: np.ndarray, ref: np.ndarray, att: np.ndarray, k: int) -> dict:
+    """Per-class discordant pairs of an attack and its reference on the same examples (table 3's McNemar and TOST)."""
+    count = lambda m: np.bincount(labels[m], minlength=k).astype(int).tolist()  # noqa: E731
+    return {"against": reference, "only_reference": count(ref & ~att), "only_attack": count(att & ~ref)}
 
 
 def confusion_of(run: Path) -> dict:

@@ -20,7 +20,7 @@ SETTINGS = {"madry": ("Madry", 2.0), "trades": ("TRADES", 5.0), "mart": ("MART",
 
 def row(args, defence: str) -> list[str]:
     label, inv_t = SETTINGS[defence]
-    res = temperature_sweep_of(args, defence, (inv_t,))
+    res, _ = temperature_sweep_of(args, defence, (inv_t,))
     delta = relative_robustness(res)[tpgd_name(inv_t)]
     total = overall_accuracy(res.labels, res.adv_pred[tpgd_name(inv_t)])
     return [label, f"{inv_t:g}", f"{signed(delta[0])}({total:.1f})", *map(signed, delta[1:])], res.class_names

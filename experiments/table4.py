@@ -25,7 +25,7 @@ def main() -> None:
     inv_temps = tuple(float(v) for v in args.inv_temps.split(","))
     rows, names = [], []
     for d, label in DEFENCES.items():
-        res = temperature_sweep_of(args, d, inv_temps)
+        res, _ = temperature_sweep_of(args, d, inv_temps)
         rel, names = relative_robustness(res), res.class_names
         rows += [[f"{label}(1/T = {t:g})", *(f"{v:+.2f}" for v in rel[tpgd_name(t)])] for t in inv_temps]
     header = ["Defense", "Tot.", *names]

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,9 @@ def test_rerun_reuses_unchanged_attack_blocks(quick_record: Path, tmp_path: Path
     (record / "record.json").write_text(json.dumps(rec))
     reproduce.main(["--preset", "mnist-fast", "--quick", "--runs", str(runs), "--record", str(record)])
     printed = capsys.readouterr().out
-    assert printed.count("reused from the record") == 5 and "PGD (pgd5, " in printed
+    # PGD and Temperature-PGD are computed together (their paired counts), the rest reused
+    assert printed.count("reused from the record") == 4 and "PGD (pgd5, " in printed
+    assert "Temperature-PGD (tpgd:2, " in printed
 
 
 def test_generator_renders_the_records_numbers(quick_record: Path, tmp_path: Path):
@@ -74,7 +77,13 @@ def test_generator_renders_the_records_numbers(quick_record: Path, tmp_path: Pat
         assert record_gen.with_ci(block) in row  # the total with its interval, as recorded
         assert f"| {block['examples']} |" in row
     claims = [line for line in text.splitlines() if line.startswith("| Figure ") or line.startswith("| Table ")]
-    assert len(claims) >= 6 and all(any(f"**{v}**" in c for v in ("reproduced", "partly", "not")) for c in claims)
+    verdicts = ("reproduced", "partly", "not", "tied", "inconclusive")
+    assert len(claims) >= 6 and all(any(f"**{v}**" in c for v in verdicts) for c in claims)
+    # the record keeps table 3's paired counts, and its row uses them (not the bound for unknown pairings)
+    paired = rec["attacks"]["Temperature-PGD"]["paired"]
+    assert paired["against"] == "PGD" and len(paired["only_reference"]) == len(paired["only_attack"]) == 10
+    table3 = next(line for line in claims if line.startswith("| Table 3"))
+    assert "exact McNemar (" in table3 and "pairing unknown" not in table3
     assert "cifar10-cpu`\n\n**not yet run.**" in text  # no record there: said, with its command
     assert text.count("not yet run") >= 3  # and the two paper-scale GPU rows
     out = tmp_path / "reproduction.md"
@@ -94,15 +103,39 @@ def test_failed_attempts_are_kept_in_the_record(quick_record: Path, tmp_path: Pa
     assert "Attempt `first-try`" in text and "docs/reproduction/mnist-fast/attempts/first-try" in text
 
 
-def test_symmetry_and_superclass_share():
-    sym = [[0, 5, 1], [5, 0, 2], [1, 2, 0]]
-    assert record_gen.symmetry(sym) == pytest.approx(1.0)
-    one_way = [[0, 9, 0], [0, 0, 9], [9, 0, 0]]
-    assert record_gen.symmetry(one_way) < 0
-    rec = record_gen.Record({"superclasses": {"a": [0, 1], "b": [2]}, "class_names": ["x", "y", "z"]}, {}, [], {}, {})
-    inside, chance = record_gen.within_superclass(rec, [[0, 8, 2], [4, 0, 0], [1, 1, 0]])
-    assert inside == pytest.approx(12 / 16)  # 0->1 and 1->0 stay inside {0, 1}
-    assert chance == pytest.approx((10 * 0.5 + 4 * 0.5 + 2 * 0.0) / 16)  # one of two other classes shares it
+def test_superclass_share():
+    rec = record_gen.Record({"superclasses": {"a": [0, 1], "b": [2]}, "class_names": ["x", "y", "z"]}, {}, [], {}, {},
+                            2)
+    share = record_gen.inside_share(record_gen.superclass_of(rec, 3))
+    assert share(np.array([[0, 8, 2], [4, 0, 0], [1, 1, 0]])) == pytest.approx(12 / 16)  # 0->1, 1->0 stay in {0, 1}
+
+
+def test_budget_is_stated_where_it_differs_from_the_papers():
+    cw = {"facts": {"binary_search_steps": 2, "max_iterations": 100}, "n": [20] * 10, "examples": 200}
+    assert record_gen.budget("CW-inf", cw, 10000, True) == "2 x 100 iterations (paper: 5 x 1000); 20 per class (paper: 200)"
+    assert record_gen.budget("CW-inf", cw, 10000, False) == "2 x 100 iterations; 20 per class"
+    same = {"facts": {"binary_search_steps": 5, "max_iterations": 1000}, "n": [200] * 10, "examples": 2000}
+    assert record_gen.budget("CW-inf", same, 10000, True) == ""
+    whole = {"facts": {}, "n": [1000] * 10, "examples": 10000}
+    assert record_gen.budget("PGD", whole, 10000, True) == ""
+    assert record_gen.budget("PGD", {**whole, "n": [100] * 10, "examples": 1000}, 10000, True) == (
+        "100 per class (paper: the whole test set)")
+
+
+def _calls(*calls):
+    return [{"class": c, "significant": s, "tied_with": list(t)} for c, s, t in calls]
+
+
+def test_table2_ends_are_tie_aware():
+    """A class is the most robust only when every attack calls it significantly; ties say "tied"."""
+    assert record_gen.end_status(_calls((1, True, ()), (1, True, ())), 1) == "reproduced"
+    assert record_gen.end_status(_calls((1, True, ()), (0, False, (1, 8))), 1) == "tied"  # 1 tied with the leader
+    assert record_gen.end_status(_calls((1, True, ()), (0, True, ())), 1) == "not"  # a significant other class
+    assert record_gen.end_status(_calls((0, False, (8,)), (0, False, (8,))), 1) == "not"  # 1 not even tied
+    assert record_gen.end_status(_calls((4, True, ()), (4, False, (2,))), None) == "tied"  # the same class, MNIST
+    assert record_gen.end_status(_calls((4, True, ()), (2, True, ())), None) == "not"
+    assert record_gen.combine("reproduced", "tied") == "partly" and record_gen.combine("tied", "tied") == "tied"
+    assert record_gen.combine("not", "tied") == "not" and record_gen.combine("reproduced", "not") == "partly"
 
 
 def test_gap_verdict_needs_disjoint_intervals():
@@ -150,3 +183,86 @@ def test_fairness_table_generator_writes_the_section_and_calls_significance(tmp_
     doc.write_text(text.replace("41.3", "41.0"))
     assert gen.main([*args, "--check"]) == 1
     capsys.readouterr()
+
+
+def test_paper_temperature_axis_of_he_models():
+    """The paper attacks cos theta / T; classwise attacks s cos theta / T'. At 1/T' = (1/T) / s both are one attack."""
+    import torch
+    from torch import nn
+
+    from classwise.attacks import PGD, TemperaturePGD, make_threat
+    from classwise.models.he import HEHead
+
+    common = importlib.import_module("_common")
+
+    class Tiny(nn.Module):
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh())
+            self.head = HEHead(8, 3, scale=scale, margin=0.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x))
+
+    torch.manual_seed(0)
+    he = Tiny(scale=16.0)
+    cos_only = Tiny(scale=1.0)
+    cos_only.load_state_dict({k: v for k, v in he.state_dict().items() if k != "head.scale"}, strict=False)
+    assert common.head_scale(he) == 16.0 and common.head_scale(cos_only) == 1.0
+    assert common.head_scale(nn.Sequential(nn.Linear(2, 2))) == 1.0  # no HE head: the axes agree
+    x, y = torch.rand(64, 1, 2, 6), torch.randint(0, 3, (64,))
+    threat = make_threat("linf", 0.1, 0.02)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    paper = TemperaturePGD(cos_only, threat, 5.0, 10)(x, y, gen())  # the paper's 1/T = 5 on cos theta
+    ours = TemperaturePGD(he, threat, 5.0 / 16.0, 10)(x, y, gen())  # classwise at 1/T' = 5 / s
+    plain = PGD(he, threat, 10)(x, y, gen())  # 1/T' = 1: what an unconverted axis attacks
+    assert (paper - ours).abs().max() < 1e-4
+    assert (paper - plain).abs().max() > 1e-3
+
+
+def _record(robust: dict | None = None, attacks: dict | None = None) -> "record_gen.Record":
+    return record_gen.Record(robust or {}, {}, [], {}, {"attacks": attacks or {}}, 2)
+
+
+def _block(count: list[int], n: int) -> dict:
+    return {"count": count, "n": [n] * len(count), "overall": 100 * sum(count) / (n * len(count)),
+            "examples": n * len(count)}
+
+
+def test_table3_verdict_from_paired_counts():
+    pgd = _block([600] * 10, 1000)
+    same = _block([601] * 10, 1000) | {"paired": {"against": "PGD", "only_reference": [2] * 10, "only_attack": [3] * 10}}
+    claim = record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": same}), {})
+    assert claim.verdict == "reproduced" and "exact McNemar (20 vs 30 discordant)" in claim.test
+    worse = _block([560] * 10, 1000) | {"paired": {"against": "PGD", "only_reference": [45] * 10,
+                                                   "only_attack": [5] * 10}}
+    assert record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": worse}), {}).verdict == "not"
+    unpaired = {k: v for k, v in same.items() if k != "paired"}  # an older record: the bound decides
+    claim = record_gen.table3_claim(_record(attacks={"PGD": pgd, "Temperature-PGD": unpaired}), {})
+    assert claim.verdict == "inconclusive" and "pairing unknown" in claim.test
+
+
+def test_weak_hurt_verdict_is_not_fooled_by_a_ceiling():
+    """Every class has one logistic margin, shifted (pure ceiling): the absolute drop calls it, the verdict must not."""
+    from scipy.special import expit
+    from scipy.stats import spearmanr
+
+    from classwise.analysis.verdicts import shifted_margin_null
+
+    levels = np.linspace(0.7, 0.995, 10)
+    n = np.full(10, 1000)
+    sim = shifted_margin_null(levels, 0.6, n, family="logistic", reps=20, seed=0)
+    robust = {"claims": {"weak_hurt_more": [{"weaker": "fgsm", "stronger": "pgd"}]}}
+    verdicts, absolute = [], []
+    for weak, strong in zip(sim["weak"], sim["strong"]):
+        robust["attacks"] = {"fgsm": _block(weak.tolist(), 1000), "pgd": _block(strong.tolist(), 1000)}
+        claim = record_gen.weak_hurt_claim(_record(robust))
+        verdicts.append(claim.verdict)
+        absolute.append(spearmanr(weak, weak - strong).statistic)
+    assert np.mean(absolute) < -0.7  # the absolute drop "finds" the claim in floor and ceiling effects alone
+    assert verdicts.count("reproduced") <= 3  # the verdict's rule: at most 5% of such nulls (1 expected of 20)
+    mu = np.log(levels / (1 - levels))
+    steeper = np.round(1000 * expit(mu - (2.5 - 0.5 * mu))).astype(int).tolist()  # weaker classes lose more
+    robust["attacks"] = {"fgsm": _block(np.round(1000 * levels).astype(int).tolist(), 1000),
+                         "pgd": _block(steeper, 1000)}
+    assert record_gen.weak_hurt_claim(_record(robust)).verdict == "reproduced"

@@ -25,7 +25,13 @@ import numpy as np
 from ..results import EvalResults
 from .classwise import classwise_accuracy, confusion_counts, weight_norms
 from .facts import is_paper_pgd20
-from .stats import classwise_interval, mcnemar_exact, paired_classwise, spearman_over_examples, weak_hurt_more
+from .stats import (
+    classwise_interval,
+    mcnemar_exact,
+    paired_classwise,
+    spearman_over_examples,
+    weak_hurt_more_counts,
+)
 
 
 def _num(x: float) -> float | None:
@@ -75,10 +81,6 @@ def paired_claims(results: EvalResults, reference: str | None) -> dict[str, Any]
             "attacks": {a: paired_block(results, reference, a) for a in results.attacks if a != reference}}
 
 
-def _robust_on(results: EvalResults, attack: str, mask: np.ndarray) -> np.ndarray:
-    return classwise_accuracy(results.labels[mask], results.adv_pred[attack][mask], results.num_classes)
-
-
 def weak_hurt_more_claims(results: EvalResults, reference: str | None, seed: int = 0) -> list[dict[str, Any]]:
     """Section 3.3 per attack vs ``reference``: Spearman of the weaker's robustness and the drop.
 
@@ -93,7 +95,10 @@ def weak_hurt_more_claims(results: EvalResults, reference: str | None, seed: int
         m = _both(results, reference, attack)
         ra, rr = results.correct(attack)[m].mean(), results.correct(reference)[m].mean()
         weak, strong = (attack, reference) if ra >= rr else (reference, attack)
-        corr = weak_hurt_more(_robust_on(results, weak, m), _robust_on(results, strong, m), seed=seed)
+        labels = results.labels[m]
+        n = np.bincount(labels, minlength=results.num_classes)
+        robust = {a: np.bincount(labels[results.correct(a)[m]], minlength=results.num_classes) for a in (weak, strong)}
+        corr = weak_hurt_more_counts(robust[weak], robust[strong], n, seed=seed)
         out.append({"weaker": weak, "stronger": strong} | corr.to_json())
     return out
 

@@ -290,6 +290,21 @@ def weak_hurt_more(weak_robust: np.ndarray, strong_robust: np.ndarray, **kwargs)
     return spearman_with_ci(w, w - s, **kwargs)
 
 
+def weak_hurt_more_counts(weak_count: np.ndarray, strong_count: np.ndarray, n: np.ndarray, **kwargs) -> Correlation:
+    """:func:`weak_hurt_more` from integer counts: (K,) robust counts under each attack on the same n (K,) examples.
+
+    The drop is 100 (weak - strong) / n, computed from the integer difference,
+    so two classes that lose the same count of the same n get exactly the same
+    drop (a tie), which differences of rounded percentages can break.
+    """
+    w, s = np.asarray(weak_count, dtype=np.int64), np.asarray(strong_count, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, 100.0 * w / n, np.nan)
+        drop = np.where(n > 0, 100.0 * (w - s) / n, np.nan)
+    return spearman_with_ci(rate, drop, **kwargs)
+
+
 @dataclass(frozen=True)
 class RankCall:
     """The best or worst class and whether that call is significant.
