@@ -545,8 +545,8 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     the rest (:class:`ReportContext`; ``ReportContext.build`` summarises for you).
     """
     files = RunFiles(Path(run_dir))
-    for old in (files.report_md, files.report_html):
-        old.unlink(missing_ok=True)
+    for old in (files.report_md, files.report_html, *files.gallery.glob("*.png"), *files.pairs.glob("*.png")):
+        old.unlink(missing_ok=True)  # thumbnails of an earlier report may show other examples
     sections = build_sections(ctx)
     paths = write_sections(files.root, sections)
     paths["report_md"] = atomic_write(files.report_md, render_markdown(sections))

@@ -13,12 +13,14 @@ captioned with the true and predicted class and the softmax confidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..analysis import confusion_counts
 from ..analysis.schema import Summary
 from ..results import EvalResults
+from ..runfiles import RunFiles
 from .glance import weakest_first
 from .section import MAX_SHOWN_CLASSES, Gallery, Section, Shot, Strip, Tile, slug
 
@@ -27,7 +29,8 @@ ROBUST = 2  # robust examples per class strip, for contrast
 PAIRS = 3  # most exchanged pairs shown
 PAIR_SHOTS = 3  # examples per pair
 EXTREMES = 10  # above MAX_SHOWN_CLASSES classes: the weakest and the strongest 10
-THUMB = 64  # thumbnails larger than this many pixels are shrunk to it (the longer side)
+CLASS_DIR = RunFiles(Path()).gallery.as_posix()  # figures/gallery: the per-class strips' thumbnails
+PAIR_DIR = RunFiles(Path()).pairs.as_posix()  # figures/pairs: the exchanged pairs' thumbnails
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +112,7 @@ def class_strips(data: GalleryData, results: EvalResults, summary: Summary, seed
         mine = ok & (labels == c)
         fooled = pick(np.flatnonzero(mine & (pred != c)), FOOLED, seed + c)
         robust = pick(np.flatnonzero(mine & (pred == c)), ROBUST, seed + c)
-        shots = tuple(_shot(data, int(m), names, c, int(pred[m]), "figures/gallery") for m in [*fooled, *robust])
+        shots = tuple(_shot(data, int(m), names, c, int(pred[m]), CLASS_DIR) for m in [*fooled, *robust])
         label = f"{names[c]}: {len(fooled)} fooled, {len(robust)} robust of {int(mine.sum())} saved"
         out.append(Strip(label, shots, anchor=names[c]))
     return tuple(out)
@@ -143,7 +146,7 @@ def confound_section(data: GalleryData, results: EvalResults, summary: Summary, 
     for i, j, n, share in top_pairs(results, data.attack, summary.num_classes):
         shots = pick(np.flatnonzero(ok & (labels == i) & (pred == j)), PAIR_SHOTS, seed + i * summary.num_classes + j)
         label = f"{names[i]} -> {names[j]}: {n} examples, {share:.1f}% of {names[i]}"
-        strips.append(Strip(label, tuple(_shot(data, int(m), names, i, j, "figures/pairs") for m in shots),
+        strips.append(Strip(label, tuple(_shot(data, int(m), names, i, j, PAIR_DIR) for m in shots),
                             anchor=names[i]))
     return Section(f"Most exchanged pairs under {data.attack}",
                    "The largest off-diagonal cells of the robustness confusion matrix: how many test examples "

@@ -68,6 +68,12 @@ def _badges(sanity: list[str | dict[str, str]], warns: int) -> tuple[str, ...]:
     return tuple(out + ([f"{extra} more warnings"] if extra > 0 else [])) or ("no sanity flags",)
 
 
+def is_worst_case(summary: Summary, name: str) -> bool:
+    """Whether attack entry ``name`` is a per-example worst case over other entries (not an attack run)."""
+    basis = summary.headline_basis
+    return (basis is not None and name == basis.attack and len(basis.over) > 1) or name.split("@")[0] == "worst"
+
+
 def headline_card(summary: Summary, sanity: list[str | dict[str, str]], warns: int) -> Section:
     """The answer first: overall accuracy, weakest and strongest class, the attack suite, sanity badges."""
     names, clean, head = summary.class_names, summary.clean, summary.headline
@@ -79,7 +85,7 @@ def headline_card(summary: Summary, sanity: list[str | dict[str, str]], warns: i
         items.append(f"robust accuracy: {pct(block.overall)}{ci(block.overall_ci95)} under {head}{over}")
     items += [f"weakest class: {_class_call(block, block.worst_call, names)}",
               f"strongest class: {_class_call(block, block.best_call, names)}"]
-    suite = [cost_text(a, b) for a, b in summary.attacks.items()]
+    suite = [cost_text(a, b) for a, b in summary.attacks.items() if not is_worst_case(summary, a)]
     items.append("attack suite: " + ("; ".join(suite) if suite else "none (clean accuracy only)"))
     return Section("At a glance", f"{summary.num_examples} test examples, {len(names)} classes; "
                    "95% intervals in brackets.", items=tuple(items), kind="card", badges=_badges(sanity, warns))
