@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from classwise.cli import main
+from classwise.report.gallery import positions
 from classwise.results import EvalResults
 from classwise.runs import Run
 
@@ -99,6 +101,35 @@ def test_report_rerenders_without_attacking(demo_copy):
     assert main(["report", str(demo_copy)]) == 0
     assert (demo_copy / "report.html").is_file()
     assert (demo_copy / "results.npz").stat().st_mtime_ns == before
+
+
+def test_evaluation_keeps_a_bounded_gallery_and_the_report_shows_it(demo_run):
+    run = Run.open(demo_run)
+    index, images = run.load_adv("pgd5")
+    results = run.results()
+    pos = positions(results, index)
+    assert (pos >= 0).all() and np.bincount(results.labels[pos]).max() <= 8 and images.shape[1:] == (1, 28, 28)
+    shown = sorted(run.files.gallery.glob("*.png"))
+    assert shown and all(int(p.name.split("_")[1]) in set(index.tolist()) for p in shown)
+    page = (demo_run / "report.html").read_text()
+    assert "<h2>Gallery under pgd5</h2>" in page and "<h2>Most exchanged pairs under pgd5</h2>" in page
+
+
+def test_show_prints_one_class_and_its_gallery_files(demo_run, capsys):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    name = summary["class_names"][summary["attacks"]["pgd5"]["worst_class"]]
+    code = main(["show", str(demo_run), "--class", name])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"class {name} (index ") and re.search(r"rank \d+ of 10 from the weakest", lines[0])
+    assert f"  pgd5: {summary['attacks']['pgd5']['per_class'][summary['class_names'].index(name)]:.1f}% [" in out
+    assert "confounds under pgd5" in out
+    paths = [Path(line.strip()) for line in lines[lines.index("gallery images:") + 1:]]
+    assert paths and all(p.is_file() and p.suffix == ".png" for p in paths)
+    code = main(["show", str(demo_run), "--class", "no-such-class"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.startswith("error: no class 'no-such-class'") and len(err.splitlines()) == 1
 
 
 def test_evaluate_adds_an_attack_to_the_run(demo_run, demo_copy):
