@@ -73,7 +73,8 @@ TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoi
 OWN_FILES = (
     MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
-    "figures/*.svg", "figures/gallery/*.png", "figures/pairs/*.png", "figures/*/.*.tmp", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
+    "figures/*.svg", "figures/gallery/*.png", "figures/pairs/*.png", "figures/*/.*.tmp",
+    "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
     "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
 )
 

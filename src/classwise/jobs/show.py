@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ..analysis.schema import Summary, load_summary
 from ..errors import ClasswiseError
 from ..report.gallery import positions
 from ..report.glance import ci, confounds, weakest_first
 from ..report.section import pct
+from ..results import EvalResults
 from ..runs import Run
 
 _TILE = re.compile(r".*_(\d+)_(clean|adv|delta)\.png$")  # <attack>_<test index>_<kind>.png (report.gallery)
@@ -45,14 +48,14 @@ def show_class(run_dir: str | Path, name: str) -> list[str]:
     return lines + _gallery_lines(run, results, c)
 
 
-def _gallery_lines(run: Run, results, c: int) -> list[str]:
+def _gallery_lines(run: Run, results: EvalResults, c: int) -> list[str]:
     """The report's thumbnails of class ``c`` (true class of the example), or how to get them."""
-    found = []
+    found: list[Path] = []
     for folder in (run.files.gallery, run.files.pairs):
-        tiles = [(p, _TILE.match(p.name)) for p in sorted(folder.glob("*.png"))]
-        tiles = [(p, int(m.group(1))) for p, m in tiles if m]
-        pos = positions(results, [t for _, t in tiles]) if tiles else []
-        found += [p for (p, _), q in zip(tiles, pos) if q >= 0 and results.labels[q] == c]
+        tiles = [(p, int(m.group(1))) for p in sorted(folder.glob("*.png")) if (m := _TILE.match(p.name))]
+        paths = [p for p, _ in tiles]
+        pos = positions(results, np.array([t for _, t in tiles], dtype=np.int64))
+        found += [p for p, q in zip(paths, pos) if q >= 0 and results.labels[q] == c]
     if not found:
         return ["gallery images: none (the run keeps none: evaluate with eval.save_adv_per_class > 0 or --save-adv)"]
     return ["gallery images:", *(f"  {p}" for p in found)]
