@@ -30,7 +30,7 @@ border-radius:1em;padding:.05em .6em;margin:.1em;font-size:.85em}.badge.ok{backg
 details>summary{cursor:pointer}details>summary h2{display:inline}.ci{display:inline-block;position:relative;
 width:80px;height:.7em;background:#eee;vertical-align:middle}.ci i{position:absolute;top:0;bottom:0;
 background:#9bc}.ci b{position:absolute;top:-2px;bottom:-2px;width:2px;background:#123}
-.strip{display:flex;flex-wrap:wrap;gap:.6em;margin:.3em 0 1em}.shot{font-size:.75em;max-width:14em}
+.strip{display:flex;flex-wrap:wrap;gap:.6em;margin:.3em 0 1em}.shot{font-size:.75em;width:210px}
 .shot img{width:64px;height:64px;image-rendering:pixelated;margin-right:2px;border:1px solid #ccc}
 .pick{margin:.5em 0;padding:.5em;border:1px dashed #aaa}img{cursor:zoom-in}
 img.big,.shot img.big{position:fixed;inset:0;margin:auto;width:auto;height:auto;min-width:40vmin;max-width:95vw;
