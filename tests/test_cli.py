@@ -132,6 +132,20 @@ def test_show_prints_one_class_and_its_gallery_files(demo_run, capsys):
     assert code == 2 and out == "" and err.startswith("error: no class 'no-such-class'") and len(err.splitlines()) == 1
 
 
+def test_report_without_the_dataset_says_why_it_has_no_gallery(demo_copy, monkeypatch):
+    from classwise.errors import ClasswiseError
+
+    def missing(self):
+        raise ClasswiseError("dataset not found")
+
+    monkeypatch.setattr(Run, "data", missing)
+    assert main(["report", str(demo_copy)]) == 0
+    md = (demo_copy / "report.md").read_text()
+    assert "no gallery: the saved adversarial images could not be shown (dataset not found)" in md
+    assert "## Gallery" not in md and not list(Run.open(demo_copy).files.gallery.glob("*.png"))
+    assert Run.open(demo_copy).state == "complete"
+
+
 def test_evaluate_adds_an_attack_to_the_run(demo_run, demo_copy):
     assert main(["evaluate", str(demo_copy), "--attacks", "pgd2", "-q"]) == 0
     summary = json.loads((demo_copy / "summary.json").read_text())

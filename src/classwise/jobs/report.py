@@ -9,6 +9,7 @@ import torch
 
 from ..analysis import summarize
 from ..analysis.sanity import flags_to_json, recorded_black_box, sanity_checks
+from ..errors import ClasswiseError
 from ..fileio import read_json, write_json
 from ..data import as_float
 from ..report import ReportContext, write_report
@@ -58,7 +59,11 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method", "classifier")
              if meta.get(k) is not None}
     metrics = check_metrics(run.metrics(), run.files.metrics, results.num_classes)
-    gallery = gallery_data(run, results, summary, meta.get("checkpoint", "last"))
+    try:
+        gallery = gallery_data(run, results, summary, meta.get("checkpoint", "last"))
+    except (ClasswiseError, OSError) as e:  # e.g. the dataset is no longer where the run found it
+        gallery = None
+        notes.append(f"no gallery: the saved adversarial images could not be shown ({e})")
     return write_report(run.path, ReportContext(
         results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
         homing=homing, sanity=flags_to_json(flags), checks_run=ran, gallery=gallery))
