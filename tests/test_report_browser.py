@@ -25,7 +25,8 @@ from gallery_cases import gallery_case
 
 NAMES = ["plane", "car", "bird", "cat"]
 SECTIONS = [
-    "At a glance", "Class by class", "Statistical statements", "Notes", "Warnings", "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
+    "At a glance", "Class by class", "Statistical statements", "Notes", "Warnings",
+    "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
     "Difference against pgd20 (tables 3, 4 and 6)",
     "Class-wise robustness during training (figure 1)", "Robustness confusion matrix under pgd20 (figure 2)",
     "Superclass confusion under pgd20", "Misclassified confusion matrix under pgd20 (figure 3a)",
