@@ -11,14 +11,20 @@ Layout written into ``run_dir``::
     tables/confusion_<attack>.csv robustness confusion (percent of row) per attack
     tables/misclassified_<attack>.csv, robustness_intervals.csv, [homing.csv], [probability_variance.csv],
     [superclass_robustness.csv]
-    report.md, report.html        summary, notes, warnings, each table and figure
+    figures/gallery/*.png, figures/pairs/*.png   gallery thumbnails (with saved adversarial images)
+    report.md, report.html        card, class table, statements, notes, warnings, galleries, each table and figure
 
-The summary comes first: overall numbers with their 95% intervals, best and
+The answer comes first (:mod:`classwise.report.glance`): a card with the overall
+numbers and their intervals, the weakest and strongest class (or "tied"), the
+attack suite and the sanity badges, then one table per class, weakest first.
+The full statements follow, collapsed in HTML: overall numbers with their 95% intervals, best and
 worst class (significant, or "tied with"), largest gap, why the weakest classes
 are weak (confound classes, superclass share, gap to clean), the tested claims
 (stronger attacks hurt weak classes more; weight norm vs robustness and vs clean
-accuracy) and the number of sanity flags. Every later section starts with one
-sentence saying what it shows. With more than 20 classes the report leads with
+accuracy) and the number of sanity flags. With saved adversarial images
+(:class:`~classwise.report.gallery.GalleryData`) the per-class galleries and the
+most exchanged pairs follow. Every later section starts with one
+sentence saying what it shows. With more than 20 classes the tables start with
 the superclass view (when superclasses exist), then the 10 weakest and 10
 strongest classes, then the full table by class in a scroll container; per-class
 line figures (1 and 4) show a seeded sample of 12 classes, as the paper does.

@@ -2,9 +2,11 @@
 
 A :class:`Section` says what it shows (title, text, items, a table) and carries
 the files it needs (:class:`File`: CSV or Markdown text; :class:`Figure`: the
-plot function and its data). Building a section writes nothing: the report's
-writer (:func:`classwise.report.build.write_sections`) writes the files and
-draws the figures, then renders every section to Markdown and HTML.
+plot function and its data; :class:`Gallery`: strips of example images, each a
+:class:`Shot` of :class:`Tile` thumbnails). Building a section writes nothing: the
+report's writer (:func:`classwise.report.build.write_sections`) writes the files,
+draws the figures and writes the thumbnails, then renders every section to
+Markdown and HTML (:mod:`classwise.report.render`).
 """
 
 from __future__ import annotations
