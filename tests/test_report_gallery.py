@@ -166,3 +166,22 @@ def test_picker_and_sort_script_is_inline(report):
     page = report[2]["report_html"].read_text()
     assert '<select id="pick">' in page and "<script src" not in page and "addEventListener" in page
     assert html.escape("c0") in page
+
+
+def test_homing_examples_split_flips_into_those_that_home_and_those_that_do_not():
+    from classwise.analysis import build_summary
+    from classwise.report.gallery import homing_section
+
+    res, data = gallery_case()
+    summary, j = build_summary(res), 2
+    flipped = np.flatnonzero((res.adv_pred["pgd20"] == j) & (res.labels != j))
+    homed = flipped[::2].tolist()  # a retrain that classifies every other flipped example correctly
+    section = homing_section(data, res, summary, {"attack": "pgd20", "per_removed": [
+        {"class": j, "flipped": len(flipped), "homed": len(homed), "homed_index": homed}]})
+    home, stay = section.gallery.strips
+    assert "and home (" in home.label and "do not home" in stay.label and home.shots and stay.shots
+    for strip, expect in ((home, True), (stay, False)):
+        for shot in strip.shots:
+            t = int(shot.caption[1:].split()[0])
+            assert res.adv_pred["pgd20"][t] == j != res.labels[t] and (t in homed) == expect
+    assert homing_section(data, res, summary, {"attack": "fgsm", "per_removed": []}) is None

@@ -523,8 +523,10 @@ def _gallery_sections(ctx: ReportContext) -> list[Section]:
     data = ctx.gallery
     if data is None or data.attack not in ctx.results.adv_pred:
         return []
-    return [gallery.gallery_section(data, ctx.results, ctx.summary),
-            gallery.confound_section(data, ctx.results, ctx.summary)]
+    out = [gallery.gallery_section(data, ctx.results, ctx.summary),
+           gallery.confound_section(data, ctx.results, ctx.summary)]
+    homed = gallery.homing_section(data, ctx.results, ctx.summary, ctx.homing) if ctx.homing else None
+    return out + ([homed] if homed else [])
 
 
 def write_sections(run_dir: Path, sections: list[Section]) -> dict[str, Path]:

@@ -31,6 +31,7 @@ PAIR_SHOTS = 3  # examples per pair
 EXTREMES = 10  # above MAX_SHOWN_CLASSES classes: the weakest and the strongest 10
 CLASS_DIR = RunFiles(Path()).gallery.as_posix()  # figures/gallery: the per-class strips' thumbnails
 PAIR_DIR = RunFiles(Path()).pairs.as_posix()  # figures/pairs: the exchanged pairs' thumbnails
+HOMING_DIR = PAIR_DIR  # homing examples are flips too: the same folder
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,3 +154,28 @@ def confound_section(data: GalleryData, results: EvalResults, summary: Summary, 
                    "of the true class the attack turned into the other class, their share of the true class, "
                    "and saved examples of such flips (none shown when none was saved).",
                    gallery=Gallery(tuple(strips)))
+
+
+def homing_section(data: GalleryData, results: EvalResults, summary: Summary, homing: dict) -> Section | None:
+    """Per removed class j: saved examples flipped into j that home (robust once j is gone) and that do not.
+
+    ``homing``: homing.json (:func:`classwise.homing.homing_record`); None when it records no
+    per-example outcome (``homed_index``) or was measured under another attack than ``data``'s.
+    """
+    items = [p for p in homing.get("per_removed", []) if "homed_index" in p]
+    if homing.get("attack") != data.attack or not items:
+        return None
+    ok, labels, pred = _labels_preds(data, results)
+    names, strips = summary.class_names, []
+    for item in items:
+        j, homed = item["class"], np.isin(data.index, item["homed_index"])
+        flipped = ok & (pred == j) & (labels != j)
+        for verdict, mask in (("home", flipped & homed), ("do not home", flipped & ~homed)):
+            picked = pick(np.flatnonzero(mask), PAIR_SHOTS, j)
+            shots = tuple(_shot(data, int(m), names, int(labels[m]), j, HOMING_DIR) for m in picked)
+            strips.append(Strip(f"without {names[j]}: flipped into {names[j]} and {verdict} "
+                                f"({len(picked)} of {int(mask.sum())} saved)", shots, anchor=names[j]))
+    return Section(f"Homing examples under {data.attack}",
+                   "Per removed class, saved examples that the attack flipped into it: those the model retrained "
+                   "without that class classifies correctly under the same attack (they home) and those it does "
+                   "not (figure 3).", gallery=Gallery(tuple(strips)))
