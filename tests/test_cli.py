@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from classwise.cli import main
+from classwise.report.gallery import positions
 from classwise.results import EvalResults
 from classwise.runs import Run
 
@@ -104,6 +106,49 @@ def test_report_rerenders_without_attacking(demo_copy):
     assert main(["report", str(demo_copy)]) == 0
     assert (demo_copy / "report.html").is_file()
     assert (demo_copy / "results.npz").stat().st_mtime_ns == before
+
+
+def test_evaluation_keeps_a_bounded_gallery_and_the_report_shows_it(demo_run):
+    run = Run.open(demo_run)
+    index, images = run.load_adv("pgd5")
+    results = run.results()
+    pos = positions(results, index)
+    assert (pos >= 0).all() and np.bincount(results.labels[pos]).max() <= 8 and images.shape[1:] == (1, 28, 28)
+    shown = sorted(run.files.gallery.glob("*.png"))
+    assert shown and all(int(p.name.split("_")[1]) in set(index.tolist()) for p in shown)
+    page = (demo_run / "report.html").read_text()
+    assert "<h2>Gallery under pgd5</h2>" in page and "<h2>Most exchanged pairs under pgd5</h2>" in page
+
+
+def test_show_prints_one_class_and_its_gallery_files(demo_run, capsys):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    name = summary["class_names"][summary["attacks"]["pgd5"]["worst_class"]]
+    code = main(["show", str(demo_run), "--class", name])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"class {name} (index ") and re.search(r"rank \d+ of 10 from the weakest", lines[0])
+    assert f"  pgd5: {summary['attacks']['pgd5']['per_class'][summary['class_names'].index(name)]:.1f}% [" in out
+    assert "confounds under pgd5" in out
+    paths = [Path(line.strip()) for line in lines[lines.index("gallery images:") + 1:]]
+    assert paths and all(p.is_file() and p.suffix == ".png" for p in paths)
+    code = main(["show", str(demo_run), "--class", "no-such-class"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.startswith("error: no class 'no-such-class'") and len(err.splitlines()) == 1
+
+
+def test_report_without_the_dataset_says_why_it_has_no_gallery(demo_copy, monkeypatch):
+    from classwise.errors import ClasswiseError
+
+    def missing(self):
+        raise ClasswiseError("dataset not found")
+
+    monkeypatch.setattr(Run, "data", missing)
+    assert main(["report", str(demo_copy)]) == 0
+    md = (demo_copy / "report.md").read_text()
+    assert "no gallery: the saved adversarial images could not be shown (dataset not found)" in md
+    assert "## Gallery" not in md and not list(Run.open(demo_copy).files.gallery.glob("*.png"))
+    assert Run.open(demo_copy).state == "complete"
 
 
 def test_evaluate_adds_an_attack_to_the_run(demo_run, demo_copy):

@@ -64,7 +64,7 @@ def test_html_self_contained(report):
     text = paths["report_html"].read_text()
     assert text.count('<img src="data:image/png;base64,') == len(FIGURES)
     assert not re.search(r"""(href|src)\s*=\s*["']?\s*(https?:|//)""", text)
-    assert "<script" not in text and "<link" not in text and "@import" not in text
+    assert "<script src" not in text and "<link" not in text and "@import" not in text  # inline script only
     assert "<style>" in text and text.rstrip().endswith("</html>")
 
 
@@ -115,7 +115,9 @@ def test_summary_numbers_in_report(report):
                  "flipped to car 100%", "fgsm vs pgd20: 0 of 3 classes differ significantly",
                  "demo recipe: 2 epochs instead of 100", "Spearman rho = 1.00"]:
         assert line in md, line
-    assert md.index("## Summary") < md.index("## Notes") < md.index("## Class-wise accuracy")
+    order = ["## At a glance", "## Class by class", "## Statistical statements", "## Notes"]
+    assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
+    assert md.index("## Notes") < md.index("## Class-wise accuracy")
     assert "](figures/weight_norms.png)" in md
     html_text = paths["report_html"].read_text()
     assert "most robust class: car (80.0%" in html_text and "<u>80.0 ±22.7</u>" in html_text

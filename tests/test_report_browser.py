@@ -10,6 +10,7 @@ browser with ``make browser-deps``; without /usr/bin/chromium the test skips.
 from __future__ import annotations
 
 import html
+import os
 import re
 from pathlib import Path
 
@@ -19,10 +20,13 @@ import pytest
 from classwise.report import ReportContext, write_report
 from classwise.results import EvalResults
 
-from browser import CHROMIUM, NO_CHROMIUM, browser_probe
+from browser import CHROMIUM, NO_CHROMIUM, USE, browser_probe, screenshot
+from gallery_cases import gallery_case
+
 NAMES = ["plane", "car", "bird", "cat"]
 SECTIONS = [
-    "Summary", "Notes", "Warnings", "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
+    "At a glance", "Class by class", "Statistical statements", "Notes", "Warnings",
+    "Class-wise accuracy and robustness (table 2)", "Class-wise bars",
     "Difference against pgd20 (tables 3, 4 and 6)",
     "Class-wise robustness during training (figure 1)", "Robustness confusion matrix under pgd20 (figure 2)",
     "Superclass confusion under pgd20", "Misclassified confusion matrix under pgd20 (figure 3a)",
@@ -76,7 +80,7 @@ def test_report_contains_every_section_with_a_sentence(full_report):
     md, page = full_report["report_md"].read_text(), full_report["report_html"].read_text()
     assert [line[3:] for line in md.splitlines() if line.startswith("## ")] == SECTIONS
     assert re.findall(r"<h2>(.*?)</h2>", page) == [html.escape(s) for s in SECTIONS]
-    for title in SECTIONS[3:]:  # every table and figure says what it shows
+    for title in SECTIONS[5:]:  # every table and figure says what it shows
         after = page.split(f"<h2>{html.escape(title)}</h2>", 1)[1].lstrip()
         assert after.startswith("<p>") and len(after[3:after.index("</p>")].split()) >= 8, title
     for line in ("most robust class:", "least robust class:", "largest class gap:", "Spearman rho of classifier",
@@ -92,3 +96,26 @@ def test_every_figure_renders_in_chromium(full_report, tmp_path):
     assert seen["images"] == figures == 9
     assert seen["rendered"] == seen["images"], seen
     assert seen["headings"] == SECTIONS
+
+
+def _artifacts() -> Path:
+    """Where browser tests leave screenshots for a reviewer: $CLASSWISE_TEST_ARTIFACTS, else build/test-artifacts."""
+    return Path(os.environ.get("CLASSWISE_TEST_ARTIFACTS", Path(__file__).parents[1] / "build" / "test-artifacts"))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM)
+@pytest.mark.parametrize("k", [10, pytest.param(100, marks=pytest.mark.slow)])
+def test_gallery_sorting_and_class_picker_in_chromium(k, tmp_path):
+    res, data = gallery_case(k=k, per=6)
+    paths = write_report(tmp_path / "run", ReportContext.build(res, gallery=data))
+    seen = browser_probe(paths["report_html"], tmp_path, script=USE)
+    assert seen["thumbs"] > 0 and seen["thumbs_rendered"] == seen["thumbs"], seen["thumbs"]
+    assert seen["overflow"] == [] and not seen["page_wider"], seen["overflow"]
+    names = sorted(res.class_names)  # a click on "class" sorts by name, a second one reverses
+    assert seen["before"] != names and seen["sorted_up"] == names and seen["sorted_down"] == names[::-1]
+    assert seen["robust_down"] == sorted(seen["robust_down"], reverse=True) != sorted(seen["robust_down"])
+    picked = res.class_names[-1]
+    assert seen["picked"] == seen["shown"] == seen["shown_row"] == picked
+    assert seen["shown_strips"] and set(seen["shown_strips"]) == {picked} and seen["shown_images"] > 0
+    shot = screenshot(paths["report_html"], _artifacts() / f"report_{k}_classes.png", tmp_path)
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

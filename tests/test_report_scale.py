@@ -74,7 +74,8 @@ def test_sections_present_and_ordered(scaled):
               "Class-wise robustness during training (figure 1)", "Robustness confusion matrix under pgd20 (figure 2)",
               "Superclass confusion under pgd20", "Misclassified confusion matrix under pgd20 (figure 3a)",
               "Number of classes per robustness interval under pgd20 (figure 6)"]
-    assert heads[0] == "Summary" and all(h in heads for h in common), heads
+    assert heads[:3] == ["At a glance", "Class by class", "Statistical statements"], heads
+    assert all(h in heads for h in common), heads
     assert heads[-1].startswith("Classifier weight norm and robustness (figure 4)")
     if k <= 20:
         assert "Class-wise accuracy and robustness (table 2)" in heads and "Superclass view" not in heads
@@ -126,9 +127,11 @@ def test_summary_json_ready_and_names_capped(scaled):
     k, _, ctx, paths = scaled
     json.dumps(ctx.summary.to_dict(), allow_nan=False)
     md = paths["report_md"].read_text()
-    summary = md.split("## ", 2)[1]
-    assert "least robust class:" in summary and "weak class" in summary
-    assert all(len(line) < 600 for line in summary.splitlines()), "a summary line lists too many classes"
+    card, statements = md.split("## At a glance", 1)[1], md.split("## Statistical statements", 1)[1].split("## ")[0]
+    card = card.split("## ")[0]
+    assert "weakest class:" in card and "least robust class:" in statements and "weak class" in statements
+    for part in (card, statements):
+        assert all(len(line) < 600 for line in part.splitlines()), "a summary line lists too many classes"
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM)

@@ -40,7 +40,7 @@ def _table_rows(md: str) -> list[list[str]]:
 def test_summary_section_names_the_weakest_class(sections):
     ctx, by_title = sections
     pgd = ctx.summary.attacks["pgd20"]
-    items = by_title["Summary"].items
+    items = by_title["Statistical statements"].items
     assert f"least robust class: {NAMES[pgd.worst_class]} (" in "\n".join(items)
     assert any(i.startswith(f"weak class {NAMES[ctx.summary.claims.weakest[0].index]}:") for i in items)
     assert by_title["Warnings"].items[-1] == "headline-overstated [cat]: d; s"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file
 
+import classwise
 from classwise.errors import ClasswiseError
 from classwise.runs import Run
 from classwise.checkpoint import load_state
@@ -30,7 +31,8 @@ OVERRIDES = (
     "train.monitor_examples=50",
     "train.checkpoint_every=1",
 )
-ENV = {"CLASSWISE_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+ENV = {"CLASSWISE_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
+       "PYTHONPATH": str(Path(classwise.__file__).parents[1])}  # the source under test, as the parent process
 
 
 def start(run: Path, *extra: str) -> subprocess.Popen:

@@ -17,7 +17,7 @@ from classwise.runs import SUB_RUNS, OurCheckpoints, OutsideWeights, Run, _forei
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TEMPORARIES = (".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp")  # atomic writes in flight, not layout entries
+TEMPORARIES = (".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp", "figures/*/.*.tmp")  # atomic writes in flight, not layout entries
 SAMPLE_ARGS = {"checkpoint": ("epoch1",), "adv_file": ("pgd5@eps=0.3",), "homing_retrain": (0,)}
 
 

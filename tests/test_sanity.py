@@ -200,7 +200,9 @@ def test_report_summary_says_when_the_protocol_attack_overstates(tmp_path):
     res = _pair({0: 6, 4: 10}, {})
     flags = headline_overstated(res)
     write_report(tmp_path, ReportContext.build(res, sanity=flags_to_json(flags), checks_run=["headline-overstated"]))
-    summary_part = (tmp_path / "report.md").read_text().split("## ")[1]  # the Summary section
+    md = (tmp_path / "report.md").read_text()
+    card, summary_part = md.split("## At a glance")[1].split("## ")[0], md.split("## Statistical statements")[1].split("## ")[0]
+    assert "`headline-overstated: overall`" in card  # a badge on the card, spelt out below
     assert "the protocol attack overstates robustness: apgd-t leaves 58.0% robust where pgd40 leaves 66.0%" in (
         summary_part)
     assert "robust accuracy under pgd40" in summary_part

@@ -226,6 +226,16 @@ def report(run: EvaluatedRun, threads: Threads = None) -> None:
 
 
 @app.command()
+def show(run: EvaluatedRun, class_name: Annotated[str, typer.Option(
+        "--class", help="Class name, as the report names it.")]) -> None:
+    """One class of an evaluated run: its numbers, 95% intervals, confound classes and gallery images."""
+    from .jobs.show import show_class
+
+    for line in show_class(run, class_name):
+        typer.echo(line)
+
+
+@app.command()
 def homing(
     run: EvaluatedRun,
     classes: Annotated[str | None, typer.Option(

@@ -360,15 +360,22 @@ _DEFAULT_GAMMA = next(f.default for f in fields(TrainConfig) if f.name == "gamma
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Final evaluation: attacks, which checkpoint, how many test images."""
+    """Final evaluation: attacks, which checkpoint, how many test images.
+
+    ``save_adv_per_class``: adversarial images each attack keeps per class in
+    RUN/adv/ for the report's galleries, fooled ones first, a seeded choice (0 keeps
+    none, and evaluate --save-adv keeps all).
+    """
 
     attacks: tuple[AttackConfig, ...] = (AttackConfig("fgsm", 0.3, None), AttackConfig("pgd40", 0.3, 0.01))
     checkpoint: str = "last"
     examples: int | None = None
     batch_size: int = 256
+    save_adv_per_class: int = 8
 
     def __post_init__(self) -> None:
         _check(len(self.attacks) >= 1, "eval.attacks needs at least one attack")
+        _check(self.save_adv_per_class >= 0, "eval.save_adv_per_class must be >= 0")
         _check(self.examples is None or self.examples >= 1, "eval.examples must be >= 1")
         _check(self.batch_size >= 1, "eval.batch_size must be >= 1")
 

@@ -148,6 +148,8 @@ class EvalOptions:
     progress: show a progress bar. perf: speed options (channels_last, bf16
     autocast, compile; :mod:`classwise.perf`), applied to the model in place.
     adv_sink: receives the adversarial images of each attack (``--save-adv``).
+    adv_sample: the sink keeps a sample only (the report's galleries), so a resumed
+    evaluation may skip the images of its finished batches and ``state_dir`` still applies.
     zero_grad: also run the zero-gradient sanity pass (one input-gradient pass
     over every example, ``extras["zero_grad"]``); callers that never read it
     (the per-epoch monitor, re-attacks of a sample) turn it off.
@@ -157,7 +159,7 @@ class EvalOptions:
     state_dir: keep each finished batch's outputs in this folder (every
     ``state_every_s`` seconds, atomically) so that the same evaluation, killed and
     called again, continues where it stopped with the same results
-    (:mod:`classwise.evalstate`); one process and no ``adv_sink`` only (else ignored).
+    (:mod:`classwise.evalstate`); one process and no ``adv_sink`` (but an ``adv_sample`` one) only (else ignored).
     """
 
     batch_size: int = 256
@@ -169,6 +171,7 @@ class EvalOptions:
     # Called as adv_sink(attack name, positions in ``images`` (B,) int64, adversarial images (B, C, H, W)
     # float on the CPU) for every attacked batch (only clean-correct examples are attacked).
     adv_sink: Callable[[str, np.ndarray, torch.Tensor], None] | None = None
+    adv_sample: bool = False
     zero_grad: bool = True
     ranks: Ranks | None = None
     state_dir: Path | None = None
@@ -328,7 +331,7 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
 def _state(cascade: bool, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
            built: Mapping[str, Attack], opts: EvalOptions, k: int | None) -> EvalState | None:
     """The resumable state of this evaluation call, when ``opts.state_dir`` asks for one and it applies."""
-    if opts.state_dir is None or opts.ranks is not None or opts.adv_sink is not None:
+    if opts.state_dir is None or opts.ranks is not None or (opts.adv_sink is not None and not opts.adv_sample):
         return None
     facts = {name: attack.facts() for name, attack in built.items()}
     settings = {"cascade": cascade, "batch_size": opts.batch_size, "seed": opts.seed, "classes": k,

@@ -201,8 +201,10 @@ def homing_record(results: EvalResults, attack: str, homed: dict[int, np.ndarray
     m = misclassified_confusion(results.labels, results.adv_pred[attack], k)
     h = homing_counts(results.labels, results.adv_pred[attack], homed, k)
     share = homing_share(m, h)
+    tests = np.asarray(results.extras.get("index", np.arange(len(results.labels))))
     per = [{"class": j, "flipped": int(m[:, j].sum()), "homed": int(np.nansum(h[:, j])),
-            "dir": RunFiles(Path()).homing_retrain(j).as_posix()} for j in homed]
+            "dir": RunFiles(Path()).homing_retrain(j).as_posix(),
+            "homed_index": tests[homed[j]].tolist()} for j in homed]  # test-set indices (the report's gallery)
     return {
         "attack": attack, "checkpoint": checkpoint, "removed": list(homed), "missing": list(missing),
         "class_names": results.class_names,

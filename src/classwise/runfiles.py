@@ -73,7 +73,8 @@ TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoi
 OWN_FILES = (
     MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "validation.json", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
-    "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
+    "figures/*.svg", "figures/gallery/*.png", "figures/pairs/*.png", "figures/*/.*.tmp",
+    "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
     "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
@@ -165,6 +166,15 @@ class RunFiles:
     def figures(self) -> Path:
         """PNG and SVG figures of the report (it names each inside: ``classwise.report.figures.path_of``)."""
         return self.root / "figures"
+
+    @property
+    def gallery(self) -> Path:
+        """Gallery thumbnails of the report: per class (``figures/gallery/``), per exchanged pair (``figures/pairs/``)."""
+        return self.figures / "gallery"
+
+    @property
+    def pairs(self) -> Path:
+        return self.figures / "pairs"
 
     @property
     def tables(self) -> Path:

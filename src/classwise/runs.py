@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, load_outside
+from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, load_outside, safe_load
 from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
@@ -371,6 +371,18 @@ class Run:
         atomic_save({"images": images.float().contiguous(), "index": torch.as_tensor(index, dtype=torch.int64)},
                     path, {"attack": attack, "facts": json.dumps(facts, default=str)})
         return path
+
+    def load_adv(self, attack: str) -> tuple[np.ndarray, torch.Tensor] | None:
+        """adv/<attack>.safetensors as saved by :meth:`save_adv`: (index (M,), images (M, C, H, W)); None if absent."""
+        path = self.files.adv_file(attack)
+        if not path.is_file():
+            return None
+        tensors, _ = safe_load(path)
+        index, images = tensors.get("index"), tensors.get("images")
+        if index is None or images is None or index.ndim != 1 or images.ndim != 4 or len(index) != len(images):
+            raise ClasswiseError(f"{path} is damaged (index (M,) and images (M, C, H, W) were expected); "
+                                 "re-run `classwise evaluate` to rewrite it")
+        return index.numpy(), images
 
     # -- results ------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ One module per job, each readable top to bottom:
     resume.py     resumed_config: which config changes --resume (and evaluate --set) may make
     evaluate.py   evaluate_run: attack, merge with earlier results, save, report
     attacking.py  what an evaluation attacks: examples, samples, cascade, ranks, adversarial images
-    report.py     report_run: summary.json and the report from saved results
+    report.py     report_run: summary.json and the report from saved results (the gallery from saved images)
+    show.py       show_class: one class of an evaluated run in the terminal
     outside.py    OutsideModel, create_outside_run, evaluate_outside: models classwise did not train
     demo.py       demo: the robust SmallCNN on mnist5k, trained, evaluated, reported
 

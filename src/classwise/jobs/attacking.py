@@ -32,24 +32,91 @@ def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.nd
     return np.sort(class_balanced_indices(labels, max(1, examples // k), seed=seed).numpy())
 
 
-class AdvImages:
-    """Adversarial images per attack, gathered during an evaluation (``save_adv``)."""
+ROBUST_KEPT = 2  # of a bounded keep, at most this many robust examples per class (the rest fooled ones)
 
-    def __init__(self) -> None:
+
+class AdvImages:
+    """Adversarial images per attack, gathered during an evaluation: all (``--save-adv``) or a bounded keep.
+
+    ``keep``: None keeps every image; else at most ``keep`` per class and attack
+    (``eval.save_adv_per_class``): while attacking, the ``2 * keep`` of each class
+    first in a seeded order of the test set (``priority``, (N_test,)) are held, and
+    at saving :meth:`_final` keeps ``keep`` of them, fooled ones first and up to
+    :data:`ROBUST_KEPT` robust ones. ``labels``: (N_test,) the test labels. The order does not depend on
+    batches or processes, so the kept examples are the same wherever they are attacked.
+    """
+
+    def __init__(self, keep: int | None = None, labels: np.ndarray | None = None, seed: int = 0) -> None:
         self.parts: dict[str, list[tuple[np.ndarray, torch.Tensor]]] = {}
+        self.keep, self.labels = keep, labels
+        self.priority = None if labels is None else np.random.default_rng(seed).permutation(len(labels))
 
     def sink(self, index: np.ndarray):
         """EvalOptions.adv_sink for images whose positions map to test-set indices ``index``."""
-        return lambda name, pos, x_adv: self.parts.setdefault(name, []).append((index[pos], x_adv))
+        def take(name: str, pos: np.ndarray, x_adv: torch.Tensor) -> None:
+            self.parts.setdefault(name, []).append((index[pos], x_adv))
+            self.prune(name)
+        return take
 
-    def save(self, run: Run, facts: dict[str, dict], merged: dict[str, dict]) -> None:
+    def prune(self, name: str) -> None:
+        """A bounded keep holds at most ``2 * keep`` images per class of attack ``name``, first in the seeded order."""
+        if self.keep is not None and self.labels is not None:
+            self.parts[name] = [self._held(*self._joined(name), 2 * self.keep)]
+
+    def _joined(self, name: str) -> tuple[np.ndarray, torch.Tensor]:
+        parts = self.parts[name]
+        return np.concatenate([i for i, _ in parts]), torch.cat([x for _, x in parts])
+
+    def _held(self, index: np.ndarray, x: torch.Tensor, cap: int | np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """At most ``cap`` (one number, or (K,) per class) of each class, first in the seeded order."""
+        kept = self._held_at(index, cap)
+        return index[kept], x[torch.as_tensor(kept)]
+
+    def _held_at(self, index: np.ndarray, cap: int | np.ndarray) -> np.ndarray:
+        """Positions in ``index`` (sorted) of at most ``cap`` per class, first in the seeded order."""
+        assert self.labels is not None and self.priority is not None
+        caps = np.broadcast_to(np.asarray(cap), (int(self.labels.max()) + 1,))
+        order = np.argsort(self.priority[index], kind="stable")
+        seen = np.zeros(len(caps), dtype=np.int64)
+        kept = []
+        for o in order:
+            c = self.labels[index[o]]
+            if seen[c] < caps[c]:
+                seen[c] += 1
+                kept.append(o)
+        return np.sort(np.array(kept, dtype=np.int64))
+
+    def _final(self, spec: str, results: EvalResults) -> tuple[np.ndarray, torch.Tensor]:
+        """The images saved for attack ``spec``: all, or the bounded keep.
+
+        The keep: at most ``keep - ROBUST_KEPT`` fooled and ``ROBUST_KEPT`` robust ones per
+        class, topped up to ``keep`` from the rest (a cascade records no per-attack
+        predictions: then by the seeded order alone).
+        """
+        index, x = self._joined(spec)
+        if self.keep is None or self.labels is None:
+            return index, x
+        pred = results.adv_pred.get(spec)
+        where = {int(t): p for p, t in enumerate(results.extras["index"])}
+        fooled = (np.zeros(len(index), bool) if pred is None
+                  else pred[[where[int(t)] for t in index]] != self.labels[index])
+        robust_cap = min(ROBUST_KEPT, self.keep)
+        chosen = np.zeros(len(index), bool)
+        for mask, cap in ((fooled, self.keep - robust_cap), (~fooled, robust_cap)):
+            chosen[np.flatnonzero(mask)[self._held_at(index[mask], cap)]] = True
+        per_class = np.bincount(self.labels[index[chosen]], minlength=int(self.labels.max()) + 1)
+        rest = np.flatnonzero(~chosen)
+        chosen[rest[self._held_at(index[rest], np.maximum(self.keep - per_class, 0))]] = True
+        keep = torch.as_tensor(np.flatnonzero(chosen))
+        return index[chosen], x[keep]
+
+    def save(self, run: Run, facts: dict[str, dict], merged: dict[str, dict], results: EvalResults) -> None:
         """One file per attack, named as the run's results name it (the merged key with the same facts)."""
-        for spec, parts in self.parts.items():
+        for spec in self.parts:
             name = next((k for k, f in merged.items() if f == facts.get(spec)), spec)
-            index = np.concatenate([i for i, _ in parts])
+            index, x = self._final(spec, results)
             order = np.argsort(index, kind="stable")
-            run.save_adv(name, index[order], torch.cat([x for _, x in parts])[torch.as_tensor(order)],
-                         facts.get(spec, {}))
+            run.save_adv(name, index[order], x[torch.as_tensor(order)], facts.get(spec, {}))
 
 
 def attack_gathered(model: nn.Module, data: DataBundle, idx: np.ndarray, built: list[tuple[AttackConfig, Attack]],
@@ -58,6 +125,8 @@ def attack_gathered(model: nn.Module, data: DataBundle, idx: np.ndarray, built: 
     results = _attack_all(model, data, idx, built, opts, cascade, adv)
     if adv is not None and dist.enabled:
         adv.parts = _merged_parts(dist.gather(adv.parts))
+        for name in adv.parts:
+            adv.prune(name)  # the same images as one process holds
     return results
 
 
@@ -74,7 +143,7 @@ def _attack_all(model: nn.Module, data: DataBundle | StreamBundle, idx: np.ndarr
                 opts: EvalOptions, cascade: bool, adv: AdvImages | None = None) -> EvalResults:
     """Per-sample results on the test examples ``idx`` (with ``index`` = idx), keyed by attack config."""
     x, y = data.test_images(idx), data.test_y[idx]  # streamed: only these files are decoded
-    opts = opts if adv is None else dataclasses.replace(opts, adv_sink=adv.sink(idx))
+    opts = opts if adv is None else dataclasses.replace(opts, adv_sink=adv.sink(idx), adv_sample=adv.keep is not None)
     keep_probs = len(y) * data.num_classes <= PROBS_MAX_VALUES
     attacks = {cfg.to_text(): attack for cfg, attack in built}
     if cascade:

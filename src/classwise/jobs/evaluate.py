@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..attacks import Attack, build_attack
@@ -52,7 +53,9 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
     ``allow_partial`` evaluates a model whose training did not finish (said so
     in summary.json and the report). ``overrides`` (``--set``) may change
     eval.*, device and perf.* for this evaluation. ``save_adv`` writes each
-    attack's adversarial images with their test-set indices to RUN/adv/.
+    attack's adversarial images with their test-set indices to RUN/adv/; without
+    it each attack keeps ``eval.save_adv_per_class`` of them per class there (the
+    report's galleries; :class:`~classwise.jobs.attacking.AdvImages`).
 
     Under ``torchrun`` every process calls this (docs/scale.md, "Sharded
     evaluation"): each attacks its share of the batches, rank 0 gathers them,
@@ -69,7 +72,7 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
                                                        examples=examples, device=device, batch_size=batch_size,
                                                        progress=progress)
             _ = common_threat(built) if cascade else None  # a cascade over two threat models is refused up front
-            adv = AdvImages() if save_adv else None
+            adv = _adv_images(save_adv, ev.save_adv_per_class, data.test_y, config.seed)
             idx = eval_indices(data.test_y, ev.examples, config.seed)
             attack = functools.partial(attack_gathered, model, data, idx, built, opts, cascade, adv, dist)
             if not dist.main:
@@ -77,6 +80,13 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
             merged, meta = _attack_and_save(run, attack, data, ev, partial, adv, (opts.device, dist.world))
             write_run_report(run, meta)
     return merged
+
+
+def _adv_images(save_all: bool, per_class: int, labels: torch.Tensor, seed: int) -> AdvImages | None:
+    """What the evaluation keeps of its adversarial images: all (``--save-adv``), ``per_class`` per class, or none."""
+    if save_all:
+        return AdvImages()
+    return AdvImages(per_class, np.asarray(labels), seed) if per_class > 0 else None
 
 
 def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBundle | StreamBundle, ev,
@@ -95,7 +105,7 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
         timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], *where, old_meta)
         merged, messages = merge_results(run.results(), old_meta, new, model_id)
         if adv is not None:
-            adv.save(run, new.facts, merged.facts)
+            adv.save(run, new.facts, merged.facts, new)
         for message in messages:
             warnings.warn(message, stacklevel=3)  # at evaluate_run's caller
         merged = with_worst_cases(headline_probs_only(merged))

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..analysis import summarize
 from ..analysis.sanity import flags_to_json, recorded_black_box, sanity_checks
+from ..errors import ClasswiseError
 from ..fileio import read_json, write_json
+from ..data import as_float
 from ..report import ReportContext, write_report
+from ..report.gallery import GalleryData, positions
 from ..results import EvalResults
 from ..runfiles import check_meta, check_metrics
 from ..runs import Run
@@ -53,9 +59,35 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method", "classifier")
              if meta.get(k) is not None}
     metrics = check_metrics(run.metrics(), run.files.metrics, results.num_classes)
+    try:
+        gallery = gallery_data(run, results, summary, meta.get("checkpoint", "last"))
+    except (ClasswiseError, OSError) as e:  # e.g. the dataset is no longer where the run found it
+        gallery = None
+        notes.append(f"no gallery: the saved adversarial images could not be shown ({e})")
     return write_report(run.path, ReportContext(
         results, summary, metrics=metrics or None, head_weight=head, meta=shown, notes=notes or None,
-        homing=homing, sanity=flags_to_json(flags), checks_run=ran))
+        homing=homing, sanity=flags_to_json(flags), checks_run=ran, gallery=gallery))
+
+
+def gallery_data(run: Run, results: EvalResults, summary: dict, checkpoint: str) -> GalleryData | None:
+    """The saved adversarial examples of the headline attack (else the protocol attack) with their clean images.
+
+    None when neither has saved images (RUN/adv/). The confidence is the model's
+    softmax probability of the recorded prediction on each adversarial image.
+    """
+    names = [a for a in (summary.get("headline"), summary.get("protocol")) if a in results.adv_pred]
+    saved = next(((a, s) for a in names if (s := run.load_adv(a)) is not None), None)
+    if saved is None:
+        return None
+    attack, (index, adv) = saved
+    clean = as_float(run.data().test_images(index)).numpy()
+    pos = positions(results, index)
+    pred = torch.as_tensor(results.adv_pred[attack][np.maximum(pos, 0)])
+    model = run.model(checkpoint)
+    with torch.no_grad():
+        probs = torch.cat([model(adv[i:i + 256]).softmax(1) for i in range(0, len(adv), 256)])
+    confidence = probs.gather(1, pred.clamp(min=0)[:, None])[:, 0].numpy()
+    return GalleryData(attack, index, clean, adv.numpy(), confidence)
 
 
 def _read_optional(path: Path) -> dict | None:

@@ -11,14 +11,20 @@ Layout written into ``run_dir``::
     tables/confusion_<attack>.csv robustness confusion (percent of row) per attack
     tables/misclassified_<attack>.csv, robustness_intervals.csv, [homing.csv], [probability_variance.csv],
     [superclass_robustness.csv]
-    report.md, report.html        summary, notes, warnings, each table and figure
+    figures/gallery/*.png, figures/pairs/*.png   gallery thumbnails (with saved adversarial images)
+    report.md, report.html        card, class table, statements, notes, warnings, galleries, each table and figure
 
-The summary comes first: overall numbers with their 95% intervals, best and
+The answer comes first (:mod:`classwise.report.glance`): a card with the overall
+numbers and their intervals, the weakest and strongest class (or "tied"), the
+attack suite and the sanity badges, then one table per class, weakest first.
+The full statements follow, collapsed in HTML: overall numbers with their 95% intervals, best and
 worst class (significant, or "tied with"), largest gap, why the weakest classes
 are weak (confound classes, superclass share, gap to clean), the tested claims
 (stronger attacks hurt weak classes more; weight norm vs robustness and vs clean
-accuracy) and the number of sanity flags. Every later section starts with one
-sentence saying what it shows. With more than 20 classes the report leads with
+accuracy) and the number of sanity flags. With saved adversarial images
+(:class:`~classwise.report.gallery.GalleryData`) the per-class galleries and the
+most exchanged pairs follow. Every later section starts with one
+sentence saying what it shows. With more than 20 classes the tables start with
 the superclass view (when superclasses exist), then the 10 weakest and 10
 strongest classes, then the full table by class in a scroll container; per-class
 line figures (1 and 4) show a seeded sample of 12 classes, as the paper does.
@@ -41,7 +47,6 @@ looks complete.
 
 from __future__ import annotations
 
-import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,20 +67,20 @@ from ..analysis.schema import (
 )
 from ..analysis.stats import classwise_interval
 from ..results import EvalResults
-from . import diagnosis, figures, tables
+from . import diagnosis, figures, gallery, glance, render, tables
 from .diagnosis import per_class_array
+from .gallery import GalleryData
+from .glance import MAX_NAMED
+from .glance import ci as _ci
+from .glance import names_of as _names
+from .glance import weakest_first as _order
 from .section import MAX_SHOWN_CLASSES, Figure, File, Section, pct, sampled_note, shown_classes, slug
 from ..fileio import atomic_write
 from ..runfiles import RunFiles
 
 TITLE = "Class-wise robustness report"
+STATEMENTS = "Statistical statements"
 EXTREMES = 10  # with more than MAX_SHOWN_CLASSES classes: the 10 weakest and the 10 strongest
-MAX_NAMED = 5  # "tied with" lists name at most this many classes
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;
-overflow-wrap:anywhere}table{border-collapse:collapse;font-size:.9em;margin:0}th,td{border:1px solid #ccc;
-padding:.25em .5em;text-align:right;white-space:nowrap}th:first-child,td:first-child{text-align:left}
-thead th{position:sticky;top:0;background:#f4f4f4}img{max-width:100%;height:auto}.note{color:#555;font-size:.85em}
-.scroll{overflow:auto;max-width:100%;max-height:32em;margin:.5em 0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,9 @@ class ReportContext:
     :func:`classwise.homing.homing_run` (figure 3b). sanity: extra sanity flags,
     listed under Warnings: lines, or dicts with "check", "scope", "detail",
     "suggests" (:func:`classwise.analysis.sanity.flags_to_json`). checks_run:
-    names of the sanity checks that ran (a "Sanity checks" section).
+    names of the sanity checks that ran (a "Sanity checks" section). gallery:
+    saved adversarial examples of one attack (:class:`~classwise.report.gallery.GalleryData`)
+    for the per-class gallery and the most exchanged pairs; None: no gallery.
     Probabilities in ``results`` (clean_probs, adv_probs[headline]) add figure 5a.
     """
 
@@ -104,6 +111,7 @@ class ReportContext:
     homing: dict[str, Any] | None = None
     sanity: list[str | dict[str, str]] | None = None
     checks_run: list[str] | None = None
+    gallery: GalleryData | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.summary, dict):  # summary.json as read back
@@ -135,16 +143,6 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     keys = [k for k in ("dataset", "model", "eps") if k in meta]
     keys += [k for k in meta if k not in keys]
     return [f"{k}: {meta[k]}" for k in keys]
-
-
-def _names(indices: tuple[int, ...], names: tuple[str, ...]) -> str:
-    """Class names, at most :data:`MAX_NAMED` of them, then "and N more"."""
-    shown = ", ".join(names[i] for i in indices[:MAX_NAMED])
-    return shown + (f" and {len(indices) - MAX_NAMED} more" if len(indices) > MAX_NAMED else "")
-
-
-def _ci(ci: tuple | None) -> str:
-    return "" if not ci or ci[0] is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
 
 
 def _call_text(block: AccuracyBlock, call: RankCall, names: tuple[str, ...]) -> str:
@@ -257,12 +255,6 @@ def _rho(c: Correlation | WeakHurtMore) -> str:
     ci = "" if c.ci[0] is None else f", 95% CI [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
     p = "p < 1e-300" if c.p == 0 else f"p = {c.p:.3g}"
     return f"{c.rho:.2f} ({p}{ci})"
-
-
-def _order(summary: Summary) -> list[int]:
-    """Classes worst first under the headline attack (clean accuracy without one); empty classes last."""
-    v = np.array([np.inf if x is None else x for x in summary.block(summary.headline).per_class])
-    return [int(i) for i in np.argsort(v, kind="stable")]
 
 
 def _bars(summary: Summary, classes: list[int], split: int | None, title: str) -> Figure:
@@ -486,33 +478,13 @@ def _head_sections(ctx: ReportContext, head: str) -> list[Section]:
 
 
 def render_markdown(sections: list[Section]) -> str:
-    """report.md text; figures are linked relative to the run folder."""
-    out = [f"# {TITLE}\n"]
-    for s in sections:
-        out.append(f"## {s.title}\n")
-        out += [f"{s.text}\n"] if s.text else []
-        out += ["\n".join(f"- {item}" for item in s.items) + "\n"] if s.items else []
-        out += [s.table_md] if s.table_md else []
-        out += [f"![{s.title}]({s.figure.path})\n"] if s.figure else []
-    return "\n".join(out)
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    """report.md text (:func:`classwise.report.render.render_markdown`)."""
+    return render.render_markdown(sections, TITLE)
 
 
 def render_html(sections: list[Section], run_dir: Path) -> str:
-    """A self-contained HTML page: inline CSS, the drawn PNGs (under ``run_dir``) as base64 data URIs, text escaped."""
-    esc = html.escape
-    body = [f"<h1>{esc(TITLE)}</h1>"]
-    for s in sections:
-        body.append(f"<h2>{esc(s.title)}</h2>")
-        body += [f"<p>{esc(s.text)}</p>"] if s.text else []
-        body += ["<ul>" + "".join(f"<li>{esc(i)}</li>" for i in s.items) + "</ul>"] if s.items else []
-        body += [s.table_html] if s.table_html else []
-        body += [f'<img src="{_data_uri(run_dir / s.figure.path)}" alt="{esc(s.title)}">'] if s.figure else []
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(TITLE)}</title>'
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    """The self-contained report.html (:func:`classwise.report.render.render_html`)."""
+    return render.render_html(sections, run_dir, TITLE)
 
 
 def _summary_sections(ctx: ReportContext) -> list[Section]:
@@ -522,7 +494,11 @@ def _summary_sections(ctx: ReportContext) -> list[Section]:
     lines = _meta_lines(ctx.meta or {}) + _headline_lines(summary) + _overstated_lines(ctx.sanity or [])
     lines += _diagnosis_lines(summary, ctx.homing, warns)
     sections = [Section("Partial model", text=summary.partial)] if summary.partial else []
-    sections += [Section("Summary", items=tuple(lines))]
+    head = ctx.protocol
+    flips = glance.confounds(ctx.results, head, summary.num_classes) if head else None
+    sections += [glance.headline_card(summary, ctx.sanity or [], len(warns)), glance.class_table(summary, flips)]
+    sections += [Section(STATEMENTS, "Every statistical statement behind the card, one sentence each.",
+                         items=tuple(lines), kind="details")]
     sections += [Section("Notes", items=tuple(ctx.notes))] if ctx.notes else []
     sections += [Section("Warnings", items=tuple(warns))] if warns else []
     return sections + ([_checks_section(ctx.checks_run, ctx.sanity or [])] if ctx.checks_run else [])
@@ -534,6 +510,7 @@ def build_sections(ctx: ReportContext) -> list[Section]:
     summary, head = ctx.summary, ctx.protocol  # the per-example figures' attack
     names = summary.class_names
     sections = _summary_sections(ctx)
+    sections += _gallery_sections(ctx)
     if summary.num_classes > MAX_SHOWN_CLASSES and ctx.superclasses:
         sections += _superclass_view(ctx)
         on_head = ctx.results.restricted(ctx.results.evaluated(head)) if head else None
@@ -547,10 +524,27 @@ def build_sections(ctx: ReportContext) -> list[Section]:
     return sections + threat_model_sections(summary)
 
 
+def _gallery_sections(ctx: ReportContext) -> list[Section]:
+    """The per-class gallery and the most exchanged pairs, from the saved adversarial examples (when any)."""
+    data = ctx.gallery
+    if data is None or data.attack not in ctx.results.adv_pred:
+        return []
+    out = [gallery.gallery_section(data, ctx.results, ctx.summary),
+           gallery.confound_section(data, ctx.results, ctx.summary)]
+    homed = gallery.homing_section(data, ctx.results, ctx.summary, ctx.homing) if ctx.homing else None
+    return out + ([homed] if homed else [])
+
+
 def write_sections(run_dir: Path, sections: list[Section]) -> dict[str, Path]:
-    """Write every section's files and draw its figure into ``run_dir``; return key -> path."""
+    """Write every section's files, draw its figure and write its gallery thumbnails into ``run_dir``.
+
+    Returns key -> path (a gallery's thumbnails under "gallery:<title>", its first PNG).
+    """
     paths: dict[str, Path] = {}
     for s in sections:
+        if s.gallery:
+            written = render.write_tiles(run_dir, s.gallery)
+            paths |= {f"gallery:{s.title}": written[0]} if written else {}
         for f in s.files:
             paths[f.key] = atomic_write(run_dir / f.path, f.text)
         if s.figure:
@@ -565,8 +559,8 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     the rest (:class:`ReportContext`; ``ReportContext.build`` summarises for you).
     """
     files = RunFiles(Path(run_dir))
-    for old in (files.report_md, files.report_html):
-        old.unlink(missing_ok=True)
+    for old in (files.report_md, files.report_html, *files.gallery.glob("*.png"), *files.pairs.glob("*.png")):
+        old.unlink(missing_ok=True)  # thumbnails of an earlier report may show other examples
     sections = build_sections(ctx)
     paths = write_sections(files.root, sections)
     paths["report_md"] = atomic_write(files.report_md, render_markdown(sections))

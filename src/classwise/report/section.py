@@ -2,9 +2,11 @@
 
 A :class:`Section` says what it shows (title, text, items, a table) and carries
 the files it needs (:class:`File`: CSV or Markdown text; :class:`Figure`: the
-plot function and its data). Building a section writes nothing: the report's
-writer (:func:`classwise.report.build.write_sections`) writes the files and
-draws the figures, then renders every section to Markdown and HTML.
+plot function and its data; :class:`Gallery`: strips of example images, each a
+:class:`Shot` of :class:`Tile` thumbnails). Building a section writes nothing: the
+report's writer (:func:`classwise.report.build.write_sections`) writes the files,
+draws the figures and writes the thumbnails, then renders every section to
+Markdown and HTML (:mod:`classwise.report.render`).
 """
 
 from __future__ import annotations
@@ -50,9 +52,46 @@ class Figure:
         return self.plot(*self.args, run_dir / self.path, **self.kwargs)
 
 
+@dataclass(frozen=True, eq=False)
+class Tile:
+    """One gallery image not written yet: ``image`` (H, W, C) uint8 goes to ``path`` (PNG, relative to the run)."""
+
+    path: str
+    image: np.ndarray
+    alt: str
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One example of a gallery: its images (clean, adversarial, amplified perturbation) and one caption."""
+
+    tiles: tuple[Tile, ...]
+    caption: str
+
+
+@dataclass(frozen=True)
+class Strip:
+    """One row of a gallery: a label (e.g. "cat: 4 fooled, 2 robust") and its examples, read left to right."""
+
+    label: str
+    shots: tuple[Shot, ...]
+    anchor: str = ""  # the class the strip belongs to (the HTML class picker shows it), "" for none
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Image strips (clean, adversarial, amplified perturbation per example), written as PNG thumbnails."""
+
+    strips: tuple[Strip, ...]
+
+
 @dataclass(frozen=True)
 class Section:
-    """One report section: a sentence saying what it shows, then a list, a table or a figure, and its files."""
+    """One report section: a sentence saying what it shows, then a list, a table, a figure or a gallery.
+
+    ``kind``: "" (plain), "card" (the headline card, ``badges`` as short labels) or
+    "details" (collapsed in HTML, ``<details>``). ``files``: its CSV or Markdown files.
+    """
 
     title: str
     text: str = ""
@@ -61,6 +100,9 @@ class Section:
     table_html: str = ""
     figure: Figure | None = None
     files: tuple[File, ...] = ()
+    gallery: Gallery | None = None
+    kind: str = ""
+    badges: tuple[str, ...] = ()
 
 
 def slug(name: str) -> str:
