@@ -91,7 +91,8 @@ def test_overwrite_empties_a_run_holding_only_its_own_files(trained, tmp_path):
     run = copy_of(trained, tmp_path)
     Run.create(run, load_config("demo"), overwrite=True)
     assert sorted(p.name for p in run.iterdir() if p.name != ".classwise.lock") == [
-        "checkpoints", MARKER, "config.yaml", "status.json", "version.json"]
+        ".classwise-files", "checkpoints", MARKER, "config.yaml", "status.json", "version.json"]
+    assert sorted((run / ".classwise-files").read_text().split()) == [MARKER, "config.yaml", "status.json", "version.json"]
     assert Run(run).state == "created" and not Run(run).trained
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from .analysis import gap_comparison, headline_attack
 from .report.tables import blocks_markdown, text_csv
 from .errors import ClasswiseError
-from .fileio import atomic_write, write_json
+from .fileio import atomic_write, own_folder, write_json
 from .report import figures, tables
 from .runs import Run
 
@@ -63,7 +63,7 @@ def compare_runs(standard_run: str | Path, robust_run: str | Path, out: str | Pa
               "robust_per_class": robust.tolist(),
               "overall": [std["clean"]["overall"], rob["attacks"][attack]["overall"]],
               **gap_comparison(standard, robust)}
-    _write(Path(out), record)
+    _write(own_folder(Path(out)), record)
     return record
 
 
@@ -101,7 +101,7 @@ def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = 
         if s["class_names"] != names:
             raise ClasswiseError(f"{label} has other classes than {summaries[0][0]}; compare runs on one dataset")
     rows = [(f"{label} ({name})", _marked_block(block)) for label, s in summaries for name, block in _rows(label, s, attack)]
-    out = Path(out)
+    out = own_folder(Path(out))
     typed: list[tuple[str, tables.Block]] = list(rows)  # blocks_markdown takes typed blocks or their JSON form
     files = {"md": atomic_write(out / "compare.md", blocks_markdown(typed, names, corner="Run (attack)")),
              "csv": atomic_write(out / "compare.csv", _csv(rows, names))}

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import fnmatch
 import json
 import os
 import shutil
@@ -60,9 +59,10 @@ from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError, Terminated
-from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
+from .fileio import (MANIFEST, TEMPORARY, atomic_write, read_json, read_jsonl, start_ledger, user_os_error,
+                     write_json, written)
 from .results import EvalResults
-from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
+from .runfiles import LOCK, MARKER, RunFiles
 
 FORMAT = 1
 SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders of nested runs (homing retrains), each checked as a run
@@ -71,23 +71,29 @@ _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, 
 
 
 def _foreign_files(path: Path) -> list[str]:
-    """Files under ``path`` that classwise did not write (nested runs checked recursively)."""
+    """Files under ``path`` that its manifest does not record as classwise's (nested runs checked recursively).
+
+    Besides the manifest's entries, only the manifest itself, the lock file and temporaries of
+    atomic writes cut short (``fileio.TEMPORARY``) are classwise's; a link is never.
+    """
+    own = written(path) | {MANIFEST, LOCK}
     foreign = []
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path).as_posix()
-        if f.is_dir() or _in_sub_run(path, f):
+        if (f.is_dir() and not f.is_symlink()) or _in_sub_run(path, f):
             continue
-        if f.is_symlink() or not any(fnmatch.fnmatchcase(rel, p) for p in OWN_FILES):
+        if f.is_symlink() or not (rel in own or TEMPORARY.fullmatch(f.name)):
             foreign.append(rel)
-    for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir()):
-        if RunFiles(sub).marker.is_file():
+    for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir() and not p.is_symlink()):
+        if RunFiles(sub).marker.is_file() and (sub / MANIFEST).is_file():
             foreign += [f"{sub.relative_to(path).as_posix()}/{r}" for r in _foreign_files(sub)]
     return foreign
 
 
 def _in_sub_run(root: Path, f: Path) -> bool:
     rel = f.relative_to(root).parts
-    return len(rel) > 2 and rel[0] in SUB_RUNS and RunFiles(root / rel[0] / rel[1]).marker.is_file()
+    sub = root / rel[0] / rel[1] if len(rel) > 2 else None
+    return sub is not None and rel[0] in SUB_RUNS and RunFiles(sub).marker.is_file() and (sub / MANIFEST).is_file()
 
 
 def _refuse_overwrite(path: Path) -> None:
@@ -96,6 +102,9 @@ def _refuse_overwrite(path: Path) -> None:
         raise ClasswiseError(f"refusing to overwrite {path}: it is a symbolic link (pass the real folder)")
     if not RunFiles(path).marker.is_file():
         raise ClasswiseError(f"refusing to overwrite {path}: it is not a classwise run folder (no {MARKER})")
+    if not (path / MANIFEST).is_file():
+        raise ClasswiseError(f"refusing to overwrite {path}: it has no record of the files classwise wrote "
+                             f"({MANIFEST}; made by an older classwise?); delete it yourself or choose another --out")
     foreign = _foreign_files(path)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
@@ -214,6 +223,7 @@ class Run:
                 _check_new(path, overwrite)
                 for child in _entries(path):
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            start_ledger(path)
             _mkdir(run.files.checkpoints)
             write_json(run.files.marker, {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                           "origin": source.origin})

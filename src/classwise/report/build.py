@@ -65,7 +65,7 @@ from ..results import EvalResults
 from . import diagnosis, figures, tables
 from .diagnosis import per_class_array
 from .section import MAX_SHOWN_CLASSES, Figure, File, Section, pct, sampled_note, shown_classes, slug
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_replaceable
 from ..runfiles import RunFiles
 
 TITLE = "Class-wise robustness report"
@@ -560,6 +560,7 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     """
     files = RunFiles(Path(run_dir))
     for old in (files.report_md, files.report_html):
+        check_replaceable(old)
         old.unlink(missing_ok=True)
     sections = build_sections(ctx)
     paths = write_sections(files.root, sections)
