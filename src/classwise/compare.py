@@ -23,6 +23,7 @@ the order of the classes is nearly the same. Reads both runs' summary.json
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,24 @@ from .runs import Run
 
 
 def _summary(run: Path) -> dict[str, Any]:
-    return Run.open(run).summary()
+    """The run's summary.json; one error when its results are not of the run's current checkpoint, a warning
+    when the run is not complete (its rows are then marked, :func:`_mark`)."""
+    opened = Run.open(run)
+    stale = opened.stale_results()
+    if stale:
+        raise ClasswiseError(f"{stale}; re-run `classwise evaluate {run}` before comparing it")
+    summary = opened.summary()
+    if opened.state != "complete":
+        error = opened.status().get("error")
+        warnings.warn(f"{run} is not complete (status '{opened.state}'{': ' + str(error) if error else ''}): "
+                      "its numbers are those of its last report, marked so", stacklevel=3)
+    return summary
+
+
+def _mark(run: Path) -> str:
+    """"" for a complete run; else " [not complete: <status>]", shown beside its rows."""
+    state = Run.open(run).state
+    return "" if state == "complete" else f" [not complete: {state}]"
 
 
 def _values(block: dict[str, Any]) -> np.ndarray:
@@ -95,7 +113,7 @@ def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = 
     """
     if not runs:
         raise ClasswiseError("compare needs at least one evaluated run")
-    summaries = [(_label(Path(r), runs), _summary(Path(r))) for r in runs]
+    summaries = [(_label(Path(r), runs) + _mark(Path(r)), _summary(Path(r))) for r in runs]
     names = summaries[0][1]["class_names"]
     for label, s in summaries:
         if s["class_names"] != names:

@@ -123,6 +123,27 @@ def record_written(path: Path) -> None:
         _append(root / MANIFEST, rel + "\n")
 
 
+def move_written(root: Path, rels: list[str], dest: Path) -> list[str]:
+    """Move the files ``rels`` (relative to ``root``) that its manifest records into ``dest`` (beneath ``root``),
+    keeping their relative paths, and record them there; returns those moved. Unrecorded files stay."""
+    own = written(root)
+    moved = [rel for rel in rels if rel in own and (root / rel).is_file() and not (root / rel).is_symlink()]
+    for rel in moved:
+        target = dest / rel
+        refuse_links(target)
+        with user_os_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(root / rel, target)
+    gone = set(moved)
+    kept = [line for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines() if line not in gone]
+    new = [(dest / rel).relative_to(root).as_posix() for rel in moved]
+    tmp = root / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    with user_os_errors(root / MANIFEST):
+        tmp.write_text("".join(line + "\n" for line in [*kept, *new]), encoding="utf-8")
+        os.replace(tmp, root / MANIFEST)
+    return moved
+
+
 def check_replaceable(path: Path) -> None:
     """One error when ``path`` exists in a folder of classwise's whose manifest does not name it:
     classwise never replaces or deletes a file it did not write."""

@@ -77,7 +77,7 @@ OWN_FILES = (
     MARKER, LOCK, MANIFEST, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
     "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+    "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
 
@@ -219,6 +219,12 @@ class RunFiles:
     def compare(self) -> Path:
         """``classwise compare``'s default output (of the last run compared)."""
         return self.root / "compare"
+
+    @property
+    def superseded(self) -> Path:
+        """Results of a model the run no longer holds (trained further, or another test set), one folder each:
+        ``superseded/<time>/`` with the results, report and ``superseded.json`` (why, which checkpoint)."""
+        return self.root / "superseded"
 
     @property
     def tensorboard(self) -> Path:

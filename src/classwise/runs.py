@@ -59,13 +59,16 @@ from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError, Terminated
-from .fileio import (MANIFEST, TEMPORARY, atomic_write, read_json, read_jsonl, start_ledger, user_os_error,
-                     write_json, written)
+from .fileio import (MANIFEST, TEMPORARY, atomic_write, move_written, read_json, read_jsonl, start_ledger,
+                     user_os_error, write_json, written)
 from .results import EvalResults
 from .runfiles import LOCK, MARKER, RunFiles
 
 FORMAT = 1
 SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders of nested runs (homing retrains), each checked as a run
+# What an evaluation and its report write (results.npz first): moved aside together when the model changes.
+_RESULT_ENTRIES = tuple(getattr(RunFiles(Path()), name).name for name in (
+    "results", "meta", "summary", "report_md", "report_html", "figures", "tables", "adv", "homing", "compare"))
 TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
 _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
@@ -393,6 +396,50 @@ class Run:
         results.save(self.files.results)
         write_json(self.files.meta, meta)
         return json.loads(json.dumps(meta))
+
+    def stale_results(self) -> str | None:
+        """Why the saved results are not of the run's current model (None: they are, or there are none).
+
+        meta.json records the checkpoint and the SHA-256 of its file at evaluation; a checkpoint trained
+        further or swapped since has another digest.
+        """
+        meta = self.meta() if self.files.results.is_file() else {}
+        checkpoint, sha = meta.get("checkpoint"), meta.get("sha256")
+        if not isinstance(checkpoint, str) or not isinstance(sha, str):
+            return None
+        try:
+            now = self.model_digest(checkpoint)["sha256"]
+        except (OSError, ClasswiseError):
+            now = None
+        if now == sha:
+            return None
+        what = "is gone" if now is None else f"is now {now[:12]}... (trained further or replaced)"
+        return (f"the results of {self.path} were measured on checkpoint '{checkpoint}' (SHA-256 {sha[:12]}...), "
+                f"which {what}")
+
+    def require_fresh_results(self) -> EvalResults:
+        """The saved results, when they are of the run's current model; else one error saying what to run."""
+        stale = self.stale_results()
+        if stale:
+            raise ClasswiseError(f"{stale}; re-run `classwise evaluate {self.path}` to measure the current model")
+        return self.require_results()
+
+    def set_aside(self, why: str) -> Path | None:
+        """Move the results and everything made from them (meta, summary, report, figures, tables, adversarial
+        images, homing record, compare output) into ``superseded/<time>/`` with ``superseded.json`` saying
+        ``why``; they are never shown as the current model's again. Returns the folder (None: no results)."""
+        if not self.files.results.is_file():
+            return None
+        meta = self.meta()
+        dest = self.files.superseded / time.strftime("%Y%m%d-%H%M%S")
+        while dest.exists():
+            dest = dest.with_name(dest.name + "+")
+        own, root = sorted(written(self.path)), self.path
+        rels = [r for r in own if r.split("/")[0] in _RESULT_ENTRIES and (r.split("/")[0] != "homing" or r.count("/") == 1)]
+        moved = move_written(root, rels, dest)
+        write_json(dest / "superseded.json", {"why": why, "checkpoint": meta.get("checkpoint"),
+                                              "sha256": meta.get("sha256"), "moved": moved})
+        return dest
 
     def meta(self) -> dict[str, Any]:
         path = self.files.meta

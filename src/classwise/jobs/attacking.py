@@ -4,6 +4,7 @@ ranks, and the adversarial images it keeps (``--save-adv``)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import torch
@@ -21,6 +22,22 @@ from ..train.distributed import Dist
 
 # Softmax probabilities (figure 5a) are kept when N * K is at most this (80 MB as float32).
 PROBS_MAX_VALUES = 20_000_000
+
+
+def test_set_fingerprint(data: DataBundle | StreamBundle, index: np.ndarray) -> str | None:
+    """SHA-256 of the test examples at ``index`` (N,): the indices, their labels and their images as decoded.
+
+    Results record it (meta.json "test_set"); images added, removed, replaced or relabelled under those
+    indices change it. None when an index is past the end of the test set (examples were removed).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if index.size and (index.min() < 0 or index.max() >= len(data.test_y)):
+        return None
+    h = hashlib.sha256(index.tobytes())
+    h.update(data.test_y[torch.as_tensor(index)].to(torch.int64).numpy().tobytes())
+    for start in range(0, len(index), 4096):  # streamed folders decode only these files, a chunk at a time
+        h.update(data.test_images(index[start:start + 4096]).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:

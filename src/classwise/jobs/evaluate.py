@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..attacks import Attack, build_attack
@@ -29,6 +30,7 @@ from .attacking import (
     common_threat,
     eval_indices,
     headline_probs_only,
+    test_set_fingerprint,
 )
 from .report import write_run_report
 from .resume import changed_keys
@@ -90,6 +92,7 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
     """
     model_id = run.model_digest(ev.checkpoint)
     with run.guarded("evaluating"):
+        _set_aside_stale(run, data, model_id)
         old_meta = run.meta()
         started = time.perf_counter(), time.process_time()
         new = attack()
@@ -100,8 +103,28 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
         for message in messages:
             warnings.warn(message, stacklevel=3)  # at evaluate_run's caller
         merged = with_worst_cases(headline_probs_only(merged))
-        meta = run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
+        test_set = {"sha256": test_set_fingerprint(data, merged.extras["index"]), "examples": len(merged.labels)}
+        meta = run.save_results(merged, _meta(run, data, ev, merged, model_id, partial)
+                                | {"evaluations": timing, "test_set": test_set})
     return merged, meta
+
+
+def _set_aside_stale(run: Run, data: DataBundle | StreamBundle, model_id: dict[str, str]) -> None:
+    """Move the run's results to ``superseded/`` when they are not of this model or this test set (a warning
+    says so): the checkpoint's file changed since (trained further, swapped), or the test examples they
+    were measured on (labels, images: meta.json "test_set") changed. Results are never merged across either."""
+    old = run.results()
+    meta = run.meta() if old is not None else {}
+    recorded = meta.get("test_set") if isinstance(meta.get("test_set"), dict) else {}
+    why = None
+    if meta.get("checkpoint") == model_id["checkpoint"] and meta.get("sha256") not in (None, model_id["sha256"]):
+        why = f"checkpoint '{model_id['checkpoint']}' changed since the last evaluation (trained further or replaced)"
+    elif old is not None and recorded.get("sha256") and (
+            test_set_fingerprint(data, old.extras.get("index", np.arange(len(old.labels)))) != recorded["sha256"]):
+        why = "the test set changed since the last evaluation (images or labels of the evaluated examples)"
+    if why:
+        moved = run.set_aside(why)
+        warnings.warn(f"{why}: the earlier results are moved to {moved}; this evaluation starts afresh", stacklevel=4)
 
 
 def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[AttackConfig, ...] | None,

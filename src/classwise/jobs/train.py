@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -80,6 +81,15 @@ def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: b
     return run
 
 
+def _set_aside_results(run: Run, epoch: int, epochs: int) -> None:
+    """Training further makes a new model: the old one's results move to ``superseded/`` (said in a warning line)."""
+    with run.lock():
+        moved = run.set_aside(f"trained further, from epoch {epoch} to {epochs}")
+    if moved is not None:
+        warnings.warn(f"training further (epoch {epoch} to {epochs}): the earlier model's results, summary and report "
+                      f"are moved to {moved}; run `classwise evaluate {run.path}` for the new model's", stacklevel=3)
+
+
 def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: bool, progress: bool, dist) -> None:
     """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state).
 
@@ -94,6 +104,8 @@ def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: b
     if not dist.main:
         trainer.fit()
         return
+    if resume:
+        _set_aside_results(run, trainer.epoch, config.train.epochs)
     with run.guarded("training"):
         run.set_status("training", trained=False)
         trainer.fit()
