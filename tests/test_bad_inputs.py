@@ -59,13 +59,10 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_overrides) -> Path:
+@pytest.fixture
+def tiny_run(tiny_demo_run) -> Path:
     """One trained and evaluated tiny run (never modified: cases copy it)."""
-    run = tmp_path_factory.mktemp("bad-inputs") / "run"
-    assert main(["demo", "--out", str(run), "-q", *sets(tiny_overrides)]) == 0
-    assert Run(run).state == "complete"
-    return run
+    return tiny_demo_run
 
 
 @pytest.fixture

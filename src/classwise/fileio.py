@@ -64,7 +64,7 @@ def safe_name(text: str, suffix: str = "", *, keep: str = "_.=@-", room: int = 0
     """A file name for ``text`` (an attack spec, a class name, a path): letters, digits and ``keep`` kept, other
     runs of characters ``_``, no leading dot or ``_``; with ``suffix`` at most :data:`NAME_BYTES` - ``room`` bytes
     (``room``: a prefix the caller adds), cut with a hash of ``text`` when longer, so cut names stay apart."""
-    name = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", text).strip("_").lstrip(".") or "_"
+    name = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", text).lstrip("._").rstrip("_") or "_"
     limit = NAME_BYTES - room - len(suffix)
     if len(name) <= limit:
         return name + suffix
