@@ -21,7 +21,7 @@ import classwise.runs
 from classwise.analysis import suite_worst_case
 from classwise.checkpoint import safe_load
 from classwise.cli import main
-from classwise.jobs.attacking import test_set_fingerprint
+from classwise.jobs.attacking import example_hashes
 from classwise.fileio import MANIFEST, NAME_BYTES, safe_name, written
 from classwise.report.section import slug
 from classwise.results import EvalResults
@@ -121,14 +121,16 @@ def _changed_test_set(monkeypatch, index: np.ndarray) -> None:
 
 
 def test_results_of_another_test_set_are_never_merged(capsys, run, monkeypatch):
-    recorded, index = _meta(run)["test_set"], EvalResults.load(run / "results.npz").extras["index"]
-    assert recorded["examples"] == 100 and test_set_fingerprint(Run(run).data(), index) == recorded["sha256"]
+    old = EvalResults.load(run / "results.npz")
+    index, data = old.extras["index"], Run(run).data()
+    assert np.array_equal(example_hashes(data.test_images(index), data.test_y[index]), old.extras["example_hash"])
     _changed_test_set(monkeypatch, index[[3, 50]])  # two of the evaluated examples
-    assert test_set_fingerprint(Run(run).data(), index) != recorded["sha256"]
     code, err = run_warned(capsys, ["evaluate", run, "--attacks", "pgd2@step=0.1", "-q"])
-    assert code == 0 and "the test set changed" in err and (run / "superseded").is_dir()
-    assert EvalResults.load(run / "results.npz").attacks == ["pgd2"]  # fgsm and pgd5 of the old images: set aside
-    assert _meta(run)["test_set"]["sha256"] != recorded["sha256"]
+    assert code == 0 and "the test set changed" in err and "(2 of the evaluated examples" in err
+    new = EvalResults.load(run / "results.npz")
+    assert new.attacks == ["pgd2"] and (run / "superseded").is_dir()  # fgsm and pgd5 of the old images: set aside
+    changed = np.isin(index, index[[3, 50]])
+    assert np.array_equal(new.extras["example_hash"] != old.extras["example_hash"], changed)
 
 
 # --- the cascade and the worst cases -------------------------------------------------------------------

@@ -33,7 +33,8 @@ from .spec import AttackSpec
 
 __all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
 
-_NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, not what it measured
+_NOT_IDENTITY = ("config",)
+EXAMPLE_HASH = "example_hash"  # extras: per test example, a hash of its label and image when measured  # facts that describe how an attack was asked for, not what it measured
 
 
 def attack_label(facts: dict[str, Any], fallback: str) -> str:
@@ -97,6 +98,10 @@ def _combine(old: EvalResults, new: EvalResults) -> tuple[EvalResults, EvalResul
         x, y = getattr(a, field), getattr(b, field)
         filled = np.where(x == NOT_ATTACKED, y, x)
         a, b = dataclasses.replace(a, **{field: filled}), dataclasses.replace(b, **{field: filled})
+    if EXAMPLE_HASH in a.extras and EXAMPLE_HASH in b.extras:  # what each example was, from whichever measured it
+        x, y = a.extras[EXAMPLE_HASH], b.extras[EXAMPLE_HASH]
+        filled = np.where(y == NOT_ATTACKED, x, y)
+        a, b = (dataclasses.replace(r, extras=r.extras | {EXAMPLE_HASH: filled}) for r in (a, b))
     probs = next((r.clean_probs for r, s in ((old, a), (new, b)) if np.array_equal(_index(r), union)), None)
     return dataclasses.replace(a, clean_probs=probs), dataclasses.replace(b, clean_probs=probs)
 

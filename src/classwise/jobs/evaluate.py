@@ -11,7 +11,6 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..attacks import Attack, build_attack
@@ -30,7 +29,7 @@ from .attacking import (
     common_threat,
     eval_indices,
     headline_probs_only,
-    test_set_fingerprint,
+    changed_examples,
 )
 from .report import write_run_report
 from .resume import changed_keys
@@ -92,10 +91,11 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
     """
     model_id = run.model_digest(ev.checkpoint)
     with run.guarded("evaluating"):
-        _set_aside_stale(run, data, model_id)
-        old_meta = run.meta()
+        _set_aside_stale(run, model_id)
         started = time.perf_counter(), time.process_time()
         new = attack()
+        _set_aside_other_examples(run, data, new)
+        old_meta = run.meta()
         timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], *where, old_meta)
         merged, messages = merge_results(run.results(), old_meta, new, model_id)
         if adv is not None:
@@ -103,28 +103,32 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
         for message in messages:
             warnings.warn(message, stacklevel=3)  # at evaluate_run's caller
         merged = with_worst_cases(headline_probs_only(merged))
-        test_set = {"sha256": test_set_fingerprint(data, merged.extras["index"]), "examples": len(merged.labels)}
-        meta = run.save_results(merged, _meta(run, data, ev, merged, model_id, partial)
-                                | {"evaluations": timing, "test_set": test_set})
+        meta = run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
     return merged, meta
 
 
-def _set_aside_stale(run: Run, data: DataBundle | StreamBundle, model_id: dict[str, str]) -> None:
-    """Move the run's results to ``superseded/`` when they are not of this model or this test set (a warning
-    says so): the checkpoint's file changed since (trained further, swapped), or the test examples they
-    were measured on (labels, images: meta.json "test_set") changed. Results are never merged across either."""
-    old = run.results()
-    meta = run.meta() if old is not None else {}
-    recorded = meta.get("test_set") if isinstance(meta.get("test_set"), dict) else {}
-    why = None
+def _set_aside_stale(run: Run, model_id: dict[str, str]) -> None:
+    """Move the run's results to ``superseded/`` when its checkpoint's file changed since they were measured
+    (trained further, swapped; a warning says so): results of two models are never merged."""
+    meta = run.meta() if run.files.results.is_file() else {}
     if meta.get("checkpoint") == model_id["checkpoint"] and meta.get("sha256") not in (None, model_id["sha256"]):
-        why = f"checkpoint '{model_id['checkpoint']}' changed since the last evaluation (trained further or replaced)"
-    elif old is not None and recorded.get("sha256") and (
-            test_set_fingerprint(data, old.extras.get("index", np.arange(len(old.labels)))) != recorded["sha256"]):
-        why = "the test set changed since the last evaluation (images or labels of the evaluated examples)"
-    if why:
-        moved = run.set_aside(why)
-        warnings.warn(f"{why}: the earlier results are moved to {moved}; this evaluation starts afresh", stacklevel=4)
+        _set_aside(run, f"checkpoint '{model_id['checkpoint']}' changed since the last evaluation (trained further "
+                        "or replaced)")
+
+
+def _set_aside_other_examples(run: Run, data: DataBundle | StreamBundle, new: EvalResults) -> None:
+    """Move the run's results to ``superseded/`` when the test examples they were measured on changed
+    (labels, or images the new evaluation saw too: ``extras["example_hash"]``); never merged with ``new``."""
+    old = run.results()
+    changed = 0 if old is None else changed_examples(old, data, new)
+    if changed:
+        _set_aside(run, f"the test set changed since the last evaluation ({changed} of the evaluated examples "
+                        "have other images or labels now)")
+
+
+def _set_aside(run: Run, why: str) -> None:
+    moved = run.set_aside(why)
+    warnings.warn(f"{why}: the earlier results are moved to {moved}; this evaluation starts afresh", stacklevel=5)
 
 
 def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[AttackConfig, ...] | None,
