@@ -33,8 +33,8 @@ from .spec import AttackSpec
 
 __all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
 
-_NOT_IDENTITY = ("config",)
-EXAMPLE_HASH = "example_hash"  # extras: per test example, a hash of its label and image when measured  # facts that describe how an attack was asked for, not what it measured
+_NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, not what it measured
+EXAMPLE_HASH = "example_hash"  # extras: per test example, a hash of its label and image when measured
 
 
 def attack_label(facts: dict[str, Any], fallback: str) -> str:
@@ -226,7 +226,8 @@ def _worst_names(facts: Iterable[dict[str, Any]]) -> list[str]:
     norms = {f.get("norm") for f in facts}
     base = [WORST] * len(facts) if len({_threat(f) for f in facts}) <= 1 else [
         f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={_worst_eps(f):g}" for f in facts]
-    names, count = [], {b: base.count(b) for b in base}
+    names: list[str] = []
+    count = {b: base.count(b) for b in base}
     for b, f in zip(base, facts):
         if count[b] > 1 and f.get("cascade"):
             names.append(f"{b}@cascade={sum(n.startswith(b + '@cascade=') for n in names) + 1}")

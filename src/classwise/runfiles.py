@@ -77,7 +77,8 @@ OWN_FILES = (
     MARKER, LOCK, MANIFEST, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
     "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
     "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+    "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp",
+    "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
 
