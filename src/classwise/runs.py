@@ -17,6 +17,8 @@ has one accessor per entry, and every writer gets its paths from there)::
     run/summary.json           headline numbers (written last, with the report)
     run/figures/ run/tables/ run/report.md run/report.html
     run/homing/ run/compare/ run/tensorboard/ run/adv/
+    run/superseded/<time>/     results, summary and report of a model (or test set) the run no longer holds
+    run/.classwise-files       manifest: every file classwise wrote into the run (``--overwrite`` deletes only these)
 
 Where the model comes from is :attr:`Run.source`: :class:`OurCheckpoints` (trained by
 classwise) or :class:`OutsideWeights` (``evaluate --model``), one interface (load,
@@ -29,7 +31,7 @@ One process writes a run at a time (:meth:`Run.lock`, an OS lock released when
 the process dies); readers that only add nested runs (homing retrains, each
 locking its own folder) share :meth:`Run.shared_lock`, which keeps writers out
 while they work. ``--overwrite`` deletes only marked folders holding nothing
-but files of this layout.
+but files their manifest records.
 """
 
 from __future__ import annotations
