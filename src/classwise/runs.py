@@ -405,7 +405,10 @@ class Run:
         meta.json records the checkpoint and the SHA-256 of its file at evaluation; a checkpoint trained
         further or swapped since has another digest.
         """
-        meta = self.meta() if self.files.results.is_file() else {}
+        try:
+            meta = self.meta() if self.files.results.is_file() else {}
+        except ClasswiseError:  # a damaged meta.json is the reader's to report (and the run's to mark failed)
+            return None
         checkpoint, sha = meta.get("checkpoint"), meta.get("sha256")
         if not isinstance(checkpoint, str) or not isinstance(sha, str):
             return None
@@ -421,10 +424,14 @@ class Run:
 
     def require_fresh_results(self) -> EvalResults:
         """The saved results, when they are of the run's current model; else one error saying what to run."""
+        self.refuse_stale()
+        return self.require_results()
+
+    def refuse_stale(self) -> None:
+        """One error when the saved results are not of the run's current model (:meth:`stale_results`)."""
         stale = self.stale_results()
         if stale:
             raise ClasswiseError(f"{stale}; re-run `classwise evaluate {self.path}` to measure the current model")
-        return self.require_results()
 
     def set_aside(self, why: str) -> Path | None:
         """Move the results and everything made from them (meta, summary, report, figures, tables, adversarial

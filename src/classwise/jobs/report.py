@@ -17,7 +17,9 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     """(Re-)write summary.json and the report from saved per-sample results; no attacking."""
     run = Run.open(run_dir)
     with run.lock():
-        run.require_fresh_results()  # one error saying what to run first; the run is left as it is
+        if not run.files.results.is_file():
+            run.require_results()  # one error saying what to run first; the run is left as it is
+        run.refuse_stale()  # results of another model: refused, the run left as it is
         return write_run_report(run)
 
 
