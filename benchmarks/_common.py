@@ -179,6 +179,11 @@ def run_model(run_dir: str, device: torch.device):
 
 
 def eval_model(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The model of an evaluation benchmark (``--run`` or the quick model) and its first ``--examples`` test images."""
+    """The model of an evaluation benchmark (``--run`` or the quick model) and ``--examples`` test images.
+
+    The images are a random subset (seeded by ``--seed``), in test-set order: an
+    ImageFolder test set is sorted by class, so its first N would be one class.
+    """
     model, x, y = run_model(args.run, device) if args.run else quick_model(args.model, args.train_steps, device, args.seed)
-    return model, x[: args.examples], y[: args.examples]
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))[: args.examples].sort().values
+    return model, x[pick], y[pick]

@@ -129,7 +129,7 @@ def run_config(args: argparse.Namespace, device: torch.device, model: str, overr
 
 def fgsm_rs_overrides(args: argparse.Namespace) -> list[str]:
     return ["train.method=fgsm-rs", f"train.attack={{name: fgsm-rs, eps: {EPS}, step_size: {ALPHA}}}",
-            "train.schedule=cyclic", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
+            "train.schedule=cyclic", "train.milestones=[]", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
             f"train.monitor={{name: pgd20, eps: {EPS}, step_size: {PGD_STEP}}}",
             f"train.monitor_examples={args.monitor_examples}"]
 

@@ -173,12 +173,14 @@ def test_new_figures_write_pngs(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
 
 
-def _fake_run(folder, clean, robust):
+def _fake_run(folder, clean, robust, n: int = 20):
+    """A run folder holding only a summary: 3 classes of ``n`` test images, accuracies in percent."""
     from classwise.config import load_config
     from classwise.runs import Run
 
     Run.create(folder, load_config("demo"))
-    block = lambda v: {"overall": float(np.mean(v)), "per_class": v}  # noqa: E731
+    block = lambda v: {"overall": float(np.mean(v)), "per_class": v, "n": [n] * len(v),  # noqa: E731
+                       "count": [round(x * n / 100) for x in v]}
     (folder / "summary.json").write_text(json.dumps({
         "class_names": ["a", "b", "c"], "clean": block(clean), "attacks": {"pgd20": block(robust)}}))
     Run(folder).set_status("complete")  # a reported run (compare marks the rows of one that is not)
@@ -254,3 +256,77 @@ def test_compare_table_of_any_number_of_runs(tmp_path):
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0  # no --attack: clean and every attack
     assert len((out / "compare.csv").read_text().splitlines()) == 1 + 4
     assert main(["compare", str(a), str(b), "--attack", "nope"]) == 2
+
+
+def test_compare_groups_of_seeds_reports_mean_std_and_a_welch_test(tmp_path):
+    """Two recipes, three seeds each: mean +- std (ddof 1) over seeds of clean, average and worst-class
+    robust accuracy and NSD; Welch's t-test of the second against the first, recomputed here by hand."""
+    from scipy.stats import t as student_t
+
+    from classwise.cli import main
+
+    robust = {"base": [[10.0, 30.0, 20.0], [15.0, 30.0, 25.0], [10.0, 35.0, 20.0]],
+              "fair": [[25.0, 30.0, 25.0], [30.0, 25.0, 30.0], [25.0, 35.0, 30.0]]}
+    groups = {name: [_fake_run(tmp_path / f"{name}-s{i}", [90.0, 95.0, 85.0], r) for i, r in enumerate(rows)]
+              for name, rows in robust.items()}
+    out = tmp_path / "cmp"
+    args = [f"--group={name}=" + ",".join(map(str, runs)) for name, runs in groups.items()]
+    assert main(["compare", *args, "--out", str(out)]) == 0
+    rec = json.loads((out / "fairness.json").read_text())
+    worst = {name: np.array([min(r) for r in rows]) for name, rows in robust.items()}
+    for name, rows in robust.items():
+        g = rec["groups"][name]
+        means = np.array([np.mean(r) for r in rows])
+        assert g["runs"] == 3 and g["robust"]["mean"] == pytest.approx(means.mean())
+        assert g["robust"]["std"] == pytest.approx(means.std(ddof=1)) and g["worst"]["values"] == worst[name].tolist()
+        nsd = [np.std(r) / np.mean(r) for r in rows]
+        assert g["nsd"]["values"] == pytest.approx(nsd)
+    a, b = worst["base"], worst["fair"]  # Welch: t = (mean_b - mean_a) / sqrt(va/na + vb/nb), Satterthwaite df
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    t = (b.mean() - a.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert rec["groups"]["fair"]["vs"]["p_worst"] == pytest.approx(2 * student_t.sf(abs(t), df))
+    assert "vs" not in rec["groups"]["base"]
+    md = (out / "fairness.md").read_text()
+    assert "| fair | 3 | 90.0 ± 0.0 |" in md and "Welch" in md and md.count("| base: base-s") == 3
+
+
+def test_compare_shows_the_simultaneous_worst_class_interval_of_every_run(tmp_path):
+    from scipy.stats import beta
+
+    from classwise.cli import main
+
+    a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
+    b = _fake_run(tmp_path / "b", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    rows = {r["run"]: r for rs in json.loads((out / "fairness.json").read_text())["runs"].values() for r in rs}
+    r = rows[str(a)]
+    level = 1 - 0.05 / 3  # Bonferroni over 3 classes; worst class 'a': 2 of 20 robust
+    assert r["worst"] == 10.0 and r["worst_classes"] == ["a"]
+    assert r["worst_low"] == pytest.approx(100 * beta.ppf((1 - level) / 2, 2, 19))
+    assert r["worst_high"] == pytest.approx(100 * beta.ppf(1 - (1 - level) / 2, 3, 18))
+    assert r["nsd"] == pytest.approx(np.std([10, 30, 20]) / 20)
+    assert "| a | pgd20 | 90.0 | 20.0 |" in (out / "fairness.md").read_text()
+
+
+@pytest.mark.parametrize("args", [["--group", "nope"], ["--group", "a=x", "--group", "a=y"], ["--group", "=x"], []])
+def test_compare_group_input_errors(tmp_path, args, capsys):
+    from classwise.cli import main
+
+    assert main(["compare", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_compare_of_summaries_without_counts_keeps_the_table_and_says_why_no_worst_class(tmp_path, capsys):
+    from classwise.cli import main
+
+    a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
+    summary = json.loads((a / "summary.json").read_text())
+    del summary["attacks"]["pgd20"]["count"]  # as an older summary.json
+    (a / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", str(a), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "no worst-class table" in out and "classwise report" in out and (tmp_path / "cmp" / "compare.md").is_file()
+    assert main(["compare", "--group", f"a={a}", "--out", str(tmp_path / "cmp")]) == 2  # the group table needs counts

@@ -95,6 +95,27 @@ CONFIG_CASES = [
     (["--set", "train=5"], "must be a mapping"),
     (["--set", "train.lr"], "key.sub=value"),
     (["--set", "data.train_examples=0"], "train_examples"),
+    (["--set", "train.gamma=-1"], "train.gamma"),
+    (["--set", "train.milestones=[1]", "--set", "train.gamma=0"], "train.gamma must be > 0"),
+    (["--set", "train.gamma=0.5"], "without milestones it changes nothing"),
+    (["--set", "train.schedule=cyclic", "--set", "train.milestones=[1]"], "milestones apply to the step schedule"),
+    (["--set", "train.lr_epochs=[0, 1]", "--set", "train.lr_values=[1, 0]"], "apply to the piecewise schedule"),
+    (["--set", "train.momentum=1"], "train.momentum must be in [0, 1)"),
+    (["--set", "train.momentum=-0.1"], "train.momentum must be in [0, 1)"),
+    (["--set", "train.weight_decay=-1e-4"], "train.weight_decay must be >= 0"),
+    (["--set", "train.lr=-0.1"], "lr must be > 0"),
+    (["--set", "train.save_epochs=[0]"], "train.save_epochs"),
+    (["--set", "train.batch_size=0"], "batch_size must be >= 1"),
+    (["--set", "eval.batch_size=0"], "eval.batch_size"),
+    (["--set", "data.workers=100000"], "data.workers must be in [0, 256]"),
+    (["--set", "data.image_size=1000000"], "data.image_size must be <= 4096"),
+    (["--set", "train.attack.step_size=1e400"], "finite number"),
+    (["--set", "train.attack.restarts=5"], "train.attack.restarts must be 1"),
+    (["--set", "train.attack.options={keep_best: true}"], "keep_best is not a training setting"),
+    (["--set", "train.attack.examples_per_class=5"], "evaluation setting"),
+    (["--set", "train.monitor.examples_per_class=5"], "train.monitor_examples"),
+    (["--threads", "100000"], "--threads must be an integer in [1, 1024]"),
+    (["--threads", "0"], "--threads must be an integer in [1, 1024]"),
     (["--dataset", "mnist7"], "did you mean"),
     (["--device", "foo"], "unknown device 'foo'"),
     (["--device", "mps"], "not available"),
@@ -640,3 +661,87 @@ def test_no_write_follows_a_symbolic_link(capsys, run_copy, tmp_path, tiny_overr
     code, err = run_cli(capsys, args)
     assert_one_error(code, err, "symbolic link")
     assert (snapshot(victim) if link == "tables" else victim.read_text()) == before
+
+
+# --- settings the run must honour ---------------------------------------------------------------
+
+
+def test_metrics_log_the_lr_each_epoch_used(tmp_path):
+    """Step schedule, lr x 0.5 at epoch 1: epoch 1 trained at the base lr, epoch 2 at half of it."""
+    out = tmp_path / "run"
+    assert main(["train", "demo", "--out", out, "-q", *sets([
+        "data.train_examples=20", "train.batch_size=10", "train.epochs=2", "train.method=standard",
+        "train.milestones=[1]", "train.gamma=0.5", "train.monitor_examples=10", "train.monitor.name=fgsm"])]) == 0
+    lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    base = load_config("demo").train.lr
+    assert lrs == [base, base * 0.5]
+
+
+# --- hand-edited run files: every command that reads them ends in one error, never a traceback ---
+
+DEEP = "[" * 100_000 + "]" * 100_000  # nested deeper than Python's stack (RecursionError when parsed)
+RUN_FILE_DAMAGE = {
+    "summary-list": ("summary.json", "[1, 2]"), "summary-deep": ("summary.json", DEEP),
+    "status-list": ("status.json", "[1]"), "status-deep": ("status.json", DEEP), "status-folder": ("status.json", None),
+    "status-bad-state": ("status.json", '{"state": ["complete"]}'),
+    "marker-list": ("classwise-run.json", "[1]"), "marker-deep": ("classwise-run.json", DEEP),
+    "meta-deep": ("meta.json", DEEP), "metrics-deep": ("metrics.jsonl", DEEP + "\n"),
+}
+COMMANDS = {"report": lambda run: ["report", run],
+            "compare": lambda run: ["compare", run, run, "--out", run.parent / "cmp"],
+            "evaluate": lambda run: ["evaluate", run, "--attacks", "fgsm", "-q"],
+            "resume": lambda run: ["train", "--resume", "--out", run, "-q", "--set", "train.epochs=2"]}
+
+
+@pytest.mark.slow  # 40 cases, about 100 s on 2 busy cores (reports are re-rendered)
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("damage", list(RUN_FILE_DAMAGE))
+def test_damaged_run_file_is_one_error_or_rewritten(capsys, run_copy, damage, command):
+    """A command either ends in one error line (exit 2) or does not need the file (then exit 0);
+    never a traceback, and no file of the run is deleted."""
+    name, text = RUN_FILE_DAMAGE[damage]
+    path = run_copy / name
+    path.unlink()
+    if text is None:
+        path.mkdir()
+    else:
+        path.write_text(text)
+    before = set(snapshot(run_copy))
+    code, err = run_cli(capsys, COMMANDS[command](run_copy))
+    if code != 0:
+        assert_one_error(code, err, name if name != "status.json" or text is not None else "status.json")
+    assert "Traceback" not in err and before <= set(snapshot(run_copy))
+
+
+def _forged_results(run: Path, member: str, header: dict, body: bytes = b"") -> None:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(run / "results.npz") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, header)
+    members[member] = head.getvalue() + body
+    with zipfile.ZipFile(run / "results.npz", "w") as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+
+
+def test_results_with_an_absurd_shape_are_refused_before_allocating(capsys, run_copy):
+    """labels claiming 2**40 x 100 int64 (880 TB) in 64 bytes: refused from the header, nothing allocated."""
+    _forged_results(run_copy, "labels.npy", {"descr": "<i8", "fortran_order": False, "shape": (2**40, 100)},
+                    b"\0" * 64)
+    code, err = run_cli(capsys, ["report", run_copy])
+    assert_one_error(code, err, "labels.npy claims shape")
+    assert Run(run_copy).state == "failed"
+
+
+def test_report_from_nan_probabilities_is_refused_not_complete(capsys, run_copy):
+    res = EvalResults.load(run_copy / "results.npz")
+    k = len(res.class_names)
+    probs = np.full((len(res.labels), k), np.nan, np.float32)
+    EvalResults(res.labels, res.clean_pred, res.adv_pred, res.class_names, probs, dict(res.adv_probs),
+                res.extras, res.facts).save(run_copy / "results.npz")
+    code, err = run_cli(capsys, ["report", run_copy])
+    assert_one_error(code, err, "clean_probs", "finite probabilities")
+    assert Run(run_copy).state == "failed"

@@ -70,10 +70,14 @@ def test_compaction_benchmark_runs(tmp_path):
 def test_strong_benchmark_runs(tmp_path):
     result = _bench("bench_strong.py", tmp_path, "--examples", "20", "--train-steps", "30", "--steps", "3",
                     "--eps", "0.2")
-    acc, cost = result["accuracy"], result["cost"]
-    assert list(acc) == ["official APGD-CE + APGD-T", "classwise strong", "PGD-40 (protocol)"]
-    assert all(len(a["per_class"]) == 10 for a in acc.values())
-    assert all(c["backwards"] > 0 and c["forwards"] > c["backwards"] and c["seconds"] > 0 for c in cost.values())
+    rows = result["rows"]
+    assert list(rows) == ["official APGD-CE + APGD-T", "classwise strong", "pgd40"] and result["examples"] == 20
+    assert all(len(r["per_class"]) == 10 for r in rows.values()) and len(result["mcnemar"]) == 10
+    assert all(r["backwards"] > 0 and r["forwards"] > r["backwards"] and r["seconds"] > 0 for r in rows.values())
+    official, strong = rows["official APGD-CE + APGD-T"], rows["classwise strong"]
+    assert result["ratios"]["backwards"] == pytest.approx(strong["backwards"] / official["backwards"], abs=1e-3)
+    gained = sum(m["strong_only"] - m["official_only"] for m in result["mcnemar"])  # discordant pairs, per class
+    assert gained == pytest.approx((official["robust"] - strong["robust"]) * 20 / 100, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -83,12 +84,16 @@ def test_summary_matches_per_sample_results(demo_run):
         assert pgd["per_class"][k] == pytest.approx(100 * res.correct("pgd5")[mask].mean())
     assert pgd["overall"] <= summary["clean"]["overall"]
     assert summary["dataset"] == "mnist5k" and summary["eps"] == 0.3
+    spent = {a: summary["attacks"][a]["cost"]["backwards"] for a in ("fgsm", "pgd5", "worst")}
+    assert spent == {"fgsm": res.extras["backwards/fgsm"].sum(), "pgd5": res.extras["backwards/pgd5"].sum(),
+                     "worst": spent["fgsm"] + spent["pgd5"]} and 0 < spent["fgsm"] <= len(res.labels)
 
 
 def test_report_names_best_and_worst_class_and_notes(demo_run):
     md = (demo_run / "report.md").read_text()
     assert "most robust class" in md and "least robust class" in md and "largest class gap" in md
     assert "Demo recipe, not the paper's" in md
+    assert re.search(r"cost: fgsm \d+ gradient passes, [01] per example; pgd5 [\d.]+ k? ?gradient passes", md)
     html = (demo_run / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') >= 3 and "http://" not in html and "https://" not in html
 

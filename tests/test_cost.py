@@ -14,7 +14,8 @@ from torch import nn
 
 from attack_models import held_out, trained_cnn
 from classwise.attacks import PGD, LinfThreat, create_attack
-from classwise.attacks.cost import CostMeter, charging, cost_totals
+from classwise.attacks.cost import CostMeter, charging
+from classwise.results import cost_totals
 from classwise.evaluate import EvalOptions, evaluate
 from classwise.results import EvalResults
 
@@ -155,12 +156,12 @@ def test_cost_records_survive_save_and_load(trained, tmp_path):
 
 
 def test_evaluation_cost_totals_each_attack(trained):
-    from classwise.attacks.cost import evaluation_cost
+    from classwise.results import evaluation_cost
 
     model, x, y = trained
     res = _eval(model, x, y, ["fgsm", "pgd3"])
     n = int(_ok(model, x, y).sum())
-    cost = evaluation_cost(res.extras, res.attacks)
+    cost = evaluation_cost(res)
     assert cost["fgsm"] == {"forwards": 2 * n, "backwards": n, "examples": len(y), "backwards_per_example": n / len(y)}
     assert cost["pgd3"]["backwards"] == res.extras["backwards/pgd3"].sum() and set(cost) == {"fgsm", "pgd3"}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch.distributed
+import classwise
 from safetensors.torch import load_file
 
 from classwise.config import load_config
@@ -35,7 +36,8 @@ STANDARD = (
     "train.monitor_examples=50",
     "train.class_weight_gamma=1",
 )
-ENV = {"CLASSWISE_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+ENV = {"CLASSWISE_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
+       "PYTHONPATH": str(Path(classwise.__file__).parents[1])}  # the source under test
 
 
 def train(run: Path, overrides: tuple[str, ...], processes: int) -> subprocess.Popen:
@@ -92,3 +94,24 @@ def test_global_batch_must_split_evenly(tmp_path):
     config = load_config("demo", ["data.train_examples=100", "train.batch_size=41"])
     with pytest.raises(ClasswiseError, match="divisible by the 2 processes"):
         Trainer(config, load_run_data(config), tmp_path, progress=False, dist=Dist(rank=0, world=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["frl", "dafa", "wat"])
+def test_fairness_methods_train_under_ddp_on_the_same_validation_split(tmp_path, method):
+    """2 processes: the validation split (seeded by the run, not the rank) is the one 1 process holds out,
+    the class weights are measured on it (eval mode, fixed noise: the same on every rank) and logged,
+    and mid-epoch checkpoints are written. 1 and 2 processes draw different attack noise, so their
+    weights are not compared."""
+    overrides = (*STANDARD[:3], f"train.method={method}", "train.attack={name: pgd2, eps: 0.3, step_size: 0.15}",
+                 "train.fair.val_examples=50", "train.fair.dafa_warmup=1", "train.checkpoint_every=3",
+                 "train.monitor={name: fgsm, eps: 0.3}", "train.monitor_examples=50")
+    two = tmp_path / "two"
+    finish(train(two, overrides, 2))
+    key = {"frl": "frl_w_bndy", "dafa": "dafa_weights", "wat": "wat_weights"}[method]
+    lines = metrics(two)
+    assert [r["epoch"] for r in lines] == [1, 2] and np.all(np.isfinite(lines[-1][key]))
+    config = load_config(two / "config.yaml")
+    one = Trainer(config, load_run_data(config), tmp_path / "one", progress=False)
+    assert json.loads((two / "validation.json").read_text()) == json.loads((tmp_path / "one" / "validation.json").read_text())
+    assert len(one.data.train_y) == 400 - 50 and Run(two).state == "trained"

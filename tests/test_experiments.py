@@ -110,3 +110,43 @@ def test_gap_verdict_needs_disjoint_intervals():
     assert not record_gen.separated(block)
     block["ci95"][1] = [20.0, 40.0]
     assert record_gen.separated(block)
+
+
+def _summary_run(folder: Path, robust_counts: list[int], n: int = 100) -> Path:
+    """A run folder holding only a summary: 3 classes of ``n`` test images, the headline attack's robust counts."""
+    from classwise.analysis.fairness import clopper_pearson
+    from classwise.config import load_config
+    from classwise.runs import Run
+
+    Run.create(folder, load_config("demo"))
+    total = sum(robust_counts)
+    lo, hi = clopper_pearson(total, 3 * n)
+    block = {"overall": 100 * total / (3 * n), "overall_ci95": [100 * float(lo), 100 * float(hi)],
+             "per_class": [100 * c / n for c in robust_counts], "count": robust_counts, "n": [n] * 3}
+    clean = {"overall": 90.0, "per_class": [90.0] * 3, "count": [90] * 3, "n": [n] * 3}
+    (folder / "summary.json").write_text(json.dumps({"class_names": ["a", "b", "c"], "clean": clean,
+                                                     "attacks": {"worst": block}}))
+    return folder
+
+
+def test_fairness_table_generator_writes_the_section_and_calls_significance(tmp_path, capsys):
+    """One run per recipe: a worst class 20 points higher with disjoint intervals is significant,
+    an average 1.3 points higher with overlapping intervals is not; --check sees a stale document."""
+    gen = importlib.import_module("fairness_table")
+    base = _summary_run(tmp_path / "trades", [10, 60, 50])
+    fair = _summary_run(tmp_path / "dafa", [40, 45, 39])
+    doc = tmp_path / "fairness.md"
+    doc.write_text("intro\n<!-- fairness-table:tiny:start -->\nold\n<!-- fairness-table:tiny:end -->\nafter\n")
+    args = ["--doc", str(doc), "--section", "tiny", "--caption", "Tiny saved summaries.",
+            "--group", f"trades={base}", "--group", f"dafa={fair}"]
+    assert gen.main(args) == 0
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- fairness-table:tiny:start -->\nTiny saved summaries.\n") and "old" not in text
+    assert "| trades | worst | 90.0 | 40.0 [" in text and "| dafa | worst | 90.0 | 41.3 [" in text
+    assert ("- dafa against trades: average robust +1.3 points, not significant at this scale (intervals overlap); "
+            "worst-class robust +29.0 points, significant (intervals disjoint).") in text
+    assert text.endswith("<!-- fairness-table:tiny:end -->\nafter\n")
+    assert gen.main([*args, "--check"]) == 0
+    doc.write_text(text.replace("41.3", "41.0"))
+    assert gen.main([*args, "--check"]) == 1
+    capsys.readouterr()

@@ -105,7 +105,8 @@ def loss_of(method: str, eps: float = EPS, **kw) -> float:
 # ---- losses against hand computations ----------------------------------------
 
 def test_registry_matches_config_and_paper_methods():
-    assert set(OBJECTIVES) == {"standard", "pgd-at", "fgsm-rs", "trades", "mart", "he", "he-lis", "he-cmp"}
+    assert set(OBJECTIVES) == {"standard", "pgd-at", "fgsm-rs", "trades", "mart", "he", "he-lis", "he-cmp",
+                               "frl", "dafa", "wat"}
     with pytest.raises(ClasswiseError, match="unknown training method 'nope'.*he-cmp"):
         check_method(TrainConfig(method="nope"))
 
@@ -228,7 +229,7 @@ def test_he_cmp_begin_epoch_sets_the_solved_scale():
 # ---- learning-rate schedules ---------------------------------------------------
 
 def test_cyclic_lr_rises_to_peak_at_half_then_falls_to_zero_per_batch():
-    config = TrainConfig(method="standard", schedule="cyclic", epochs=4, lr=0.2)
+    config = TrainConfig(method="standard", schedule="cyclic", epochs=4, lr=0.2, milestones=())
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.lr)
     sched = make_scheduler(config, opt, steps_per_epoch=5)
     lrs = []
@@ -312,6 +313,7 @@ def test_bad_settings_fail_with_a_clear_error(overrides, match):
 @pytest.mark.parametrize("name, method", [
     ("trades-cifar10", "trades"), ("mart-cifar10", "mart"), ("fgsm-rs-cifar10", "fgsm-rs"),
     ("he-cifar10", "he"), ("he-lis-cifar10", "he-lis"), ("he-cmp-cifar10", "he-cmp"), ("imagenet", "fgsm-rs"),
+    ("frl-cifar10", "frl"), ("dafa-cifar10", "dafa"), ("wat-cifar10", "wat"),
 ])
 def test_method_presets_load(name, method):
     assert name in preset_names()

@@ -379,3 +379,20 @@ def test_classwise_state_dict_brings_its_own_normalisation(folder, tmp_path):
     assert results.clean_probs is not None
     np.testing.assert_allclose(results.clean_probs, own, atol=1e-5)
     assert not np.allclose(results.clean_probs, by_dataset, atol=1e-3)
+
+
+def test_mean_std_that_differ_from_the_weights_file_are_refused(folder, tmp_path, capsys):
+    """--mean/--std would be silently replaced by the normalize buffers of a classwise weights file: refused."""
+    from safetensors.torch import save_file
+
+    from classwise.models import create_model
+
+    net = create_model("smallcnn", num_classes=10, in_channels=3, image_size=32, mean=(0.1,) * 3, std=(0.5,) * 3)
+    weights = tmp_path / "smallcnn.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    code = _evaluate(folder, tmp_path / "run", "--model", "smallcnn", "--weights", str(weights),
+                     "--mean", "0.2,0.2,0.2", "--std", "0.3,0.3,0.3")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "differ from the normalisation stored" in lines[0], err
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,7 @@ from torch import nn
 from classwise.analysis import build_summary, summarize
 from classwise.analysis.schema import (
     SCHEMA_VERSION,
+    AttackCost,
     AccuracyBlock,
     Summary,
     load_summary,
@@ -45,7 +46,7 @@ SCHEMA_2_KEYS = ("worst_class_interval", "spread")  # added to every block with 
 
 def test_summary_json_is_the_old_format_plus_schema_version_and_worst_class_fields():
     new = summarize(rich_results(), **rich_kwargs())
-    assert new.pop("schema_version") == SCHEMA_VERSION == 2
+    assert new.pop("schema_version") == SCHEMA_VERSION == 3
     json.dumps(new, allow_nan=False)
     for block in [new["clean"], *new["attacks"].values()]:
         worst, spread = (block.pop(key) for key in SCHEMA_2_KEYS)
@@ -55,6 +56,28 @@ def test_summary_json_is_the_old_format_plus_schema_version_and_worst_class_fiel
             p for p in block["per_class"] if p is not None) + 1e-9
         assert spread["k"] == 3 and spread["worst_k_mean"] >= worst["percent"]
     _same(new, json.loads(GOLDEN.read_text()))
+
+
+def test_attack_blocks_state_the_cost_their_records_hold_and_a_worst_case_the_sum():
+    """Schema 3: "cost" from the per-example pass records; the worst case spent the sum of its attacks."""
+    res = rich_results()
+    res.extras |= {f"{kind}/{a}": np.where(res.labels % 2 == 0, n, 0).astype(np.int64)
+                   for a, n in (("fgsm", 2), ("pgd20", 21)) for kind in ("forwards", "backwards")}
+    res.extras["forwards/pgd20"][:5] = -1  # five examples (class 0) pgd20 did not see
+    res.extras["backwards/pgd20"][:5] = -1
+    res.adv_pred["worst"] = res.adv_pred["pgd20"]
+    res.facts["worst"] = {"family": "worst", "over": ["fgsm", "pgd20"]}
+    s = build_summary(res)
+    fgsm, pgd = s.attacks["fgsm"].cost, s.attacks["pgd20"].cost
+    evens = int((res.labels % 2 == 0).sum())  # 36 of 60
+    assert (fgsm.forwards, fgsm.backwards, fgsm.examples) == (2 * evens, 2 * evens, 60)
+    assert (pgd.backwards, pgd.examples) == (21 * (evens - 5), 55) and pgd.backwards_per_example == pytest.approx(
+        21 * (evens - 5) / 55)
+    worst = s.attacks["worst"].cost
+    assert worst.backwards == fgsm.backwards + pgd.backwards and worst.examples == 60
+    assert s.attacks["fmn30@norm=l2"].cost is None and "cost" not in summarize(res)["attacks"]["fmn30@norm=l2"]
+    assert Summary.from_dict(s.to_dict()) == s
+    assert AttackCost(2_100_000, 2_140_000, 10_000, 214.0).text == "2.14 M gradient passes, 214 per example"
 
 
 def test_a_version_1_summary_still_loads_without_the_worst_class_fields():

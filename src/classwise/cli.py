@@ -284,7 +284,8 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Evaluated run folders (with --figure7: STANDARD ROBUST).")],
+    runs: Annotated[list[Path] | None, typer.Argument(
+        help="Evaluated run folders (with --figure7: STANDARD ROBUST).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: LAST_RUN/compare).")] = None,
     attack: Annotated[str | None, typer.Option(
         help="Only this attack's row of each run (with --figure7: the robust run's attack, default its headline "
@@ -292,27 +293,51 @@ def compare(
     figure7: Annotated[bool, typer.Option(
         "--figure7", help="Figure 7 instead of the table: a standard run's accuracy beside a robust run's "
                           "robustness.")] = False,
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", help="NAME=RUN,RUN,...: runs of one recipe with different seeds, compared as one group "
+                        "(mean +- std over seeds; repeat for each recipe, the first is the baseline).")] = None,
     threads: Threads = None,
 ) -> None:
-    """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure.
+    """One class-wise table of any number of evaluated runs (rows run x attack), as Markdown, CSV and a figure,
+    and their clean, average and worst-class robust accuracy with intervals and NSD.
 
-    With --figure7 and two runs (standard, then robust): figure 7 of the paper.
+    With --group: the same figures per run and, per group, mean +- std over seeds with a test
+    against the first group. With --figure7 and two runs (standard, then robust): figure 7 of the paper.
     """
     _threads(threads)
-    from .compare import compare_runs, compare_table
+    from .compare import compare_fairness, compare_runs, compare_table, parse_groups, run_label
 
+    runs = runs or []
+    if group:
+        if runs or figure7:
+            raise ClasswiseError("give either run folders or --group NAME=RUN,..., not both (and no --figure7)")
+        groups = parse_groups(group)
+        out = out or RunFiles(next(iter(groups.values()))[-1]).compare
+        compare_fairness(groups, out, attack=attack)
+        typer.echo((out / "fairness.md").read_text())
+        typer.echo(f"table: {out / 'fairness.md'}, {out / 'fairness.csv'}, {out / 'fairness.json'}")
+        return
+    if not runs:
+        raise ClasswiseError("compare needs evaluated run folders, or --group NAME=RUN,RUN,...")
     out = out or RunFiles(Path(runs[-1])).compare
     if not figure7:
         paths: list[str | Path] = list(runs)
         rec = compare_table(paths, out, attack=attack)
         typer.echo((out / "compare.md").read_text())
-        typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: {out / 'compare.png'}")
+        try:
+            compare_fairness({run_label(r, runs): [r] for r in runs}, out, attack=attack)
+            typer.echo((out / "fairness.md").read_text())
+            worst = f"; worst class: {out / 'fairness.md'}"
+        except ClasswiseError as e:  # the class-wise table stands; say why the worst-class one is missing
+            worst = f"; no worst-class table: {e}"
+        typer.echo(f"{len(rec['rows'])} rows; table: {out / 'compare.md'}, {out / 'compare.csv'}; figure: "
+                   f"{out / 'compare.png'}{worst}")
         return
     if len(runs) != 2:
         raise ClasswiseError(f"--figure7 compares two runs (STANDARD ROBUST), got {len(runs)}")
-    rec = compare_runs(runs[0], runs[1], out, attack=attack)
-    typer.echo(f"largest gap: standard {rec['standard']['gap']:.1f} points, robust {rec['robust']['gap']:.1f} "
-               f"points ({rec['attack']}); figure: {out / 'gap_comparison.png'}")
+    fig = compare_runs(runs[0], runs[1], out, attack=attack)
+    typer.echo(f"largest gap: standard {fig['standard']['gap']:.1f} points, robust {fig['robust']['gap']:.1f} "
+               f"points ({fig['attack']}); figure: {out / 'gap_comparison.png'}")
 
 
 @app.command()

@@ -22,6 +22,8 @@ from .spec import NORMS, AttackSpec, number_from_text, parse_number  # noqa: F40
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("step", "cyclic", "piecewise")
 HEADS = ("linear", "he")
+MAX_WORKERS = 256  # DataLoader worker processes: more is a fork bomb, not a speed-up
+MAX_IMAGE_SIZE = 4096  # pixels per side: larger sizes would allocate terabytes for a dataset
 
 
 def _check(ok: bool, message: str) -> None:
@@ -63,7 +65,10 @@ class DataConfig:
         _check(self.train_examples is None or self.train_examples >= 1, "data.train_examples must be >= 1")
         _check(self.remove_class is None or self.remove_class >= 0,
                f"data.remove_class must be a class index >= 0, got {self.remove_class}")
-        _check(self.workers is None or self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        _check(self.workers is None or 0 <= self.workers <= MAX_WORKERS,
+               f"data.workers must be in [0, {MAX_WORKERS}], got {self.workers}")
+        _check(self.image_size is None or self.image_size <= MAX_IMAGE_SIZE,
+               f"data.image_size must be <= {MAX_IMAGE_SIZE}, got {self.image_size}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ class AttackConfig:
             _check(0.0 <= self.eps <= 1.0, f"eps must be in [0, 1], got {self.eps}")
         else:
             _check(0.0 <= self.eps < float("inf"), f"L2 eps must be a finite number >= 0, got {self.eps}")
-        _check(self.step_size is None or self.step_size >= 0, "step_size must be >= 0")
+        _check(self.step_size is None or 0 <= self.step_size < float("inf"),
+               f"step_size must be a finite number >= 0, got {self.step_size}")
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
         _check(self.examples_per_class is None or self.examples_per_class >= 1,
                f"examples_per_class must be >= 1 or null, got {self.examples_per_class}")
@@ -201,6 +207,47 @@ class TemperatureConfig:
 
 
 @dataclass(frozen=True)
+class FairnessConfig:
+    """Hyper-parameters of the robust-fairness methods frl, dafa and wat (docs/fairness.md).
+
+    Defaults are the reference codes' (FRL: hannxu123/fair_robust frlrmrw.py; DAFA:
+    rucy74/DAFA; WAT: its training script).
+    The split: ``val_examples`` class-balanced training images (about that many) drawn
+    with the run's seed, removed from training, recorded in ``<run>/validation.json``.
+    FRL tolerances: ``frl_tau_nat`` (bound0) and ``frl_tau_bndy`` (bound1), how far a
+    class's clean and boundary error may exceed the average.
+    FRL step: ``frl_rate`` (rate1) for the loss-weight multipliers, halved every
+    ``frl_rate_halving`` epochs.
+    FRL re-margin step: ``frl_rate_eps`` (rate2; 0 turns re-margining off).
+    FRL cap: ``frl_lim``, the largest sum of each multiplier vector (< 1 keeps weights > 0).
+    DAFA: ``dafa_lambda``, the scale of the class-weight moves (in [0, 1]).
+    DAFA warm-up: ``dafa_warmup`` epochs of TRADES before the weights are computed.
+    WAT: ``wat_eta``, the Hedge learning rate.
+    """
+
+    val_examples: int = 1000
+    frl_tau_nat: float = 0.1
+    frl_tau_bndy: float = 0.1
+    frl_rate: float = 0.05
+    frl_rate_eps: float = 0.1
+    frl_rate_halving: int = 40
+    frl_lim: float = 0.5
+    dafa_lambda: float = 1.0
+    dafa_warmup: int = 70
+    wat_eta: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.val_examples >= 1, f"train.fair.val_examples must be >= 1, got {self.val_examples}")
+        _check(self.frl_rate >= 0 and self.frl_rate_eps >= 0, "train.fair.frl_rate and frl_rate_eps must be >= 0")
+        _check(self.frl_rate_halving >= 1, f"train.fair.frl_rate_halving must be >= 1, got {self.frl_rate_halving}")
+        _check(0 < self.frl_lim < 1, f"train.fair.frl_lim must be in (0, 1) (class weights stay > 0), got {self.frl_lim}")
+        _check(0 <= self.dafa_lambda <= 1, f"train.fair.dafa_lambda must be in [0, 1] (weights stay > 0), "
+                                           f"got {self.dafa_lambda}")
+        _check(self.dafa_warmup >= 0, f"train.fair.dafa_warmup must be >= 0, got {self.dafa_warmup}")
+        _check(self.wat_eta >= 0, f"train.fair.wat_eta must be >= 0, got {self.wat_eta}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, schedule and objective (section 3 / appendix E of the paper).
 
@@ -210,8 +257,9 @@ class TrainConfig:
     (figure 1); ``monitor_examples`` caps how many test images it attacks.
 
     ``method`` names an objective of ``classwise.train.objectives`` (standard,
-    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp); ``beta`` weighs the
-    TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP schedules.
+    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp, frl, dafa, wat); ``beta``
+    weighs the TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP
+    schedules, ``fair`` the robust-fairness methods' settings.
     ``schedule``: "step" (lr x ``gamma`` at ``milestones``, per epoch),
     "cyclic" (0 -> ``lr`` -> 0, linear, stepped per batch; Wong et al. 2020),
     "piecewise" (linear through (``lr_epochs``, ``lr_values``), per batch).
@@ -247,6 +295,7 @@ class TrainConfig:
     lr_epochs: tuple[float, ...] = ()
     lr_values: tuple[float, ...] = ()
     he: TemperatureConfig = field(default_factory=TemperatureConfig)
+    fair: FairnessConfig = field(default_factory=FairnessConfig)
     weight_norm_penalty: float = 0.0
     class_weight_gamma: float = 0.0
     checkpoint_every: int = 0
@@ -264,10 +313,39 @@ class TrainConfig:
         _check(self.weight_norm_penalty >= 0, f"train.weight_norm_penalty must be >= 0, got {self.weight_norm_penalty}")
         _check(self.class_weight_gamma >= 0, f"train.class_weight_gamma must be >= 0, got {self.class_weight_gamma}")
         _check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        _check(self.gamma > 0, f"train.gamma must be > 0 (the lr is multiplied by it), got {self.gamma}")
+        _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(all(m >= 1 for m in self.milestones), f"train.milestones must be epochs >= 1, got {list(self.milestones)}")
+        _check(all(e >= 1 for e in self.save_epochs), f"train.save_epochs must be epochs >= 1, got {list(self.save_epochs)}")
+        self._check_training_attacks()
         self._check_schedule()
+
+    def _check_training_attacks(self) -> None:
+        """Refuse attack settings that training and the monitor would ignore.
+
+        Training ascends the last iterate of one run of ``attack`` (no restarts, no
+        best-iterate keeping); the monitor attacks ``monitor_examples`` images, so
+        neither takes ``examples_per_class``.
+        """
+        a = self.attack
+        _check(a.restarts == 1, f"train.attack.restarts must be 1, got {a.restarts}: training ascends the last "
+                                "iterate of one attack run (restarts apply to evaluation attacks)")
+        _check("keep_best" not in a.options, "train.attack.options.keep_best is not a training setting: training "
+                                             "always ascends the attack's last iterate")
+        for key, cfg in (("attack", a), ("monitor", self.monitor)):
+            _check(cfg.examples_per_class is None, f"train.{key}.examples_per_class is an evaluation setting; "
+                                                   "the monitor's sample is train.monitor_examples")
 
     def _check_schedule(self) -> None:
         _check_known("train.schedule", self.schedule, LR_SCHEDULES)
+        _check(not self.milestones or self.schedule == "step",
+               f"train.milestones apply to the step schedule, not {self.schedule}; set train.milestones=[]")
+        _check(self.gamma == _DEFAULT_GAMMA or (bool(self.milestones) and self.schedule == "step"),
+               "train.gamma multiplies the lr at train.milestones of the step schedule; without milestones it "
+               "changes nothing")
+        _check(self.schedule == "piecewise" or not (self.lr_epochs or self.lr_values),
+               f"train.lr_epochs and lr_values apply to the piecewise schedule, not {self.schedule}")
         if self.schedule != "piecewise":
             return
         xs, ys = self.lr_epochs, self.lr_values
@@ -275,6 +353,9 @@ class TrainConfig:
                "train.schedule piecewise needs lr_epochs and lr_values of equal length >= 2")
         _check(all(a < b for a, b in zip(xs, xs[1:])) and xs[0] >= 0, "train.lr_epochs must increase from >= 0")
         _check(all(v >= 0 for v in ys), "train.lr_values must be >= 0")
+
+
+_DEFAULT_GAMMA = next(f.default for f in fields(TrainConfig) if f.name == "gamma")
 
 
 @dataclass(frozen=True)

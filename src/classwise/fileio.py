@@ -176,6 +176,9 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     path = Path(path)
     refuse_links(path)
     check_replaceable(path)
+    if path.is_dir():
+        raise ClasswiseError(f"cannot write {path}: a folder is in its place (classwise never replaces a folder); "
+                             "move it away")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     with user_os_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,12 +204,17 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or one clear error naming the file."""
+def read_json(path: Path) -> dict:
+    """A JSON file's object (every JSON file of a run holds one), or one clear error naming the file."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ClasswiseError(f"cannot read {path}: {e}") from e
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
+        raise ClasswiseError(f"cannot read {path}: it is damaged (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise ClasswiseError(f"{path} is damaged: expected an object (a JSON object {{...}}), got a {type(data).__name__}")
+    return data
 
 
 def append_text(path: Path, text: str) -> None:
@@ -246,6 +254,8 @@ def read_jsonl(path: Path) -> list[dict]:
     for i, line in enumerate(lines):
         try:
             record = json.loads(line)
+        except RecursionError:  # nested deeper than Python's stack: damaged, not torn
+            record = None
         except json.JSONDecodeError:
             if i == len(lines) - 1:  # torn by a crash while appending
                 break

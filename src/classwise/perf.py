@@ -35,20 +35,22 @@ from torch import nn
 from .config import PerfConfig
 from .errors import ClasswiseError
 
+MAX_THREADS = 1024  # torch's thread pool: 100000 threads exhaust memory maps and crash (SIGSEGV)
 
 def default_threads() -> int:
     """Torch CPU threads when none are asked for: ``OMP_NUM_THREADS`` if set to N >= 1, else :func:`available_cpus`."""
     text = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(text) if text.isdigit() and int(text) >= 1 else available_cpus()
+    return min(int(text), MAX_THREADS) if text.isdigit() and int(text) >= 1 else available_cpus()
 
 
 def set_threads(threads: int | None = None) -> int:
     """Set torch's intra-op CPU threads to ``threads`` (None: :func:`default_threads`); returns the number set.
 
-    Raises :class:`~classwise.errors.ClasswiseError` for ``threads < 1``.
+    Raises :class:`~classwise.errors.ClasswiseError` outside [1, ``MAX_THREADS``] (torch cannot map
+    the stacks of 100000 threads and crashes).
     """
-    if threads is not None and threads < 1:
-        raise ClasswiseError(f"--threads must be an integer >= 1, got {threads}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ClasswiseError(f"--threads must be an integer in [1, {MAX_THREADS}], got {threads}")
     n = default_threads() if threads is None else threads
     torch.set_num_threads(n)
     return n

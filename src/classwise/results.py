@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +91,13 @@ class EvalResults:
                            {k: cut(v) for k, v in self.adv_probs.items()},
                            {k: cut(v) for k, v in self.extras.items() if len(v) == len(mask)}, dict(self.facts))
 
+    def cost(self, attack: str) -> dict[str, float] | None:
+        """What ``attack`` spent (:func:`cost_totals` of its "forwards/<attack>" and "backwards/<attack>"
+        records, written by :func:`classwise.evaluate.evaluate`); None without records (an older run, a
+        worst case, an attack evaluated elsewhere)."""
+        f, b = self.extras.get(f"forwards/{attack}"), self.extras.get(f"backwards/{attack}")
+        return None if f is None or b is None else cost_totals(f, b)
+
     def evaluated(self, attack: str) -> np.ndarray:
         """(N,) bool: the examples ``attack`` was evaluated on (its sample)."""
         return self.adv_pred[attack] != NOT_ATTACKED
@@ -110,8 +120,11 @@ class EvalResults:
     def load(cls, path: str | os.PathLike) -> "EvalResults":
         """Read results written by :meth:`save` (no pickles are loaded); a damaged file is one clear error."""
         try:
+            _check_sizes(path)
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
+        except ClasswiseError:
+            raise
         except Exception as e:  # truncated or flipped bytes: BadZipFile, EOFError, zlib.error, ValueError...
             raise ClasswiseError(f"cannot read per-sample results {path}: the file is damaged ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'}); re-run `classwise evaluate`") from e
@@ -146,8 +159,50 @@ def _checked_arrays(data: dict[str, np.ndarray], path: str | os.PathLike) -> lis
     for key, v in data.items():
         if key.startswith(("labels", "clean_pred", "adv_pred/")) and (v.shape != (n,) or v.dtype.kind not in "iu"):
             raise bad(f"{key} is not {n} integer predictions")
-        if key.startswith(("clean_probs", "adv_probs/")) and v.shape != (n, k):
-            raise bad(f"{key} is not ({n}, {k}) probabilities")
+        if key.startswith(("clean_pred", "adv_pred/")) and n and not (v.min() >= NOT_ATTACKED and v.max() < k):
+            raise bad(f"{key} holds predictions outside the {k} classes")
+        if key.startswith(("clean_probs", "adv_probs/")) and (
+                v.shape != (n, k) or v.dtype.kind != "f" or not np.all((v >= 0) & (v <= 1))):  # NaN fails too
+            raise bad(f"{key} is not ({n}, {k}) finite probabilities in [0, 1]")
     if n and not (0 <= data["labels"].min() and data["labels"].max() < k):
         raise bad(f"labels outside the {k} classes")
     return names
+
+
+def cost_totals(forwards: Any, backwards: Any) -> dict[str, float]:
+    """Totals of per-example pass counts (N,) (entries < 0: not evaluated).
+
+    Returns {"forwards", "backwards": int totals, "examples": evaluated
+    examples, "backwards_per_example": float}. For full-batch PGD-k on n
+    clean-correct examples of N: forwards n (k + 1), backwards n k, examples
+    N, backwards_per_example n k / N.
+    """
+    f, b = np.asarray(forwards), np.asarray(backwards)
+    seen = f >= 0
+    n = int(seen.sum())
+    return {"forwards": int(f[seen].sum()), "backwards": int(b[seen].sum()), "examples": n,
+            "backwards_per_example": float(b[seen].sum() / n) if n else 0.0}
+
+
+def evaluation_cost(results: EvalResults, attacks: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per attack (default: all), :meth:`EvalResults.cost`; attacks without records are left out."""
+    costs = {name: results.cost(name) for name in (results.attacks if attacks is None else attacks)}
+    return {name: c for name, c in costs.items() if c is not None}
+
+
+def _check_sizes(path: str | os.PathLike) -> None:
+    """Refuse a results file whose arrays claim more bytes than the file holds (before any is allocated).
+
+    Each member of the .npz is a .npy file: its header's shape and dtype fix the array's size, which can
+    be no larger than the member's uncompressed size recorded in the zip directory.
+    """
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if size > info.file_size:
+                raise ClasswiseError(f"per-sample results {path} are damaged ({info.filename} claims shape "
+                                     f"{shape}, {size} bytes, in {info.file_size}); re-run `classwise evaluate`")

@@ -74,10 +74,10 @@ TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoi
 # each one. What ``--overwrite`` may delete is decided by the run's manifest (``fileio.MANIFEST``: the files
 # classwise recorded as written), never by these patterns: a user's file of a matching name is kept.
 OWN_FILES = (
-    MARKER, LOCK, MANIFEST, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "results.npz",
-    "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
-    "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp",
+    MARKER, LOCK, MANIFEST, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "validation.json",
+    "results.npz", "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors",
+    "figures/*.png", "figures/*.svg", "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png",
+    "homing/*.svg", "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp",
     "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
@@ -127,6 +127,11 @@ class RunFiles:
     @property
     def train_log(self) -> Path:
         return self.root / "train.log"
+
+    @property
+    def validation(self) -> Path:
+        """The validation split a fairness method held out of the training set (indices, seed)."""
+        return self.root / "validation.json"
 
     @property
     def checkpoints(self) -> Path:

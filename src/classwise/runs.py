@@ -72,6 +72,7 @@ SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders of nested runs (homing ret
 _RESULT_ENTRIES = tuple(getattr(RunFiles(Path()), name).name for name in (
     "results", "meta", "summary", "report_md", "report_html", "figures", "tables", "adv", "homing", "compare"))
 TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
+STATES = ("created", "training", *TRAINED_STATES, "homing", "failed", "interrupted")  # status.json's "state"
 _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
 
@@ -273,8 +274,13 @@ class Run:
     def status(self) -> dict[str, Any]:
         """status.json ({"state": "unknown"} when absent)."""
         path = self.files.status
-        data = read_json(path) if path.is_file() else {}
-        return data if isinstance(data, dict) and "state" in data else {"state": "unknown"}
+        data = read_json(path) if path.exists() else {}  # a folder in its place is an error
+        if not data:
+            return {"state": "unknown"}
+        if data.get("state") not in STATES or not isinstance(data.get("trained", False), bool):
+            raise ClasswiseError(f"{path} is damaged (state {data.get('state')!r} is none of {', '.join(STATES)}); "
+                                 "restore it or make the run again")
+        return data
 
     @property
     def state(self) -> str:
@@ -452,7 +458,7 @@ class Run:
 
     def meta(self) -> dict[str, Any]:
         path = self.files.meta
-        meta = read_json(path) if path.is_file() else {}
+        meta = read_json(path) if path.exists() else {}
         if not isinstance(meta, dict):
             raise ClasswiseError(f"{path} is damaged (a JSON object was expected); re-run `classwise evaluate` to rewrite it")
         return meta

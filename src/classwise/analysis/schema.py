@@ -25,7 +25,7 @@ from typing import Any, Union
 from ..errors import ClasswiseError
 from ..fileio import read_json
 
-SCHEMA_VERSION = 2  # 2: attack blocks gain worst_class_interval and spread
+SCHEMA_VERSION = 3  # 2: attack blocks gain worst_class_interval and spread; 3: and cost
 Num = float | None  # a percentage or a statistic; None where it is undefined (NaN)
 OMIT = {"omit": True}  # metadata: leave the key out of the JSON when the value is None
 SPREAD = {"spread": True}  # metadata: a mapping whose keys are merged into the parent object
@@ -71,13 +71,42 @@ class ClassSpread:
     k: int
 
 
+@dataclass(frozen=True)
+class AttackCost:
+    """What an attack spent (:meth:`classwise.results.EvalResults.cost`): passes through the model.
+
+    ``forwards`` and ``backwards`` (input-gradient passes) are totals over the
+    ``examples`` it was evaluated on, the judging forward included; a worst case
+    over several attacks spent the sum of theirs.
+    """
+
+    forwards: int
+    backwards: int
+    examples: int
+    backwards_per_example: float
+
+    @property
+    def text(self) -> str:
+        """E.g. "2.1 M gradient passes, 214 per example"."""
+        return f"{_count(self.backwards)} gradient passes, {self.backwards_per_example:.0f} per example"
+
+
+def _count(n: int) -> str:
+    """A pass count in words: 950, 12.3 k, 2.1 M."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return str(n)
+
+
 @dataclass(frozen=True, kw_only=True)
 class AccuracyBlock:
     """One prediction set (clean, or one attack over its examples): table 2's row with 95% intervals.
 
     per_class, n, count, ci95: (K,). best/worst/gap/calls (and, from schema 2,
     worst_class_interval and spread) are None when no class has examples.
-    ``examples``, ``norm`` and ``eps`` exist on attack blocks only.
+    ``examples``, ``norm`` and ``eps`` exist on attack blocks only; ``cost``
+    on attack blocks whose results recorded what the attack spent.
     """
 
     overall: Num
@@ -96,6 +125,7 @@ class AccuracyBlock:
     eps: float | None = field(default=None, metadata=OMIT)
     worst_class_interval: WorstClassInterval | None = field(default=None, metadata=OMIT)  # schema 2
     spread: ClassSpread | None = field(default=None, metadata=OMIT)  # schema 2
+    cost: AttackCost | None = field(default=None, metadata=OMIT)  # schema 3; attack blocks with cost records
 
 
 @dataclass(frozen=True)

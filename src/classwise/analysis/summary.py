@@ -172,7 +172,23 @@ def _attack_block(results: EvalResults, attack: str, k: int) -> dict[str, Any]:
     m = results.evaluated(attack)
     facts = results.facts.get(attack, {})
     threat = {key: facts[key] for key in ("norm", "eps") if key in facts}
-    return accuracy_block(results.labels[m], results.adv_pred[attack][m], k) | {"examples": int(m.sum())} | threat
+    cost = attack_cost(results, attack)
+    return (accuracy_block(results.labels[m], results.adv_pred[attack][m], k) | {"examples": int(m.sum())} | threat
+            | ({"cost": cost} if cost else {}))
+
+
+def attack_cost(results: EvalResults, attack: str) -> dict[str, float] | None:
+    """What ``attack`` spent (:meth:`EvalResults.cost`); a worst case: the sum over the attacks it covers,
+    per example of the examples it covers. None when some covered attack has no cost records."""
+    if not _is_worst(attack):
+        return results.cost(attack)
+    over = results.facts.get(attack, {}).get("over") or [a for a in results.attacks if not _is_worst(a)]
+    costs = [results.cost(a) for a in over]
+    if not costs or any(c is None for c in costs):
+        return None
+    n = int(results.evaluated(attack).sum())
+    f, b = (int(sum(c[key] for c in costs if c)) for key in ("forwards", "backwards"))
+    return {"forwards": f, "backwards": b, "examples": n, "backwards_per_example": b / n if n else 0.0}
 
 
 def _steps(name: str) -> int:

@@ -29,12 +29,11 @@ over processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -145,23 +144,3 @@ def uncharged() -> Iterator[None]:
         yield
     finally:
         _ACTIVE.reset(token)
-
-
-def cost_totals(forwards: Any, backwards: Any) -> dict[str, float]:
-    """Totals of per-example counts (N,) (entries < 0: not evaluated): passes, per example, examples."""
-    f, b = np.asarray(forwards), np.asarray(backwards)
-    seen = f >= 0
-    n = int(seen.sum())
-    return {"forwards": int(f[seen].sum()), "backwards": int(b[seen].sum()), "examples": n,
-            "backwards_per_example": float(b[seen].sum() / n) if n else 0.0}
-
-
-def evaluation_cost(extras: Mapping[str, Any], attacks: Iterable[str]) -> dict[str, dict[str, float]]:
-    """Per attack, the totals (:func:`cost_totals`) of its "forwards/<attack>" and "backwards/<attack>" records.
-
-    Attacks without records (evaluated on a sample elsewhere) are left out. For
-    full-batch PGD-k on n clean-correct examples of N: {"pgd<k>": {"forwards":
-    n (k + 1), "backwards": n k, "examples": N, "backwards_per_example": n k / N}}.
-    """
-    return {name: cost_totals(extras[f"forwards/{name}"], extras[f"backwards/{name}"]) for name in attacks
-            if f"forwards/{name}" in extras and f"backwards/{name}" in extras}

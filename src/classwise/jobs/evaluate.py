@@ -14,13 +14,12 @@ from pathlib import Path
 import torch
 
 from ..attacks import Attack, build_attack
-from ..attacks.cost import evaluation_cost
 from ..config import AttackConfig, RunConfig, load_config
 from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import EvalOptions, resolve_device
 from ..identity import merge_results, with_worst_cases
-from ..results import EvalResults
+from ..results import EvalResults, evaluation_cost
 from ..runs import Run, dataset_label
 from ..train.distributed import Dist, distributed
 from .attacking import (
@@ -207,7 +206,7 @@ def _timing(new: EvalResults, seconds: float, cpu_seconds: float, device: torch.
     entry = {"attacks": list(new.attacks), "examples": int(new.labels.shape[0]), "seconds": round(seconds, 2),
              "cpu_seconds": round(cpu_seconds, 2),
              "device": str(device), "threads": torch.get_num_threads(), "processes": processes,
-             "passes": evaluation_cost(new.extras, new.attacks)}  # forward / input-gradient passes per attack
+             "passes": evaluation_cost(new)}  # forward / input-gradient passes per attack
     return [*(earlier if isinstance(earlier, list) else []), entry]
 
 

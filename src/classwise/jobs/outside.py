@@ -147,7 +147,13 @@ def _loaded_normalisation(net: nn.Module, mean, std, how: str) -> tuple[tuple | 
         return mean, std, how
     got = tuple(norm.mean.flatten().tolist()), tuple(norm.std.flatten().tolist())
     want = tuple(torch.tensor(mean).expand(len(got[0])).tolist()), tuple(torch.tensor(std).expand(len(got[1])).tolist())
-    return (got[0], got[1], how) if np.allclose(got, want) else (got[0], got[1], "the weights file (normalize buffers)")
+    if np.allclose(got, want):
+        return got[0], got[1], how
+    if how == "--mean/--std":
+        raise ClasswiseError(f"--mean/--std {list(want[0])}/{list(want[1])} differ from the normalisation stored "
+                             f"in the weights file ({list(got[0])}/{list(got[1])}), which the model applies; "
+                             "drop --mean/--std to use the stored one")
+    return got[0], got[1], "the weights file (normalize buffers)"
 
 
 def _check_outputs(net: nn.Module, data: DataBundle | StreamBundle) -> str | None:

@@ -169,7 +169,13 @@ def _headline_lines(summary: Summary) -> list[str]:
         lines += [f"most {what} class: {_call_text(block, block.best_call, names)}",
                   f"least {what} class: {_call_text(block, block.worst_call, names)}",
                   f"largest class gap: {block.gap:.1f} percentage points"]
-    return lines + _worst_class_lines(block, what, names) + _protocol_line(summary)
+    return lines + _cost_lines(summary) + _worst_class_lines(block, what, names) + _protocol_line(summary)
+
+
+def _cost_lines(summary: Summary) -> list[str]:
+    """What each attack spent, e.g. "cost: pgd40 40 k gradient passes, 40 per example; ..." (schema 3)."""
+    spent = [f"{name} {block.cost.text}" for name, block in summary.attacks.items() if block.cost is not None]
+    return [f"cost: {'; '.join(spent)}"] if spent else []
 
 
 def _worst_class_lines(block: AccuracyBlock, what: str, names: tuple[str, ...]) -> list[str]:

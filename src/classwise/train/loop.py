@@ -25,6 +25,7 @@ all-reduced, and only rank 0 runs the monitor and writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Trainer:
     def __post_init__(self) -> None:
         self.device = self.dist.device(resolve_device(self.config.device))
         self._check_world()
+        self.objective = create_objective(self.config.train, self.config.model)
+        self._hold_out_validation()
         torch.manual_seed(self.config.seed)  # the initial weights follow the run's seed
         model = build_model(self.config.model, self.data).to(self.device)
         if self.cfg.sync_batchnorm and self.dist.enabled:
@@ -86,10 +89,10 @@ class Trainer:
         steps = max(1, len(self.data.train_y) // self.config.train.batch_size)  # as _train_epoch
         self.scheduler = make_scheduler(self.config.train, self.optimizer, steps)
         self.per_batch = per_batch(self.config.train)
-        self.objective = create_objective(self.config.train, self.config.model)
         self.epoch = 0  # epochs finished
         self.resume_point: dict | None = None  # a mid-epoch state loaded by restore()
         self._bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # set per epoch
+        self.lr_used = self.optimizer.param_groups[0]["lr"]  # the lr of the last optimiser step (metrics' "lr")
 
     def _check_world(self) -> None:
         bs, world, n = self.cfg.batch_size, self.dist.world, len(self.data.train_y)
@@ -100,6 +103,31 @@ class Trainer:
             raise ClasswiseError(f"the streamed data {what}; training needs at least train.batch_size = {bs}")
         if self.cfg.sync_batchnorm and self.dist.enabled and self.device.type != "cuda":
             raise ClasswiseError("train.sync_batchnorm needs CUDA devices")
+
+    def _hold_out_validation(self) -> None:
+        """Give the objective its validation split (fairness methods), removed from the training set.
+
+        About ``objective.validation_size()`` class-balanced training images drawn with the
+        run's seed (:func:`classwise.data.class_balanced_indices`); their indices into the
+        training set as loaded are recorded in ``validation.json`` (rank 0).
+        """
+        size, data = self.objective.validation_size(), self.data
+        if not size:
+            return
+        if not isinstance(data, DataBundle):
+            raise ClasswiseError(f"train.method {self.cfg.method} holds out a validation split, "
+                                 "which needs a dataset held in memory (not a streamed folder)")
+        y = data.train_y
+        per_class = max(1, size // data.num_classes)
+        idx = class_balanced_indices(y, per_class, seed=self.config.seed)
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[idx] = False
+        self.objective.validation = data.train_x[idx].to(self.device), y[idx].to(self.device)
+        self.data = dataclasses.replace(data, train_x=data.train_x[keep], train_y=y[keep])
+        if self.dist.main:
+            record = {"examples": len(idx), "per_class": per_class, "seed": self.config.seed,
+                      "training_images_left": int(keep.sum()), "indices": idx.tolist()}
+            atomic_write(self.files.validation, json.dumps(record) + "\n")
 
     @property
     def cfg(self) -> TrainConfig:
@@ -146,7 +174,7 @@ class Trainer:
         process's CPU seconds (all threads): what the epoch cost on a shared machine.
         """
         train_s = time.perf_counter() - start[0]  # before the monitor runs: the training throughput
-        record = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **stats}
+        record = {"epoch": self.epoch, "lr": self.lr_used, **stats}
         record |= self.objective.epoch_metrics()
         record |= self._monitor(*monitor)
         record["time_s"] = round(time.perf_counter() - start[0], 3)
@@ -252,6 +280,7 @@ class Trainer:
             loss, logits = self.objective(self.model, xb, yb, run.eps, gens.get("attack", gen))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.lr_used = self.optimizer.param_groups[0]["lr"]  # before any scheduler step: the lr of this step
         self.optimizer.step()
         if self.per_batch:
             self.scheduler.step()

@@ -10,10 +10,11 @@ from ..config import TrainConfig
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper) or Adam (the quick demo); weight decay on all weights."""
+    """SGD with momentum (the paper) or Adam (the quick demo; ``momentum`` is its beta1, 0.9 by default as
+    Kingma & Ba 2015); weight decay on all weights."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(

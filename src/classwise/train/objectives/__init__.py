@@ -7,7 +7,9 @@
 
 Methods: standard, pgd-at (Madry et al. 2018), fgsm-rs (Wong et al. 2020),
 trades (Zhang et al. 2019), mart (Wang et al. 2020), he (Pang et al. 2020),
-he-lis and he-cmp (appendix G of the paper). The class-wise defences of
+he-lis and he-cmp (appendix G of the paper), and the robust-fairness methods
+frl (Xu et al. 2021), dafa (Lee et al. 2024) and wat (Li & Liu 2023) with their
+validation split (``fair``). The class-wise defences of
 ``defences`` (weight-norm penalty, class weights) work with all of them.
 """
 
@@ -19,7 +21,9 @@ from types import MappingProxyType
 from ...config import ModelConfig, TrainConfig
 from ...errors import ClasswiseError, unknown_name
 from .base import Objective, training_attack
+from .dafa import DAFA
 from .fgsm_rs import FGSMRS
+from .frl import FRL
 from .he import HE
 from .he_cmp import HECMP
 from .he_lis import HELIS
@@ -27,6 +31,7 @@ from .mart import MART
 from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
+from .wat import WAT
 
 # Read-only: TrainConfig.method -> objective class.
 OBJECTIVES: Mapping[str, type[Objective]] = MappingProxyType({
@@ -38,6 +43,9 @@ OBJECTIVES: Mapping[str, type[Objective]] = MappingProxyType({
     "he": HE,
     "he-lis": HELIS,
     "he-cmp": HECMP,
+    "frl": FRL,
+    "dafa": DAFA,
+    "wat": WAT,
 })
 
 __all__ = ["OBJECTIVES", "Objective", "check_method", "create_objective", "training_attack"]

@@ -53,6 +53,11 @@ class Objective(ABC):
         self.cfg = cfg
         self.tally = ClassTally()  # per-class training accuracy of this epoch
         self.weights: torch.Tensor | None = None  # (K,) class weights in use
+        self.validation: tuple[torch.Tensor, torch.Tensor] | None = None  # held-out (x uint8, y), if the method uses one
+
+    def validation_size(self) -> int:
+        """Training images the method holds out as its validation split (0: none); the loop sets ``validation``."""
+        return 0
 
     @abstractmethod
     def losses(
