@@ -123,20 +123,21 @@ def record_written(path: Path) -> None:
         _append(root / MANIFEST, rel + "\n")
 
 
-def move_written(root: Path, rels: list[str], dest: Path) -> list[str]:
-    """Move the files ``rels`` (relative to ``root``) that its manifest records into ``dest`` (beneath ``root``),
-    keeping their relative paths, and record them there; returns those moved. Unrecorded files stay."""
+def move_written(root: Path, moves: dict[str, str]) -> list[str]:
+    """Move files beneath ``root`` (relative path -> new relative path) that its manifest records, and record
+    them under their new paths; returns those moved. Unrecorded files stay; an unrecorded target is refused."""
     own = written(root)
-    moved = [rel for rel in rels if rel in own and (root / rel).is_file() and not (root / rel).is_symlink()]
+    moved = [rel for rel in moves if rel in own and (root / rel).is_file() and not (root / rel).is_symlink()]
     for rel in moved:
-        target = dest / rel
+        target = root / moves[rel]
         refuse_links(target)
+        check_replaceable(target)
         with user_os_errors(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(root / rel, target)
     gone = set(moved)
     kept = [line for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines() if line not in gone]
-    new = [(dest / rel).relative_to(root).as_posix() for rel in moved]
+    new = [moves[rel] for rel in moved]
     tmp = root / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     with user_os_errors(root / MANIFEST):
         tmp.write_text("".join(line + "\n" for line in [*kept, *new]), encoding="utf-8")

@@ -449,12 +449,23 @@ class Run:
         dest = self.files.superseded / time.strftime("%Y%m%d-%H%M%S")
         while dest.exists():
             dest = dest.with_name(dest.name + "+")
-        own, root = sorted(written(self.path)), self.path
-        rels = [r for r in own if r.split("/")[0] in _RESULT_ENTRIES and (r.split("/")[0] != "homing" or r.count("/") == 1)]
-        moved = move_written(root, rels, dest)
+        prefix = dest.relative_to(self.path).as_posix()
+        rels = [r for r in sorted(written(self.path)) if r.split("/")[0] in _RESULT_ENTRIES
+                and (r.split("/")[0] != "homing" or r.count("/") == 1)]
+        moved = move_written(self.path, {r: f"{prefix}/{r}" for r in rels})
         write_json(dest / "superseded.json", {"why": why, "checkpoint": meta.get("checkpoint"),
                                               "sha256": meta.get("sha256"), "moved": moved})
         return dest
+
+    def restore_aside(self, dest: Path) -> None:
+        """Undo :meth:`set_aside` into ``dest`` (the model did not change after all): the files move back."""
+        moved = read_json(dest / "superseded.json").get("moved", [])
+        prefix = dest.relative_to(self.path).as_posix()
+        move_written(self.path, {f"{prefix}/{r}": r for r in moved})
+        (dest / "superseded.json").unlink()
+        for folder in sorted((p for p in dest.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [dest, dest.parent]:
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
     def meta(self) -> dict[str, Any]:
         path = self.files.meta
