@@ -25,6 +25,19 @@ def tiny_overrides() -> tuple[str, ...]:
     return TINY
 
 
+@pytest.fixture(scope="session")
+def tiny_demo_run(tmp_path_factory):
+    """One tiny run trained, evaluated (fgsm, pgd5 at eps 0.3 on 100 test images) and reported by ``demo``,
+    shared by the modules that check what commands do to a run: never modify it, copy it."""
+    from classwise.cli import main
+    from classwise.runs import Run
+
+    run = tmp_path_factory.mktemp("tiny-demo") / "run"
+    assert main(["demo", "--out", str(run), "-q", *[x for o in TINY for x in ("--set", o)]]) == 0
+    assert Run(run).state == "complete"
+    return run
+
+
 # What a training method needs beyond the demo config (its attack, schedule or head).
 _METHOD_NEEDS = {"fgsm-rs": ["train.attack.name=fgsm-rs", "train.schedule=cyclic"],
                  "he": ["model.head.name=he"], "he-lis": ["model.head.name=he", "model.head.margin=0"],

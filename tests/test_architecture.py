@@ -15,8 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "classwise"
 
 FLOORS = [
     {"errors", "progress", "presets", "machine", "__init__"},
-    {"fileio", "runfiles", "inputs", "spec"},
-    {"config", "results"},
+    {"fileio", "inputs", "spec"},
+    {"config", "results", "runfiles"},
     {"data", "models", "config_keys"},
     {"checkpoint"},
     {"runs", "analysis"},

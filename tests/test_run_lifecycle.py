@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import inspect
+import os
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,15 @@ def test_every_own_files_pattern_belongs_to_an_accessor():
     assert not stale, f"patterns no RunFiles accessor writes: {stale}"
 
 
-def test_a_file_outside_the_layout_blocks_overwrite(tmp_path):
+def test_a_file_the_manifest_does_not_record_blocks_overwrite_whatever_its_name(tmp_path):
+    """Names that match the layout's patterns are no licence: only files the manifest records are classwise's."""
     run = tmp_path / "run"
     (run / "figures").mkdir(parents=True)
     RunFiles(run).marker.write_text("{}")
-    (run / "figures" / "mine.png").write_bytes(b"x")
-    (run / "figures" / "notes.txt").write_text("mine")
-    assert _foreign_files(run) == ["figures/notes.txt"]
+    RunFiles(run).manifest.write_text("classwise-run.json\nfigures/ours.png\n")
+    for name in ("ours.png", "mine.png", "notes.txt", f".ours.png.{os.getpid()}.0123abcd.tmp"):
+        (run / "figures" / name).write_bytes(b"x")
+    assert _foreign_files(run) == ["figures/mine.png", "figures/notes.txt"]
 
 
 @pytest.mark.parametrize("origin, source", [(None, OurCheckpoints), ("train", OurCheckpoints),

@@ -91,7 +91,8 @@ def test_overwrite_empties_a_run_holding_only_its_own_files(trained, tmp_path):
     run = copy_of(trained, tmp_path)
     Run.create(run, load_config("demo"), overwrite=True)
     assert sorted(p.name for p in run.iterdir() if p.name != ".classwise.lock") == [
-        "checkpoints", MARKER, "config.yaml", "status.json", "version.json"]
+        ".classwise-files", "checkpoints", MARKER, "config.yaml", "status.json", "version.json"]
+    assert sorted((run / ".classwise-files").read_text().split()) == [MARKER, "config.yaml", "status.json", "version.json"]
     assert Run(run).state == "created" and not Run(run).trained
 
 
@@ -174,9 +175,15 @@ def test_resume_refuses_changes_to_the_run_and_records_the_allowed_ones(trained,
     assert "train.lr" in one_error(capsys) and snapshot(run) == before
     assert main(["train", "--out", str(run), "--resume", "-q"]) == 0  # nothing to do: the run stays complete
     assert Run(run).state == "complete" and snapshot(run)["metrics.jsonl"] == before["metrics.jsonl"]
-    assert main(["train", "--out", str(run), "--resume", "-q", "--set", "train.epochs=3"]) == 0
+    with pytest.warns(UserWarning, match=r"training further \(epoch 2 to 3\).*moved to .*superseded"):
+        assert main(["train", "--out", str(run), "--resume", "-q", "--set", "train.epochs=3"]) == 0
     assert [r["epoch"] for r in Run(run).metrics()] == [1, 2, 3] and Run(run).state == "trained"
     assert any("train.epochs=3 (was 2)" in note for note in Run(run).config.notes)
+    # the epoch-2 model's results are set aside, never shown as the epoch-3 model's
+    aside = next((run / "superseded").iterdir())
+    assert before["results.npz"] == (aside / "results.npz").read_bytes() and not (run / "results.npz").exists()
+    assert "trained further" in json.loads((aside / "superseded.json").read_text())["why"]
+    assert main(["report", str(run)]) == 2 and "no per-sample results" in one_error(capsys)
 
 
 def test_ctrl_c_says_interrupted_exits_130_and_leaves_a_resumable_run(tmp_path, tiny_overrides):

@@ -390,6 +390,19 @@ def _print_summary(run: Path) -> None:
     for i in _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"]):
         table.add_row(s["class_names"][i], *(_pct(b["per_class"][i]) for b in blocks.values()))
     Console().print(table)
+    for line in _worst_lines(Run.open(run).meta().get("attacks", {}), list(blocks)):
+        typer.echo(line)
+
+
+def _worst_lines(facts: dict[str, Any], shown: list[str]) -> list[str]:
+    """One line per worst case shown, naming exactly the attacks it covers (from its recorded facts)."""
+    lines = []
+    for name in shown:
+        f = facts.get(name)
+        if isinstance(f, dict) and f.get("family") == "worst" and isinstance(f.get("over"), list):
+            how = "cascade (each attack on the examples still robust) of" if f.get("cascade") else "per-example worst case over"
+            lines.append(f"{name}: {how} {', '.join(map(str, f['over']))}")
+    return lines
 
 
 def _shown_classes(k: int, robust: list, limit: int = 20) -> list[int]:

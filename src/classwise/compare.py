@@ -23,6 +23,7 @@ the order of the classes is nearly the same. Reads both runs' summary.json
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,30 @@ from .analysis import gap_comparison, headline_attack
 from .analysis.fairness import class_spread, worst_class
 from .report.tables import blocks_markdown, text_csv
 from .errors import ClasswiseError
-from .fileio import atomic_write, write_json
+from .fileio import atomic_write, own_folder, write_json
 from .report import figures, tables
 from .runs import Run
 
 
 def _summary(run: Path) -> dict[str, Any]:
-    return Run.open(run).summary()
+    """The run's summary.json; one error when its results are not of the run's current checkpoint, a warning
+    when the run is not complete (its rows are then marked, :func:`_mark`)."""
+    opened = Run.open(run)
+    stale = opened.stale_results()
+    if stale:
+        raise ClasswiseError(f"{stale}; re-run `classwise evaluate {run}` before comparing it")
+    summary = opened.summary()
+    if opened.state != "complete":
+        error = opened.status().get("error")
+        warnings.warn(f"{run} is not complete (status '{opened.state}'{': ' + str(error) if error else ''}): "
+                      "its numbers are those of its last report, marked so", stacklevel=3)
+    return summary
+
+
+def _mark(run: Path) -> str:
+    """"" for a complete run; else " [not complete: <status>]", shown beside its rows."""
+    state = Run.open(run).state
+    return "" if state == "complete" else f" [not complete: {state}]"
 
 
 def _values(block: dict[str, Any]) -> np.ndarray:
@@ -64,7 +82,7 @@ def compare_runs(standard_run: str | Path, robust_run: str | Path, out: str | Pa
               "robust_per_class": robust.tolist(),
               "overall": [std["clean"]["overall"], rob["attacks"][attack]["overall"]],
               **gap_comparison(standard, robust)}
-    _write(Path(out), record)
+    _write(own_folder(Path(out)), record)
     return record
 
 
@@ -96,13 +114,13 @@ def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = 
     """
     if not runs:
         raise ClasswiseError("compare needs at least one evaluated run")
-    summaries = [(run_label(Path(r), runs), _summary(Path(r))) for r in runs]
+    summaries = [(run_label(Path(r), runs) + _mark(Path(r)), _summary(Path(r))) for r in runs]
     names = summaries[0][1]["class_names"]
     for label, s in summaries:
         if s["class_names"] != names:
             raise ClasswiseError(f"{label} has other classes than {summaries[0][0]}; compare runs on one dataset")
     rows = [(f"{label} ({name})", _marked_block(block)) for label, s in summaries for name, block in _rows(label, s, attack)]
-    out = Path(out)
+    out = own_folder(Path(out))
     typed: list[tuple[str, tables.Block]] = list(rows)  # blocks_markdown takes typed blocks or their JSON form
     files = {"md": atomic_write(out / "compare.md", blocks_markdown(typed, names, corner="Run (attack)")),
              "csv": atomic_write(out / "compare.csv", _csv(rows, names))}
@@ -238,7 +256,7 @@ def fairness_record(groups: dict[str, list[Path]], attack: str | None = None) ->
 
 def compare_fairness(groups: dict[str, list[Path]], out: str | Path, attack: str | None = None) -> dict[str, Any]:
     """Write fairness.{md,csv,json} of :func:`fairness_record` into ``out``; returns the record."""
-    record, out = fairness_record(groups, attack), Path(out)
+    record, out = fairness_record(groups, attack), own_folder(Path(out))
     write_json(out / "fairness.json", record)
     atomic_write(out / "fairness.md", fairness_markdown(record))
     atomic_write(out / "fairness.csv", _fairness_csv(record))

@@ -239,7 +239,7 @@ def _removed_classes(results: EvalResults, attack: str, classes: Sequence[int] |
 
 def _plan(run: Run, classes: Sequence[int] | None, attack: str | None) -> tuple[EvalResults, str, str, list[int]]:
     """(results, evaluated checkpoint, attack, removed classes) of a homing experiment on ``run``, checked."""
-    results, checkpoint = run.require_results(), run.meta().get("checkpoint", "last")
+    results, checkpoint = run.require_fresh_results(), run.meta().get("checkpoint", "last")
     attack = attack or protocol_attack(results.attacks, results.facts)
     if attack not in results.adv_pred or "config" not in results.facts.get(attack, {}):
         runnable = [a for a in results.attacks if "config" in results.facts.get(a, {})]

@@ -34,6 +34,7 @@ from .spec import AttackSpec
 __all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
 
 _NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, not what it measured
+EXAMPLE_HASH = "example_hash"  # extras: per test example, a hash of its label and image when measured
 
 
 def attack_label(facts: dict[str, Any], fallback: str) -> str:
@@ -97,6 +98,10 @@ def _combine(old: EvalResults, new: EvalResults) -> tuple[EvalResults, EvalResul
         x, y = getattr(a, field), getattr(b, field)
         filled = np.where(x == NOT_ATTACKED, y, x)
         a, b = dataclasses.replace(a, **{field: filled}), dataclasses.replace(b, **{field: filled})
+    if EXAMPLE_HASH in a.extras and EXAMPLE_HASH in b.extras:  # what each example was, from whichever measured it
+        x, y = a.extras[EXAMPLE_HASH], b.extras[EXAMPLE_HASH]
+        filled = np.where(y == NOT_ATTACKED, x, y)
+        a, b = (dataclasses.replace(r, extras=r.extras | {EXAMPLE_HASH: filled}) for r in (a, b))
     probs = next((r.clean_probs for r, s in ((old, a), (new, b)) if np.array_equal(_index(r), union)), None)
     return dataclasses.replace(a, clean_probs=probs), dataclasses.replace(b, clean_probs=probs)
 
@@ -190,34 +195,45 @@ def with_worst_cases(results: EvalResults) -> EvalResults:
     For each (norm, eps) with at least two attacks: the worst case over all of
     them, on the examples every one of them saw (class-balanced samples of one
     seed are nested, so these are the smallest sample; ``NOT_ATTACKED``
-    elsewhere). A threat model with fewer attacks keeps an existing worst case
-    (from a cascade). Worst cases come last.
+    elsewhere). A cascade's worst case (``--cascade``: its facts name the attacks
+    it is ``over``) is always kept beside it, never replaced by one over other
+    attacks; a computed worst case whose threat model has fewer attacks now is kept.
+    Worst cases come last, named by :func:`_worst_names`.
     """
     fresh = _threat_groups(results)
     adv = {k: v for k, v in results.adv_pred.items() if results.facts.get(k, {}).get("family") != WORST}
-    kept = {k: results.facts[k] for k in results.adv_pred if k not in adv and _threat(results.facts[k]) not in fresh}
-    worst: dict[str, tuple[np.ndarray, dict[str, Any]]] = {k: (results.adv_pred[k], f) for k, f in kept.items()}
+    kept = {k: results.facts[k] for k in results.adv_pred if k not in adv
+            and (results.facts[k].get("cascade") or _threat(results.facts[k]) not in fresh)}
+    worst: list[tuple[np.ndarray, dict[str, Any]]] = []
     for (norm, eps), keys in fresh.items():
         pred = suite_worst_case(results, keys)
         if pred is not None:
-            worst[f"{WORST}:{norm}:{eps}"] = (pred, {"family": WORST, "cascade": False, "over": keys, "norm": norm,
-                                                     "eps": eps, "examples": int((pred != NOT_ATTACKED).sum())})
-    names = _worst_names([f for _, f in worst.values()])
-    adv |= {name: pred for name, (pred, _) in zip(names, worst.values())}
-    facts = {k: results.facts[k] for k in results.adv_pred if k not in kept and k in adv} | {
-        name: f for name, (_, f) in zip(names, worst.values())}
+            worst.append((pred, {"family": WORST, "cascade": False, "over": keys, "norm": norm,
+                                 "eps": eps, "examples": int((pred != NOT_ATTACKED).sum())}))
+    worst += [(results.adv_pred[k], f) for k, f in kept.items()]
+    names = _worst_names([f for _, f in worst])
+    adv |= {name: pred for name, (pred, _) in zip(names, worst)}
+    facts = {k: results.facts[k] for k in results.adv_pred if k in adv and k not in kept} | {
+        name: f for name, (_, f) in zip(names, worst)}
     return dataclasses.replace(results, adv_pred=adv, facts=facts,
                                adv_probs={k: v for k, v in results.adv_probs.items() if k in adv})
 
 
 def _worst_names(facts: Iterable[dict[str, Any]]) -> list[str]:
-    """"worst" for a single threat model, else worst@eps=... (with the norm when norms differ)."""
+    """"worst" for a single threat model, else worst@eps=... (with the norm when norms differ); where a
+    threat model has several worst cases, its cascades are told apart by ``@cascade=1``, ``@cascade=2``..."""
     facts = list(facts)
-    if len(facts) <= 1:
-        return [WORST] * len(facts)
     norms = {f.get("norm") for f in facts}
-    return [f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={_worst_eps(f):g}"
-            for f in facts]
+    base = [WORST] * len(facts) if len({_threat(f) for f in facts}) <= 1 else [
+        f"{WORST}@" + (f"norm={f.get('norm')}@" if len(norms) > 1 else "") + f"eps={_worst_eps(f):g}" for f in facts]
+    names: list[str] = []
+    count = {b: base.count(b) for b in base}
+    for b, f in zip(base, facts):
+        if count[b] > 1 and f.get("cascade"):
+            names.append(f"{b}@cascade={sum(n.startswith(b + '@cascade=') for n in names) + 1}")
+        else:
+            names.append(b)
+    return names
 
 
 def _worst_eps(facts: dict[str, Any]) -> float:

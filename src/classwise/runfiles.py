@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClasswiseError
+from .fileio import MANIFEST, safe_name
 
 META_KEYS = ("dataset", "model", "checkpoint", "eps", "superclasses", "train_method", "attacks")
 
@@ -69,13 +70,16 @@ def check_meta(meta: Any, path: Path, num_classes: int | None = None) -> dict:
 MARKER = "classwise-run.json"
 LOCK = ".classwise.lock"
 TRAIN_STATE = "last.state.safetensors"  # the training state beside the checkpoints (resume reads it)
-# Every file classwise writes into a run folder (glob patterns relative to it); RunFiles names each one.
+# The layout: every file classwise writes into a run folder (glob patterns relative to it); RunFiles names
+# each one. What ``--overwrite`` may delete is decided by the run's manifest (``fileio.MANIFEST``: the files
+# classwise recorded as written), never by these patterns: a user's file of a matching name is kept.
 OWN_FILES = (
-    MARKER, LOCK, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "validation.json", "results.npz",
-    "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors", "figures/*.png",
-    "figures/*.svg", "figures/gallery/*.png", "figures/pairs/*.png", "figures/*/.*.tmp",
-    "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png", "homing/*.svg",
-    "compare/*", "tensorboard/*", "adv/*.safetensors", ".evaluation/*.safetensors", ".*.tmp", "checkpoints/.*.tmp", "*/.*.tmp",
+    MARKER, LOCK, MANIFEST, "config.yaml", "version.json", "status.json", "metrics.jsonl", "train.log", "validation.json",
+    "results.npz", "meta.json", "model.json", "summary.json", "report.md", "report.html", "checkpoints/*.safetensors",
+    "figures/*.png", "figures/*.svg", "figures/gallery/*.png", "figures/pairs/*.png", "figures/*/.*.tmp",
+    "tables/*.csv", "tables/*.md", "homing/*.json", "homing/*.csv", "homing/*.png",
+    "homing/*.svg", "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp",
+    "checkpoints/.*.tmp", "*/.*.tmp",
 )
 
 
@@ -94,6 +98,11 @@ class RunFiles:
     @property
     def marker(self) -> Path:
         return self.root / MARKER
+
+    @property
+    def manifest(self) -> Path:
+        """Every file classwise wrote into the run, one relative path a line (``fileio.record_written``)."""
+        return self.root / MANIFEST
 
     @property
     def lock(self) -> Path:
@@ -192,9 +201,8 @@ class RunFiles:
         return self.root / "adv"
 
     def adv_file(self, attack: str) -> Path:
-        """adv/<attack>.safetensors, the attack's name made safe for a file name."""
-        name = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in attack)
-        return self.adv / f"{name}.safetensors"
+        """adv/<attack>.safetensors, the attack's name made safe and short enough for a file name."""
+        return self.adv / safe_name(attack, ".safetensors")
 
     @property
     def homing(self) -> Path:
@@ -227,6 +235,12 @@ class RunFiles:
     def compare(self) -> Path:
         """``classwise compare``'s default output (of the last run compared)."""
         return self.root / "compare"
+
+    @property
+    def superseded(self) -> Path:
+        """Results of a model the run no longer holds (trained further, or another test set), one folder each:
+        ``superseded/<time>/`` with the results, report and ``superseded.json`` (why, which checkpoint)."""
+        return self.root / "superseded"
 
     @property
     def tensorboard(self) -> Path:

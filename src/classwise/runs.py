@@ -17,6 +17,8 @@ has one accessor per entry, and every writer gets its paths from there)::
     run/summary.json           headline numbers (written last, with the report)
     run/figures/ run/tables/ run/report.md run/report.html
     run/homing/ run/compare/ run/tensorboard/ run/adv/
+    run/superseded/<time>/     results, summary and report of a model (or test set) the run no longer holds
+    run/.classwise-files       manifest: every file classwise wrote into the run (``--overwrite`` deletes only these)
 
 Where the model comes from is :attr:`Run.source`: :class:`OurCheckpoints` (trained by
 classwise) or :class:`OutsideWeights` (``evaluate --model``), one interface (load,
@@ -29,7 +31,7 @@ One process writes a run at a time (:meth:`Run.lock`, an OS lock released when
 the process dies); readers that only add nested runs (homing retrains, each
 locking its own folder) share :meth:`Run.shared_lock`, which keeps writers out
 while they work. ``--overwrite`` deletes only marked folders holding nothing
-but files of this layout.
+but files their manifest records.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import fnmatch
 import json
 import os
 import shutil
@@ -60,35 +61,45 @@ from .models import classifier_layer
 from .config import RunConfig, dump_config, load_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError, Terminated
-from .fileio import atomic_write, read_json, read_jsonl, user_os_error, write_json
+from .fileio import (MANIFEST, TEMPORARY, atomic_write, move_written, read_json, read_jsonl, start_ledger,
+                     user_os_error, write_json, written)
 from .results import EvalResults
-from .runfiles import LOCK, MARKER, OWN_FILES, RunFiles
+from .runfiles import LOCK, MARKER, RunFiles
 
 FORMAT = 1
 SUB_RUNS = (RunFiles(Path()).homing.name,)  # folders of nested runs (homing retrains), each checked as a run
+# What an evaluation and its report write (results.npz first): moved aside together when the model changes.
+_RESULT_ENTRIES = tuple(getattr(RunFiles(Path()), name).name for name in (
+    "results", "meta", "summary", "report_md", "report_html", "figures", "tables", "adv", "homing", "compare"))
 TRAINED_STATES = ("trained", "evaluating", "reporting", "complete")
 STATES = ("created", "training", *TRAINED_STATES, "homing", "failed", "interrupted")  # status.json's "state"
 _HELD: dict[Path, tuple[int, int]] = {}  # this process's locks: folder -> (fd, depth)
 
 
 def _foreign_files(path: Path) -> list[str]:
-    """Files under ``path`` that classwise did not write (nested runs checked recursively)."""
+    """Files under ``path`` that its manifest does not record as classwise's (nested runs checked recursively).
+
+    Besides the manifest's entries, only the manifest itself, the lock file and temporaries of
+    atomic writes cut short (``fileio.TEMPORARY``) are classwise's; a link is never.
+    """
+    own = written(path) | {MANIFEST, LOCK}
     foreign = []
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path).as_posix()
-        if f.is_dir() or _in_sub_run(path, f):
+        if (f.is_dir() and not f.is_symlink()) or _in_sub_run(path, f):
             continue
-        if f.is_symlink() or not any(fnmatch.fnmatchcase(rel, p) for p in OWN_FILES):
+        if f.is_symlink() or not (rel in own or TEMPORARY.fullmatch(f.name)):
             foreign.append(rel)
-    for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir()):
-        if RunFiles(sub).marker.is_file():
+    for sub in (p for s in SUB_RUNS for p in (path / s).glob("*") if p.is_dir() and not p.is_symlink()):
+        if RunFiles(sub).marker.is_file() and (sub / MANIFEST).is_file():
             foreign += [f"{sub.relative_to(path).as_posix()}/{r}" for r in _foreign_files(sub)]
     return foreign
 
 
 def _in_sub_run(root: Path, f: Path) -> bool:
     rel = f.relative_to(root).parts
-    return len(rel) > 2 and rel[0] in SUB_RUNS and RunFiles(root / rel[0] / rel[1]).marker.is_file()
+    sub = root / rel[0] / rel[1] if len(rel) > 2 else None
+    return sub is not None and rel[0] in SUB_RUNS and RunFiles(sub).marker.is_file() and (sub / MANIFEST).is_file()
 
 
 def _refuse_overwrite(path: Path) -> None:
@@ -97,6 +108,9 @@ def _refuse_overwrite(path: Path) -> None:
         raise ClasswiseError(f"refusing to overwrite {path}: it is a symbolic link (pass the real folder)")
     if not RunFiles(path).marker.is_file():
         raise ClasswiseError(f"refusing to overwrite {path}: it is not a classwise run folder (no {MARKER})")
+    if not (path / MANIFEST).is_file():
+        raise ClasswiseError(f"refusing to overwrite {path}: it has no record of the files classwise wrote "
+                             f"({MANIFEST}; made by an older classwise?); delete it yourself or choose another --out")
     foreign = _foreign_files(path)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
@@ -215,6 +229,7 @@ class Run:
                 _check_new(path, overwrite)
                 for child in _entries(path):
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            start_ledger(path)
             _mkdir(run.files.checkpoints)
             write_json(run.files.marker, {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                           "origin": source.origin})
@@ -401,6 +416,68 @@ class Run:
         results.save(self.files.results)
         write_json(self.files.meta, meta)
         return json.loads(json.dumps(meta))
+
+    def stale_results(self) -> str | None:
+        """Why the saved results are not of the run's current model (None: they are, or there are none).
+
+        meta.json records the checkpoint and the SHA-256 of its file at evaluation; a checkpoint trained
+        further or swapped since has another digest.
+        """
+        try:
+            meta = self.meta() if self.files.results.is_file() else {}
+        except ClasswiseError:  # a damaged meta.json is the reader's to report (and the run's to mark failed)
+            return None
+        checkpoint, sha = meta.get("checkpoint"), meta.get("sha256")
+        if not isinstance(checkpoint, str) or not isinstance(sha, str):
+            return None
+        try:
+            now = self.model_digest(checkpoint)["sha256"]
+        except (OSError, ClasswiseError):
+            now = None
+        if now == sha:
+            return None
+        what = "is gone" if now is None else f"is now {now[:12]}... (trained further or replaced)"
+        return (f"the results of {self.path} were measured on checkpoint '{checkpoint}' (SHA-256 {sha[:12]}...), "
+                f"which {what}")
+
+    def require_fresh_results(self) -> EvalResults:
+        """The saved results, when they are of the run's current model; else one error saying what to run."""
+        self.refuse_stale()
+        return self.require_results()
+
+    def refuse_stale(self) -> None:
+        """One error when the saved results are not of the run's current model (:meth:`stale_results`)."""
+        stale = self.stale_results()
+        if stale:
+            raise ClasswiseError(f"{stale}; re-run `classwise evaluate {self.path}` to measure the current model")
+
+    def set_aside(self, why: str) -> Path | None:
+        """Move the results and everything made from them (meta, summary, report, figures, tables, adversarial
+        images, homing record, compare output) into ``superseded/<time>/`` with ``superseded.json`` saying
+        ``why``; they are never shown as the current model's again. Returns the folder (None: no results)."""
+        if not self.files.results.is_file():
+            return None
+        meta = self.meta()
+        dest = self.files.superseded / time.strftime("%Y%m%d-%H%M%S")
+        while dest.exists():
+            dest = dest.with_name(dest.name + "+")
+        prefix = dest.relative_to(self.path).as_posix()
+        rels = [r for r in sorted(written(self.path)) if r.split("/")[0] in _RESULT_ENTRIES
+                and (r.split("/")[0] != "homing" or r.count("/") == 1)]
+        moved = move_written(self.path, {r: f"{prefix}/{r}" for r in rels})
+        write_json(dest / "superseded.json", {"why": why, "checkpoint": meta.get("checkpoint"),
+                                              "sha256": meta.get("sha256"), "moved": moved})
+        return dest
+
+    def restore_aside(self, dest: Path) -> None:
+        """Undo :meth:`set_aside` into ``dest`` (the model did not change after all): the files move back."""
+        moved = read_json(dest / "superseded.json").get("moved", [])
+        prefix = dest.relative_to(self.path).as_posix()
+        move_written(self.path, {f"{prefix}/{r}": r for r in moved})
+        (dest / "superseded.json").unlink()
+        for folder in sorted((p for p in dest.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [dest, dest.parent]:
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
     def meta(self) -> dict[str, Any]:
         path = self.files.meta

@@ -4,6 +4,7 @@ ranks, and the adversarial images it keeps (``--save-adv``)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import torch
@@ -15,12 +16,38 @@ from ..config import AttackConfig
 from ..data import DataBundle, StreamBundle, class_balanced_indices
 from ..errors import ClasswiseError
 from ..evaluate import EvalOptions, evaluate
+from ..identity import EXAMPLE_HASH
 from ..results import NOT_ATTACKED, EvalResults
 from ..runs import Run
 from ..train.distributed import Dist
 
 # Softmax probabilities (figure 5a) are kept when N * K is at most this (80 MB as float32).
 PROBS_MAX_VALUES = 20_000_000
+
+
+def example_hashes(images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """What each test example was when measured: (N,) int64, the first 8 bytes of the SHA-256 of its label
+    and image (N, C, H, W) bytes. Results keep them (``extras["example_hash"]``, ``identity.EXAMPLE_HASH``)."""
+    y = labels.to(torch.int64).cpu().numpy()
+    x = images.contiguous().cpu().numpy().reshape(len(y), -1)
+    return np.array([np.frombuffer(hashlib.sha256(y[i].tobytes() + x[i].tobytes()).digest()[:8], "<i8")[0]
+                     for i in range(len(y))], dtype=np.int64)
+
+
+def changed_examples(old: EvalResults, data: DataBundle | StreamBundle, new: EvalResults) -> int:
+    """How many of ``old``'s test examples are not what they were when measured: labels of all of them
+    (and indices past the end), images where ``new`` (just measured, images at hand) saw them too."""
+    index, recorded = old.extras.get("index"), old.extras.get(EXAMPLE_HASH)
+    if index is None or recorded is None:
+        return 0  # results of an older classwise: nothing to compare with
+    seen = recorded != NOT_ATTACKED
+    index, recorded, labels = index[seen], recorded[seen], old.labels[seen]
+    inside = index < len(data.test_y)
+    changed = int((~inside).sum())
+    index, recorded, labels = index[inside], recorded[inside], labels[inside]
+    changed += int((data.test_y[torch.as_tensor(index)].numpy() != labels).sum())
+    common, at_old, at_new = np.intersect1d(index, new.extras["index"], return_indices=True)
+    return changed + int((recorded[at_old] != new.extras[EXAMPLE_HASH][at_new]).sum()) if common.size else changed
 
 
 def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:
@@ -154,6 +181,7 @@ def _attack_all(model: nn.Module, data: DataBundle | StreamBundle, idx: np.ndarr
         sizes = {text: cfg.examples_per_class for text, (cfg, _) in zip(attacks, built)}
         results = _each_attack(model, x, y, attacks, data, opts, keep_probs, adv, idx, sizes)
     results.extras["index"] = idx
+    results.extras[EXAMPLE_HASH] = example_hashes(x, y)
     for text, (cfg, _) in zip(attacks, built):
         if text in results.facts:
             results.facts[text] = {"config": dataclasses.asdict(cfg), **results.facts[text]}

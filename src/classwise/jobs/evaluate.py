@@ -29,6 +29,7 @@ from .attacking import (
     common_threat,
     eval_indices,
     headline_probs_only,
+    changed_examples,
 )
 from .report import write_run_report
 from .resume import changed_keys
@@ -99,9 +100,11 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
     """
     model_id = run.model_digest(ev.checkpoint)
     with run.guarded("evaluating"):
-        old_meta = run.meta()
+        _set_aside_stale(run, model_id)
         started = time.perf_counter(), time.process_time()
         new = attack()
+        _set_aside_other_examples(run, data, new)
+        old_meta = run.meta()
         timing = _timing(new, time.perf_counter() - started[0], time.process_time() - started[1], *where, old_meta)
         merged, messages = merge_results(run.results(), old_meta, new, model_id)
         if adv is not None:
@@ -111,6 +114,30 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
         merged = with_worst_cases(headline_probs_only(merged))
         meta = run.save_results(merged, _meta(run, data, ev, merged, model_id, partial) | {"evaluations": timing})
     return merged, meta
+
+
+def _set_aside_stale(run: Run, model_id: dict[str, str]) -> None:
+    """Move the run's results to ``superseded/`` when its checkpoint's file changed since they were measured
+    (trained further, swapped; a warning says so): results of two models are never merged."""
+    meta = run.meta() if run.files.results.is_file() else {}
+    if meta.get("checkpoint") == model_id["checkpoint"] and meta.get("sha256") not in (None, model_id["sha256"]):
+        _set_aside(run, f"checkpoint '{model_id['checkpoint']}' changed since the last evaluation (trained further "
+                        "or replaced)")
+
+
+def _set_aside_other_examples(run: Run, data: DataBundle | StreamBundle, new: EvalResults) -> None:
+    """Move the run's results to ``superseded/`` when the test examples they were measured on changed
+    (labels, or images the new evaluation saw too: ``extras["example_hash"]``); never merged with ``new``."""
+    old = run.results()
+    changed = 0 if old is None else changed_examples(old, data, new)
+    if changed:
+        _set_aside(run, f"the test set changed since the last evaluation ({changed} of the evaluated examples "
+                        "have other images or labels now)")
+
+
+def _set_aside(run: Run, why: str) -> None:
+    moved = run.set_aside(why)
+    warnings.warn(f"{why}: the earlier results are moved to {moved}; this evaluation starts afresh", stacklevel=5)
 
 
 def _eval_setup(run: Run, config: RunConfig, dist: Dist, *, attacks: tuple[AttackConfig, ...] | None,

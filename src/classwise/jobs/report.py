@@ -25,6 +25,7 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     with run.lock():
         if not run.files.results.is_file():
             run.require_results()  # one error saying what to run first; the run is left as it is
+        run.refuse_stale()  # results of another model: refused, the run left as it is
         return write_run_report(run)
 
 

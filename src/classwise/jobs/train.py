@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -80,6 +82,30 @@ def _open_for_training(config: RunConfig, path: Path, resume: bool, overwrite: b
     return run
 
 
+def _set_aside_results(run: Run, epoch: int, epochs: int) -> Path | None:
+    """Training further makes a new model: the old one's results move to ``superseded/`` (said in a warning line)."""
+    with run.lock():
+        moved = run.set_aside(f"trained further, from epoch {epoch} to {epochs}")
+    if moved is not None:
+        warnings.warn(f"training further (epoch {epoch} to {epochs}): the earlier model's results, summary and report "
+                      f"are moved to {moved}; run `classwise evaluate {run.path}` for the new model's", stacklevel=3)
+    return moved
+
+
+def _fit_or_restore(run: Run, trainer: Trainer, aside: Path | None) -> None:
+    """``trainer.fit()``; when it fails before the checkpoint changed, results set aside for it move back."""
+    before = run.model_digest()["sha256"] if aside is not None else None
+    try:
+        trainer.fit()
+    except BaseException:
+        if aside is not None and run.model_digest()["sha256"] == before:
+            with contextlib.suppress(ClasswiseError, OSError):  # the training error is the one to report
+                run.restore_aside(aside)
+            warnings.warn(f"training stopped before the model changed: the earlier results are back from {aside}",
+                          stacklevel=4)
+        raise
+
+
 def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: bool, progress: bool, dist) -> None:
     """Train to the last epoch; status "training" then "trained" (a finished run resumed to no effect keeps its state).
 
@@ -94,7 +120,8 @@ def _fit(config: RunConfig, data: DataBundle | StreamBundle, run: Run, resume: b
     if not dist.main:
         trainer.fit()
         return
+    aside = _set_aside_results(run, trainer.epoch, config.train.epochs) if resume else None
     with run.guarded("training"):
         run.set_status("training", trained=False)
-        trainer.fit()
+        _fit_or_restore(run, trainer, aside)
     run.set_status("trained", trained=True, epochs=trainer.epoch)

@@ -75,7 +75,7 @@ from .glance import ci as _ci
 from .glance import names_of as _names
 from .glance import weakest_first as _order
 from .section import MAX_SHOWN_CLASSES, Figure, File, Section, pct, sampled_note, shown_classes, slug
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_replaceable
 from ..runfiles import RunFiles
 
 TITLE = "Class-wise robustness report"
@@ -560,6 +560,7 @@ def write_report(run_dir: Path, ctx: ReportContext) -> dict[str, Path]:
     """
     files = RunFiles(Path(run_dir))
     for old in (files.report_md, files.report_html, *files.gallery.glob("*.png"), *files.pairs.glob("*.png")):
+        check_replaceable(old)  # only what classwise wrote
         old.unlink(missing_ok=True)  # thumbnails of an earlier report may show other examples
     sections = build_sections(ctx)
     paths = write_sections(files.root, sections)

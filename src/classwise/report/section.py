@@ -11,7 +11,6 @@ Markdown and HTML (:mod:`classwise.report.render`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import sample_classes
+from ..fileio import safe_name
 
 MAX_SHOWN_CLASSES = 20  # above this many classes, per-class figures show a seeded sample of 12
 SAMPLED_CLASSES = 12
@@ -106,8 +106,9 @@ class Section:
 
 
 def slug(name: str) -> str:
-    """A file-name-safe form of an attack name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "attack"
+    """A file-name-safe form of an attack name (bounded: ``fileio.safe_name``; the caller adds prefix and suffix)."""
+    name = safe_name(name, keep="_.-", room=32)
+    return "attack" if name == "_" else name
 
 
 def pct(x: float | None) -> str:

@@ -42,7 +42,7 @@ from ..data import DataBundle, StreamBundle, as_float, class_balanced_indices, m
 from ..data.streaming import batches
 from ..errors import ClasswiseError
 from ..evaluate import evaluate, resolve_device
-from ..fileio import append_jsonl, append_text, atomic_write, read_jsonl
+from ..fileio import TEMPORARY, append_jsonl, append_text, atomic_write, read_jsonl
 from ..models import unwrap
 from ..perf import autocast, prepare_input, prepare_model
 from ..progress import format_duration, log_line, progress_task
@@ -389,7 +389,8 @@ class Trainer:
 def _remove_temporaries(folder: Path) -> None:
     """Delete temporary files that a killed atomic write left behind."""
     for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if TEMPORARY.fullmatch(tmp.name):  # a user's own ".notes.tmp" is kept
+            tmp.unlink(missing_ok=True)
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClasswiseError
+from ..fileio import record_written
+
+EVENTS = "events.out.tfevents.*"  # the event files TensorBoard's writer names
 
 
 def scalars(record: dict[str, Any], class_names: list[str]) -> dict[str, float]:
@@ -33,6 +36,9 @@ def write_scalars(log_dir: Path, record: dict[str, Any], class_names: list[str])
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
         raise ClasswiseError("train.tensorboard needs the tensorboard package: pip install tensorboard") from e
+    before = set(Path(log_dir).glob(EVENTS)) if Path(log_dir).is_dir() else set()
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         for tag, value in scalars(record, class_names).items():
             writer.add_scalar(tag, value, global_step=int(record["epoch"]))
+    for path in set(Path(log_dir).glob(EVENTS)) - before:  # the writer's new event file, classwise's from now on
+        record_written(path)
