@@ -176,7 +176,7 @@ def test_compare_writes_a_marked_folder_and_refuses_a_foreign_one(capsys, run, t
 # --- --overwrite and writes: only what classwise recorded ----------------------------------------------
 
 USER_FILES = ["tables/thesis_notes.md", "figures/mine.png", "checkpoints/finetuned_by_me.safetensors",
-              "compare/compare.md", "tensorboard/events.out.tfevents.1.host", "adv/fgsm.safetensors",
+              "compare/compare.md", "tensorboard/events.out.tfevents.1.host", "adv/pgd7.safetensors",
               "homing/homing.json"]
 
 
@@ -191,11 +191,11 @@ def test_overwrite_refuses_a_user_file_whatever_its_name(capsys, run, tiny_overr
 
 
 def test_a_file_classwise_did_not_write_is_never_replaced(capsys, run):
-    """A user's file at a name an evaluation would write (adv/fgsm.safetensors) is refused, not replaced."""
-    adv = RunFiles(run).adv_file("fgsm")
-    adv.parent.mkdir()
+    """A user's file at a name an evaluation would write (adv/pgd2.safetensors) is refused, not replaced."""
+    adv = RunFiles(run).adv_file("pgd2")
+    adv.parent.mkdir(exist_ok=True)  # the run's own evaluation keeps images for the report there
     adv.write_bytes(b"the user's own\n")
-    code, err = run_cli(capsys, ["evaluate", run, "--attacks", "fgsm", "--save-adv", "-q"])
+    code, err = run_cli(capsys, ["evaluate", run, "--attacks", "pgd2", "--save-adv", "-q"])
     assert_one_error(code, err, "refusing to replace", "classwise did not write it")
     assert adv.read_bytes() == b"the user's own\n"
 

@@ -26,7 +26,7 @@ def test_every_torch_command_takes_threads():
     assert TORCH_COMMANDS <= set(commands)
     for name in TORCH_COMMANDS:
         assert any("--threads" in p.opts for p in commands[name].params), name
-    assert set(commands) - TORCH_COMMANDS == {"list", "config-keys"}  # a new command must say whether it runs torch
+    assert set(commands) - TORCH_COMMANDS == {"list", "config-keys", "show"}  # a new command must say whether it runs torch
 
 
 def test_threads_flag_sets_torch_threads_in_process(monkeypatch, tmp_path):
