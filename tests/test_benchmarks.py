@@ -67,6 +67,7 @@ def test_compaction_benchmark_runs(tmp_path):
     assert result["speedup_vs_torchattacks"] > 0 and 0 <= result["max_class_diff"] <= 100
 
 
+@pytest.mark.slow  # 10 s: the default suite is at its 10-minute budget; make test-slow runs it
 def test_strong_benchmark_runs(tmp_path):
     result = _bench("bench_strong.py", tmp_path, "--examples", "20", "--train-steps", "30", "--steps", "3",
                     "--eps", "0.2")

@@ -77,6 +77,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert Run(two).state == "trained"
 
 
+@pytest.mark.slow  # 13 s: the default suite is at its 10-minute budget; make test-slow runs it
 def test_adversarial_objectives_run_under_ddp(tmp_path):
     """TRADES (two forwards through DDP, its KL attack on the unwrapped module), class
     weights (tally summed over ranks), weight-norm penalty, mid-epoch checkpoints."""
