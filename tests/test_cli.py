@@ -119,6 +119,18 @@ def test_evaluation_keeps_a_bounded_gallery_and_the_report_shows_it(demo_run):
     assert "<h2>Gallery under pgd5</h2>" in page and "<h2>Most exchanged pairs under pgd5</h2>" in page
 
 
+def test_gallery_of_a_worst_case_shows_the_strongest_attack_it_covers(demo_run):
+    """The worst case has no images: the gallery takes those of its attack with the fewest robust examples."""
+    from classwise.jobs.report import gallery_data
+
+    run = Run.open(demo_run)
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert summary["headline"] == "worst" and run.load_adv("fgsm") is not None
+    for strongest, fgsm_overall in (("fgsm", 0.0), ("pgd5", 100.0)):
+        summary["attacks"]["fgsm"]["overall"] = fgsm_overall
+        assert gallery_data(run, run.results(), summary, "last").attack == strongest
+
+
 def test_show_prints_one_class_and_its_gallery_files(demo_run, capsys):
     summary = json.loads((demo_run / "summary.json").read_text())
     name = summary["class_names"][summary["attacks"]["pgd5"]["worst_class"]]

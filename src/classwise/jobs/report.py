@@ -71,12 +71,16 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
 
 
 def gallery_data(run: Run, results: EvalResults, summary: dict, checkpoint: str) -> GalleryData | None:
-    """The saved adversarial examples of the headline attack (else the protocol attack) with their clean images.
+    """The saved adversarial examples of the headline attack with their clean images.
 
-    None when neither has saved images (RUN/adv/). The confidence is the model's
-    softmax probability of the recorded prediction on each adversarial image.
+    A worst case has no images of its own: then those of the strongest attack it covers
+    (fewest robust examples) that kept images, else the protocol attack's. None when
+    none has saved images (RUN/adv/). The confidence is the model's softmax
+    probability of the recorded prediction on each adversarial image.
     """
-    names = [a for a in (summary.get("headline"), summary.get("protocol")) if a in results.adv_pred]
+    basis, attacks = summary.get("headline_basis") or {}, summary.get("attacks", {})
+    strongest = sorted(basis.get("over") or [], key=lambda a: attacks.get(a, {}).get("overall") or 0.0)
+    names = [a for a in (summary.get("headline"), *strongest, summary.get("protocol")) if a in results.adv_pred]
     saved = next(((a, s) for a in names if (s := run.load_adv(a)) is not None), None)
     if saved is None:
         return None
