@@ -95,7 +95,7 @@ class Strong(SurvivorAttack):
         loss = "dlr" if out.best_logits.shape[1] >= 4 else "ce"
         targeted = APGDEngine(self.model, self.threat, self.target_steps, loss, every)
         for goal in runner_up_targets(out.best_logits, y, self.targets):
-            out = targeted.run(x, y, goal, todo, out.best.clone(), out)  # warm: from the highest-loss point so far
+            out = targeted.run(x, y, goal, todo, out.best, out)  # warm: from the highest-loss point so far (run copies its rows)
         return finish(out, x, todo)
 
     def __repr__(self) -> str:
