@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,23 @@ def parser(description: str, preset: str = "cifar10") -> argparse.ArgumentParser
     p.add_argument("--set", dest="sets", action="append", default=[], help="config override key=value (repeatable)")
     p.set_defaults(default_preset=preset)
     return p
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """Run a script's ``main`` and exit with its code; a user error prints one ``error:`` line and exits 2.
+
+    User errors are what the CLI turns into one line (``classwise.cli.main``):
+    :class:`ClasswiseError` (missing weights, a refused cache, a bad preset) and
+    ``ValueError``; ``CLASSWISE_DEBUG=1`` shows the traceback instead.
+    """
+    try:
+        code = main()
+    except (ClasswiseError, ValueError) as e:
+        if os.environ.get("CLASSWISE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)
 
 
 def out_dir(args: argparse.Namespace, name: str) -> Path:

@@ -5,9 +5,11 @@ plain and once per defence (``train.weight_norm_penalty``,
 ``train.class_weight_gamma``, both), then attacks the 1,000 test images with
 PGD-20 and prints average and worst-class robustness as a Markdown table
 (docs/training.md). Quick CPU settings (minutes, not the paper's recipe):
-Adam lr 1e-3, eps 0.3 warmed up over 2 epochs, PGD-5 training.
+Adam lr 1e-3, eps 0.3 warmed up over 2 epochs, PGD-5 training. ``--quick``: 1 epoch
+per variant on 1,000 training images (the code path, about a minute per variant).
 
     python experiments/defences_mnist5k.py --epochs 4 --out runs/defences_mnist5k
+    python experiments/defences_mnist5k.py --quick --out /tmp/defences
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import run_script
+
 from classwise.analysis.classwise import classwise_accuracy
 from classwise.config import load_config
 from classwise.evaluate import evaluate
-from classwise.pipeline import load_run_data, load_run_model, train_run
+from classwise.pipeline import train_run
+from classwise.runs import Run
 
 VARIANTS = {
     "PGD-AT": [],
@@ -39,19 +44,24 @@ def quick_overrides(epochs: int, seed: int) -> list[str]:
             "train.monitor.name=pgd5", "train.monitor_examples=100"]
 
 
+# --quick: one epoch (its eps warm-up shortened to match) on 1,000 training images
+QUICK = ("train.epochs=1", "train.eps_warmup_epochs=1", "data.train_examples=1000")
+
+
 def run_variant(name: str, extra: list[str], args: argparse.Namespace) -> dict:
     """Train one variant, attack its last checkpoint with PGD-20; class-wise numbers in percent."""
-    config = load_config("demo", quick_overrides(args.epochs, args.seed) + extra)
+    quick = list(QUICK) if args.quick else []
+    config = load_config("demo", quick_overrides(args.epochs, args.seed) + quick + extra)
     folder = args.out / name.split(" (")[0].strip("+ ").replace(" ", "_").lower()
     start = time.perf_counter()
     train_run(config, folder, overwrite=True, progress=False)
-    data = load_run_data(config)
-    model = load_run_model(folder, config, data)
+    run = Run.open(folder)
+    data, model = run.data(), run.model("last")
     res = evaluate(model, data.test_x, data.test_y, ("pgd20",), eps=0.3, class_names=data.class_names,
                    seed=args.seed, progress=False)
     clean = classwise_accuracy(res.labels, res.clean_pred, data.num_classes)
     robust = classwise_accuracy(res.labels, res.adv_pred["pgd20"], data.num_classes)
-    norms = model.head.weight.detach().norm(dim=1).cpu().numpy()
+    norms = run.head_weight("last").detach().norm(dim=1).cpu().numpy()
     return {"variant": name, "clean": float(np.mean(res.labels == res.clean_pred) * 100),
             "robust": float(np.mean(res.labels == res.adv_pred["pgd20"]) * 100),
             "worst_robust": float(robust.min()), "worst_class": int(robust.argmin()),
@@ -72,7 +82,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("runs/defences_mnist5k"))
+    p.add_argument("--quick", action="store_true", help="1 epoch per variant on 1,000 training images (the code path)")
+    p.add_argument("--out", type=Path, default=Path("runs/defences_mnist5k"), help="output folder (one run per variant)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rows = [run_variant(name, extra, args) for name, extra in VARIANTS.items()]
@@ -82,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

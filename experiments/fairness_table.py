@@ -10,24 +10,30 @@ verdict per method against the baseline says whether the difference is significa
 * one run each: the intervals must be disjoint (a conservative reading: overlapping
   intervals are reported as "not significant at this scale").
 
-The text goes between ``<!-- fairness-table:SECTION:start -->`` and ``...:end -->`` in
-``--doc`` (default docs/fairness.md); ``--check`` only compares and exits 1 on a difference.
+The text goes between ``<!-- fairness-table:SECTION:start -->`` and ``...:end -->`` of
+the document ``--doc`` names (``--doc`` alone: the source tree's docs/fairness.md);
+``--out FILE`` writes the section's text alone; without either it is printed and nothing
+is written. ``--check`` only compares with the document and exits 1 on a difference.
 
     python experiments/fairness_table.py --section cifar10-cpu --caption "..." \\
-        --group trades=runs/f/trades-s0 --group dafa=runs/f/dafa-s0
+        --group trades=runs/f/trades-s0 --group dafa=runs/f/dafa-s0 --doc
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
+from _common import run_script
+
 from classwise.compare import fairness_markdown, fairness_record, parse_groups
+from classwise.errors import ClasswiseError
+from classwise.fileio import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "fairness.md"  # written only with --doc
 ALPHA = 0.05
 
 
@@ -68,7 +74,7 @@ def replace_section(doc: str, section: str, body: str) -> str:
     start, end = f"<!-- fairness-table:{section}:start -->", f"<!-- fairness-table:{section}:end -->"
     pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)
     if not pattern.search(doc):
-        raise SystemExit(f"error: no {start} ... {end} section in the document")
+        raise ClasswiseError(f"no {start} ... {end} section in the document")
     return pattern.sub(lambda _: f"{start}\n{body}{end}", doc, count=1)
 
 
@@ -78,20 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", required=True, help="the table's section name in the document")
     parser.add_argument("--caption", default="", help="what was measured: data, recipe, machine, attack")
     parser.add_argument("--attack", default=None, help="robustness entry (default: each run's headline worst case)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "fairness.md")
-    parser.add_argument("--check", action="store_true", help="only compare with the document; exit 1 if it differs")
+    parser.add_argument("--doc", type=Path, nargs="?", const=DOC, default=None,
+                        help=f"replace the section in this document (alone: {DOC.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=None, help="write the section's text to this file")
+    parser.add_argument("--check", action="store_true",
+                        help=f"only compare with --doc (default {DOC.relative_to(ROOT)}); exit 1 if it differs")
     args = parser.parse_args(argv)
     body = render(fairness_record(parse_groups(args.group), args.attack), args.caption)
-    doc = args.doc.read_text()
+    if args.out:
+        atomic_write(args.out, body)
+    if args.doc is None and not args.check:
+        print(body, end="")
+        return 0
+    path = args.doc or DOC
+    if not path.is_file():
+        raise ClasswiseError(f"no document {path}")
+    doc = path.read_text()
     new = replace_section(doc, args.section, body)
     if args.check:
         same = new == doc
-        print("up to date" if same else f"{args.doc} differs from the saved runs' table")
+        print("up to date" if same else f"{path} differs from the saved runs' table")
         return 0 if same else 1
-    args.doc.write_text(new)
+    atomic_write(path, new)
     print(body, end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -11,7 +11,7 @@ seeded sample of 12 classes, as the paper does. ``--quick``: mnist5k, 3 epochs.
 
 from __future__ import annotations
 
-from _common import copy, ensure_run, out_dir, parser, per_class_line, write_text
+from _common import copy, ensure_run, out_dir, parser, per_class_line, run_script, write_text
 
 from classwise.fileio import read_json, read_jsonl
 
@@ -33,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

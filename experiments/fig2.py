@@ -10,7 +10,7 @@ section 3, test attack PGD-20 (MNIST: PGD-40). ``--quick``: mnist5k, 3 epochs.
 
 from __future__ import annotations
 
-from _common import copy, ensure_run, headline, out_dir, parser
+from _common import copy, ensure_run, headline, out_dir, parser, run_script
 
 from classwise.report.section import slug
 
@@ -30,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

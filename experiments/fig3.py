@@ -14,7 +14,7 @@ those of class i that are now robust. Paper: CIFAR-10, every class removed
 from __future__ import annotations
 
 import numpy as np
-from _common import copy, ensure_run, headline, out_dir, parser
+from _common import copy, ensure_run, headline, out_dir, parser, run_script
 
 from classwise.analysis import misclassified_confusion
 from classwise.homing import homing_run
@@ -48,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -11,7 +11,7 @@ more than 20 classes the figure shows a seeded sample of 12. ``--quick``: mnist5
 from __future__ import annotations
 
 import numpy as np
-from _common import ensure_run, headline, load, out_dir, parser, write_text
+from _common import ensure_run, headline, load, out_dir, parser, run_script, write_text
 
 from classwise.analysis import norm_robustness_correlation, weight_norms
 from classwise.report import figures
@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _common import ensure_run, headline_attack_config, load, out_dir, parser, write_text
+from _common import ensure_run, headline_attack_config, load, out_dir, parser, run_script, write_text
 
 from classwise.analysis import classwise_probability_variance
 from classwise.attacks import create_attack
@@ -85,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

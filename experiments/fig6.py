@@ -10,7 +10,7 @@ Paper: CIFAR-100 (epoch-75 PGD-AT ResNet-18) and ImageNet (``--preset imagenet``
 from __future__ import annotations
 
 import numpy as np
-from _common import ensure_run, headline, out_dir, parser, write_text
+from _common import ensure_run, headline, out_dir, parser, run_script, write_text
 
 from classwise.analysis import INTERVAL_LABELS, robustness_intervals
 from classwise.report import figures
@@ -30,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -10,7 +10,7 @@ same comparison for any two evaluated runs: ``classwise compare STANDARD ROBUST`
 
 from __future__ import annotations
 
-from _common import copy, ensure_run, out_dir, parser
+from _common import copy, ensure_run, out_dir, parser, run_script
 
 from classwise.compare import compare_runs
 
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -11,7 +11,7 @@ mixed). A class-balanced sample of ``--per-class`` images (default 100; quick 30
 from __future__ import annotations
 
 import numpy as np
-from _common import ensure_run, headline_attack_config, load, out_dir, parser, write_text
+from _common import ensure_run, headline_attack_config, load, out_dir, parser, run_script, write_text
 
 from classwise.analysis import tsne_2d
 from classwise.data import class_balanced_indices
@@ -39,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

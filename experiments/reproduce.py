@@ -18,15 +18,20 @@ reports, then copies what the record generator reads into ``--record``:
 Runs are cached in ``--runs`` (a run made with another config is refused), and so are
 the record's attack blocks (reused when the attack's config and the weights it ran on are
 unchanged); every evaluation is recorded with its wall time (the run's ``meta.json``, the
-record's attack blocks).
-Then ``python experiments/reproduction_record.py`` writes docs/reproduction.md.
+record's attack blocks). The record goes to ``--record DIR`` (default
+``RUNS/records/PRESET``); only ``--doc`` writes it into the source tree's
+``docs/reproduction/PRESET``, where ``python experiments/reproduction_record.py --doc``
+reads it to write docs/reproduction.md.
 
-    python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data
-    python experiments/reproduce.py --preset cifar10-cpu --data-root cifar10-jpeg75
-    python experiments/reproduction_record.py
+    python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data --doc
+    python experiments/reproduce.py --preset cifar10-cpu --data-root cifar10-jpeg75 --doc
+    python experiments/reproduction_record.py --doc
 
 ``--quick`` runs the same code path on the embedded mnist5k sample in about a
-minute (its numbers check the code, not the paper).
+minute (its numbers check the code, not the paper; ``--preset`` defaults to
+mnist-fast, and ``--doc`` is refused):
+
+    python experiments/reproduce.py --quick --runs /tmp/repro     # record in /tmp/repro/records/mnist-fast-quick
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import ensure_config_run
+from _common import ensure_config_run, run_script
 
 from classwise.analysis import accuracy_block, confusion_counts, protocol_attack
 from classwise.attacks import build_attack
@@ -54,6 +59,7 @@ from classwise.evaluate import EvalOptions, evaluate, resolve_device
 from classwise.fileio import read_jsonl, write_json
 from classwise.runs import Run
 
+ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ("summary.json", "report.md", "metrics.jsonl", "meta.json", "config.yaml")
 
 
@@ -123,7 +129,8 @@ def quick_budget() -> Budget:
 def configs(args: argparse.Namespace) -> tuple[RunConfig, RunConfig, Budget]:
     """(robust config, standard config, budget) of ``args.preset``."""
     if args.preset not in BUDGETS:
-        raise ClasswiseError(f"--preset must be one of {', '.join(BUDGETS)}, got {args.preset!r}")
+        raise ClasswiseError(f"--preset must be one of {', '.join(BUDGETS)}, got {args.preset!r}"
+                             + ("" if args.preset else " (only --quick has a default, mnist-fast)"))
     sets = [f"data.root={args.data_root}"] if args.data_root else []
     sets += [f"device={args.device}"] if args.device else []
     budget = quick_budget() if args.quick else BUDGETS[args.preset]
@@ -275,8 +282,9 @@ def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, bl
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
         "commands": [f"python experiments/reproduce.py --preset {args.preset}"
-                     + (f" --data-root {args.data_root}" if args.data_root else "") + (" --quick" if args.quick else ""),
-                     "python experiments/reproduction_record.py"],
+                     + (f" --data-root {args.data_root}" if args.data_root else "") + (" --quick" if args.quick else "")
+                     + (" --doc" if args.doc else ""),
+                     "python experiments/reproduction_record.py" + (" --doc" if args.doc else "")],
     })
     for attempt in args.attempts:
         (out / "attempts" / attempt.name).mkdir(parents=True, exist_ok=True)
@@ -285,13 +293,28 @@ def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, bl
     print(f"wrote {out}")
 
 
+def record_dir(args: argparse.Namespace) -> Path:
+    """Where the record goes: ``--record``, the source tree's docs/reproduction/PRESET with ``--doc``, else under ``--runs``."""
+    name = f"{args.preset}-quick" if args.quick else args.preset
+    if args.doc and (args.quick or args.record):
+        raise ClasswiseError("--doc writes the committed record (docs/reproduction/PRESET): it excludes "
+                             + ("--quick, whose numbers check the code, not the paper" if args.quick else "--record"))
+    if args.doc:
+        return ROOT / "docs" / "reproduction" / name
+    return args.record or args.runs / "records" / name
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", required=True, help=f"one of {', '.join(BUDGETS)}")
+    p.add_argument("--preset", default=None, help=f"one of {', '.join(BUDGETS)} (default with --quick: mnist-fast)")
     p.add_argument("--data-root", default=None, help="dataset folder (../shared/data, cifar10-jpeg75)")
     p.add_argument("--device", default=None)
     p.add_argument("--runs", type=Path, default=Path("runs/reproduction"), help="cache of the trained runs")
-    p.add_argument("--record", type=Path, default=None, help="where the record goes (default docs/reproduction/PRESET)")
+    p.add_argument("--record", "--out", dest="record", type=Path, default=None,
+                   help="where the record goes (default RUNS/records/PRESET[-quick])")
+    p.add_argument("--doc", action="store_true",
+                   help="write the record into the source tree's docs/reproduction/PRESET (what "
+                        "reproduction_record.py reads)")
     p.add_argument("--train-time-log", type=Path, default=None,
                    help="/usr/bin/time -v log of the robust run's `classwise train` (CPU time of runs made before "
                         "metrics.jsonl carried cpu_s)")
@@ -301,11 +324,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="the code path on mnist5k in about a minute")
     p.add_argument("--set", dest="sets", action="append", default=[], help="config override key=value (repeatable)")
     args = p.parse_args(argv)
+    if args.quick and args.preset is None:
+        args.preset = "mnist-fast"  # the quick path trains on mnist5k whatever the preset; its model is SmallCNN
     robust_cfg, standard_cfg, budget = configs(args)
+    out = record_dir(args)
     suffix = "-quick" if args.quick else ""
     robust = ensure_config_run(robust_cfg, args.runs / f"{args.preset}{suffix}")
     standard = ensure_config_run(standard_cfg, args.runs / f"{args.preset}-standard{suffix}")
-    out = args.record or Path("docs/reproduction") / f"{args.preset}{suffix}"
     previous = out / "record.json"
     cached = json.loads(previous.read_text()).get("attacks", {}) if previous.is_file() else {}
     blocks = attack_blocks(robust, extra_attacks(budget, standard), cached)
@@ -313,4 +338,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

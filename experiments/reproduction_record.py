@@ -7,21 +7,24 @@ paper's own numbers (:data:`PAPER`, with the table or figure they come from) and
 the rules that turn a measurement into a verdict (stated next to each verdict).
 A preset without a record renders as "not yet run", with the command that makes it.
 
-    python experiments/reproduction_record.py            # write docs/reproduction.md
+    python experiments/reproduction_record.py --doc      # write docs/reproduction.md
     python experiments/reproduction_record.py --check    # exit 1 if the file is not what the records give
+    python experiments/reproduction_record.py --records RUNS/records --out record.md   # e.g. reproduce.py --quick's
+
+Without ``--doc`` or ``--out`` the document is printed, and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from _common import run_script
 
 from classwise.analysis.verdicts import (
     HypothesisTest,
@@ -35,8 +38,10 @@ from classwise.analysis.verdicts import (
     quasi_independence_null,
     symmetry_test,
 )
+from classwise.errors import ClasswiseError
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "reproduction.md"  # written only with --doc
 
 # The paper's numbers ("Intriguing class-wise properties of adversarial training", ICLR 2021 submission).
 PAPER: dict[str, dict[str, Any]] = {
@@ -84,11 +89,11 @@ class Setting:
 
 CPU = (
     Setting("mnist-fast", "mnist", "real MNIST (60,000 / 10,000)",
-            ("python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data",),
+            ("python experiments/reproduce.py --preset mnist-fast --data-root ../shared/data --doc",),
             "CPU budget: PGD-3 training, 3 epochs, SmallCNN (FGSM-RS overfit: earlier attempts below)", (88.0, 45.0)),
     Setting("cifar10-cpu", "cifar10", "cifar10-jpeg75 (50,000 / 10,000; CIFAR-10 re-encoded as JPEG q75)",
             ("tar xzf ../shared/data/cifar10-jpeg75.tar.gz",
-             "python experiments/reproduce.py --preset cifar10-cpu --data-root cifar10-jpeg75"),
+             "python experiments/reproduce.py --preset cifar10-cpu --data-root cifar10-jpeg75 --doc"),
             "CPU budget: FGSM-RS, 15 epochs, FastCNN at widths 48-96-192 (0.65 M parameters)", (35.0, 60.0)),
 )
 GPU = (
@@ -509,7 +514,7 @@ def attempts_section(folder: Path) -> str:
 
 def cpu_section(s: Setting, rec: Record | None, folder: Path) -> str:
     head = f"## {s.dataset}: preset `{s.preset}`\n\n"
-    cmds = "```\n" + "\n".join([*s.commands, "python experiments/reproduction_record.py"]) + "\n```\n\n"
+    cmds = "```\n" + "\n".join([*s.commands, "python experiments/reproduction_record.py --doc"]) + "\n```\n\n"
     if rec is None:
         return head + "**not yet run.** Make it with:\n\n" + cmds
     paper = PAPER[s.paper]
@@ -541,19 +546,28 @@ def render(records: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--records", type=Path, default=ROOT / "docs" / "reproduction")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "reproduction.md")
-    p.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
+    p.add_argument("--records", type=Path, default=DOC.parent / "reproduction",
+                   help="folder of the records, one per preset (default docs/reproduction of the source tree)")
+    p.add_argument("--out", type=Path, default=None, help="write the document here (default: print it)")
+    p.add_argument("--doc", action="store_true", help=f"write the source tree's {DOC.relative_to(ROOT)}")
+    p.add_argument("--check", action="store_true",
+                   help=f"compare with --out (default {DOC.relative_to(ROOT)}) instead of writing; exit 1 if it differs")
     args = p.parse_args(argv)
+    if args.doc and args.out:
+        raise ClasswiseError("--doc writes docs/reproduction.md: it excludes --out")
+    out = DOC if args.doc or (args.check and args.out is None) else args.out
     text = render(args.records)
     if args.check:
-        same = args.out.is_file() and args.out.read_text() == text
-        print(f"{args.out} {'matches' if same else 'differs from'} the records")
+        same = out.is_file() and out.read_text() == text
+        print(f"{out} {'matches' if same else 'differs from'} the records")
         return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    if out is None:
+        print(text, end="")
+        return 0
+    out.write_text(text)
+    print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import ensure_run, load, out_dir, parser, write_text
+from _common import ensure_run, load, out_dir, parser, run_script, write_text
 
 from classwise.analysis import accuracy_block
 from classwise.attacks import create_attack
@@ -149,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

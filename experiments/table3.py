@@ -9,7 +9,7 @@ Paper: CIFAR-10, eps 0.031, step 0.003. ``--quick``: mnist5k, eps 0.3, step 0.03
 
 from __future__ import annotations
 
-from _common import csv_table, markdown_table, out_dir, parser, signed, temperature_sweep_of, write_text
+from _common import csv_table, markdown_table, out_dir, parser, run_script, signed, temperature_sweep_of, write_text
 
 from classwise.analysis import overall_accuracy
 from classwise.analysis import relative_robustness
@@ -36,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

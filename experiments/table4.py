@@ -9,7 +9,7 @@ and per-class robustness in percentage points. Paper: CIFAR-10, eps 0.031, step
 
 from __future__ import annotations
 
-from _common import csv_table, markdown_table, out_dir, parser, temperature_sweep_of, write_text
+from _common import csv_table, markdown_table, out_dir, parser, run_script, temperature_sweep_of, write_text
 
 from classwise.analysis import relative_robustness
 from classwise.attacks import tpgd_name
@@ -34,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,7 +14,7 @@ Paper: CIFAR-10, ResNet-18, PGD-20 (eps 0.031, step 0.003 as in table 2).
 
 from __future__ import annotations
 
-from _common import csv_table, markdown_table, out_dir, parser, signed, temperature_sweep_of, write_text
+from _common import csv_table, markdown_table, out_dir, parser, run_script, signed, temperature_sweep_of, write_text
 
 from classwise.analysis import classwise_accuracy, overall_accuracy
 from classwise.attacks.tpgd import tpgd_name
@@ -42,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

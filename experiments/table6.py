@@ -11,7 +11,7 @@ gives each row's s and hence both axes. Paper: CIFAR-10, eps 0.031, step 0.003.
 
 from __future__ import annotations
 
-from _common import csv_table, markdown_table, out_dir, parser, temperature_sweep_of, write_text
+from _common import csv_table, markdown_table, out_dir, parser, run_script, temperature_sweep_of, write_text
 
 from classwise.analysis import overall_accuracy
 from classwise.attacks.tpgd import tpgd_name
@@ -34,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classwise.errors import ClasswiseError
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 record_gen = importlib.import_module("reproduction_record")
@@ -26,8 +28,8 @@ def quick_record(tmp_path_factory) -> Path:
     """reproduce.py --quick on mnist5k (a 1-epoch robust and standard SmallCNN, every table-2 attack on a few images)."""
     reproduce = importlib.import_module("reproduce")
     tmp = tmp_path_factory.mktemp("repro")
-    reproduce.main(["--preset", "mnist-fast", "--quick", "--runs", str(tmp / "runs"),
-                    "--record", str(tmp / "records" / "mnist-fast")])
+    # --quick needs no --preset (mnist-fast: SmallCNN on mnist5k)
+    reproduce.main(["--quick", "--runs", str(tmp / "runs"), "--record", str(tmp / "records" / "mnist-fast")])
     return tmp / "records"
 
 
@@ -45,6 +47,58 @@ def test_quick_reproduction_records_every_table(quick_record: Path):
     # every evaluation of the robust run is timed, wall and CPU
     evals = json.loads((folder / "robust/meta.json").read_text())["evaluations"]
     assert evals and all(e["seconds"] > 0 and e["cpu_seconds"] > 0 for e in evals)
+
+
+def test_reproduce_writes_the_record_only_where_told(tmp_path: Path):
+    """The record goes to --record, else under --runs; only --doc names the source tree's docs/ (never with --quick)."""
+    import argparse
+
+    reproduce = importlib.import_module("reproduce")
+    args = lambda **kw: argparse.Namespace(**{"preset": "mnist-fast", "quick": False, "doc": False,  # noqa: E731
+                                              "record": None, "runs": tmp_path / "runs"} | kw)
+    assert reproduce.record_dir(args()) == tmp_path / "runs" / "records" / "mnist-fast"
+    assert reproduce.record_dir(args(quick=True)) == tmp_path / "runs" / "records" / "mnist-fast-quick"
+    assert reproduce.record_dir(args(record=tmp_path / "r")) == tmp_path / "r"
+    assert reproduce.record_dir(args(doc=True)) == ROOT / "docs" / "reproduction" / "mnist-fast"
+    with pytest.raises(ClasswiseError, match="excludes --quick"):
+        reproduce.record_dir(args(doc=True, quick=True))
+    with pytest.raises(ClasswiseError, match="excludes --record"):
+        reproduce.record_dir(args(doc=True, record=tmp_path / "r"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--doc", "--quick"], "error: --doc writes the committed record"),
+    ([], "error: --preset must be one of mnist-fast, cifar10-cpu, got None (only --quick has a default"),
+    (["--preset", "mnist"], "error: --preset must be one of mnist-fast, cifar10-cpu, got 'mnist'"),
+])
+def test_reproduce_bad_arguments_are_one_error_line(argv, message, tmp_path, capsys):
+    """Refused before anything is trained or written: one ``error:`` line, exit 2, no traceback."""
+    reproduce, common = importlib.import_module("reproduce"), importlib.import_module("_common")
+    with pytest.raises(SystemExit) as exit_:
+        common.run_script(lambda: reproduce.main([*argv, "--runs", str(tmp_path / "runs")]))
+    err = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "runs").exists()
+
+
+# Scripts without --quick: they compute from saved records in seconds, or (null_simulations) print only.
+NO_QUICK = {"fairness_table", "reproduction_record", "null_simulations"}
+NO_OUT = {"null_simulations"}  # writes nothing
+
+
+def test_every_experiment_script_documents_quick_and_out(monkeypatch, capsys):
+    """``SCRIPT --help`` exits 0 and names ``--quick`` and ``--out`` (apart from the documented exceptions)."""
+    scripts = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.stem.startswith("_"))
+    assert len(scripts) >= 18 and NO_QUICK | NO_OUT <= set(scripts)
+    for name in scripts:
+        module = importlib.import_module(name)
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
+        with pytest.raises(SystemExit) as exit_:
+            module.main()  # argparse reads sys.argv
+        text = capsys.readouterr().out
+        assert exit_.value.code == 0 and text.startswith("usage:"), name
+        assert ("--quick" in text) == (name not in NO_QUICK), name
+        assert ("--out" in text) == (name not in NO_OUT), name
 
 
 def test_rerun_reuses_unchanged_attack_blocks(quick_record: Path, tmp_path: Path, capsys):

@@ -281,6 +281,23 @@ def test_robustbench_pickle_payload_is_refused(folder, tmp_path, capsys):
     assert "never unpickles" in capsys.readouterr().err and not marker.exists()
 
 
+@needs_robustbench
+def test_robustbench_missing_weights_offline_is_one_clear_error(folder, tmp_path, capsys, monkeypatch):
+    """No file in --model-dir and no network (the download is made to fail): one error line naming the file."""
+    import robustbench.utils
+
+    def offline(gdrive_id, fname_save):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(robustbench.utils, "download_gdrive_new", offline)
+    assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast", "--model-dir",
+                     str(tmp_path / "models")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if line.startswith("error:")] == err[-1:]  # one error line, last, no traceback
+    assert f"no weights for RobustBench's Wong2020Fast at {tmp_path / 'models/cifar10/Linf/Wong2020Fast.pt'}" in err[-1]
+    assert "Name or service not known" in err[-1] and not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(_has_robustbench(), reason="checks the message shown without the robustbench extra")
 def test_robustbench_absent_is_one_clear_error(folder, tmp_path, capsys):
     assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast") == 2

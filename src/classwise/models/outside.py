@@ -196,8 +196,14 @@ def load_robustbench(name: str, dataset: str, threat_model: str, model_dir: str 
                 raise ClasswiseError(f"refusing {robustbench_file(name, dataset, threat_model, model_dir)}: it "
                                      "holds more than tensors (a pickle); classwise never unpickles "
                                      "model files") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            where = robustbench_file(name, dataset, threat_model, model_dir)
+            if not where.is_file():  # offline, or a name RobustBench cannot fetch
+                raise ClasswiseError(f"no weights for RobustBench's {name} at {where}, and downloading them failed "
+                                     f"({why}); put the file there, or pass --model-dir DIR (the file: "
+                                     f"DIR/{dataset}/{threat_model}/{name}.pt)") from None
             raise ClasswiseError(f"robustbench could not load {name} ({dataset}, {threat_model}) from "
-                                 f"{model_dir}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                                 f"{model_dir}: {why}") from None
 
 
 @contextmanager
