@@ -147,6 +147,19 @@ def test_generator_renders_the_records_numbers(quick_record: Path, tmp_path: Pat
     assert record_gen.main(["--records", str(quick_record), "--out", str(out), "--check"]) == 1
 
 
+def test_generator_writes_only_where_told(tmp_path: Path, capsys):
+    """Without --doc or --out the document is printed and nothing is written; --doc and --out exclude each other."""
+    records = tmp_path / "records"
+    records.mkdir()
+    assert record_gen.main(["--records", str(records)]) == 0
+    assert capsys.readouterr().out == record_gen.render(records) and list(tmp_path.iterdir()) == [records]
+    assert "**not yet run.**" in record_gen.render(records)
+    assert record_gen.main(["--records", str(records), "--out", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text() == record_gen.render(records)
+    with pytest.raises(ClasswiseError, match="excludes --out"):
+        record_gen.main(["--records", str(records), "--doc", "--out", str(tmp_path / "r.md")])
+
+
 def test_failed_attempts_are_kept_in_the_record(quick_record: Path, tmp_path: Path):
     records = tmp_path / "records"
     shutil.copytree(quick_record, records)
@@ -224,10 +237,18 @@ def test_fairness_table_generator_writes_the_section_and_calls_significance(tmp_
     fair = _summary_run(tmp_path / "dafa", [40, 45, 39])
     doc = tmp_path / "fairness.md"
     doc.write_text("intro\n<!-- fairness-table:tiny:start -->\nold\n<!-- fairness-table:tiny:end -->\nafter\n")
-    args = ["--doc", str(doc), "--section", "tiny", "--caption", "Tiny saved summaries.",
-            "--group", f"trades={base}", "--group", f"dafa={fair}"]
+    plain = ["--section", "tiny", "--caption", "Tiny saved summaries.", "--group", f"trades={base}",
+             "--group", f"dafa={fair}"]
+    before = doc.read_text()
+    capsys.readouterr()
+    assert gen.main(plain) == 0 and doc.read_text() == before  # without --doc: printed, nothing written
+    printed = capsys.readouterr().out
+    assert gen.main([*plain, "--out", str(tmp_path / "table.md")]) == 0 and doc.read_text() == before
+    assert (tmp_path / "table.md").read_text() == printed and printed.startswith("Tiny saved summaries.\n")
+    args = ["--doc", str(doc), *plain]
     assert gen.main(args) == 0
     text = doc.read_text()
+    assert printed in text
     assert text.startswith("intro\n<!-- fairness-table:tiny:start -->\nTiny saved summaries.\n") and "old" not in text
     assert "| trades | worst | 90.0 | 40.0 [" in text and "| dafa | worst | 90.0 | 41.3 [" in text
     assert ("- dafa against trades: average robust +1.3 points, not significant at this scale (intervals overlap); "
