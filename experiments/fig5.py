@@ -20,6 +20,7 @@ from _common import ensure_run, headline_attack_config, load, out_dir, parser, r
 from classwise.analysis import classwise_probability_variance
 from classwise.attacks import create_attack
 from classwise.attacks import build_attack
+from classwise.errors import ClasswiseError
 from classwise.probes import probability_trajectory
 from classwise.report import figures
 from classwise.results import EvalResults
@@ -49,7 +50,8 @@ def pick_image(loaded: list, image_class: int) -> int:
         with torch.no_grad():
             ok &= model(x.float().div(255)).argmax(1).cpu() == y
     if not ok.any():
-        raise SystemExit(f"no image of class {image_class} is classified correctly by every model")
+        raise ClasswiseError(f"no image of class {image_class} is classified correctly by every model "
+                             "(--image-class picks another class)")
     return int(torch.nonzero(ok)[0])
 
 
