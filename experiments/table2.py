@@ -29,6 +29,7 @@ from there offline. A GPU job; ``--examples N`` evaluates a class-balanced sampl
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from _common import ensure_run, load, out_dir, parser, run_script, write_text
@@ -67,14 +68,25 @@ def sample_blocks(run, eps: float, quick: bool) -> dict[str, dict]:
     return {name: accuracy_block(res.labels, res.adv_pred[name], res.num_classes) for name in attacks}
 
 
+def stored_key(facts: dict[str, dict], cfg: AttackConfig) -> str | None:
+    """The key the run keeps ``cfg``'s results under (its recorded config is ``cfg``), if it has them.
+
+    Not ``cfg.name``: a preset's PGD-20 (step 0.007) holds "pgd20", and table 2's
+    (step 0.003) is then kept beside it as "pgd20@step=0.003".
+    """
+    want = dataclasses.asdict(cfg)
+    return next((key for key, f in facts.items() if f.get("config") == want), None)
+
+
 def defence_blocks(args, defence: str, eps: float, step: float, surrogate) -> dict[str, dict]:
     """Attack name -> accuracy block of one defence, for the five attacks of table 2."""
     run = ensure_run(args, defence)
     wanted = full_set_attacks(eps, step, surrogate)
-    if not all(a.name in read_json(run / "summary.json")["attacks"] for a in wanted):
-        evaluate_run(run, attacks=wanted)
-    summary = read_json(run / "summary.json")
-    blocks = {a.name.split(":")[0]: summary["attacks"][a.name] for a in wanted}
+    missing = tuple(a for a in wanted if stored_key(read_json(run / "meta.json")["attacks"], a) is None)
+    if missing:  # the run keeps what it has; only the missing attacks run
+        evaluate_run(run, attacks=missing)
+    summary, facts = read_json(run / "summary.json"), read_json(run / "meta.json")["attacks"]
+    blocks = {a.name.split(":")[0]: summary["attacks"][stored_key(facts, a)] for a in wanted}
     return blocks | sample_blocks(run, eps, args.quick)
 
 

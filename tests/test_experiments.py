@@ -101,6 +101,21 @@ def test_every_experiment_script_documents_quick_and_out(monkeypatch, capsys):
         assert ("--out" in text) == (name not in NO_OUT), name
 
 
+def test_table2_reads_the_results_of_its_own_attack_config():
+    """A preset's PGD-20 (step 0.007) keeps "pgd20"; table 2's (step 0.003) is found under its own key, or is missing."""
+    from dataclasses import asdict
+
+    from classwise.config import AttackConfig
+
+    table2 = importlib.import_module("table2")
+    preset, ours = AttackConfig("pgd20", 0.031, 0.007), AttackConfig("pgd20", 0.031, 0.003)
+    facts = {"pgd20": {"config": asdict(preset)}, "worst": {"over": ["pgd20"]}}
+    assert table2.stored_key(facts, preset) == "pgd20" and table2.stored_key(facts, ours) is None
+    facts["pgd20@step=0.003"] = {"config": asdict(ours)}
+    assert table2.stored_key(facts, ours) == "pgd20@step=0.003"
+    assert table2.stored_key(facts, AttackConfig("fgsm-rs", 0.031, 0.031)) is None
+
+
 def test_rerun_reuses_unchanged_attack_blocks(quick_record: Path, tmp_path: Path, capsys):
     """A second reproduce.py reuses the record's attack blocks made on the same weights with the same configs."""
     reproduce = importlib.import_module("reproduce")
