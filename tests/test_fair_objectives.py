@@ -18,7 +18,7 @@ from classwise.models import Classifier, Normalize
 from classwise.runs import load_run_data
 from classwise.train.loop import Trainer
 from classwise.train.objectives import create_objective
-from classwise.train.objectives.cfa import ccm_scale, ccr_weight, cfa_losses, fawa_update
+from classwise.train.objectives.cfa import CFA, ccm_scale, ccr_weight, cfa_losses, fawa_update
 from classwise.train.objectives.dafa import dafa_losses, dafa_weights
 from classwise.train.objectives.fair import ClassStats, scaled_kl_attack
 from classwise.train.objectives.frl import cap_sum, frl_losses, frl_update, frl_weights
@@ -181,10 +181,11 @@ def pattern_data(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def cfa_objective(**fair) -> object:
+def cfa_objective(**fair) -> CFA:
     cfg = TrainConfig(method="cfa", beta=6.0, attack=AttackConfig("pgd3", 0.1, 0.05),
                       fair=FairnessConfig(**{"cfa_begin": 2, **fair}))
     objective = create_objective(cfg)
+    assert isinstance(objective, CFA)
     objective.validation = pattern_data(4)
     return objective
 
