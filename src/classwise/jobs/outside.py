@@ -21,7 +21,7 @@ from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import resolve_device
 from ..models import classifier_layer, split_spec
-from ..models.outside import robustbench
+from ..models.outside import robustbench, spec_weights
 from ..results import EvalResults
 from ..runs import OutsideWeights, Run, load_run_data
 from ..train.distributed import distributed
@@ -33,8 +33,10 @@ from .train import decide_stream
 class OutsideModel:
     """A model classwise did not train (``classwise evaluate --model``).
 
-    spec: registry name, ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME``.
-    weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench).
+    spec: registry name, ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME``; ``@pretrained``
+        (torchvision also ``@weights=ENUM``) takes the library's weights (:mod:`classwise.models.outside`).
+    weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench
+        and library weights).
     threat_model, model_dir: RobustBench's (``model_dir/<dataset>/<threat>/<name>.pt``).
     mean, std: input normalisation; None: the dataset's; ``normalize=False``: none.
     """
@@ -92,8 +94,7 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
     data = load_run_data(config)
     mean, std, how = _normalisation(model, data)
     weights = None if model.weights is None else Path(model.weights)
-    if weights is None and split_spec(model.spec)[0] != "robustbench":
-        raise ClasswiseError(f"--model {model.spec} needs --weights FILE (its trained state dict)")
+    _check_weights_given(model)
     extra = {"robustbench": {"version": robustbench()[1], **config.model.kwargs}} \
         if split_spec(model.spec)[0] == "robustbench" else {}
     meta = outside_meta(config.model, data, mean, std, how, weights, **extra)
@@ -121,6 +122,17 @@ def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path
             create_outside_run(model, config, run_dir, overwrite=overwrite, attacks=attacks)
         dist.barrier()
         return Path(run_dir), evaluate_run(run_dir, attacks=attacks, device=device, **evaluate)
+
+
+def _check_weights_given(model: OutsideModel) -> None:
+    """A weights file, or the library's weights (``@pretrained``), exactly one; RobustBench brings its own."""
+    library = spec_weights(model.spec) is not None
+    if model.weights is None and not library and split_spec(model.spec)[0] != "robustbench":
+        hint = ", or @pretrained for the library's weights" if split_spec(model.spec)[0] else ""
+        raise ClasswiseError(f"--model {model.spec} needs --weights FILE (its trained state dict){hint}")
+    if model.weights is not None and library:
+        raise ClasswiseError(f"--model {model.spec} takes the library's weights: drop --weights, or drop the "
+                             f"'@{model.spec.partition('@')[2]}' to load {model.weights}")
 
 
 def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tuple[tuple | None, tuple | None, str]:
