@@ -213,10 +213,17 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+# Third-party warnings on import, not about the user's work: torch's while timm is imported, setuptools' while
+# robustbench 1.1.1 imports pkg_resources. Each is matched by its message alone.
+IMPORT_NOISE = ((FutureWarning, r"`torch\.jit\.interface` is deprecated"),
+                (UserWarning, r"pkg_resources is deprecated as an API"))
+
+
 def _quiet_import(module: str) -> ModuleType:
-    """``import module`` without torch's ``torch.jit.interface`` FutureWarning (timm triggers it on import)."""
+    """``import module`` without the :data:`IMPORT_NOISE` warnings (every other warning is shown as usual)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
+        for category, message in IMPORT_NOISE:
+            warnings.filterwarnings("ignore", message=message, category=category)
         return importlib.import_module(module)
 
 
