@@ -8,9 +8,9 @@ torchvision, ``torchvision:NAME@weights=ENUM``: the library's own pretrained
 weights (a timm tag in NAME, ``timm:resnet18.a1_in1k@pretrained``, picks which;
 ``@pretrained`` is torchvision's ``weights="DEFAULT"``), read from its cache or
 downloaded by it; they keep the library's classifier, so K must match.
-torchvision and timm
-networks are wrapped in :class:`Normalized` (input normalisation as buffers,
-the network under ``net``), so every model maps [0, 1] images to logits.
+torchvision and timm networks are wrapped in :class:`Normalized` (input
+normalisation as buffers, the network under ``net``), so every model maps
+[0, 1] images to logits.
 RobustBench models carry their own normalisation and are returned as they are.
 
 Such models have no ``head``: :func:`classifier_layer` finds the last
