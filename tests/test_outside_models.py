@@ -292,6 +292,14 @@ def test_robustbench_pickle_payload_is_refused(folder, tmp_path, capsys):
     assert "never unpickles" in capsys.readouterr().err and not marker.exists()
 
 
+@needs_robustbench
+def test_robustbench_misspelt_name_gets_a_suggestion(folder, tmp_path, capsys):
+    assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fas", "--model-dir",
+                     str(tmp_path / "models")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no cifar10 Linf model 'Wong2020Fas' (did you mean 'Wong2020Fast'?)" in err[0], err
+
+
 @pytest.mark.skipif(_has_robustbench(), reason="checks the message shown without the robustbench extra")
 def test_robustbench_absent_is_one_clear_error(folder, tmp_path, capsys):
     assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast") == 2
