@@ -402,6 +402,27 @@ def test_torchvision_weights_by_name_come_from_torch_cache(monkeypatch, tmp_path
     assert not _same_state(create_model("torchvision:squeezenet1_1", num_classes=1000).net.state_dict(), state)
 
 
+def test_library_weights_bring_their_normalisation():
+    """Pretrained weights are evaluated with the normalisation they were trained with (ViTs: 0.5, not ImageNet's),
+    unless --mean/--std say otherwise; fresh architectures keep the dataset's."""
+    pytest.importorskip("timm", reason="the timm extra is not installed")
+    from classwise.jobs.outside import OutsideModel, _normalisation
+    from classwise.models.outside import library_normalization
+
+    def flat(pair):
+        return [*pair[0], *pair[1]]
+
+    imagenet = [0.485, 0.456, 0.406, 0.229, 0.224, 0.225]
+    assert flat(library_normalization("torchvision:resnet18@pretrained")) == pytest.approx(imagenet)
+    assert flat(library_normalization("timm:resnet18.a1_in1k@pretrained")) == pytest.approx(imagenet)
+    assert flat(library_normalization("timm:test_vit.r160_in1k@pretrained")) == pytest.approx([0.5] * 6)
+    assert library_normalization("timm:test_vit.r160_in1k") is None
+    mean, std, how = _normalisation(OutsideModel("timm:test_vit.r160_in1k@pretrained"), None)
+    assert flat((mean, std)) == pytest.approx([0.5] * 6) and "pretrained" in how
+    given = OutsideModel("timm:test_vit.r160_in1k@pretrained", mean=(0.1,), std=(0.2,))
+    assert _normalisation(given, None) == ((0.1,), (0.2,), "--mean/--std")
+
+
 def test_library_weights_offline_and_not_cached_is_one_error_line(folder, monkeypatch, tmp_path, capsys):
     _cached_torchvision(monkeypatch, tmp_path)
     code = _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet18@pretrained")

@@ -21,7 +21,7 @@ from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import resolve_device
 from ..models import classifier_layer, split_spec
-from ..models.outside import robustbench, spec_weights
+from ..models.outside import library_normalization, robustbench, spec_weights
 from ..results import EvalResults
 from ..runs import OutsideWeights, Run, load_run_data
 from ..train.distributed import distributed
@@ -38,7 +38,8 @@ class OutsideModel:
     weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench
         and library weights).
     threat_model, model_dir: RobustBench's (``model_dir/<dataset>/<threat>/<name>.pt``).
-    mean, std: input normalisation; None: the dataset's; ``normalize=False``: none.
+    mean, std: input normalisation; None: the library's for its pretrained weights, else the dataset's;
+        ``normalize=False``: none.
     """
 
     spec: str
@@ -136,7 +137,8 @@ def _check_weights_given(model: OutsideModel) -> None:
 
 
 def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tuple[tuple | None, tuple | None, str]:
-    """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
+    """(mean, std, where they come from): --mean/--std, the library's for its pretrained weights, the dataset's,
+    none, or RobustBench's own."""
     if split_spec(model.spec)[0] == "robustbench":
         if model.mean is not None or model.std is not None or not model.normalize:
             raise ClasswiseError("RobustBench models normalise their inputs themselves: drop --mean/--std/--no-normalize")
@@ -149,6 +151,9 @@ def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tupl
         return tuple(model.mean), tuple(model.std), "--mean/--std"
     if not model.normalize:
         return (0.0,), (1.0,), "none"
+    library = library_normalization(model.spec)
+    if library is not None:
+        return library[0], library[1], "the pretrained weights' (the library's)"
     return tuple(data.mean), tuple(data.std), f"the dataset's ({data.name})"
 
 

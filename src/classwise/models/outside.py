@@ -198,6 +198,32 @@ def _hub_hint(timm: Any, e: BaseException) -> str:
             "a newer timm or an older huggingface_hub)") if "huggingface_hub" in str(e) else ""
 
 
+def library_normalization(spec: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) the library's pretrained weights of ``spec`` were trained with; None without library weights.
+
+    torchvision: the weights' ``transforms()``; timm: the tag's ``pretrained_cfg`` (ViTs use 0.5, not ImageNet's).
+    """
+    kind, name, weights = parse_spec(spec)
+    if weights is None or kind not in ("torchvision", "timm"):
+        return None
+    if kind == "torchvision":
+        import torchvision.models as tvm
+
+        _torchvision_builder(name)
+        try:
+            preprocess = tvm.get_model_weights(name)[weights].transforms()
+        except (ValueError, KeyError):
+            return None  # unknown weights: building the model says so
+        return tuple(preprocess.mean), tuple(preprocess.std)
+    timm = _timm_module(name)
+    _timm_known(timm, name)
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        return None
+    return (tuple(cfg.mean), tuple(cfg.std)) if cfg is not None else None
+
+
 def _check_classes(spec: str, net: nn.Module, num_classes: int) -> None:
     """One error when pretrained weights classify into another number of classes than the dataset's."""
     found = getattr(net, "num_classes", None)
