@@ -64,6 +64,19 @@ def test_paired_drops_marked_by_exact_mcnemar():
     assert f["overall"]["p"] == pytest.approx(binomtest(32, 32).pvalue)
 
 
+def test_claims_never_compare_attacks_of_different_threat_models():
+    """An L2 attack at eps 0.5 is no "stronger attack" than L-inf PGD-20: neither McNemar nor rho pairs them."""
+    res = _results({"fgsm": [50, 50, 50], "pgd20": [20, 48, 50], "pgd20@norm=l2": [0, 0, 0],
+                    "pgd40": [20, 47, 50]}, 50)
+    linf = {"norm": "linf", "eps": 8 / 255}
+    res.facts = {"fgsm": {"family": "fgsm"} | linf, "pgd20": {"family": "pgd", "steps": 20} | linf,
+                 "pgd20@norm=l2": {"family": "pgd", "steps": 20, "norm": "l2", "eps": 0.5},
+                 "pgd40": {"family": "pgd", "steps": 40, "norm": "linf", "eps": 16 / 255}}
+    claims = summarize(res)["claims"]
+    assert claims["paired"]["reference"] == "pgd20" and list(claims["paired"]["attacks"]) == ["fgsm"]
+    assert [(c["weaker"], c["stronger"]) for c in claims["weak_hurt_more"]] == [("fgsm", "pgd20")]
+
+
 def test_weak_hurt_more_rank_correlation():
     s = summarize(_results({"fgsm": [30, 50, 70, 90, 95], "pgd20": [5, 30, 60, 86, 94]}, 100))
     (claim,) = s["claims"]["weak_hurt_more"]

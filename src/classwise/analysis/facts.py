@@ -9,6 +9,7 @@ nowhere else.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import ClasswiseError
@@ -44,6 +45,23 @@ def spec_facts(text: str) -> dict[str, Any]:
 def norm_of(results: EvalResults, name: str) -> str:
     """The threat model ("linf" or "l2") attack ``name`` ran under, from its facts."""
     return str(attack_facts(results, name).get("norm") or "linf")
+
+
+def threat_model(results: EvalResults, name: str) -> tuple[str, float | None]:
+    """(norm, eps) attack ``name`` ran under, from its facts; eps None when they do not say."""
+    eps = attack_facts(results, name).get("eps")
+    return norm_of(results, name), None if eps is None else float(eps)
+
+
+def same_threat_model(results: EvalResults, a: str, b: str) -> bool:
+    """Whether attacks ``a`` and ``b`` ran under one threat model: the same norm and eps.
+
+    Only such attacks are compared (a paired test of an L2 attack at eps 0.5
+    against an L-inf one at 8/255 compares budgets, not attacks). An eps the
+    facts do not state (results built by hand) matches any eps of the same norm.
+    """
+    (na, ea), (nb, eb) = threat_model(results, a), threat_model(results, b)
+    return na == nb and (ea is None or eb is None or math.isclose(ea, eb, rel_tol=1e-9, abs_tol=1e-12))
 
 
 def is_targeted(results: EvalResults, name: str) -> bool:
