@@ -144,14 +144,14 @@ def _rows(label: str, summary: dict[str, Any], attack: str | None) -> list[tuple
 
 
 def _marked_block(block: dict[str, Any]) -> dict[str, Any]:
-    """The block with its best and worst class (recomputed when absent; None when no class has a value)."""
+    """The block with its best and worst class (recomputed when absent; None when no class has a value or all tie)."""
     values = _values(block)
     if "best_class" in block and "worst_class" in block:
         return block
     ok = np.isfinite(values)
-    best = int(np.nanargmax(values)) if ok.any() else None
-    worst = int(np.nanargmin(values)) if ok.any() else None
-    return block | {"best_class": best, "worst_class": worst}
+    if not ok.any() or np.nanmax(values) == np.nanmin(values):  # no class, or all tied: none is best or worst
+        return block | {"best_class": None, "worst_class": None}
+    return block | {"best_class": int(np.nanargmax(values)), "worst_class": int(np.nanargmin(values))}
 
 
 def _csv(rows: list[tuple[str, dict[str, Any]]], names: list[str]) -> str:

@@ -180,6 +180,8 @@ def _headline_lines(summary: Summary) -> list[str]:
         lines += [f"most {what} class: {_call_text(block, block.best_call, names)}",
                   f"least {what} class: {_call_text(block, block.worst_call, names)}",
                   f"largest class gap: {block.gap:.1f} percentage points"]
+    elif glance.all_tied(block):
+        lines.append(f"most and least {what} class: {glance.all_tied(block)}")
     return lines + _cost_lines(summary) + _worst_class_lines(block, what, names) + _protocol_line(summary)
 
 
