@@ -77,12 +77,11 @@ def train(
     does not change the run (more epochs, device, perf, checkpointing, eval).
     """
     _threads(threads)
-    from .config import load_config
-    from .pipeline import resumed_config, train_run
+    from .pipeline import recipe_config, resumed_config, train_run
 
     items = _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
                                 "data.root": data_root, "data.image_size": image_size, "device": device})
-    cfg = resumed_config(out, items) if resume and not overwrite else load_config(config, items)
+    cfg = resumed_config(out, items) if resume and not overwrite else recipe_config(config, items)
     run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
         typer.echo(f"trained: {run} (next: classwise evaluate {run})")
