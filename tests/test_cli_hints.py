@@ -93,15 +93,45 @@ def test_long_work_prints_plain_progress_lines_off_a_terminal(capsys, monkeypatc
     monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
     monkeypatch.setenv("CLASSWISE_PROGRESS", "1")
-    with progress.progress_tasks(["fgsm", "pgd40"], 100, prefix="evaluating ") as advance:
+    seconds = {"fgsm": 0.0, "pgd40": 0.0}
+    with progress.progress_tasks(["fgsm", "pgd40"], 100, prefix="evaluating ", seconds=seconds) as advance:
         for _ in range(4):
+            seconds["fgsm"] += 3.0
+            seconds["pgd40"] += 30.0
             advance("fgsm", 25)
             advance("pgd40", 25)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "evaluating fgsm, pgd40: 100 images"
-    assert any("% done" in line and "left" in line for line in lines[1:-1])
+    assert any("% done" in line and "left" in line for line in lines[1:-3])
+    assert lines[-3:-1] == ["evaluating fgsm: 100 images in 0:12", "evaluating pgd40: 100 images in 2:00"]
     assert lines[-1].startswith("evaluating fgsm, pgd40: done in ") and "\x1b" not in "".join(lines)
+    progress.phase_line("report: writing")
+    assert capsys.readouterr().out == "report: writing\n"
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True)
+    progress.phase_line("report: writing")  # a terminal has its bars
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
     monkeypatch.setenv("CLASSWISE_PROGRESS", "0")
     with progress.progress_tasks(["fgsm"], 10) as advance:
         advance("fgsm", 10)
     assert capsys.readouterr().out == ""
+
+
+def test_an_evaluation_off_a_terminal_prints_a_line_per_attack_with_its_time(capsys, monkeypatch):
+    import torch
+    from torch import nn
+
+    from classwise import progress
+    from classwise.evaluate import evaluate
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
+    monkeypatch.setenv("CLASSWISE_PROGRESS", "1")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    images, labels = torch.rand(6, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    evaluate(model, images, labels, ["fgsm", "pgd2"], eps=0.1, batch_size=4, device="cpu", progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "evaluating fgsm, pgd2: 6 images"
+    assert [line.rsplit(" in ", 1)[0] for line in lines[1:3]] == ["evaluating fgsm: 6 images",
+                                                                   "evaluating pgd2: 6 images"]
+    assert lines[3].startswith("evaluating fgsm, pgd2: done in ")
