@@ -381,14 +381,20 @@ def _print_summary(run: Path) -> None:
 
     s = Run.open(run).summary()
     blocks = {"clean": s["clean"], **s["attacks"]}
-    table = Table(title=f"class-wise accuracy (%): {run}", box=box.SIMPLE)
-    table.add_column("class")
-    for name in blocks:
-        table.add_column(name, justify="right")
-    table.add_row("total", *(_pct(b["overall"]) for b in blocks.values()), style="bold")
-    for i in _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"]):
-        table.add_row(s["class_names"][i], *(_pct(b["per_class"][i]) for b in blocks.values()))
-    Console().print(table)
+    console = Console()
+    shown = _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"])
+    first = max(len("class"), len("total"), *(len(s["class_names"][i]) for i in shown))
+    groups = column_groups(list(blocks), console.width, first)
+    for part, names in enumerate(groups, 1):
+        more = f" ({part} of {len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=f"class-wise accuracy (%): {run}{more}", box=box.SIMPLE)
+        table.add_column("class", overflow="fold")
+        for name in names:
+            table.add_column(name, justify="right", overflow="fold")
+        table.add_row("total", *(_pct(blocks[n]["overall"]) for n in names), style="bold")
+        for i in shown:
+            table.add_row(s["class_names"][i], *(_pct(blocks[n]["per_class"][i]) for n in names))
+        console.print(table)
     for line in _worst_lines(Run.open(run).meta().get("attacks", {}), list(blocks)):
         typer.echo(line)
 
@@ -402,6 +408,26 @@ def _worst_lines(facts: dict[str, Any], shown: list[str]) -> list[str]:
             how = "cascade (each attack on the examples still robust) of" if f.get("cascade") else "per-example worst case over"
             lines.append(f"{name}: {how} {', '.join(map(str, f['over']))}")
     return lines
+
+
+def column_groups(names: list[str], width: int, first: int, cell: int = 5, pad: int = 3) -> list[list[str]]:
+    """``names`` split into consecutive groups whose table fits ``width`` characters: wrap, never truncate.
+
+    A column takes its name's length or ``cell`` (the widest number, "100.0"),
+    plus ``pad`` (rich's padding and separator); ``first`` is the width of the
+    row-name column, which every table repeats. A name too long for any table gets a group of its own (the console
+    folds that one line rather than cutting it).
+    """
+    groups: list[list[str]] = [[]]
+    used = first + 2 * pad
+    for name in names:
+        need = max(len(name), cell) + pad
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = first + 2 * pad
+        groups[-1].append(name)
+        used += need
+    return groups
 
 
 def _shown_classes(k: int, robust: list, limit: int = 20) -> list[int]:
