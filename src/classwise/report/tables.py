@@ -42,6 +42,9 @@ def path_of(name: str) -> str:
 FOOTNOTE = ("Values are accuracy (%) on the test set with the 95% Wilson interval in brackets "
             f"(n and counts in {path_of('classwise_ci.csv')}); Total is over all examples. "
             "Underlined: the most robust class of the row; bold: the most vulnerable class.")
+COMPARE_FOOTNOTE = ("Values are accuracy (%) on each run's test examples (n: how many, per row) with the 95% Wilson "
+                    "interval in brackets; Total is over all examples. Underlined: the most robust class of the row; "
+                    "bold: the most vulnerable class.")
 DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNemar test on the examples both "
                  f"attacks saw, Holm-adjusted over the classes, p < 0.05 ({path_of('difference_tests.csv')} has the "
                  "p-values).")
@@ -162,10 +165,11 @@ def classwise_markdown(summary: Summary | dict[str, Any], digits: int = 1, class
 
 
 def blocks_markdown(rows: list[tuple[str, Block]], class_names: list[str], digits: int = 1,
-                    corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False) -> str:
+                    corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False,
+                    footnote: str = FOOTNOTE) -> str:
     """Markdown of named accuracy blocks (:func:`classwise.analysis.accuracy_block`), table 2 marks."""
     grid = blocks_grid(rows, class_names, digits, corner, classes, _md_cell)
-    return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{FOOTNOTE}\n"
+    return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{footnote}\n"
 
 
 def classwise_html(summary: Summary | dict[str, Any], digits: int = 1, classes: list[int] | None = None,
