@@ -43,6 +43,31 @@ def test_every_option_a_message_names_exists():
     assert not missing, f"messages name options no command has: {missing}"
 
 
+def _commands_named() -> dict[str, set[str]]:
+    """```classwise CMD ... --opt``` in a message (from the backtick to the next one or the text's end) -> files."""
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for command in re.findall(r"`(classwise [a-z][a-z-]*[^`]*)", node.value):
+                    found.setdefault(command.strip(), set()).add(path.name)
+    return found
+
+
+def test_every_command_a_message_names_exists_with_the_options_it_names():
+    """'run `classwise homing RUN --collect`': homing is a command and --collect one of its options."""
+    options = _options()
+    checked = 0
+    for text, files in _commands_named().items():
+        command = text.split()[1]
+        assert command in options, f"{sorted(files)}: `{text}` names no command of classwise"
+        unknown = [o for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text) if o not in options[command] | {"--help"}]
+        assert not unknown, f"{sorted(files)}: `{text}` names {unknown}, not options of `classwise {command}`"
+        checked += 1
+    assert checked >= 8  # the hints really were found
+
+
+
 def test_the_run_folder_hints_hold_for_every_command_that_makes_a_run():
     """'pass --resume to continue it or --overwrite' is said by every command that creates a run folder."""
     options = _options()
@@ -135,3 +160,20 @@ def test_an_evaluation_off_a_terminal_prints_a_line_per_attack_with_its_time(cap
     assert [line.rsplit(" in ", 1)[0] for line in lines[1:3]] == ["evaluating fgsm: 6 images",
                                                                    "evaluating pgd2: 6 images"]
     assert lines[3].startswith("evaluating fgsm, pgd2: done in ")
+
+
+def test_an_existing_run_folder_is_refused_with_a_hint_the_command_can_follow(tmp_path):
+    """train and demo have --resume; evaluate --model has not, so it is told to evaluate the run instead."""
+    import pytest
+
+    from classwise.config import load_config
+    from classwise.errors import ClasswiseError
+    from classwise.runs import OutsideWeights, Run
+
+    Run.create(tmp_path / "run", load_config("demo"))
+    with pytest.raises(ClasswiseError, match="pass --resume to continue it or pass --overwrite"):
+        Run.create(tmp_path / "run", load_config("demo"))
+    with pytest.raises(ClasswiseError) as e:
+        Run.create(tmp_path / "run", load_config("demo"), origin=OutsideWeights.origin)
+    assert "--resume" not in str(e.value) and f"`classwise evaluate {tmp_path / 'run'}`" in str(e.value)
+    assert "--resume" not in _options()["evaluate"]
