@@ -89,6 +89,8 @@ def test_config_keys_are_every_set_key_and_their_defaults_load(capsys):
 
     keys = config_keys()
     assert {k.key for k in keys} == _flat(to_dict(RunConfig()))
+    vague = [k.key for k in keys if k.key.split(".")[-1] not in k.meaning]  # a class's first line is no meaning
+    assert not vague, f"document these fields by name in their config class's docstring: {vague}"
     for k in keys:
         if k.type.split(" or ")[0] in ("int", "float", "str", "bool"):
             loaded, default = load_config(None, [f"{k.key}={k.default}"]), RunConfig()
