@@ -179,3 +179,14 @@ def test_an_existing_run_folder_is_refused_with_a_hint_the_command_can_follow(tm
         Run.create(tmp_path / "run", load_config("demo"), origin=OutsideWeights.origin)
     assert "--resume" not in str(e.value) and f"`classwise evaluate {tmp_path / 'run'}`" in str(e.value)
     assert "--resume" not in _options()["evaluate"]
+
+
+def test_help_renders_every_syntax_literally_and_flags_take_no_value():
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    text = runner.invoke(app, ["evaluate", "--help"], terminal_width=200).output
+    assert "name[@key=value...]" in text and "fgsm,pgd20@step=0.003" in text and "8/255" in text
+    for command in ("train", "evaluate", "compare", "demo", "homing", "report"):
+        out = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        assert "<bool>" not in out and "[bold" not in out and "[/" not in out, command

@@ -325,7 +325,8 @@ def _fairness_csv(record: dict[str, Any]) -> str:
     for name, runs in record["runs"].items():
         for r in runs:
             ci = r["robust_ci95"] or (None, None)
-            rows.append([name, r["run"], r["attack"], str(r.get("examples", "")), cell(r["clean"]), cell(r["robust"]), cell(ci[0]), cell(ci[1]),
+            rows.append([name, r["run"], r["attack"], str(r.get("examples", "")), cell(r["clean"]), cell(r["robust"]),
+                         cell(ci[0]), cell(ci[1]),
                          cell(r["worst"]), cell(r["worst_low"]), cell(r["worst_high"]), " ".join(r["worst_classes"]),
                          cell(r["nsd"])])
     return text_csv(header, rows)

@@ -123,8 +123,8 @@ def _logged_tasks(names: list[str], total: int, prefix: str,
                      f"about {format_duration(left)} left")
 
     yield advance_name
-    for name in names if seconds else []:
-        log_line(f"{prefix}{name}: {done[name]} images in {format_duration(seconds.get(name, 0.0))}")
+    for name, took in ((n, seconds.get(n, 0.0)) for n in names) if seconds is not None else ():
+        log_line(f"{prefix}{name}: {done[name]} images in {format_duration(took)}")
     log_line(f"{what}: done in {format_duration(time.monotonic() - start)}")
 
 
