@@ -83,6 +83,7 @@ def test_attack_blocks_state_the_cost_their_records_hold_and_a_worst_case_the_su
     assert s.attacks["fmn30@norm=l2"].cost is None and "cost" not in summarize(res)["attacks"]["fmn30@norm=l2"]
     assert Summary.from_dict(s.to_dict()) == s
     assert AttackCost(2_100_000, 2_140_000, 10_000, 214.0).text == "2.14 M gradient passes, 214 per example"
+    assert AttackCost(92, 46, 100, 0.46).text.endswith(", 0.46 per example")  # FGSM where half is misclassified
 
 
 def test_a_version_1_summary_still_loads_without_the_worst_class_fields():

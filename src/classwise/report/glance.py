@@ -63,7 +63,7 @@ def cost_text(name: str, block: AccuracyBlock) -> str:
     cost = getattr(block, "cost", None)
     if cost is None:
         return name
-    return f"{name}: {cost.backwards_per_example:.0f} gradient passes per example"
+    return f"{name}: {cost.per_example} gradient passes per example"
 
 
 def _badges(sanity: list[str | dict[str, str]], warns: int) -> tuple[str, ...]:
