@@ -55,6 +55,8 @@ def test_more_steps_or_restarts_raising_robustness_is_flagged():
     assert more_budget_raises_robustness(restarts) == []
     restarts_bad = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20@restarts=5": [0, 0, 0, 1, 1, 0]})  # 3/6 -> 5/6
     assert {f.scope for f in more_budget_raises_robustness(restarts_bad)} == {"overall", "a"}
+    older = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20-r5": [0, 0, 0, 1, 1, 0]})  # a key of older results
+    assert {f.scope for f in more_budget_raises_robustness(older)} == {"overall", "a"}
 
 
 def test_zero_gradient_share_only_counts_clean_correct_examples():

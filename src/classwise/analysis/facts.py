@@ -10,6 +10,7 @@ nowhere else.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from ..errors import ClasswiseError
@@ -17,6 +18,7 @@ from ..results import EvalResults
 from ..spec import AttackSpec
 
 ITERATIVE = ("pgd", "cw-margin")  # families whose budget is steps x restarts
+LEGACY_RESTARTS = re.compile(r"(.+\d)-r(\d+)")  # "pgd20-r5": how results before the spec grammar wrote restarts
 SINGLE_STEP = ("fgsm", "fgsm-rs")  # FGSM and FGSM with a random start (both record family "fgsm")
 
 
@@ -29,13 +31,17 @@ def attack_facts(results: EvalResults, name: str) -> dict[str, Any]:
 def spec_facts(text: str) -> dict[str, Any]:
     """The facts a spec states: family, steps (of "pgd20"), restarts, norm, eps, step and options.
 
-    "pgd20@restarts=5@norm=l2" -> {"family": "pgd", "steps": 20, "restarts": 5, "norm": "l2"}.
+    "pgd20@restarts=5@norm=l2" -> {"family": "pgd", "steps": 20, "restarts": 5, "norm": "l2"}; a key
+    of older results, "pgd20-r5@norm=l2", reads the same.
     Text that is no spec gives {"family": text}.
     """
     try:
         spec = AttackSpec.parse(text)
     except ClasswiseError:
         return {"family": text}
+    legacy = LEGACY_RESTARTS.fullmatch(spec.name)
+    if legacy and spec.restarts is None:  # a key of older results: "pgd20-r5" is pgd20@restarts=5
+        spec = spec.replace(name=legacy.group(1), restarts=int(legacy.group(2)))
     facts: dict[str, Any] = {"family": spec.base, "restarts": spec.restarts or 1, **spec.option_dict}
     facts |= {"steps": int(spec.param)} if spec.param and spec.param.isdigit() and ":" not in spec.name else {}
     given = {"norm": spec.norm, "eps": spec.eps, "step_size": spec.step_size}
