@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from classwise.cli import app
@@ -190,3 +192,25 @@ def test_help_renders_every_syntax_literally_and_flags_take_no_value():
     for command in ("train", "evaluate", "compare", "demo", "homing", "report"):
         out = runner.invoke(app, [command, "--help"], terminal_width=200).output
         assert "<bool>" not in out and "[bold" not in out and "[/" not in out, command
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_an_interrupted_run_says_how_to_continue_with_a_command_that_exists(command, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (and SIGTERM, its subclass) in train or demo: exit 130 and `classwise CMD --out RUN --resume`."""
+    from classwise import pipeline
+    from classwise.cli import main
+    from classwise.config import load_config
+    from classwise.runs import Run
+
+    def interrupted(config, run_dir, **kwargs):
+        Run.create(run_dir, load_config("demo"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_run", interrupted)
+    monkeypatch.setattr(sys.modules["classwise.jobs.demo"], "train_run", interrupted)
+    out = tmp_path / "run"
+    assert main([command, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"to continue: `classwise {command} --out {out} --resume`", "interrupted"]
+    hinted = err[0].split("`")[1].split()
+    assert hinted[1] == command and {o for o in hinted if o.startswith("--")} <= _options()[command]

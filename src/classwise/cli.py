@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,7 +84,8 @@ def train(
     items = _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
                                 "data.root": data_root, "data.image_size": image_size, "device": device})
     cfg = resumed_config(out, items) if resume and not overwrite else recipe_config(config, items)
-    run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
+    with _continue_hint(f"`classwise train --out {out} --resume`", out):
+        run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
         typer.echo(f"trained: {run} (next: classwise evaluate {run})")
 
@@ -158,7 +161,8 @@ def evaluate(
             raise ClasswiseError("give a run folder, or --model SPEC --dataset NAME --out RUN for any model")
         _refuse_outside_flags(weights=weights, dataset=dataset, out=out, mean=mean, std=std)
         specs = _attack_configs(_first_attack(run), attacks, eps, step_size, norm)
-        evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
+        with _continue_hint("the same `classwise evaluate` command again (finished batches are kept)", run):
+            evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone speaks
         _print_summary(run)
         typer.echo(f"report: {RunFiles(Path(run)).report_html}")
@@ -366,7 +370,8 @@ def demo(
         raise ClasswiseError("demo --resume needs --out RUN, the interrupted demo's folder")
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet, resume=resume)
+    with _continue_hint(f"`classwise demo --out {out} --resume`", out):
+        run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet, resume=resume)
     _print_summary(run)
     typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {RunFiles(Path(run)).report_html}")
 
@@ -467,6 +472,17 @@ def config_keys_command() -> None:
 
 
 @app.command("list")
+@contextmanager
+def _continue_hint(command: str, run: Path) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say how to continue (``to continue: <command>``) when ``run``'s folder exists."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if RunFiles(Path(run)).marker.is_file():
+            typer.echo(f"to continue: {command}", err=True)
+        raise
+
+
 def list_names() -> None:
     """List the registered datasets, models, training methods, attacks and presets."""
     from .attacks import attack_usage
