@@ -109,6 +109,7 @@ def test_version_and_usage_errors_are_one_line(capsys):
     from classwise.cli import main
 
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"classwise {__version__}"
+    assert main(["list"]) == 0 and capsys.readouterr().out.startswith("datasets: ")
     assert main(["evaluate", "--no-such-flag"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: No such option: --no-such-flag")

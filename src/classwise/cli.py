@@ -420,8 +420,8 @@ def column_groups(names: list[str], width: int, first: int, cell: int = 5, pad: 
 
     A column takes its name's length or ``cell`` (the widest number, "100.0"),
     plus ``pad`` (rich's padding and separator); ``first`` is the width of the
-    row-name column, which every table repeats. A name too long for any table gets a group of its own (the console
-    folds that one line rather than cutting it).
+    row-name column, which every table repeats. A name too long for any table
+    gets a group of its own (the console folds it rather than cutting it).
     """
     groups: list[list[str]] = [[]]
     used = first + 2 * pad
@@ -471,7 +471,6 @@ def config_keys_command() -> None:
         typer.echo(f"{k.key}  ({k.type}, default {k.default})\n    {k.meaning}")
 
 
-@app.command("list")
 @contextmanager
 def _continue_hint(command: str, run: Path) -> Iterator[None]:
     """On Ctrl-C or SIGTERM, say how to continue (``to continue: <command>``) when ``run``'s folder exists."""
@@ -483,6 +482,7 @@ def _continue_hint(command: str, run: Path) -> Iterator[None]:
         raise
 
 
+@app.command("list")
 def list_names() -> None:
     """List the registered datasets, models, training methods, attacks and presets."""
     from .attacks import attack_usage
