@@ -46,6 +46,24 @@ def test_worst_class_tied_when_intervals_overlap():
     assert s["best_call"] == {"class": 2, "significant": False, "tied_with": [3]}  # 90% [82.6, 94.5] vs 80% [71.1, 86.7]
 
 
+def test_all_equal_classes_have_no_best_or_worst_and_the_report_says_tied():
+    from classwise.analysis.schema import Summary
+    from classwise.report.build import _headline_lines
+    from classwise.report.glance import headline_card
+
+    s = summarize(_results({"pgd20": [0, 0, 0]}, 10))
+    block = s["attacks"]["pgd20"]
+    assert block["gap"] == 0.0 and block["best_class"] is None and block["worst_class"] is None
+    assert block["best_call"] is None and block["worst_call"] is None and block["worst_class_interval"] is not None
+    typed = Summary.from_dict(s)
+    lines = _headline_lines(typed)
+    assert "most and least robust class: none: all 3 classes tied at 0.0%" in lines
+    assert not any(line.startswith(("most robust class", "least robust class")) for line in lines)
+    card = headline_card(typed, [], 0).items
+    assert "weakest class: none: all 3 classes tied at 0.0%" in card
+    assert "strongest class: none: all 3 classes tied at 0.0%" in card
+
+
 def test_worst_class_significant_when_disjoint():
     s = summarize(_results({"pgd20": [10, 43, 90, 80]}, 100))["attacks"]["pgd20"]
     assert s["worst_call"] == {"class": 0, "significant": True, "tied_with": []}
@@ -62,6 +80,19 @@ def test_paired_drops_marked_by_exact_mcnemar():
     assert f["p"][2] == 1.0
     assert f["significant"] == [True, False, False]
     assert f["overall"]["p"] == pytest.approx(binomtest(32, 32).pvalue)
+
+
+def test_claims_never_compare_attacks_of_different_threat_models():
+    """An L2 attack at eps 0.5 is no "stronger attack" than L-inf PGD-20: neither McNemar nor rho pairs them."""
+    res = _results({"fgsm": [50, 50, 50], "pgd20": [20, 48, 50], "pgd20@norm=l2": [0, 0, 0],
+                    "pgd40": [20, 47, 50]}, 50)
+    linf = {"norm": "linf", "eps": 8 / 255}
+    res.facts = {"fgsm": {"family": "fgsm"} | linf, "pgd20": {"family": "pgd", "steps": 20} | linf,
+                 "pgd20@norm=l2": {"family": "pgd", "steps": 20, "norm": "l2", "eps": 0.5},
+                 "pgd40": {"family": "pgd", "steps": 40, "norm": "linf", "eps": 16 / 255}}
+    claims = summarize(res)["claims"]
+    assert claims["paired"]["reference"] == "pgd20" and list(claims["paired"]["attacks"]) == ["fgsm"]
+    assert [(c["weaker"], c["stronger"]) for c in claims["weak_hurt_more"]] == [("fgsm", "pgd20")]
 
 
 def test_weak_hurt_more_rank_correlation():

@@ -244,15 +244,18 @@ def test_compare_table_of_any_number_of_runs(tmp_path):
 
     a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
     b = _fake_run(tmp_path / "b", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
-    c = _fake_run(tmp_path / "c", [60.0, 65.0, 50.0], [35.0, 5.0, 25.0])
+    c = _fake_run(tmp_path / "c", [60.0, 65.0, 50.0], [40.0, 0.0, 20.0], n=5)
     out = tmp_path / "cmp"
     assert main(["compare", str(a), str(b), str(c), "--attack", "pgd20", "--out", str(out)]) == 0
     rows = (out / "compare.csv").read_text().splitlines()
     assert rows[0] == "run (attack),total,a,b,c,most_robust,most_vulnerable"
-    assert rows[1:] == ["a (pgd20),20.00,10.00,30.00,20.00,b,a", "b (pgd20),43.33,40.00,70.00,20.00,b,c",
-                        "c (pgd20),21.67,35.00,5.00,25.00,a,b"]
+    assert rows[1:] == ["a (pgd20; n=60),20.00,10.00,30.00,20.00,b,a", "b (pgd20; n=60),43.33,40.00,70.00,20.00,b,c",
+                        "c (pgd20; n=15),20.00,40.00,0.00,20.00,a,b"]  # c: 5 test images a class
     md = (out / "compare.md").read_text()
-    assert "| b (pgd20) | 43.3 | 40.0 | <u>70.0</u> | **20.0** |" in md and (out / "compare.png").is_file()
+    assert "| b (pgd20; n=60) | 43.3 | 40.0 | <u>70.0</u> | **20.0** |" in md and (out / "compare.png").is_file()
+    fair = (out / "fairness.md").read_text()
+    assert "| Run | attack | n | clean |" in fair and "| c | pgd20 | 15 | 58.3 |" in fair
+    assert not any((run / "compare").exists() for run in (a, b, c))  # --out, and nothing in the runs
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0  # no --attack: clean and every attack
     assert len((out / "compare.csv").read_text().splitlines()) == 1 + 4
     assert main(["compare", str(a), str(b), "--attack", "nope"]) == 2
@@ -307,7 +310,7 @@ def test_compare_shows_the_simultaneous_worst_class_interval_of_every_run(tmp_pa
     assert r["worst_low"] == pytest.approx(100 * beta.ppf((1 - level) / 2, 2, 19))
     assert r["worst_high"] == pytest.approx(100 * beta.ppf(1 - (1 - level) / 2, 3, 18))
     assert r["nsd"] == pytest.approx(np.std([10, 30, 20]) / 20)
-    assert "| a | pgd20 | 90.0 | 20.0 |" in (out / "fairness.md").read_text()
+    assert "| a | pgd20 | 60 | 90.0 | 20.0 |" in (out / "fairness.md").read_text()
 
 
 @pytest.mark.parametrize("args", [["--group", "nope"], ["--group", "a=x", "--group", "a=y"], ["--group", "=x"], []])

@@ -94,7 +94,8 @@ def test_report_names_best_and_worst_class_and_notes(demo_run):
     md = (demo_run / "report.md").read_text()
     assert "most robust class" in md and "least robust class" in md and "largest class gap" in md
     assert "Demo recipe, not the paper's" in md
-    assert re.search(r"cost: fgsm \d+ gradient passes, [01] per example; pgd5 [\d.]+ k? ?gradient passes", md)
+    cost = re.search(r"cost: fgsm \d+ gradient passes, ([\d.]+) per example; pgd5 [\d.]+ k? ?gradient passes", md)
+    assert cost and 0 < float(cost.group(1)) <= 1  # one gradient pass per clean-correct example, 3 digits
     html = (demo_run / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') >= 3 and "http://" not in html and "https://" not in html
 
@@ -285,3 +286,32 @@ def test_train_without_terminal_prints_one_line_per_epoch(tmp_path, tiny_overrid
     assert len(lines) == 3 and lines[-1].startswith("trained: ")
     assert (run / "train.log").read_text().splitlines() == epochs
     assert err.strip() == ""
+
+
+def test_the_console_table_wraps_its_attack_columns_instead_of_truncating_them():
+    """Eleven columns at 80 characters: every name whole (no "…"), split over tables that fit, order kept."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from classwise.cli import column_groups
+
+    names = ["clean", "fgsm", "pgd20", "pgd20@restarts=2", "pgd20@norm=l2", "pgd10", "pgd5", "cw-margin5", "fgsm-rs",
+             "pgd3@restarts=3", "worst"]
+    for width in (40, 80, 200):
+        groups = column_groups(names, width, len("class"))
+        assert [n for g in groups for n in g] == names and all(groups)
+        console = Console(width=width, record=True, file=io.StringIO())
+        for group in groups:
+            table = Table(box=box.SIMPLE)
+            table.add_column("class", overflow="fold")
+            for name in group:
+                table.add_column(name, justify="right", overflow="fold")
+            table.add_row("total", *["100.0"] * len(group))
+            console.print(table)
+        text = console.export_text()
+        assert "…" not in text and all(name in text for name in names)
+        assert max(len(line) for line in text.splitlines()) <= width
+    assert len(column_groups(names, 200, 5)) == 1

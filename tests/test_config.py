@@ -42,6 +42,18 @@ def test_overrides_parse_yaml_values():
     assert (cfg.train.epochs, cfg.train.milestones, cfg.data.root, cfg.seed) == (3, (1, 2), "/x", 7)
 
 
+def test_a_run_whose_recipe_differs_from_its_preset_says_so_in_its_notes():
+    from classwise.pipeline import recipe_config
+
+    preset = load_config("demo")
+    assert recipe_config("demo") == preset
+    assert recipe_config("demo", ["device=cpu", "perf.amp=none", "data.root=/x"]).notes == preset.notes
+    cfg = recipe_config("demo", ["train.epochs=1", "data.train_examples=500"])
+    assert cfg.notes[:-1] == preset.notes and cfg.train.epochs == 1
+    assert cfg.notes[-1].startswith("Not the demo recipe: this run sets data.train_examples=500 (demo: None), "
+                                    "train.epochs=1 (demo: 5)")
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.epoch=3", "unknown config key 'train.epoch'"),
     ("train.epochs=abc", "must be a number"),

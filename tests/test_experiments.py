@@ -265,7 +265,7 @@ def test_fairness_table_generator_writes_the_section_and_calls_significance(tmp_
     text = doc.read_text()
     assert printed in text
     assert text.startswith("intro\n<!-- fairness-table:tiny:start -->\nTiny saved summaries.\n") and "old" not in text
-    assert "| trades | worst | 90.0 | 40.0 [" in text and "| dafa | worst | 90.0 | 41.3 [" in text
+    assert "| trades | worst | 300 | 90.0 | 40.0 [" in text and "| dafa | worst | 300 | 90.0 | 41.3 [" in text
     assert ("- dafa against trades: average robust +1.3 points, not significant at this scale (intervals overlap); "
             "worst-class robust +29.0 points, significant (intervals disjoint).") in text
     assert text.endswith("<!-- fairness-table:tiny:end -->\nafter\n")

@@ -72,16 +72,24 @@ def test_markdown_table_marks_best_and_worst(report):
     _, paths = report
     md = paths["table_md"].read_text()
     # pgd20: cat 3/10 (worst, bold), car 8/10 (best, underlined), ship 5/10; total 16/30
-    # each cell: value ± half the width of the 95% Wilson interval of k of n
+    # each cell: the value and its 95% Wilson interval of k of n (asymmetric, so never "±")
     def cell(k, n):
         lo, hi = wilson_interval(k, n)
-        return f"{100 * k / n:.1f} ±{50 * (hi - lo):.1f}"
+        return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
     assert f"| pgd20 | {cell(16, 30)} | **{cell(3, 10)}** | <u>{cell(8, 10)}</u> | {cell(5, 10)} |" in md
     assert f"| fgsm | {cell(23, 30)} | **{cell(6, 10)}** | <u>{cell(9, 10)}</u> | {cell(8, 10)} |" in md
     assert f"| clean | {cell(28, 30)} | **{cell(9, 10)}** | <u>{cell(10, 10)}</u> | {cell(9, 10)} |" in md  # tie: first
-    assert "| pgd20 | 53.3 ±16.8 | **30.0 ±24.8** |" in md  # by hand: [36.1, 69.8], [10.8, 60.3]
+    assert "| pgd20 | 53.3 [36.1, 69.8] | **30.0 [10.8, 60.3]** |" in md and "±" not in md  # by hand
     assert "Underlined" in md and "bold" in md and "Wilson" in md
+
+
+def test_eps_line_shows_fractions_grouped_by_value_never_a_dict():
+    from classwise.report.build import eps_text
+
+    assert eps_text(8 / 255) == "8/255" and eps_text(0.3) == "0.3"
+    per_attack = {"fgsm": 8 / 255, "pgd20": 8 / 255, "pgd20@norm=l2": 0.5, "worst": 8 / 255}
+    assert eps_text(per_attack) == "8/255 (fgsm, pgd20, worst); 0.5 (pgd20@norm=l2)"
 
 
 def test_markdown_marks_nan_and_single_class():
@@ -113,14 +121,16 @@ def test_summary_numbers_in_report(report):
                  "largest class gap: 50.0 percentage points",
                  "weak class cat: 30.0% [10.8, 60.3] robust under pgd20, clean 90.0% (gap 60.0 points); "
                  "flipped to car 100%", "fgsm vs pgd20: 0 of 3 classes differ significantly",
-                 "demo recipe: 2 epochs instead of 100", "Spearman rho = 1.00"]:
+                 "demo recipe: 2 epochs instead of 100", "Spearman rho = 1.00",
+                 "(p: Spearman's test over the 3 classes, whose accuracies it takes as exact; 95% interval: the "
+                 "test examples of each class resampled, the weight norms fixed"]:
         assert line in md, line
     order = ["## At a glance", "## Class by class", "## Statistical statements", "## Notes"]
     assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
     assert md.index("## Notes") < md.index("## Class-wise accuracy")
     assert "](figures/weight_norms.png)" in md
     html_text = paths["report_html"].read_text()
-    assert "most robust class: car (80.0%" in html_text and "<u>80.0 ±22.7</u>" in html_text
+    assert "most robust class: car (80.0%" in html_text and "<u>80.0 [49.0, 94.3]</u>" in html_text
 
 
 def test_optional_sections_skipped_and_text_escaped(tmp_path):

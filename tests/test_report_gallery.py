@@ -59,8 +59,12 @@ def test_card_names_weakest_class_suite_and_badges(report):
 
 
 def test_attack_suite_shows_the_cost_when_the_summary_records_it():
-    block = SimpleNamespace(cost=SimpleNamespace(forwards=300, backwards=214, examples=1, backwards_per_example=214.0))
+    from classwise.analysis.schema import AttackCost
+
+    block = SimpleNamespace(cost=AttackCost(forwards=300, backwards=214, examples=1, backwards_per_example=214.0))
     assert cost_text("strong", block) == "strong: 214 gradient passes per example"
+    half = SimpleNamespace(cost=AttackCost(forwards=92, backwards=46, examples=100, backwards_per_example=0.46))
+    assert cost_text("fgsm", half) == "fgsm: 0.46 gradient passes per example"
     assert cost_text("pgd20", SimpleNamespace()) == "pgd20"
 
 

@@ -55,6 +55,8 @@ def test_more_steps_or_restarts_raising_robustness_is_flagged():
     assert more_budget_raises_robustness(restarts) == []
     restarts_bad = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20@restarts=5": [0, 0, 0, 1, 1, 0]})  # 3/6 -> 5/6
     assert {f.scope for f in more_budget_raises_robustness(restarts_bad)} == {"overall", "a"}
+    older = results(**{"pgd20": [1, 1, 0, 1, 1, 0], "pgd20-r5": [0, 0, 0, 1, 1, 0]})  # a key of older results
+    assert {f.scope for f in more_budget_raises_robustness(older)} == {"overall", "a"}
 
 
 def test_zero_gradient_share_only_counts_clean_correct_examples():
@@ -96,6 +98,19 @@ def test_single_step_far_weaker_flags_the_class_over_15_points():
     a = next(f for f in flags if f.scope == "a")
     assert "fgsm leaves 90.0% robust, pgd40 50.0%" in a.detail and "catastrophic overfitting" in a.suggests
     assert single_step_far_weaker(_two_class([13, 13], [10, 10])) == []  # exactly 15 points: not flagged
+
+
+def test_single_step_gap_must_pass_a_paired_test_and_share_the_threat_model():
+    """Ten images a class: 3 more left robust by FGSM is 30 points, but exact McNemar p = 0.25, not a flag."""
+    from classwise.analysis.sanity import single_step_far_weaker
+
+    noise = _two_class([5, 5], [2, 5], n=10)
+    assert single_step_far_weaker(noise) == []
+    strong = _two_class([10, 5], [2, 5], n=10)  # 8 discordant, all one way: p = 0.0078, Holm 0.016
+    assert {f.scope for f in single_step_far_weaker(strong)} == {"overall", "a"}
+    strong.facts = {"fgsm": {"family": "fgsm", "norm": "linf", "eps": 8 / 255},
+                    "pgd40": {"family": "pgd", "steps": 40, "norm": "l2", "eps": 0.5}}
+    assert single_step_far_weaker(strong) == []  # L-inf FGSM against L2 PGD: not comparable
 
 
 def test_single_step_check_runs_only_with_both_kinds():

@@ -142,6 +142,20 @@ def test_a_plain_result_key_is_the_spec_without_the_run_threat_model():
         k: v for k, v in merged.facts["pgd5@restarts=2@target=3"].items() if k != "config"}
 
 
+def test_per_example_records_follow_their_attack_to_its_key_when_the_spec_holds_a_fraction():
+    """Records "<kind>/<spec>" move to "<kind>/<key>": a spec written with eps=8/255 holds a "/" of its own."""
+    index = np.arange(3)
+    cfg = AttackConfig("fgsm", 8 / 255, norm="linf")
+    res = _recorded(cfg, index)
+    spec = cfg.to_text()
+    assert "/" in spec
+    res.extras |= {f"forwards/{spec}": np.full(3, 2, np.int64), f"backwards/{spec}": np.ones(3, np.int64)}
+    merged, _ = merge_results(None, {}, res, {"checkpoint": "last", "sha256": "x"})
+    (key,) = merged.adv_pred
+    assert merged.cost(key) == {"forwards": 6, "backwards": 3, "examples": 3, "backwards_per_example": 1.0}
+    assert not any(k.endswith(f"/{key}") and k.count("/") > 1 for k in merged.extras)
+
+
 def test_the_training_attack_keeps_the_settings_of_its_spec():
     from classwise.train.objectives import training_attack
 

@@ -171,7 +171,7 @@ def test_compare_marks_a_run_that_is_not_complete(capsys, run, tmp_path):
     Run(run).set_status("failed", error="RuntimeError: out of memory")
     code, err = run_warned(capsys, ["compare", run, "--out", tmp_path / "cmp"])
     assert code == 0 and "is not complete (status 'failed': RuntimeError: out of memory)" in err
-    assert "run [not complete: failed] (fgsm)" in (tmp_path / "cmp" / "compare.md").read_text()
+    assert "run [not complete: failed] (fgsm; n=" in (tmp_path / "cmp" / "compare.md").read_text()
 
 
 def test_compare_writes_a_marked_folder_and_refuses_a_foreign_one(capsys, run, tmp_path):

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,13 +79,13 @@ def train(
     does not change the run (more epochs, device, perf, checkpointing, eval).
     """
     _threads(threads)
-    from .config import load_config
-    from .pipeline import resumed_config, train_run
+    from .pipeline import recipe_config, resumed_config, train_run
 
     items = _overrides(sets, **{"data.name": dataset, "model.name": model, "train.epochs": epochs,
                                 "data.root": data_root, "data.image_size": image_size, "device": device})
-    cfg = resumed_config(out, items) if resume and not overwrite else load_config(config, items)
-    run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
+    cfg = resumed_config(out, items) if resume and not overwrite else recipe_config(config, items)
+    with _continue_hint(f"`classwise train --out {out} --resume`", out):
+        run = train_run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
         typer.echo(f"trained: {run} (next: classwise evaluate {run})")
 
@@ -161,7 +163,8 @@ def evaluate(
             raise ClasswiseError("give a run folder, or --model SPEC --dataset NAME --out RUN for any model")
         _refuse_outside_flags(weights=weights, dataset=dataset, out=out, mean=mean, std=std)
         specs = _attack_configs(_first_attack(run), attacks, eps, step_size, norm)
-        evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
+        with _continue_hint("the same `classwise evaluate` command again (finished batches are kept)", run):
+            evaluate_run(run, attacks=specs, overrides=tuple(sets or ()), **how)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone speaks
         _print_summary(run)
         typer.echo(f"report: {RunFiles(Path(run)).report_html}")
@@ -369,7 +372,8 @@ def demo(
         raise ClasswiseError("demo --resume needs --out RUN, the interrupted demo's folder")
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet, resume=resume)
+    with _continue_hint(f"`classwise demo --out {out} --resume`", out):
+        run = run_demo(out, overrides=tuple(sets or ()), overwrite=overwrite, progress=not quiet, resume=resume)
     _print_summary(run)
     typer.echo(f"done in {time.perf_counter() - start:.0f} s; open {RunFiles(Path(run)).report_html}")
 
@@ -384,14 +388,20 @@ def _print_summary(run: Path) -> None:
 
     s = Run.open(run).summary()
     blocks = {"clean": s["clean"], **s["attacks"]}
-    table = Table(title=f"class-wise accuracy (%): {run}", box=box.SIMPLE)
-    table.add_column("class")
-    for name in blocks:
-        table.add_column(name, justify="right")
-    table.add_row("total", *(_pct(b["overall"]) for b in blocks.values()), style="bold")
-    for i in _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"]):
-        table.add_row(s["class_names"][i], *(_pct(b["per_class"][i]) for b in blocks.values()))
-    Console().print(table)
+    console = Console()
+    shown = _shown_classes(len(s["class_names"]), list(blocks.values())[-1]["per_class"])
+    first = max(len("class"), len("total"), *(len(s["class_names"][i]) for i in shown))
+    groups = column_groups(list(blocks), console.width, first)
+    for part, names in enumerate(groups, 1):
+        more = f" ({part} of {len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=f"class-wise accuracy (%): {run}{more}", box=box.SIMPLE)
+        table.add_column("class", overflow="fold")
+        for name in names:
+            table.add_column(name, justify="right", overflow="fold")
+        table.add_row("total", *(_pct(blocks[n]["overall"]) for n in names), style="bold")
+        for i in shown:
+            table.add_row(s["class_names"][i], *(_pct(blocks[n]["per_class"][i]) for n in names))
+        console.print(table)
     for line in _worst_lines(Run.open(run).meta().get("attacks", {}), list(blocks)):
         typer.echo(line)
 
@@ -405,6 +415,26 @@ def _worst_lines(facts: dict[str, Any], shown: list[str]) -> list[str]:
             how = "cascade (each attack on the examples still robust) of" if f.get("cascade") else "per-example worst case over"
             lines.append(f"{name}: {how} {', '.join(map(str, f['over']))}")
     return lines
+
+
+def column_groups(names: list[str], width: int, first: int, cell: int = 5, pad: int = 3) -> list[list[str]]:
+    """``names`` split into consecutive groups whose table fits ``width`` characters: wrap, never truncate.
+
+    A column takes its name's length or ``cell`` (the widest number, "100.0"),
+    plus ``pad`` (rich's padding and separator); ``first`` is the width of the
+    row-name column, which every table repeats. A name too long for any table
+    gets a group of its own (the console folds it rather than cutting it).
+    """
+    groups: list[list[str]] = [[]]
+    used = first + 2 * pad
+    for name in names:
+        need = max(len(name), cell) + pad
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = first + 2 * pad
+        groups[-1].append(name)
+        used += need
+    return groups
 
 
 def _shown_classes(k: int, robust: list, limit: int = 20) -> list[int]:
@@ -441,6 +471,17 @@ def config_keys_command() -> None:
 
     for k in config_keys():
         typer.echo(f"{k.key}  ({k.type}, default {k.default})\n    {k.meaning}")
+
+
+@contextmanager
+def _continue_hint(command: str, run: Path) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say how to continue (``to continue: <command>``) when ``run``'s folder exists."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if RunFiles(Path(run)).marker.is_file():
+            typer.echo(f"to continue: {command}", err=True)
+        raise
 
 
 @app.command("list")

@@ -119,14 +119,27 @@ def compare_table(runs: list[str | Path], out: str | Path, attack: str | None = 
     for label, s in summaries:
         if s["class_names"] != names:
             raise ClasswiseError(f"{label} has other classes than {summaries[0][0]}; compare runs on one dataset")
-    rows = [(f"{label} ({name})", _marked_block(block)) for label, s in summaries for name, block in _rows(label, s, attack)]
+    rows = [(f"{label} ({name}; n={examples_of(block)})", _marked_block(block))
+            for label, s in summaries for name, block in _rows(label, s, attack)]
     out = own_folder(Path(out))
     typed: list[tuple[str, tables.Block]] = list(rows)  # blocks_markdown takes typed blocks or their JSON form
-    files = {"md": atomic_write(out / "compare.md", blocks_markdown(typed, names, corner="Run (attack)")),
+    files = {"md": atomic_write(out / "compare.md", blocks_markdown(typed, names, corner="Run (attack)",
+                                                                footnote=tables.COMPARE_FOOTNOTE)),
              "csv": atomic_write(out / "compare.csv", _csv(rows, names))}
     bars = {label: np.array([np.nan if v is None else v for v in b["per_class"]], dtype=np.float64) for label, b in rows}
     files["png"] = figures.plot_classwise_bars(bars, names, out / "compare.png", title="class-wise comparison")
     return {"rows": rows, "class_names": names, "files": files}
+
+
+def examples_of(block: dict[str, Any]) -> int | str:
+    """The test examples behind an accuracy block: the sum of its per-class n ("?" in a summary without them).
+
+    Runs evaluated on 20 and on 100 examples differ in their noise, so every
+    comparison shows n beside each row.
+    """
+    if block.get("n"):
+        return int(sum(block["n"]))
+    return int(block["examples"]) if block.get("examples") is not None else "?"
 
 
 def run_label(run: Path, runs: list[str | Path] | list[Path]) -> str:
@@ -144,14 +157,14 @@ def _rows(label: str, summary: dict[str, Any], attack: str | None) -> list[tuple
 
 
 def _marked_block(block: dict[str, Any]) -> dict[str, Any]:
-    """The block with its best and worst class (recomputed when absent; None when no class has a value)."""
+    """The block with its best and worst class (recomputed when absent; None when no class has a value or all tie)."""
     values = _values(block)
     if "best_class" in block and "worst_class" in block:
         return block
     ok = np.isfinite(values)
-    best = int(np.nanargmax(values)) if ok.any() else None
-    worst = int(np.nanargmin(values)) if ok.any() else None
-    return block | {"best_class": best, "worst_class": worst}
+    if not ok.any() or np.nanmax(values) == np.nanmin(values):  # no class, or all tied: none is best or worst
+        return block | {"best_class": None, "worst_class": None}
+    return block | {"best_class": int(np.nanargmax(values)), "worst_class": int(np.nanargmin(values))}
 
 
 def _csv(rows: list[tuple[str, dict[str, Any]]], names: list[str]) -> str:
@@ -186,7 +199,7 @@ def fairness_row(summary: dict[str, Any], attack: str | None = None) -> dict[str
     if worst is None or spread is None:
         raise ClasswiseError(f"attack {attack!r} saw no test examples")
     names = summary["class_names"]
-    return {"attack": attack, "clean": summary["clean"]["overall"], "robust": block["overall"],
+    return {"attack": attack, "examples": int(n.sum()), "clean": summary["clean"]["overall"], "robust": block["overall"],
             "robust_ci95": block.get("overall_ci95"), "worst": worst.percent, "worst_low": worst.low,
             "worst_high": worst.high, "worst_classes": [names[c] for c in worst.classes],
             "worst_candidates": len(worst.candidates), "nsd": spread.nsd if np.isfinite(spread.nsd) else None}
@@ -276,8 +289,8 @@ def _mean_std(s: dict[str, Any], digits: int = 1) -> str:
 
 def fairness_markdown(record: dict[str, Any]) -> str:
     """The runs' table (intervals per run) and, when a group has several runs, the groups' table."""
-    lines = ["| Run | attack | clean | average robust (95% CI) | worst-class robust (simultaneous 95%) "
-             "| worst class | NSD |", "|---|---|---|---|---|---|---|"]
+    lines = ["| Run | attack | n | clean | average robust (95% CI) | worst-class robust (simultaneous 95%) "
+             "| worst class | NSD |", "|---|---|---|---|---|---|---|---|"]
     for name, rows in record["runs"].items():
         for r in rows:
             ci = r["robust_ci95"]
@@ -285,7 +298,7 @@ def fairness_markdown(record: dict[str, Any]) -> str:
             worst = f"{_pct(r['worst'])} [{_pct(r['worst_low'])}, {_pct(r['worst_high'])}]"
             label = name if len(rows) == 1 else f"{name}: {Path(r['run']).name}"
             nsd = "n/a" if r["nsd"] is None or not np.isfinite(r["nsd"]) else f"{r['nsd']:.3f}"
-            lines.append(f"| {label} | {r['attack']} | {_pct(r['clean'])} | {avg} | {worst} "
+            lines.append(f"| {label} | {r['attack']} | {r.get('examples', '?')} | {_pct(r['clean'])} | {avg} | {worst} "
                          f"| {', '.join(r['worst_classes'])} | {nsd} |")
     if any(s["runs"] > 1 for s in record["groups"].values()):
         lines += ["", "| Group | seeds | clean | average robust | worst-class robust | NSD "
@@ -305,14 +318,15 @@ def _p_value(vs: dict[str, Any], key: str) -> str:
 
 
 def _fairness_csv(record: dict[str, Any]) -> str:
-    header = ["group", "run", "attack", "clean", "robust", "robust_low", "robust_high", "worst", "worst_low",
+    header = ["group", "run", "attack", "examples", "clean", "robust", "robust_low", "robust_high", "worst", "worst_low",
               "worst_high", "worst_classes", "nsd"]
     cell = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
     rows = []
     for name, runs in record["runs"].items():
         for r in runs:
             ci = r["robust_ci95"] or (None, None)
-            rows.append([name, r["run"], r["attack"], cell(r["clean"]), cell(r["robust"]), cell(ci[0]), cell(ci[1]),
+            rows.append([name, r["run"], r["attack"], str(r.get("examples", "")), cell(r["clean"]), cell(r["robust"]),
+                         cell(ci[0]), cell(ci[1]),
                          cell(r["worst"]), cell(r["worst_low"]), cell(r["worst_high"]), " ".join(r["worst_classes"]),
                          cell(r["nsd"])])
     return text_csv(header, rows)

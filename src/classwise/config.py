@@ -41,6 +41,9 @@ def _check_known(kind: str, name: str, known: tuple[str, ...]) -> None:
 class DataConfig:
     """Which dataset and where its files are (``root`` None = default cache).
 
+    ``name``: a dataset of the registry (``classwise list``). ``download``: fetch
+    the official files into ``root`` when they are missing. ``image_size``: resize
+    images to this many pixels a side (image folders; null keeps their size).
     ``train_examples`` keeps a class-balanced sample of the training set (quick runs).
     ``remove_class`` drops the training examples of that class (after the
     sampling); test set, class names and the model's K outputs are unchanged
@@ -75,6 +78,7 @@ class DataConfig:
 class HeadConfig:
     """The model's last layer: "linear" (``nn.Linear``) or "he" (hypersphere embedding).
 
+    ``name``: the kind of last layer, "linear" or "he".
     ``scale`` (s = 1/T) and ``margin`` (angular margin m) apply to "he" only
     (Pang et al. 2020 use s = 15, m = 0.2 on CIFAR-10; HE-LIS/HE-CMP use m = 0
     and overwrite s every epoch).
@@ -92,7 +96,11 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Registry name of the model, extra constructor arguments, and its head."""
+    """Registry name of the model, extra constructor arguments, and its head.
+
+    ``name``: a model of the registry, torchvision:NAME or timm:NAME (``classwise list``).
+    ``kwargs``: extra keyword arguments of its constructor (e.g. ``{depth: 34}``).
+    """
 
     name: str = "smallcnn"
     kwargs: dict = field(default_factory=dict)
@@ -103,6 +111,10 @@ class ModelConfig:
 class AttackConfig:
     """An attack spec of the registry ("fgsm", "pgd40", ...), its threat model, budget and options.
 
+    ``name``: the attack spec (``pgd40``, ``fgsm``, ``classwise list`` has them).
+    ``eps``: the radius of the threat model (8/255 may be written as such).
+    ``step_size``: the step of iterative attacks (null: the attack's default, 2.5 eps / steps for PGD).
+    ``restarts``: random restarts; an example counts as robust only if it survives all.
     ``norm``: the threat model, "linf" (eps in [0, 1]) or "l2" (eps >= 0 in
     L2 units, e.g. 0.5 on CIFAR-10 as RobustBench; radii > 1 are meaningful
     on large images). ``options`` are further keyword arguments of the attack
@@ -275,6 +287,11 @@ class FairnessConfig:
 class TrainConfig:
     """Optimiser, schedule and objective (section 3 / appendix E of the paper).
 
+    ``epochs``: passes over the training set. ``batch_size``: training images a step.
+    ``optimizer``: "sgd" (with ``momentum``) or "adam"; ``lr`` its learning rate and
+    ``weight_decay`` its L2 penalty. ``attack``: the attack that makes the training
+    examples of adversarial methods. ``save_epochs``: epochs whose checkpoint is kept
+    as ``epochN`` beside ``last`` (for ``evaluate --checkpoint``).
     ``eps_warmup_epochs`` > 0 ramps the training eps linearly from 0 to the
     attack's eps over that many epochs (a deviation from the paper, used by
     the quick demo). ``monitor`` is the attack logged per epoch on the test set
@@ -386,6 +403,9 @@ _DEFAULT_GAMMA = next(f.default for f in fields(TrainConfig) if f.name == "gamma
 class EvalConfig:
     """Final evaluation: attacks, which checkpoint, how many test images.
 
+    ``attacks``: the suite, each an attack with its threat model. ``checkpoint``:
+    "last" or a kept ``epochN``. ``examples``: a class-balanced test sample of this
+    size (null: the whole test set). ``batch_size``: test images attacked at once.
     ``save_adv_per_class``: adversarial images each attack keeps per class in
     RUN/adv/ for the report's galleries, fooled ones first, a seeded choice (0 keeps
     none, and evaluate --save-adv keeps all).
@@ -428,7 +448,13 @@ class PerfConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one run needs; saved resolved as ``config.yaml`` in the run folder."""
+    """Everything one run needs; saved resolved as ``config.yaml`` in the run folder.
+
+    ``seed``: seeds data order, sampling, initialisation and attacks' random starts.
+    ``device``: "auto" (a GPU when there is one), "cpu", "cuda", "cuda:1" ...
+    ``notes``: free text shown in the report (presets say how their recipe differs
+    from the paper's; a run that changes its preset's recipe adds a note saying so).
+    """
 
     seed: int = 0
     device: str = "auto"

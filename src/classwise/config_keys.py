@@ -73,7 +73,7 @@ def _value_text(value: Any) -> str:
 def _meaning(cls: type, name: str) -> str:
     """The docstring sentence of ``cls`` that names ``name`` as ``name``; else its first line."""
     doc = " ".join((cls.__doc__ or "").split())
-    for sentence in re.split(r"(?<=[.;])\s+(?=[A-Z`(])", doc):
+    for sentence in re.split(r"(?<=\.)\s+(?=[A-Z`])", doc):
         if f"``{name}``" in sentence:
             return sentence.replace("``", "")
     return doc.split(". ")[0].rstrip(".").replace("``", "") + "." if doc else ""

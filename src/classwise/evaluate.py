@@ -22,7 +22,9 @@ every rank returns the single-process results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,7 +45,7 @@ from .evalstate import EvalState, fingerprint
 from .inputs import check_eps, check_eval_inputs, check_image_dtype, check_logits
 from .models import normalized
 from .perf import autocast, prepare_input, prepare_model
-from .progress import log_line, progress_tasks
+from .progress import log_line, phase_line, progress_tasks
 from .results import EvalResults
 
 BatchFn = Callable[..., dict[str, torch.Tensor]]
@@ -290,6 +292,7 @@ def evaluate(
     outs = _batches(_cascade_batch if cascade else _attack_batch, model, images, labels, built, opts, dev, k, state)
     results = _to_results(outs, labels, class_names, opts.keep_probs)
     if opts.zero_grad:
+        phase_line(f"zero-gradient check: {len(labels)} images, one input gradient each", opts.progress)
         results.extras["zero_grad"] = zero_gradient_mask(model, images, labels, batch_size=opts.batch_size,
                                                          device=dev, ranks=opts.ranks)
     results.facts.update({name: attack.facts() for name, attack in built.items()})
@@ -322,7 +325,9 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
                  f" of {len(labels)} examples already attacked ({state.path if state else ''})")
     starts = shard_starts(len(labels), opts.batch_size, opts.ranks)
     total = sum(min(opts.batch_size, len(labels) - s) for s in starts)
-    with progress_tasks(list(built), total, opts.progress, prefix="evaluating ") as advance, autocast(opts.perf, dev):
+    clock = dict.fromkeys(built, 0.0)  # seconds each attack took, for the log lines
+    with progress_tasks(list(built), total, opts.progress, prefix="evaluating ", seconds=clock) as advance, \
+            autocast(opts.perf, dev):
         for start in starts:
             end = start + opts.batch_size
             if start in done:  # finished before an interruption (evalstate)
@@ -333,7 +338,7 @@ def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: 
             gens = {name: torch.Generator(dev).manual_seed(batch_seed(opts.seed, start // opts.batch_size))
                     for name in built}
             sink = None if opts.adv_sink is None else _sink(opts.adv_sink, start)
-            out = batch_fn(model, x, on_dev[start:end], built, gens, sink)
+            out = batch_fn(model, x, on_dev[start:end], built, gens, sink, clock)
             parts.append((start, {name: _to_cpu(name, t, k, labels[start:end]) for name, t in out.items()}))
             for name in out:
                 advance(name, len(x))
@@ -381,30 +386,44 @@ def to_device_once(images: torch.Tensor, device: torch.device, max_bytes: int = 
 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
-                  gens: Mapping[str, torch.Generator], sink: Callable | None = None) -> dict[str, torch.Tensor]:
+                  gens: Mapping[str, torch.Generator], sink: Callable | None = None,
+                  clock: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     """Clean logits and, per attack, logits on adversarial images (B, K), plus its records.
 
     Only clean-correct examples are attacked; the others keep their clean logits
     and the attack's fill value in each record ("record:min_dist/<attack>"...).
+    ``clock`` (attack -> seconds) gains the wall time of each attack.
     """
     clean = predict(model, x)
     ok = clean.argmax(1) == y
     out = {"clean": clean}
     for name, attack in attacks.items():
-        out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], _named(sink, name),
-                                           keep_records=True)
+        with _timed(clock, name):
+            out[name], records = _attack_where(model, x, y, ok, clean, attack, gens[name], _named(sink, name),
+                                               keep_records=True)
         out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     return out
 
 
+@contextmanager
+def _timed(clock: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Add the block's wall time to ``clock[name]`` (nothing without a clock)."""
+    start = time.perf_counter()
+    yield
+    if clock is not None:
+        clock[name] = clock.get(name, 0.0) + time.perf_counter() - start
+
+
 def _cascade_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
-                   gens: Mapping[str, torch.Generator], sink: Callable | None = None) -> dict[str, torch.Tensor]:
-    """Clean logits, per attack the worst-case logits so far, and "worst" (B, K)."""
+                   gens: Mapping[str, torch.Generator], sink: Callable | None = None,
+                   clock: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Clean logits, per attack the worst-case logits so far, and "worst" (B, K); ``clock`` as :func:`_attack_batch`."""
     current = predict(model, x)
     out = {"clean": current}
     for name, attack in attacks.items():
         robust = current.argmax(1) == y  # clean-correct and not fooled by earlier attacks
-        current, records = _attack_where(model, x, y, robust, current, attack, gens[name], _named(sink, name))
+        with _timed(clock, name):
+            current, records = _attack_where(model, x, y, robust, current, attack, gens[name], _named(sink, name))
         out[name] = current
         out |= {f"{RECORD}{kind}/{name}": rec for kind, rec in records.items()}
     out[WORST] = current

@@ -168,7 +168,8 @@ def _put(merged: EvalResults, incoming: EvalResults, spec: str, pred: np.ndarray
     probs.pop(key, None)
     if spec in incoming.adv_probs and incoming.clean_probs is not None:
         probs[key] = incoming.adv_probs[spec]
-    records = {f"{k.rpartition('/')[0]}/{key}": v for k, v in incoming.extras.items() if k.endswith(f"/{spec}")}
+    # "<kind>/<spec>" -> "<kind>/<key>"; the spec itself may hold a "/" (eps=8/255), so cut it off by its length
+    records = {f"{k[:-len(spec) - 1]}/{key}": v for k, v in incoming.extras.items() if k.endswith(f"/{spec}")}
     shared = {k: v for k, v in incoming.extras.items() if "/" not in k and k != "index"}  # e.g. zero_grad
     merged = dataclasses.replace(merged, adv_pred=adv, adv_probs=probs, facts=merged.facts | {key: facts},
                                  extras=merged.extras | shared | records)

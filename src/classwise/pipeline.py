@@ -10,8 +10,8 @@ through :class:`classwise.runs.Run`; which results an evaluation keeps is
 from __future__ import annotations
 
 from .jobs import (OutsideModel, create_outside_run, demo, eval_indices, evaluate_outside, evaluate_run,
-                   outside_config, report_run, resumed_config, train_run)
+                   outside_config, recipe_config, report_run, resumed_config, train_run)
 from .runs import load_run_data
 
 __all__ = ["OutsideModel", "create_outside_run", "demo", "eval_indices", "evaluate_outside", "evaluate_run",
-           "load_run_data", "outside_config", "report_run", "resumed_config", "train_run"]
+           "load_run_data", "outside_config", "recipe_config", "report_run", "resumed_config", "train_run"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,19 +67,20 @@ def progress_task(description: str, total: int, enabled: bool = True, unit: str 
 
 @contextmanager
 def progress_tasks(names: list[str], total: int, enabled: bool = True, unit: str = "img",
-                   prefix: str = "") -> Iterator[Callable[[str, int], None]]:
+                   prefix: str = "", seconds: Mapping[str, float] | None = None) -> Iterator[Callable[[str, int], None]]:
     """One bar per name (e.g. per attack) over ``total`` items; yield ``advance(name, n)``.
 
     Unknown names are ignored. Bars on terminals only, as :func:`progress_task`;
     off a terminal (nohup, slurm, CI) one log line at the start, one at least
-    every ``LOG_EVERY_S`` seconds with the share done and the time left, and one
-    at the end (:func:`_logged_tasks`).
+    every ``LOG_EVERY_S`` seconds with the share done and the time left, and at
+    the end one line per name with the seconds ``seconds`` holds for it by then
+    (the caller's clock of each task), then the total (:func:`_logged_tasks`).
     """
     if not enabled or os.environ.get("CLASSWISE_PROGRESS", "1") == "0":
         yield _advance_name_nothing
         return
     if not sys.stderr.isatty():
-        with _logged_tasks(names, total, prefix) as advance:
+        with _logged_tasks(names, total, prefix, seconds) as advance:
             yield advance
         return
     from rich.console import Console
@@ -101,8 +102,9 @@ LOG_EVERY_S = 30.0  # seconds between progress lines off a terminal
 
 
 @contextmanager
-def _logged_tasks(names: list[str], total: int, prefix: str) -> Iterator[Callable[[str, int], None]]:
-    """Plain progress lines for logs: start, every LOG_EVERY_S seconds (done, elapsed, ETA), end."""
+def _logged_tasks(names: list[str], total: int, prefix: str,
+                  seconds: Mapping[str, float] | None = None) -> Iterator[Callable[[str, int], None]]:
+    """Plain progress lines for logs: start, every LOG_EVERY_S seconds (done, elapsed, ETA), each task's time, end."""
     what = f"{prefix}{', '.join(names)}".strip()
     done = dict.fromkeys(names, 0)
     start = last = time.monotonic()
@@ -121,7 +123,19 @@ def _logged_tasks(names: list[str], total: int, prefix: str) -> Iterator[Callabl
                      f"about {format_duration(left)} left")
 
     yield advance_name
+    for name, took in ((n, seconds.get(n, 0.0)) for n in names) if seconds is not None else ():
+        log_line(f"{prefix}{name}: {done[name]} images in {format_duration(took)}")
     log_line(f"{what}: done in {format_duration(time.monotonic() - start)}")
+
+
+def phase_line(text: str, enabled: bool = True) -> None:
+    """One log line naming a phase of long work (``report: writing ...``), off a terminal only.
+
+    On a terminal the bars show what runs; in logs (nohup, slurm, CI) this line
+    says what the process is doing between the progress lines of its tasks.
+    """
+    if enabled and os.environ.get("CLASSWISE_PROGRESS", "1") != "0" and not sys.stderr.isatty():
+        log_line(text)
 
 
 def log_line(text: str) -> str:

@@ -221,12 +221,12 @@ class Run:
         lock, so a live run is never deleted). Nothing is written into a refused folder.
         """
         path, source = Path(path), SOURCES[origin]
-        _check_new(path, overwrite)
+        _check_new(path, overwrite, source is OurCheckpoints)
         _mkdir(path)
         run = cls(path)
         with run.lock():
             if _entries(path):
-                _check_new(path, overwrite)
+                _check_new(path, overwrite, source is OurCheckpoints)
                 for child in _entries(path):
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             start_ledger(path)
@@ -501,16 +501,20 @@ def _entries(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.name != LOCK] if path.is_dir() else []
 
 
-def _check_new(path: Path, overwrite: bool) -> None:
-    """Refuse a path that cannot become a new run (see :meth:`Run.create`)."""
+def _check_new(path: Path, overwrite: bool, trains: bool = True) -> None:
+    """Refuse a path that cannot become a new run (see :meth:`Run.create`).
+
+    The hint names what the command at hand can do: a training command has
+    --resume; ``evaluate --model`` has not (its existing run is evaluated as a run).
+    """
     if path.is_symlink():
         raise ClasswiseError(f"run folder {path} is a symbolic link: pass the folder it points to")
     if path.exists() and not path.is_dir():
         raise ClasswiseError(f"run folder {path} exists and is not a folder")
     if _entries(path):
         if not overwrite:
-            raise ClasswiseError(f"run folder {path} already exists: pass --resume to continue it or "
-                                 "--overwrite to replace it")
+            again = "pass --resume to continue it" if trains else f"evaluate it with `classwise evaluate {path}`"
+            raise ClasswiseError(f"run folder {path} already exists: {again} or pass --overwrite to replace it")
         _refuse_overwrite(path)
 
 

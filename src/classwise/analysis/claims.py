@@ -24,7 +24,7 @@ import numpy as np
 
 from ..results import EvalResults
 from .classwise import classwise_accuracy, confusion_counts, weight_norms
-from .facts import is_paper_pgd20
+from .facts import is_paper_pgd20, same_threat_model
 from .stats import (
     classwise_interval,
     mcnemar_exact,
@@ -73,25 +73,34 @@ def paired_block(results: EvalResults, reference: str | None, attack: str, alpha
             "overall": {"diff": overall, "p": mcnemar_exact(only_ref, only_att)}}
 
 
+def comparable(results: EvalResults, reference: str | None) -> list[str]:
+    """The attacks other than ``reference`` under its threat model (same norm and eps), in results order.
+
+    Claims compare attacks, never threat models: an L2 attack is not "stronger"
+    than an L-inf one, its budget is another (:func:`~.facts.same_threat_model`).
+    """
+    if reference is None:
+        return []
+    return [a for a in results.attacks if a != reference and same_threat_model(results, reference, a)]
+
+
 def paired_claims(results: EvalResults, reference: str | None) -> dict[str, Any]:
-    """{"reference", "attacks": {attack: :func:`paired_block`}} for every other attack."""
+    """{"reference", "attacks": {attack: :func:`paired_block`}} for every other attack of its threat model."""
     if reference is None:
         return {"reference": None, "attacks": {}}
-    return {"reference": reference,
-            "attacks": {a: paired_block(results, reference, a) for a in results.attacks if a != reference}}
+    return {"reference": reference, "attacks": {a: paired_block(results, reference, a)
+                                                for a in comparable(results, reference)}}
 
 
 def weak_hurt_more_claims(results: EvalResults, reference: str | None, seed: int = 0) -> list[dict[str, Any]]:
     """Section 3.3 per attack vs ``reference``: Spearman of the weaker's robustness and the drop.
 
-    For each other attack, on the examples both saw, the weaker attack is the
+    For each other attack of its threat model, on the examples both saw, the weaker attack is the
     one with the higher overall robustness; rho < 0 with small p says the
     stronger attack gains most on the classes that were already weak.
     """
     out = []
-    for attack in results.attacks:
-        if reference is None or attack == reference:
-            continue
+    for attack in comparable(results, reference):
         m = _both(results, reference, attack)
         ra, rr = results.correct(attack)[m].mean(), results.correct(reference)[m].mean()
         weak, strong = (attack, reference) if ra >= rr else (reference, attack)

@@ -18,7 +18,7 @@ import numpy as np
 from ..results import EvalResults
 from .claims import paired_block
 from .classwise import WORST, classwise_accuracy
-from .facts import budget, is_single_step
+from .facts import budget, is_single_step, same_threat_model
 from .stats import weak_hurt_more
 from .summary import protocol_attack
 
@@ -111,37 +111,47 @@ def _budget_flags(results: EvalResults, weak: str, strong: str, tolerance: float
 
 
 
-def single_step_far_weaker(results: EvalResults, threshold: float = 15.0) -> list[SanityFlag]:
-    """A single-step attack leaving far more examples robust than an iterative one (> threshold points).
+def single_step_far_weaker(results: EvalResults, threshold: float = 15.0, alpha: float = 0.05) -> list[SanityFlag]:
+    """A single-step attack leaving far more examples robust than an iterative one: gap and paired test.
 
-    Per class and overall, on the examples both attacks saw: FGSM (or FGSM-RS)
-    robustness minus PGD / CW-margin robustness above ``threshold`` percentage
-    points is the signature of gradient masking or of catastrophic overfitting
-    of single-step adversarial training (the model is robust only to the step
-    it was trained against).
+    Per class and overall, on the examples both attacks saw and for attacks of
+    one threat model only (same norm and eps): FGSM (or FGSM-RS) robustness
+    minus PGD / CW-margin robustness above ``threshold`` percentage points is
+    the signature of gradient masking or of catastrophic overfitting of
+    single-step adversarial training (the model is robust only to the step it
+    was trained against). A gap is flagged only when the paired test agrees:
+    exact McNemar on the examples one attack left robust and the other did
+    not, p < ``alpha`` (Holm-adjusted over the classes for the class scopes,
+    :func:`~.claims.paired_block`), so a few images of a small class cannot
+    raise the flag by chance.
     """
     single = [a for a in results.attacks if is_single_step(results, a)]
     iterative = [a for a in results.attacks if budget(results, a) is not None]
     flags = []
     for one in single:
-        for many in iterative:
-            both = results.evaluated(one) & results.evaluated(many)
-            for scope, mask in _scopes(results):
-                flags += _gap_flag(results, one, many, scope, mask & both, threshold)
+        for many in (m for m in iterative if same_threat_model(results, one, m)):
+            flags += _gap_flags(results, one, many, threshold, alpha)
     return flags
 
 
-def _gap_flag(results: EvalResults, one: str, many: str, scope: str, mask: np.ndarray,
-              threshold: float) -> list[SanityFlag]:
-    if not mask.any():
-        return []
-    r1, rn = (100.0 * results.correct(a)[mask].mean() for a in (one, many))
-    if r1 - rn <= threshold:
-        return []
-    return [SanityFlag("single-step-far-weaker", scope, f"{one} leaves {r1:.1f}% robust, {many} {rn:.1f}% "
-                       f"({r1 - rn:.1f} points apart, threshold {threshold:g})",
-                       "suggests gradient masking or catastrophic overfitting of single-step training: "
-                       "trust the iterative attack, and train with PGD or FGSM-RS with a smaller step")]
+def _gap_flags(results: EvalResults, one: str, many: str, threshold: float, alpha: float) -> list[SanityFlag]:
+    """The scopes ("overall", then each class) where ``one`` beats ``many`` by > threshold points, significantly."""
+    both = results.evaluated(one) & results.evaluated(many)
+    block = paired_block(results, many, one, alpha)  # exact McNemar on the examples both saw
+    tests = [block["overall"]["p"], *block["p_holm"]]
+    flags = []
+    for (scope, mask), p in zip(_scopes(results), tests):
+        mask = mask & both
+        if not mask.any() or p is None:
+            continue
+        r1, rn = (100.0 * results.correct(a)[mask].mean() for a in (one, many))
+        if r1 - rn > threshold and p < alpha:
+            flags.append(SanityFlag("single-step-far-weaker", scope, f"{one} leaves {r1:.1f}% robust, {many} "
+                                    f"{rn:.1f}% ({r1 - rn:.1f} points apart, threshold {threshold:g}; exact McNemar "
+                                    f"p = {p:.2g})", "suggests gradient masking or catastrophic overfitting of "
+                                    "single-step training: trust the iterative attack, and train with PGD or FGSM-RS "
+                                    "with a smaller step"))
+    return flags
 
 
 def zero_gradient_share(zero_grad: np.ndarray, results: EvalResults, threshold: float = 0.0) -> list[SanityFlag]:

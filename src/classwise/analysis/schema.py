@@ -88,7 +88,13 @@ class AttackCost:
     @property
     def text(self) -> str:
         """E.g. "2.1 M gradient passes, 214 per example"."""
-        return f"{_count(self.backwards)} gradient passes, {self.backwards_per_example:.0f} per example"
+        return f"{_count(self.backwards)} gradient passes, {self.per_example} per example"
+
+    @property
+    def per_example(self) -> str:
+        """Gradient passes per example as text: "214", "5", "0.46" (FGSM on a model that misclassifies half)."""
+        v = self.backwards_per_example
+        return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def _count(n: int) -> str:

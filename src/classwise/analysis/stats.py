@@ -86,7 +86,7 @@ class ClassInterval:
 
     @property
     def half_width(self) -> np.ndarray:
-        """(K,) half the interval width in percent, for "47.0 ±9.7"-style tables."""
+        """(K,) half the interval width in percent (tables print the interval itself: it is asymmetric near 0 and 100)."""
         return (self.ci[:, 1] - self.ci[:, 0]) / 2.0
 
 

@@ -46,7 +46,8 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
     "n", "count", "ci95" [[lo, hi], ...] (95% Wilson, percent), "best_class",
     "worst_class", "gap", "best_call", "worst_call"}; a call is {"class",
     "significant", "tied_with": [class indices]} (:func:`classwise.analysis.stats.rank_call`).
-    best/worst/gap/calls are None when no class has examples.
+    best/worst/gap/calls are None when no class has examples; best/worst and the
+    calls are None also when every class has the same value (gap 0: all tied).
     """
     per_class = classwise_accuracy(labels, pred, num_classes)
     ci = classwise_interval(labels, pred == labels, num_classes)
@@ -58,11 +59,13 @@ def accuracy_block(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> di
         "n": ci.n.tolist(), "count": ci.count.tolist(), "ci95": [[_num(lo), _num(hi)] for lo, hi in ci.ci],
         "best_class": None, "worst_class": None, "gap": None, "best_call": None, "worst_call": None,
     }
-    if not np.all(np.isnan(per_class)):
+    if np.all(np.isnan(per_class)):
+        return block
+    block |= {"gap": largest_gap(per_class), **_fairness(ci.count, ci.n)}
+    if block["gap"] > 0:  # all classes equal: none is best or worst (not one class marked as both)
         best, worst = best_worst(per_class)
-        block |= {"best_class": best, "worst_class": worst, "gap": largest_gap(per_class),
-                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst"),
-                  **_fairness(ci.count, ci.n)}
+        block |= {"best_class": best, "worst_class": worst,
+                  "best_call": _call(per_class, ci.ci, "best"), "worst_call": _call(per_class, ci.ci, "worst")}
     return block
 
 

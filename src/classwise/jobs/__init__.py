@@ -21,8 +21,9 @@ from .demo import demo
 from .evaluate import evaluate_run
 from .outside import OutsideModel, create_outside_run, evaluate_outside, outside_config
 from .report import report_run
-from .resume import resumed_config
+from .resume import recipe_config, resumed_config
 from .train import check_config, decide_stream, train_run
 
 __all__ = ["OutsideModel", "check_config", "create_outside_run", "decide_stream", "demo", "eval_indices",
-           "evaluate_outside", "evaluate_run", "outside_config", "report_run", "resumed_config", "train_run"]
+           "evaluate_outside", "evaluate_run", "outside_config", "recipe_config", "report_run", "resumed_config",
+           "train_run"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import load_config
 from .evaluate import evaluate_run
-from .resume import resumed_config
+from .resume import recipe_config, resumed_config
 from .train import train_run
 
 
@@ -17,7 +16,7 @@ def demo(run_dir: str | Path, *, overrides: tuple[str, ...] = (), overwrite: boo
     ``resume`` continues an interrupted demo in ``run_dir`` from its last checkpoint
     (its saved config, ``overrides`` as ``train --resume`` allows them).
     """
-    config = resumed_config(run_dir, overrides) if resume else load_config("demo", overrides)
+    config = resumed_config(run_dir, overrides) if resume else recipe_config("demo", overrides)
     run_dir = train_run(config, run_dir, resume=resume, overwrite=overwrite, progress=progress)
     evaluate_run(run_dir, progress=progress)
     return run_dir

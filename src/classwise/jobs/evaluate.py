@@ -20,6 +20,7 @@ from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import EvalOptions, resolve_device
 from ..identity import merge_results, with_worst_cases
+from ..progress import phase_line
 from ..results import EvalResults, evaluation_cost
 from ..runs import Run, dataset_label
 from ..train.distributed import Dist, distributed
@@ -79,6 +80,7 @@ def evaluate_run(run_dir: str | Path, *, attacks: tuple[AttackConfig, ...] | Non
             if not dist.main:
                 return attack()
             merged, meta = _attack_and_save(run, attack, data, ev, partial, adv, (opts.device, dist.world))
+            phase_line(f"report: writing summary.json, tables, figures and {run.files.report_html.name}", progress)
             write_run_report(run, meta)
     return merged
 

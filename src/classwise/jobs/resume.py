@@ -36,6 +36,32 @@ def resumed_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] =
     return dataclasses.replace(config, notes=(*config.notes, note))
 
 
+# Config keys that change how a run is computed or stored, not what it learns: no note when --set changes them.
+NOT_RECIPE = ("device", "perf.", "data.root", "data.download", "data.workers", "data.stream", "train.checkpoint_every",
+              "train.tensorboard", "notes")
+
+
+def recipe_config(source: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The config of a new run: preset or YAML ``source`` with ``overrides``, noting where they change its recipe.
+
+    A preset's notes describe the preset ("5 epochs, eps ramped over the first 2");
+    a run made with ``--set train.epochs=1`` is not that recipe, so a note says
+    which keys differ from ``source`` and their values there (schedules such as
+    lr milestones and the eps warm-up are kept as written, not rescaled).
+    """
+    config = load_config(source, overrides)
+    base = load_config(source)
+    changed = [k for k in changed_keys(base, config) if not k.startswith(NOT_RECIPE)]
+    if not changed:
+        return config
+    now, was = _flat(config), _flat(base)
+    name = Path(source).stem if Path(source).suffix else str(source)
+    note = (f"Not the {name} recipe: this run sets " + ", ".join(f"{k}={now.get(k)!r} ({name}: {was.get(k)!r})"
+                                                                 for k in changed)
+            + f"; the notes above describe {name} as written (schedules are not rescaled).")
+    return dataclasses.replace(config, notes=(*config.notes, note))
+
+
 def _check_more_epochs(saved: RunConfig, config: RunConfig) -> None:
     if config.train.epochs < saved.train.epochs:
         raise ClasswiseError(f"--resume cannot lower train.epochs from {saved.train.epochs} to {config.train.epochs}")

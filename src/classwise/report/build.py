@@ -67,6 +67,7 @@ from ..analysis.schema import (
 )
 from ..analysis.stats import classwise_interval
 from ..results import EvalResults
+from ..spec import format_number
 from . import diagnosis, figures, gallery, glance, render, tables
 from .diagnosis import per_class_array
 from .gallery import GalleryData
@@ -142,7 +143,19 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     """Dataset, model and eps first, then any other meta entries."""
     keys = [k for k in ("dataset", "model", "eps") if k in meta]
     keys += [k for k in meta if k not in keys]
-    return [f"{k}: {meta[k]}" for k in keys]
+    return [f"{k}: {eps_text(meta[k]) if k == 'eps' else meta[k]}" for k in keys]
+
+
+def eps_text(eps: Any) -> str:
+    """A run's eps as written: "8/255", or per attack grouped by value: "8/255 (fgsm, pgd20); 0.5 (pgd20@norm=l2)"."""
+    if isinstance(eps, dict):
+        groups: dict[str, list[str]] = {}
+        for attack, value in eps.items():
+            groups.setdefault(eps_text(value), []).append(attack)
+        return "; ".join(f"{value} ({', '.join(attacks)})" for value, attacks in groups.items())
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+        return format_number(float(eps))
+    return "n/a" if eps is None else str(eps)
 
 
 def _call_text(block: AccuracyBlock, call: RankCall, names: tuple[str, ...]) -> str:
@@ -167,6 +180,8 @@ def _headline_lines(summary: Summary) -> list[str]:
         lines += [f"most {what} class: {_call_text(block, block.best_call, names)}",
                   f"least {what} class: {_call_text(block, block.worst_call, names)}",
                   f"largest class gap: {block.gap:.1f} percentage points"]
+    elif glance.all_tied(block):
+        lines.append(f"most and least {what} class: {glance.all_tied(block)}")
     return lines + _cost_lines(summary) + _worst_class_lines(block, what, names) + _protocol_line(summary)
 
 
@@ -240,12 +255,14 @@ def _claim_lines(summary: Summary) -> list[str]:
                    f"(p = {c.overall.p:.3g})")
     for w in claims.weak_hurt_more:
         out.append(f"stronger attacks hurt weak classes more? {w.stronger} vs {w.weaker}: Spearman rho of "
-                   f"{w.weaker} robustness and the drop = {_rho(w)}; negative means the weak classes lose more")
+                   f"{w.weaker} robustness and the drop = {_rho(w)}; negative means the weak classes lose more "
+                   f"(p: Spearman's test over the {k} classes; 95% interval: the classes resampled)")
     norm = claims.weight_norm
     if norm:
         out.append(f"Spearman rho of classifier weight norm and class robustness under {norm.attack}: "
-                   f"{_rho(norm.robust)}; against clean accuracy: {_rho(norm.clean)} (95% intervals "
-                   "resample the test examples)")
+                   f"{_rho(norm.robust)}; against clean accuracy: {_rho(norm.clean)} (p: Spearman's test over "
+                   f"the {k} classes, whose accuracies it takes as exact; 95% interval: the test examples of each "
+                   "class resampled, the weight norms fixed, so it shows the test-set noise only)")
     return out
 
 
@@ -298,7 +315,7 @@ def _all_classes_sections(summary: Summary, order: list[int], md: str, files: tu
     return [
         Section("Class-wise accuracy and robustness (table 2)",
                 "Accuracy (%) per class on clean test images and under each attack, in the layout "
-                "of the paper's table 2, each with half the width of its 95% interval.",
+                "of the paper's table 2, each with its 95% interval in brackets.",
                 table_md=md, table_html=tables.classwise_html(summary), files=files),
         Section("Class-wise bars", f"The same numbers as bars, classes sorted worst first under {head}: per "
                 "class, clean accuracy beside robustness under each attack, with 95% interval whiskers.",
@@ -316,7 +333,7 @@ def _extremes_sections(summary: Summary, order: list[int], files: tuple[File, ..
     return [
         Section(f"The {EXTREMES} weakest and {EXTREMES} strongest classes (table 2)",
                 f"Accuracy (%) of the {EXTREMES} least and the {EXTREMES} most robust of the {k} classes under "
-                f"{head}, weakest first, each with half the width of its 95% interval; the full table follows.",
+                f"{head}, weakest first, each with its 95% interval in brackets; the full table follows.",
                 table_md=tables.classwise_markdown(summary, classes=picked, by_class=True),
                 table_html=tables.classwise_html(summary, classes=picked, by_class=True), files=files),
         Section("Class-wise bars", "The same classes as bars (weakest left of the dashed line, strongest right): "
@@ -342,7 +359,7 @@ def _superclass_view(ctx: ReportContext) -> list[Section]:
     table = [[g, *(tables.ci_text(ci.percent[j], ci.ci[j]) for ci in cis.values())] for j, g in enumerate(groups)]
     csv = File("superclass_robustness_csv", tables.path_of("superclass_robustness.csv"), tables.text_csv(header, table))
     return [Section("Superclass view", f"Accuracy (%) per superclass ({len(groups)} groups of classes) on clean "
-                    "images and under each attack, ± half the width of the 95% interval: where the weakness "
+                    "images and under each attack, with the 95% interval in brackets: where the weakness "
                     "lives before looking at single classes.", table_md=tables.simple_markdown(header, table),
                     table_html=tables.simple_html(header, table), files=(csv,))]
 

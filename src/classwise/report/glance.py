@@ -45,9 +45,17 @@ def weakest_first(summary: Summary) -> list[int]:
 def _class_call(block: AccuracyBlock, call: RankCall | None, names: tuple[str, ...]) -> str:
     """"cat 30.0% [10.8, 60.3]" when significant, else "tied: cat 30.0% [...] with ship, car"."""
     if call is None:
-        return "n/a"
+        return all_tied(block) or "n/a"
     own = f"{names[call.index]} {pct(block.per_class[call.index])}{ci(block.ci95[call.index])}"
     return own if call.significant else f"tied: {own} with {names_of(call.tied_with, names)} (intervals overlap)"
+
+
+def all_tied(block: AccuracyBlock) -> str | None:
+    """"none: all 10 classes tied at 0.0%" when every class has the same value (gap 0), else None."""
+    values = [v for v in block.per_class if v is not None]
+    if block.gap != 0 or not values:
+        return None
+    return f"none: all {len(values)} classes tied at {pct(values[0])}"
 
 
 def cost_text(name: str, block: AccuracyBlock) -> str:
@@ -55,7 +63,7 @@ def cost_text(name: str, block: AccuracyBlock) -> str:
     cost = getattr(block, "cost", None)
     if cost is None:
         return name
-    return f"{name}: {cost.backwards_per_example:.0f} gradient passes per example"
+    return f"{name}: {cost.per_example} gradient passes per example"
 
 
 def _badges(sanity: list[str | dict[str, str]], warns: int) -> tuple[str, ...]:

@@ -2,8 +2,8 @@
 
 One row for clean accuracy and one per attack; columns: Total, then each class
 (with more than 20 classes the report transposes them: one row per class). In
-Markdown and HTML each cell reads ``47.0 ±9.6``: the value and half the width of
-its 95% Wilson interval; the most robust class of each row is underlined and the
+Markdown and HTML each cell reads ``47.0 [37.5, 56.7]``: the value and its 95%
+Wilson interval (asymmetric near 0 and 100, so never written as ``±``); the most robust class of each row is underlined and the
 most vulnerable is bold, as in table 2. ``classwise_ci_csv`` has the exact
 bounds, n and counts. The functions return text; the caller writes it.
 
@@ -39,9 +39,12 @@ def path_of(name: str) -> str:
     return (RunFiles(Path()).tables / name).as_posix()
 
 
-FOOTNOTE = ("Values are accuracy (%) on the test set, ± half the width of the 95% Wilson interval "
-            f"(exact bounds, n and counts in {path_of('classwise_ci.csv')}); Total is over all examples. "
+FOOTNOTE = ("Values are accuracy (%) on the test set with the 95% Wilson interval in brackets "
+            f"(n and counts in {path_of('classwise_ci.csv')}); Total is over all examples. "
             "Underlined: the most robust class of the row; bold: the most vulnerable class.")
+COMPARE_FOOTNOTE = ("Values are accuracy (%) on each run's test examples (n: how many, per row) with the 95% Wilson "
+                    "interval in brackets; Total is over all examples. Underlined: the most robust class of the row; "
+                    "bold: the most vulnerable class.")
 DIFF_FOOTNOTE = ("* marks a per-class difference that is significant: exact McNemar test on the examples both "
                  f"attacks saw, Holm-adjusted over the classes, p < 0.05 ({path_of('difference_tests.csv')} has the "
                  "p-values).")
@@ -97,16 +100,16 @@ def _md_cell(text: str) -> str:
 
 
 def _ci_cell(value: float | None, ci: list | None, digits: int) -> str:
-    """``47.0 ±9.6`` (half the interval width), or the value alone without an interval."""
+    """``47.0 [37.5, 56.7]`` (the value and its interval), or the value alone without an interval."""
     if value is None:
         return ""
     if not ci or ci[0] is None or ci[1] is None:
         return _fmt(value, digits)
-    return f"{value:.{digits}f} ±{(ci[1] - ci[0]) / 2:.{digits}f}"
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def ci_text(value: float, ci) -> str:
-    """``47.0 ±9.6`` from a value and a [lo, hi] pair that may hold NaN (then empty / value only)."""
+    """``47.0 [37.5, 56.7]`` from a value and a [lo, hi] pair that may hold NaN (then empty / value only)."""
     fin = lambda v: None if v is None or np.isnan(v) else float(v)  # noqa: E731
     return _ci_cell(fin(value), [fin(ci[0]), fin(ci[1])], 1)
 
@@ -162,10 +165,11 @@ def classwise_markdown(summary: Summary | dict[str, Any], digits: int = 1, class
 
 
 def blocks_markdown(rows: list[tuple[str, Block]], class_names: list[str], digits: int = 1,
-                    corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False) -> str:
+                    corner: str = "Attack", classes: list[int] | None = None, by_class: bool = False,
+                    footnote: str = FOOTNOTE) -> str:
     """Markdown of named accuracy blocks (:func:`classwise.analysis.accuracy_block`), table 2 marks."""
     grid = blocks_grid(rows, class_names, digits, corner, classes, _md_cell)
-    return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{FOOTNOTE}\n"
+    return grid_markdown(*(transpose(*grid) if by_class else grid)) + f"\n{footnote}\n"
 
 
 def classwise_html(summary: Summary | dict[str, Any], digits: int = 1, classes: list[int] | None = None,
