@@ -923,8 +923,8 @@ def test_malformed_run_file_is_one_error_never_a_traceback(capsys, read_back_run
     shutil.rmtree(folder)
 
 
-@pytest.mark.slow  # every reader, report and evaluate included: about 2.5 s an example on 2 busy cores
-@settings(max_examples=100, deadline=None, derandomize=True,
+@pytest.mark.slow  # every reader, report and evaluate included: about 3 minutes on 2 busy cores
+@settings(max_examples=250, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(READ_BACK), op=MALFORM, command=st.sampled_from(list(READERS)))
 def test_malformed_run_file_any_reader_is_one_error(capsys, read_back_runs, tmp_path, name, op, command):
