@@ -4,7 +4,15 @@ VENV ?= .venv
 # torch is pinned to the build known to work here; override on your machine, e.g.
 #   make demo TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Without a GPU (no nvidia-smi) torch comes from PyTorch's CPU wheel index: the same versions without the CUDA
+# libraries and triton. When that index cannot be reached (or the install from it fails) pip's own indexes are
+# used, as with a GPU. TORCH_INDEX= (empty) always uses pip's; HAS_GPU=yes (or HAS_GPU=) overrides the detection.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+HAS_GPU ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 BIN := $(VENV)/bin
+# The tests run on the pinned build from pip's own indexes (the build their figures were checked on), never the
+# CPU index's: a target-specific value, so the install they trigger uses it too.
+test test-slow lint: TORCH_INDEX =
 
 .PHONY: install demo test test-slow lint bench clean browser-deps
 
@@ -12,7 +20,12 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH_SPEC)
+	@if [ -z "$(HAS_GPU)" ] && [ -n "$(TORCH_INDEX)" ] \
+	  && $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=10)" 2>/dev/null; then \
+	  echo "no GPU: $(TORCH_SPEC) from $(TORCH_INDEX) (CPU build, no CUDA libraries)"; \
+	  $(BIN)/pip install -q --index-url $(TORCH_INDEX) $(TORCH_SPEC) \
+	    || { echo "falling back to pip's own index"; $(BIN)/pip install -q $(TORCH_SPEC); }; \
+	else echo "$(BIN)/pip install -q $(TORCH_SPEC)"; $(BIN)/pip install -q $(TORCH_SPEC); fi
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from classwise.analysis.claims import superclass_of as class_superclasses
 from classwise.analysis.verdicts import (
     HypothesisTest,
     drop_scale_test,
@@ -227,13 +228,8 @@ def flips(rec: Record) -> list[list[int]]:
 
 
 def superclass_of(rec: Record, k: int) -> np.ndarray | None:
-    groups = rec.robust.get("superclasses") or {}
-    if not groups:
-        return None
-    of = np.full(k, -1)
-    for g, members in enumerate(groups.values()):
-        of[list(members)] = g
-    return of
+    """The record's robust run's superclass of each class (:func:`classwise.analysis.claims.superclass_of`)."""
+    return class_superclasses(rec.robust.get("superclasses") or None, k)
 
 
 def inside_share(of: np.ndarray) -> Any:

@@ -42,8 +42,9 @@ def tiny_demo_run(tmp_path_factory):
 _METHOD_NEEDS = {"fgsm-rs": ["train.attack.name=fgsm-rs", "train.schedule=cyclic"],
                  "he": ["model.head.name=he"], "he-lis": ["model.head.name=he", "model.head.margin=0"],
                  "he-cmp": ["model.head.name=he", "model.head.margin=0"],
-                 **{m: ["data.train_examples=100", "train.fair.val_examples=20", "train.fair.dafa_warmup=0"]
-                    for m in ("frl", "dafa", "wat")}}  # 20 held out, 80 left
+                 **{m: ["data.train_examples=100", "train.fair.val_examples=20", "train.fair.dafa_warmup=0",
+                        "train.fair.cfa_begin=0", "train.fair.cfa_threshold=0"]  # cfa: calibrated, averaged
+                    for m in ("frl", "dafa", "wat", "cfa")}}  # 20 held out, 80 left
 
 
 def one_epoch_overrides(method: str) -> list[str]:

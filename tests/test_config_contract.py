@@ -123,12 +123,13 @@ EXEMPT = {
     "notes": "free text recorded in config.yaml and shown in the report; no number depends on it",
     "eval.save_adv_per_class": "adversarial images kept for the report's galleries: results do not depend on it; "
                                "the bound and the choice are tests/test_cli.py and tests/test_report_gallery.py",
-    **{f"train.fair.{key}": "a fairness method's rule parameter (frl, dafa, wat; ignored by the others, which the "
+    **{f"train.fair.{key}": "a fairness method's rule parameter (frl, dafa, wat, cfa; ignored by the others, which the "
                              "method's docs say): class weights update once per epoch from the validation split, "
                              "so a one-epoch run of two batches rarely shows it; each rule is checked on "
                              "hand-computed cases in tests/test_fair_objectives.py"
        for key in ("val_examples", "frl_tau_nat", "frl_tau_bndy", "frl_rate", "frl_rate_eps", "frl_rate_halving",
-                   "frl_lim", "dafa_lambda", "dafa_warmup", "wat_eta")},
+                   "frl_lim", "dafa_lambda", "dafa_warmup", "wat_eta", "cfa_ccm", "cfa_ccm_lambda", "cfa_ccr",
+                   "cfa_ccr_lambda", "cfa_begin", "cfa_decay", "cfa_threshold")},
 }
 
 

@@ -98,7 +98,7 @@ def test_global_batch_must_split_evenly(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["frl", "dafa", "wat"])
+@pytest.mark.parametrize("method", ["frl", "dafa", "wat", "cfa"])
 def test_fairness_methods_train_under_ddp_on_the_same_validation_split(tmp_path, method):
     """2 processes: the validation split (seeded by the run, not the rank) is the one 1 process holds out,
     the class weights are measured on it (eval mode, fixed noise: the same on every rank) and logged,
@@ -106,10 +106,11 @@ def test_fairness_methods_train_under_ddp_on_the_same_validation_split(tmp_path,
     weights are not compared."""
     overrides = (*STANDARD[:3], f"train.method={method}", "train.attack={name: pgd2, eps: 0.3, step_size: 0.15}",
                  "train.fair.val_examples=50", "train.fair.dafa_warmup=1", "train.checkpoint_every=3",
+                 "train.fair.cfa_begin=1", "train.fair.cfa_threshold=0",
                  "train.monitor={name: fgsm, eps: 0.3}", "train.monitor_examples=50")
     two = tmp_path / "two"
     finish(train(two, overrides, 2))
-    key = {"frl": "frl_w_bndy", "dafa": "dafa_weights", "wat": "wat_weights"}[method]
+    key = {"frl": "frl_w_bndy", "dafa": "dafa_weights", "wat": "wat_weights", "cfa": "cfa_ccr"}[method]
     lines = metrics(two)
     assert [r["epoch"] for r in lines] == [1, 2] and np.all(np.isfinite(lines[-1][key]))
     config = load_config(two / "config.yaml")

@@ -129,3 +129,33 @@ def test_records_stay_aligned_when_a_batch_has_no_attacked_example(user_model_an
     assert np.array_equal(hits[:8], alone.extras[f"target_hits/{spec}"])
     ok = res.correct()
     assert not ok[8:16].any() and ((hits[ok] >= 0).sum(axis=1) == 9).all()  # every target but the true class tried
+
+
+class ExpectsNormalized(torch.nn.Module):
+    """A user's network trained on normalised inputs z = (x - mean) / std; ``by_hand`` normalises [0, 1] x itself."""
+
+    def __init__(self, model: torch.nn.Module, mean: float, std: float, by_hand: bool = False) -> None:
+        super().__init__()
+        self.model, self.mean, self.std, self.by_hand = model, mean, std, by_hand
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, s = torch.tensor(self.mean).view(1, 1, 1, 1), torch.tensor(self.std).view(1, 1, 1, 1)
+        z = (x - m) / s if self.by_hand else x
+        return self.model(z * s + m)
+
+
+def test_evaluate_mean_std_normalise_inside_the_attacked_model(user_model_and_data):
+    """mean=/std= attack ``net((x - mean) / std)`` on [0, 1] images: the same predictions, bit for bit, as a model
+    that normalises by hand, and not those of the network fed raw pixels."""
+    model, x, y = user_model_and_data
+    net = ExpectsNormalized(model, 0.1307, 0.3081)
+    kw = dict(eps=0.1, seed=0, progress=False, device="cpu")
+    given = evaluate(net, x, y, ["fgsm", "pgd5"], mean=0.1307, std=(0.3081,), **kw)
+    by_hand = evaluate(ExpectsNormalized(model, 0.1307, 0.3081, by_hand=True), x, y, ["fgsm", "pgd5"], **kw)
+    raw = evaluate(net, x, y, ["fgsm"], **kw)
+    assert np.array_equal(given.clean_pred, by_hand.clean_pred)
+    for name in ("fgsm", "pgd5"):
+        assert np.array_equal(given.adv_pred[name], by_hand.adv_pred[name]), name
+    assert not np.array_equal(given.clean_pred, raw.clean_pred)
+    with pytest.raises(ValueError, match="both mean and std"):
+        evaluate(net, x, y, ["fgsm"], mean=0.5, **kw)

@@ -103,3 +103,24 @@ def test_training_step_runs_without_host_sync(method, tmp_path, monkeypatch, met
     monkeypatch.setattr(trainer, "_step", guarded_step)
     trainer.fit()
     assert len(steps) == 2 and not hits, f"{method}: {hits}"
+
+
+def test_cfa_calibrated_step_runs_without_host_sync(tmp_path, monkeypatch, method_overrides):
+    """CFA's second epoch trains with class-wise radii and KL weights (gathered by label on the device)."""
+    config = load_config("demo", [*method_overrides("cfa"), "train.optimizer=sgd", "train.epochs=2"])
+    trainer = Trainer(config, load_run_data(config), tmp_path, progress=False)
+    step, hits, guarded = trainer._step, collections.Counter(), []
+
+    def guarded_step(*args, **kwargs):
+        if trainer.epoch == 1:
+            assert trainer.objective.eps_scale is not None and trainer.objective.ccr is not None
+            with record_host_syncs(monkeypatch) as found:
+                step(*args, **kwargs)
+            hits.update(found)
+            guarded.append(1)
+        else:
+            step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_step", guarded_step)
+    trainer.fit()
+    assert len(guarded) == 2 and not hits, f"cfa: {hits}"

@@ -106,7 +106,7 @@ def loss_of(method: str, eps: float = EPS, **kw) -> float:
 
 def test_registry_matches_config_and_paper_methods():
     assert set(OBJECTIVES) == {"standard", "pgd-at", "fgsm-rs", "trades", "mart", "he", "he-lis", "he-cmp",
-                               "frl", "dafa", "wat"}
+                               "frl", "dafa", "wat", "cfa"}
     with pytest.raises(ClasswiseError, match="unknown training method 'nope'.*he-cmp"):
         check_method(TrainConfig(method="nope"))
 
@@ -313,7 +313,7 @@ def test_bad_settings_fail_with_a_clear_error(overrides, match):
 @pytest.mark.parametrize("name, method", [
     ("trades-cifar10", "trades"), ("mart-cifar10", "mart"), ("fgsm-rs-cifar10", "fgsm-rs"),
     ("he-cifar10", "he"), ("he-lis-cifar10", "he-lis"), ("he-cmp-cifar10", "he-cmp"), ("imagenet", "fgsm-rs"),
-    ("frl-cifar10", "frl"), ("dafa-cifar10", "dafa"), ("wat-cifar10", "wat"),
+    ("frl-cifar10", "frl"), ("dafa-cifar10", "dafa"), ("wat-cifar10", "wat"), ("cfa-cifar10", "cfa"),
 ])
 def test_method_presets_load(name, method):
     assert name in preset_names()

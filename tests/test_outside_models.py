@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +178,14 @@ def test_weights_changed_after_the_run_are_refused(folder, tmp_path):
     (["--model", "timm:nonexistent_net", "--weights", "x.pt"], "timm has no model"),
     (["--model", "torchvision:resnet18", "--weights", "missing.pt"], "does not exist"),
     (["--model", "torchvision:resnet18", "--weights", "x.pt", "--mean", "0.5"], "both --mean and --std"),
+    (["--model", "torchvision:resnt18", "--weights", "x.pt"], "(did you mean 'resnet18'?)"),
+    (["--model", "timm:resnett18", "--weights", "x.pt"], "(did you mean 'resnet18'?)"),
+    (["--model", "timm:resnet18.a1_in1kk@pretrained"], "(did you mean 'resnet18.a1_in1k'?)"),
+    (["--model", "torchvision:resnet18@weights=IMAGENET1K_V9"], "(did you mean 'IMAGENET1K_V1'?)"),
+    (["--model", "timm:resnet18@weights=X"], "'@weights=X' is not understood"),
+    (["--model", "robustbench:Wong2020Fast@pretrained"], "always load their weights"),
+    (["--model", "torchvision:resnet18@pretrained", "--weights", "x.pt"], "drop --weights"),
+    (["--model", "torchvision:resnet18"], "or @pretrained"),
 ])
 def test_bad_outside_input_is_one_error_line(folder, tmp_path, capsys, args, message):
     (tmp_path / "x.pt").write_bytes(b"")
@@ -281,6 +292,14 @@ def test_robustbench_pickle_payload_is_refused(folder, tmp_path, capsys):
     assert "never unpickles" in capsys.readouterr().err and not marker.exists()
 
 
+@needs_robustbench
+def test_robustbench_misspelt_name_gets_a_suggestion(folder, tmp_path, capsys):
+    assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fas", "--model-dir",
+                     str(tmp_path / "models")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no cifar10 Linf model 'Wong2020Fas' (did you mean 'Wong2020Fast'?)" in err[0], err
+
+
 @pytest.mark.skipif(_has_robustbench(), reason="checks the message shown without the robustbench extra")
 def test_robustbench_absent_is_one_clear_error(folder, tmp_path, capsys):
     assert _evaluate(folder, tmp_path / "run", "--model", "robustbench:Wong2020Fast") == 2
@@ -343,6 +362,161 @@ def test_custom_attack_needs_a_budget(mnist_mlp):
     model, x, y = mnist_mlp
     with pytest.raises(ClasswiseError, match="give eps="):
         evaluate(model, x[:10], y[:10], {"mine": lambda a, b: a}, progress=False, device="cpu")
+
+
+# -- the libraries' own weights by name (offline: a cached file, or one error) --------------------
+
+
+def _cached_torchvision(monkeypatch, tmp_path: Path, name: str = "squeezenet1_1") -> dict[str, torch.Tensor]:
+    """A state dict of ``name`` placed where torch's hub cache keeps its DEFAULT weights (TORCH_HOME=tmp_path);
+    a download attempt fails as it does offline."""
+    import urllib.error
+
+    import torchvision
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    (tmp_path / "torch-home/hub/checkpoints").mkdir(parents=True)
+    torch.manual_seed(1)
+    state = torchvision.models.get_model(name).state_dict()
+    torch.save(state, tmp_path / "torch-home/hub/checkpoints" / Path(url).name)
+    return state
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchvision_weights_by_name_come_from_torch_cache(monkeypatch, tmp_path):
+    from classwise.models import create_model
+
+    state = _cached_torchvision(monkeypatch, tmp_path)
+    for spec in ("torchvision:squeezenet1_1@pretrained", "torchvision:squeezenet1_1@weights=IMAGENET1K_V1"):
+        net = create_model(spec, num_classes=1000, mean=(0.5,), std=(0.25,))
+        assert _same_state(net.net.state_dict(), state), spec
+        assert net.normalize.std.flatten().tolist() == [0.25] * 3
+    assert not _same_state(create_model("torchvision:squeezenet1_1", num_classes=1000).net.state_dict(), state)
+
+
+def test_library_weights_bring_their_normalisation():
+    """Pretrained weights are evaluated with the normalisation they were trained with (ViTs: 0.5, not ImageNet's),
+    unless --mean/--std say otherwise; fresh architectures keep the dataset's."""
+    pytest.importorskip("timm", reason="the timm extra is not installed")
+    from classwise.jobs.outside import OutsideModel, _normalisation
+    from classwise.models.outside import library_normalization
+
+    def flat(pair):
+        return [*pair[0], *pair[1]]
+
+    imagenet = [0.485, 0.456, 0.406, 0.229, 0.224, 0.225]
+    assert flat(library_normalization("torchvision:resnet18@pretrained")) == pytest.approx(imagenet)
+    assert flat(library_normalization("timm:resnet18.a1_in1k@pretrained")) == pytest.approx(imagenet)
+    assert flat(library_normalization("timm:test_vit.r160_in1k@pretrained")) == pytest.approx([0.5] * 6)
+    assert library_normalization("timm:test_vit.r160_in1k") is None
+    mean, std, how = _normalisation(OutsideModel("timm:test_vit.r160_in1k@pretrained"), None)
+    assert flat((mean, std)) == pytest.approx([0.5] * 6) and "pretrained" in how
+    given = OutsideModel("timm:test_vit.r160_in1k@pretrained", mean=(0.1,), std=(0.2,))
+    assert _normalisation(given, None) == ((0.1,), (0.2,), "--mean/--std")
+
+
+def test_library_weights_offline_and_not_cached_is_one_error_line(folder, monkeypatch, tmp_path, capsys):
+    _cached_torchvision(monkeypatch, tmp_path)
+    code = _evaluate(folder, tmp_path / "run", "--model", "torchvision:resnet18@pretrained")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "ResNet18_Weights.IMAGENET1K_V1 is not in torch's cache" in lines[0] and "resnet18-f37072fd.pth" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_library_weights_keep_their_classifier(folder, monkeypatch, tmp_path, capsys):
+    """ImageNet weights on a 10-class dataset are refused, never given a fresh random classifier."""
+    _cached_torchvision(monkeypatch, tmp_path)
+    assert _evaluate(folder, tmp_path / "run", "--model", "torchvision:squeezenet1_1@pretrained") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "classifies into 1000 classes, the dataset has 10" in err[0], err
+
+
+def test_timm_pretrained_tag_loads_timm_weights(tmp_path):
+    """``timm:NAME.TAG@pretrained`` is timm's create_model(pretrained=True); a local file stands in for the hub."""
+    timm = pytest.importorskip("timm", reason="the timm extra is not installed")
+    from safetensors.torch import save_file
+
+    from classwise.models import create_model
+
+    torch.manual_seed(2)
+    state = timm.create_model("test_vit.r160_in1k").state_dict()
+    save_file(state, str(tmp_path / "w.safetensors"))
+    net = create_model("timm:test_vit.r160_in1k@pretrained", num_classes=1000,
+                       pretrained_cfg_overlay={"file": str(tmp_path / "w.safetensors")})
+    assert _same_state(net.net.state_dict(), state)
+    with pytest.raises(ClasswiseError, match=r"test_vit.r160_in1k@pretrained: timm could not load the weights"):
+        create_model("timm:test_vit.r160_in1k@pretrained", num_classes=1000,
+                     pretrained_cfg_overlay={"file": str(tmp_path / "absent.safetensors")})
+
+
+def test_library_import_noise_is_silenced_and_nothing_else(tmp_path, monkeypatch):
+    """The import warnings of timm (torch's jit deprecation) and robustbench (pkg_resources) are dropped, by message;
+    another warning raised during the same import still shows."""
+    from classwise.models.outside import _quiet_import
+
+    (tmp_path / "noisy_library.py").write_text(
+        "import warnings\n"
+        "warnings.warn('`torch.jit.interface` is deprecated. Please use `torch.compile` instead.', FutureWarning)\n"
+        "warnings.warn('pkg_resources is deprecated as an API. See https://setuptools.pypa.io', UserWarning)\n"
+        "warnings.warn('this one is about your model', FutureWarning)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "noisy_library", raising=False)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        _quiet_import("noisy_library")
+    assert [str(w.message) for w in shown] == ["this one is about your model"]
+
+
+@pytest.mark.slow
+def test_timm_import_prints_no_deprecation_warning():
+    """The real thing, in a fresh interpreter: building a timm model shows no FutureWarning."""
+    pytest.importorskip("timm", reason="the timm extra is not installed")
+    import subprocess
+
+    code = "import torch; from classwise.models import create_model; create_model('timm:resnet10t', num_classes=10)"
+    done = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0 and "jit" not in done.stderr, done.stderr
+
+
+def test_robustbench_without_autoattack_names_the_fix(monkeypatch):
+    """PyPI's robustbench imports AutoAttack as ``autoattack``; when it cannot, the error says how to fix it."""
+    pytest.importorskip("robustbench", reason="the robustbench extra is not installed")
+    from classwise.models import outside
+
+    def missing(module):
+        raise ModuleNotFoundError("No module named 'autoattack'", name="autoattack")
+
+    monkeypatch.setattr(outside, "_quiet_import", missing)
+    with pytest.raises(ClasswiseError, match="cannot be imported") as caught:
+        outside.robustbench()
+    assert "pip install git+https://github.com/fra31/auto-attack" in str(caught.value)
+    assert "sys.modules['autoattack'] = pyautoattack" in str(caught.value)
+
+
+@pytest.mark.slow
+@needs_robustbench
+def test_the_documented_autoattack_alias_makes_robustbench_importable():
+    """The one-line fix of the README: after it, a plain ``import robustbench`` (and its eval module) works."""
+    import subprocess
+
+    from classwise.models.outside import AUTOATTACK_FIX
+
+    alias = AUTOATTACK_FIX.split("before importing robustbench: ")[1]
+    code = f"{alias}; import robustbench, robustbench.eval; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_list_names_outside_kinds(capsys):

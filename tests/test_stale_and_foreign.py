@@ -21,7 +21,7 @@ import classwise.runs
 from classwise.analysis import suite_worst_case
 from classwise.checkpoint import safe_load
 from classwise.cli import main
-from classwise.jobs.attacking import example_hashes
+from classwise.jobs.attacking import eval_indices, example_hashes
 from classwise.fileio import MANIFEST, NAME_BYTES, safe_name, written
 from classwise.report.section import slug
 from classwise.results import EvalResults
@@ -78,8 +78,12 @@ def test_results_of_a_replaced_checkpoint_are_refused(capsys, run, command):
     code, err = run_cli(capsys, [command[0], run, *command[1:]])
     line = assert_one_error(code, err, "checkpoint 'last'", "SHA-256", f"re-run `classwise evaluate {run}`")
     assert _meta(run)["sha256"][:12] in line
-    assert {k: v for k, v in snapshot(run).items() if k != ".classwise.lock"} == {
-        k: v for k, v in before.items() if k != ".classwise.lock"}
+    unchanged = {".classwise.lock", *(("status.json",) if command == ["report"] else ())}
+    assert {k: v for k, v in snapshot(run).items() if k not in unchanged} == {
+        k: v for k, v in before.items() if k not in unchanged}
+    status = Run(run).status()  # report (the writer) says the run is no longer complete; the readers write nothing
+    assert (status["state"], "is now" in status.get("stale", "")) == (
+        ("trained", True) if command == ["report"] else ("complete", False))
 
 
 def test_results_of_the_current_checkpoint_are_not_stale(run):
@@ -131,6 +135,17 @@ def test_results_of_another_test_set_are_never_merged(capsys, run, monkeypatch):
     assert new.attacks == ["pgd2"] and (run / "superseded").is_dir()  # fgsm and pgd5 of the old images: set aside
     changed = np.isin(index, index[[3, 50]])
     assert np.array_equal(new.extras["example_hash"] != old.extras["example_hash"], changed)
+
+
+def test_a_changed_image_the_new_evaluation_does_not_see_is_still_caught(capsys, run, monkeypatch):
+    old = EvalResults.load(run / "results.npz")
+    data = Run(run).data()
+    sample = eval_indices(data.test_y, 20, Run(run).config.seed)  # what `--examples 20` attacks
+    unseen = np.setdiff1d(old.extras["index"], sample)[:1]  # measured before, not attacked by this evaluation
+    _changed_test_set(monkeypatch, unseen)
+    code, err = run_warned(capsys, ["evaluate", run, "--attacks", "fgsm", "--examples", "20", "-q"])
+    assert code == 0 and "(1 of the evaluated examples" in err  # re-hashed from the data, never merged
+    assert EvalResults.load(run / "results.npz").attacks == ["fgsm"] and (run / "superseded").is_dir()
 
 
 # --- the cascade and the worst cases -------------------------------------------------------------------

@@ -154,8 +154,13 @@ def _meta_size(meta: dict, key: str, source: Path | str) -> int:
 
 def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:
     """Model weights (and buffers) to safetensors; ``meta`` is stored as JSON."""
-    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    atomic_save(state, path, {META_KEY: json.dumps(meta or {})})
+    save_weights(unwrap(model).state_dict(), path, meta)
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path, meta: dict | None = None) -> None:
+    """A model state dict (weights and buffers) as :func:`save_model` writes it; ``meta`` as JSON."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_save(tensors, path, {META_KEY: json.dumps(meta or {})})
 
 
 def read_meta(metadata: dict[str, str], source: Path) -> dict:

@@ -94,9 +94,11 @@ def evaluate(
         help="Run folder made by `classwise train` (or by `evaluate --model`).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help="Evaluate a model classwise did not train: a registry name, torchvision:NAME, timm:NAME or "
-                        "robustbench:NAME (needs --dataset and --out).")] = None,
+                        "robustbench:NAME (needs --dataset and --out); NAME@pretrained (torchvision also "
+                        "NAME@weights=ENUM) takes the library's weights, e.g. timm:resnet18.a1_in1k@pretrained.")] = None,
     weights: Annotated[Path | None, typer.Option(
-        "--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled).")] = None,
+        "--weights", help="Its weights: .safetensors, or a .pt/.pth/.bin state dict (never unpickled); "
+                          "not with @pretrained.")] = None,
     dataset: Dataset = None,
     data_root: DataRoot = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create for --model.")] = None,

@@ -208,10 +208,10 @@ class TemperatureConfig:
 
 @dataclass(frozen=True)
 class FairnessConfig:
-    """Hyper-parameters of the robust-fairness methods frl, dafa and wat (docs/fairness.md).
+    """Hyper-parameters of the robust-fairness methods frl, dafa, wat and cfa (docs/fairness.md).
 
     Defaults are the reference codes' (FRL: hannxu123/fair_robust frlrmrw.py; DAFA:
-    rucy74/DAFA; WAT: its training script).
+    rucy74/DAFA; WAT: its training script; CFA: PKU-ML/CFA train.py).
     The split: ``val_examples`` class-balanced training images (about that many) drawn
     with the run's seed, removed from training, recorded in ``<run>/validation.json``.
     FRL tolerances: ``frl_tau_nat`` (bound0) and ``frl_tau_bndy`` (bound1), how far a
@@ -223,6 +223,16 @@ class FairnessConfig:
     DAFA: ``dafa_lambda``, the scale of the class-weight moves (in [0, 1]).
     DAFA warm-up: ``dafa_warmup`` epochs of TRADES before the weights are computed.
     WAT: ``wat_eta``, the Hedge learning rate.
+    CFA margin (CCM): ``cfa_ccm`` turns the class-wise radius eps_y = (cfa_ccm_lambda + t_y) * eps
+    on, t_y class y's robust training accuracy in the previous epoch.
+    CFA margin offset: ``cfa_ccm_lambda`` (lambda_1; > 0, so every radius is > 0).
+    CFA regularisation (CCR): ``cfa_ccr`` turns the class-wise TRADES weight b_y = beta_y / (1 + beta_y),
+    beta_y = (cfa_ccr_lambda + t_y) * beta, on.
+    CFA regularisation offset: ``cfa_ccr_lambda`` (lambda_2).
+    CFA start: ``cfa_begin``, the epochs of uniform eps and beta before the class-wise ones.
+    CFA averaging (FAWA): ``cfa_decay``, the decay of the weight average saved as checkpoint "fawa".
+    FAWA threshold: ``cfa_threshold``, the worst-class robust accuracy on the validation split
+    (in [0, 1]) an epoch's model needs to enter the average.
     """
 
     val_examples: int = 1000
@@ -235,6 +245,13 @@ class FairnessConfig:
     dafa_lambda: float = 1.0
     dafa_warmup: int = 70
     wat_eta: float = 0.1
+    cfa_ccm: bool = True
+    cfa_ccm_lambda: float = 0.5
+    cfa_ccr: bool = True
+    cfa_ccr_lambda: float = 0.5
+    cfa_begin: int = 10
+    cfa_decay: float = 0.88
+    cfa_threshold: float = 0.24
 
     def __post_init__(self) -> None:
         _check(self.val_examples >= 1, f"train.fair.val_examples must be >= 1, got {self.val_examples}")
@@ -245,6 +262,13 @@ class FairnessConfig:
                                            f"got {self.dafa_lambda}")
         _check(self.dafa_warmup >= 0, f"train.fair.dafa_warmup must be >= 0, got {self.dafa_warmup}")
         _check(self.wat_eta >= 0, f"train.fair.wat_eta must be >= 0, got {self.wat_eta}")
+        _check(self.cfa_ccm_lambda > 0, f"train.fair.cfa_ccm_lambda must be > 0 (every radius > 0), "
+                                        f"got {self.cfa_ccm_lambda}")
+        _check(self.cfa_ccr_lambda >= 0, f"train.fair.cfa_ccr_lambda must be >= 0, got {self.cfa_ccr_lambda}")
+        _check(self.cfa_begin >= 0, f"train.fair.cfa_begin must be >= 0, got {self.cfa_begin}")
+        _check(0 <= self.cfa_decay < 1, f"train.fair.cfa_decay must be in [0, 1), got {self.cfa_decay}")
+        _check(0 <= self.cfa_threshold <= 1, f"train.fair.cfa_threshold must be in [0, 1] (an accuracy), "
+                                             f"got {self.cfa_threshold}")
 
 
 @dataclass(frozen=True)
@@ -257,7 +281,7 @@ class TrainConfig:
     (figure 1); ``monitor_examples`` caps how many test images it attacks.
 
     ``method`` names an objective of ``classwise.train.objectives`` (standard,
-    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp, frl, dafa, wat); ``beta``
+    pgd-at, fgsm-rs, trades, mart, he, he-lis, he-cmp, frl, dafa, wat, cfa); ``beta``
     weighs the TRADES / MART regulariser; ``he`` holds the HE-LIS / HE-CMP
     schedules, ``fair`` the robust-fairness methods' settings.
     ``schedule``: "step" (lr x ``gamma`` at ``milestones``, per epoch),

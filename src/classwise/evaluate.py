@@ -41,6 +41,7 @@ from .data.bundle import as_float
 from .errors import ClasswiseError, unknown_name
 from .evalstate import EvalState, fingerprint
 from .inputs import check_eps, check_eval_inputs, check_image_dtype, check_logits
+from .models import normalized
 from .perf import autocast, prepare_input, prepare_model
 from .progress import log_line, progress_tasks
 from .results import EvalResults
@@ -227,6 +228,8 @@ def evaluate(
     eps: float | None = None,
     class_names: Sequence[str] | None = None,
     cascade: bool = False,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
     options: EvalOptions | None = None,
     **option_values: Any,
 ) -> EvalResults:
@@ -248,6 +251,10 @@ def evaluate(
             it) and ``adv_pred["worst"]`` the worst case over the suite. The
             cumulative columns are *not* each attack alone, and since attacks see
             fewer examples their random draws differ from the non-cascade run.
+        mean, std: the input normalisation of a ``model`` that expects normalised
+            inputs (1 value or C values; both or neither): it is evaluated as
+            ``model((x - mean) / std)`` on [0, 1] images, as ``classwise evaluate
+            --model ... --mean --std`` does; eps stays in [0, 1] pixel units.
         options: :class:`EvalOptions`; keyword arguments (``batch_size=``,
             ``device=``, ``seed=``, ``keep_probs=``, ``progress=``, ``perf=``)
             override its fields.
@@ -273,6 +280,7 @@ def evaluate(
     dev = resolve_device(opts.device)
     k = check_eval_inputs(images, labels, class_names)
     check_eps(eps)
+    model = _with_normalization(model, mean, std, images.shape[1])
     check_image_dtype(images, model)
     model = prepare_model(model.to(dev), opts.perf)
     probe = prepare_input(as_float(images[: opts.batch_size].to(dev)), opts.perf)
@@ -288,6 +296,15 @@ def evaluate(
     if cascade:
         results.facts[WORST] = {"family": WORST, "cascade": True, "over": list(built)}
     return results
+
+
+def _with_normalization(model: nn.Module, mean, std, channels: int) -> nn.Module:
+    """``model`` behind ``(x - mean) / std`` when both are given (:func:`classwise.models.normalized`)."""
+    if mean is None and std is None:
+        return model
+    if mean is None or std is None:
+        raise ValueError("give both mean and std, or neither")
+    return normalized(model, mean, std, channels)
 
 
 def _batches(batch_fn: BatchFn, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

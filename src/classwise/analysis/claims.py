@@ -118,7 +118,8 @@ def norm_claims(results: EvalResults, head: str, weight: np.ndarray, seed: int =
             "clean": spearman_over_examples(norms, clean.count, clean.n, seed=seed).to_json()}
 
 
-def _superclass_of(groups: dict[str, list[int]] | None, k: int) -> np.ndarray | None:
+def superclass_of(groups: dict[str, list[int]] | None, k: int) -> np.ndarray | None:
+    """(K,) superclass index of each class (-1: in none), or None without superclasses."""
     if not groups:
         return None
     of = np.full(k, -1)
@@ -143,7 +144,7 @@ def weakest_explained(results: EvalResults, head: str, superclasses: dict[str, l
     flips = confusion_counts(results.labels[m], results.adv_pred[head][m], k)
     np.fill_diagonal(flips, 0)
     order = np.argsort(np.nan_to_num(robust.percent, nan=np.inf), kind="stable")[:count]
-    sup = _superclass_of(superclasses, k)
+    sup = superclass_of(superclasses, k)
     return [_explain(int(i), robust, clean, flips[i], sup, top) for i in order if robust.n[i] > 0]
 
 

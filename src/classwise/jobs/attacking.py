@@ -35,8 +35,8 @@ def example_hashes(images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 def changed_examples(old: EvalResults, data: DataBundle | StreamBundle, new: EvalResults) -> int:
-    """How many of ``old``'s test examples are not what they were when measured: labels of all of them
-    (and indices past the end), images where ``new`` (just measured, images at hand) saw them too."""
+    """How many of ``old``'s test examples are not what they were when measured: indices past the end,
+    labels, and images (hashes taken by ``new`` where it saw them, else re-hashed from ``data`` in chunks)."""
     index, recorded = old.extras.get("index"), old.extras.get(EXAMPLE_HASH)
     if index is None or recorded is None:
         return 0  # results of an older classwise: nothing to compare with
@@ -45,9 +45,18 @@ def changed_examples(old: EvalResults, data: DataBundle | StreamBundle, new: Eva
     inside = index < len(data.test_y)
     changed = int((~inside).sum())
     index, recorded, labels = index[inside], recorded[inside], labels[inside]
-    changed += int((data.test_y[torch.as_tensor(index)].numpy() != labels).sum())
+    relabelled = data.test_y[torch.as_tensor(index)].numpy() != labels
+    now = np.full(len(index), NOT_ATTACKED, dtype=np.int64)
     common, at_old, at_new = np.intersect1d(index, new.extras["index"], return_indices=True)
-    return changed + int((recorded[at_old] != new.extras[EXAMPLE_HASH][at_new]).sum()) if common.size else changed
+    now[at_old] = new.extras[EXAMPLE_HASH][at_new]
+    rest = np.flatnonzero(now == NOT_ATTACKED)
+    for chunk in np.array_split(rest, -(-len(rest) // HASH_CHUNK)) if len(rest) else []:
+        idx = index[chunk]
+        now[chunk] = example_hashes(data.test_images(idx), data.test_y[torch.as_tensor(idx)])
+    return changed + int((relabelled | (recorded != now)).sum())
+
+
+HASH_CHUNK = 4096  # test images decoded at a time to re-hash the examples a new evaluation did not see
 
 
 def eval_indices(labels: torch.Tensor, examples: int | None, seed: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import resolve_device
 from ..models import classifier_layer, split_spec
-from ..models.outside import robustbench
+from ..models.outside import library_normalization, robustbench, spec_weights
 from ..results import EvalResults
 from ..runs import OutsideWeights, Run, load_run_data
 from ..train.distributed import distributed
@@ -33,10 +33,13 @@ from .train import decide_stream
 class OutsideModel:
     """A model classwise did not train (``classwise evaluate --model``).
 
-    spec: registry name, ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME``.
-    weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench).
+    spec: registry name, ``torchvision:NAME``, ``timm:NAME`` or ``robustbench:NAME``; ``@pretrained``
+        (torchvision also ``@weights=ENUM``) takes the library's weights (:mod:`classwise.models.outside`).
+    weights: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict (required but for RobustBench
+        and library weights).
     threat_model, model_dir: RobustBench's (``model_dir/<dataset>/<threat>/<name>.pt``).
-    mean, std: input normalisation; None: the dataset's; ``normalize=False``: none.
+    mean, std: input normalisation; None: the library's for its pretrained weights, else the dataset's;
+        ``normalize=False``: none.
     """
 
     spec: str
@@ -92,8 +95,7 @@ def create_outside_run(model: OutsideModel, config: RunConfig, run_dir: str | Pa
     data = load_run_data(config)
     mean, std, how = _normalisation(model, data)
     weights = None if model.weights is None else Path(model.weights)
-    if weights is None and split_spec(model.spec)[0] != "robustbench":
-        raise ClasswiseError(f"--model {model.spec} needs --weights FILE (its trained state dict)")
+    _check_weights_given(model)
     extra = {"robustbench": {"version": robustbench()[1], **config.model.kwargs}} \
         if split_spec(model.spec)[0] == "robustbench" else {}
     meta = outside_meta(config.model, data, mean, std, how, weights, **extra)
@@ -123,8 +125,20 @@ def evaluate_outside(model: OutsideModel, config: RunConfig, run_dir: str | Path
         return Path(run_dir), evaluate_run(run_dir, attacks=attacks, device=device, **evaluate)
 
 
+def _check_weights_given(model: OutsideModel) -> None:
+    """A weights file, or the library's weights (``@pretrained``), exactly one; RobustBench brings its own."""
+    library = spec_weights(model.spec) is not None
+    if model.weights is None and not library and split_spec(model.spec)[0] != "robustbench":
+        hint = ", or @pretrained for the library's weights" if split_spec(model.spec)[0] else ""
+        raise ClasswiseError(f"--model {model.spec} needs --weights FILE (its trained state dict){hint}")
+    if model.weights is not None and library:
+        raise ClasswiseError(f"--model {model.spec} takes the library's weights: drop --weights, or drop the "
+                             f"'@{model.spec.partition('@')[2]}' to load {model.weights}")
+
+
 def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tuple[tuple | None, tuple | None, str]:
-    """(mean, std, where they come from): --mean/--std, the dataset's, none, or RobustBench's own."""
+    """(mean, std, where they come from): --mean/--std, the library's for its pretrained weights, the dataset's,
+    none, or RobustBench's own."""
     if split_spec(model.spec)[0] == "robustbench":
         if model.mean is not None or model.std is not None or not model.normalize:
             raise ClasswiseError("RobustBench models normalise their inputs themselves: drop --mean/--std/--no-normalize")
@@ -137,6 +151,9 @@ def _normalisation(model: OutsideModel, data: DataBundle | StreamBundle) -> tupl
         return tuple(model.mean), tuple(model.std), "--mean/--std"
     if not model.normalize:
         return (0.0,), (1.0,), "none"
+    library = library_normalization(model.spec)
+    if library is not None:
+        return library[0], library[1], "the pretrained weights' (the library's)"
     return tuple(data.mean), tuple(data.std), f"the dataset's ({data.name})"
 
 

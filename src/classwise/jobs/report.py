@@ -25,7 +25,11 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
     with run.lock():
         if not run.files.results.is_file():
             run.require_results()  # one error saying what to run first; the run is left as it is
-        run.refuse_stale()  # results of another model: refused, the run left as it is
+        stale = run.stale_results()
+        if stale:  # results of another model: refused, and the run no longer claims to be complete
+            if run.state == "complete":
+                run.set_status("trained", stale=stale)
+            run.refuse_stale()
         return write_run_report(run)
 
 

@@ -7,10 +7,11 @@ Every model maps [0, 1] images (B, C, H, W) to logits (B, K), normalises inside
 
 from .base import Classifier, Normalize, unwrap
 from .he import HEHead, margin_logits, use_he_head
-from .outside import Normalized, classifier_layer, split_spec
+from .outside import Normalized, classifier_layer, normalized, split_spec
 from .registry import create_model, model_kwargs, model_names, outside_kinds
 
 __all__ = [
     "Classifier", "HEHead", "Normalize", "create_model", "margin_logits", "model_kwargs", "model_names",
-    "unwrap", "use_he_head", "Normalized", "classifier_layer", "outside_kinds", "split_spec",
+    "unwrap", "use_he_head", "Normalized", "classifier_layer", "normalized", "outside_kinds",
+    "split_spec",
 ]

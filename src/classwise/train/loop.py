@@ -36,7 +36,8 @@ from torch import nn
 
 from ..analysis import accuracy_block
 from ..attacks import build_attack
-from ..checkpoint import build_model, load_model, load_state, load_weights, model_meta, save_model, save_state, tree_to
+from ..checkpoint import (build_model, load_model, load_state, load_weights, model_meta, save_model, save_state,
+                          save_weights, tree_to)
 from ..config import RunConfig, TrainConfig
 from ..data import DataBundle, StreamBundle, as_float, class_balanced_indices, make_loader
 from ..data.streaming import batches
@@ -147,6 +148,7 @@ class Trainer:
             if self.resume_point is None:  # a resumed epoch has begun already
                 self.objective.begin_epoch(self.epoch, self.model, x, y)
             stats = self._train_epoch(x, y)
+            self.objective.end_epoch(self.epoch, self.model)
             if not self.per_batch:
                 self.scheduler.step()
             self.epoch += 1
@@ -348,6 +350,8 @@ class Trainer:
             save_model(self.model, files.checkpoint("last"), meta)
             if self.epoch in self.cfg.save_epochs:
                 save_model(self.model, files.checkpoint(f"epoch{self.epoch}"), meta)
+            for name, weights in self.objective.extra_checkpoints().items():  # e.g. CFA's "fawa" average
+                save_weights(weights, files.checkpoint(name), meta)
         save_state(self._state(run, ranks), files.train_state)
 
     def _state(self, run: EpochRun | None, ranks: list[dict] | None) -> dict:

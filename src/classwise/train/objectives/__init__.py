@@ -2,15 +2,16 @@
 
 ``create_objective(cfg, model_cfg)`` checks the method's rules and builds ``OBJECTIVES[cfg.method]``; the loop calls
 ``objective.begin_epoch(epoch, model, x, y)`` before each epoch and
-``objective(model, x, y, eps, generator) -> (loss, logits)`` per batch
+``objective(model, x, y, eps, generator) -> (loss, logits)`` per batch and
+``objective.end_epoch(epoch, model)`` after each epoch
 (x (B, C, H, W) in [0, 1], y (B,), logits (B, K)).
 
 Methods: standard, pgd-at (Madry et al. 2018), fgsm-rs (Wong et al. 2020),
 trades (Zhang et al. 2019), mart (Wang et al. 2020), he (Pang et al. 2020),
 he-lis and he-cmp (appendix G of the paper), and the robust-fairness methods
-frl (Xu et al. 2021), dafa (Lee et al. 2024) and wat (Li & Liu 2023) with their
-validation split (``fair``). The class-wise defences of
-``defences`` (weight-norm penalty, class weights) work with all of them.
+frl (Xu et al. 2021), dafa (Lee et al. 2024), wat (Li & Liu 2023) and cfa
+(Wei et al. 2023) with their validation split (``fair``). The class-wise
+defences of ``defences`` (weight-norm penalty, class weights) work with all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from ...config import ModelConfig, TrainConfig
 from ...errors import ClasswiseError, unknown_name
 from .base import Objective, training_attack
+from .cfa import CFA
 from .dafa import DAFA
 from .fgsm_rs import FGSMRS
 from .frl import FRL
@@ -46,6 +48,7 @@ OBJECTIVES: Mapping[str, type[Objective]] = MappingProxyType({
     "frl": FRL,
     "dafa": DAFA,
     "wat": WAT,
+    "cfa": CFA,
 })
 
 __all__ = ["OBJECTIVES", "Objective", "check_method", "create_objective", "training_attack"]

@@ -7,7 +7,9 @@ those it trained on (adversarial for attack-based objectives), which the loop
 uses for the training accuracy. Subclasses implement :meth:`Objective.losses`
 (per-example losses (B,)); the base class reduces them with the optional
 class weights and adds the optional weight-norm penalty (see ``defences``).
-The loop calls :meth:`Objective.begin_epoch` before every epoch.
+The loop calls :meth:`Objective.begin_epoch` before every epoch and
+:meth:`Objective.end_epoch` after it; :meth:`Objective.extra_checkpoints`
+names further weights (an average) it saves beside ``last`` at epoch ends.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Objective(ABC):
     # The method's rules, checked once by :func:`check_method` where an objective is created:
     requires_head: str | None = None  # model.head.name the method needs (HE methods: "he")
     requires_attack: str | None = None  # train.attack family the method needs (fgsm-rs: "fgsm-rs")
+    tallies: bool = False  # the method reads the epoch's class tally (always kept; else only for the defence)
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -70,7 +73,7 @@ class Objective(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss of one batch (scalar) and the logits (B, K) trained on."""
         losses, logits = self.losses(model, x, y, eps, generator)
-        if self.cfg.class_weight_gamma > 0:
+        if self.cfg.class_weight_gamma > 0 or self.tallies:
             self.tally.add(logits, y)
         loss = weighted_mean(losses, y, self.weights)
         if self.cfg.weight_norm_penalty > 0:
@@ -87,6 +90,13 @@ class Objective(ABC):
         if self.cfg.class_weight_gamma > 0 and tally.correct is not None and tally.total is not None:
             self.weights = class_weights(tally.correct, tally.total, self.cfg.class_weight_gamma).to(y.device)
         tally.reset()
+
+    def end_epoch(self, epoch: int, model: nn.Module) -> None:  # noqa: B027 (optional hook)
+        """After 0-based ``epoch``'s last step (the tally summed over processes); here nothing."""
+
+    def extra_checkpoints(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Weights to save beside ``last`` at epoch ends, by checkpoint name (here none)."""
+        return {}
 
     def epoch_metrics(self) -> dict:
         """Extra numbers for the epoch's metrics line (class weights, temperature...)."""

@@ -1,4 +1,4 @@
-"""What the robust-fairness objectives (frl, dafa, wat) share: a validation split, class-wise
+"""What the robust-fairness objectives (frl, dafa, wat, cfa) share: a validation split, class-wise
 measurements on it, and a TRADES attack with a radius per example.
 
 Each of these methods is TRADES whose loss terms (and, for FRL and DAFA, attack
