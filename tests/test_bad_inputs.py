@@ -27,6 +27,8 @@ from classwise.errors import ClasswiseError
 from classwise.evaluate import evaluate
 from classwise.models import create_model
 from classwise.results import EvalResults
+from classwise.fileio import MANIFEST
+from classwise.runfiles import LOCK, READ_BACK, RunFiles
 from classwise.runs import Run
 from classwise.checkpoint import safe_load, save_model
 
@@ -747,3 +749,258 @@ def test_report_from_nan_probabilities_is_refused_not_complete(capsys, run_copy)
     code, err = run_cli(capsys, ["report", run_copy])
     assert_one_error(code, err, "clean_probs", "finite probabilities")
     assert Run(run_copy).state == "failed"
+
+
+# --- property-based: malformed versions of every run file a command reads back -------------------
+# The files are runfiles.READ_BACK (RunFiles accessors); each is damaged in its own format (bytes cut or
+# flipped; a value anywhere in it replaced or dropped; the whole file another JSON value) and a reading
+# command runs on the copy: one error line and exit 2, or exit 0 when the command does not need the file;
+# never a traceback, and no file of the run is lost.
+
+JSON_LEAF = st.one_of(st.none(), st.booleans(), st.sampled_from([0, -1, 1, 2**40, 10**30, 0.5, "complete", "last"]),
+                      st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6))
+JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+NPY_VALUE = st.sampled_from([np.zeros(0, np.int64), np.zeros((3, 4), np.float32), np.full(5, 2**40, np.int64),
+                             np.full(100, -1, np.int64), np.full((100, 10), np.nan, np.float32), np.array("text"),
+                             np.array([b"\xff\xfe"]), np.arange(101), np.array(1.5)])
+MALFORM = st.one_of(
+    st.tuples(st.just("bytes"), CORRUPTION["cut"], CORRUPTION["flips"]),
+    st.tuples(st.just("replace"), st.integers(0, 10**6), JSON_VALUE),
+    st.tuples(st.just("drop"), st.integers(0, 10**6)),
+    st.tuples(st.just("whole"), JSON_VALUE),
+    st.tuples(st.just("array"), st.integers(0, 10**6), NPY_VALUE),
+)
+
+
+def _paths(node, prefix=()) -> list[tuple]:
+    """Every path (keys and indices) into a parsed JSON/YAML value, parents before children."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    return [prefix] + [p for k, v in items for p in _paths(v, (*prefix, k))]
+
+
+def _edit(tree, pick: int, value=None, drop: bool = False):
+    """``tree`` with the node at path number ``pick`` replaced by ``value`` (or removed); the root is replaced."""
+    path = _paths(tree)[pick % len(_paths(tree))]
+    if not path:
+        return value if not drop else {}
+    parent = tree
+    for k in path[:-1]:
+        parent = parent[k]
+    if drop:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return tree
+
+
+def _text_codec(name: str):
+    """(parse, dump) of a run file's text format: JSON, JSON lines (a list of records) or YAML."""
+    import yaml
+
+    if name.endswith(".jsonl"):
+        return (lambda b: [json.loads(line) for line in b.decode().splitlines()],
+                lambda v: "".join(json.dumps(r) + "\n" for r in (v if isinstance(v, list) else [v])).encode())
+    if name.endswith(".yaml"):
+        return lambda b: yaml.safe_load(b), lambda v: yaml.safe_dump(v).encode()
+    return lambda b: json.loads(b), lambda v: json.dumps(v).encode()
+
+
+def _npz_members(data: bytes) -> dict[str, bytes]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {i.filename: z.read(i) for i in z.infolist()}
+
+
+def _npz(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+    return out.getvalue()
+
+
+def malformed(name: str, original: bytes, op: tuple) -> bytes:
+    """``original`` (the bytes of run file ``name``) damaged by ``op`` (a draw of :data:`MALFORM`)."""
+    kind, *args = op
+    if kind == "bytes":
+        return _corrupt(original, *args)
+    if name.endswith(".npz"):
+        members = _npz_members(original)
+        key = sorted(members)[args[0] % len(members)] if kind in ("replace", "drop", "array") else None
+        if kind == "drop":
+            del members[key]
+        elif kind == "array":
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, args[1])
+            members[key] = buf.getvalue()
+        else:
+            return _text_codec(".json")[1](args[-1])  # not a zip archive at all
+        return _npz(members)
+    parse, dump = _text_codec(name)
+    if kind == "whole":
+        return dump(args[0])
+    if kind == "array":  # the array's values as JSON (byte strings as text)
+        return dump(json.loads(json.dumps(args[1].tolist(), default=lambda b: b.decode("latin-1"))))
+    return dump(_edit(parse(original), args[0], *(args[1:] or [None]), drop=kind == "drop"))
+
+
+def _as_outside_run(tiny_run: Path, folder: Path) -> Path:
+    """A copy of the tiny run made an outside-model run of its own weights (marker origin "outside", model.json as
+    `evaluate --model` writes it, pointing at the copy's checkpoint): model.json's readers, without a second evaluation."""
+    from classwise.checkpoint import file_sha256, read_meta
+    from classwise.fileio import write_json
+
+    run = folder / "outside"
+    shutil.copytree(tiny_run, run)
+    files = RunFiles(run)
+    weights = files.checkpoint()
+    record = read_meta(safe_load(weights)[1], weights) | {
+        "normalization": "the dataset's", "weights": str(weights), "sha256": file_sha256(weights), "classifier": "head"}
+    Run(run).save_outside_meta(record)
+    write_json(files.marker, json.loads(files.marker.read_text()) | {"origin": "outside"})
+    return run
+
+
+@pytest.fixture(scope="module")
+def read_back_runs(tiny_demo_run, tmp_path_factory) -> dict[str, Path]:
+    """The run each damaged file lives in: model.json in an outside-model run, every other file in the tiny run."""
+    outside = _as_outside_run(tiny_demo_run, tmp_path_factory.mktemp("outside"))
+    assert Run.open(outside).origin == "outside" and Run.open(outside).stale_results() is None
+    return {name: outside if name == "model_json" else tiny_demo_run for name in READ_BACK}
+
+
+READERS = {"compare": lambda run: ["compare", run, "--out", run.parent / "cmp"],
+           "show": lambda run: ["show", run, "--class", "3"],
+           "resume": lambda run: ["train", "--resume", "--out", run, "-q", "--set", "train.epochs=2"],
+           "report": lambda run: ["report", run],
+           "evaluate": lambda run: ["evaluate", run, "--attacks", "fgsm", "-q", "--set", "eval.examples=50"]}
+CHEAP_READERS = ("compare", "show")  # well under a second each; resume loads the data, report and evaluate render
+
+
+def _lost(before: dict[str, str], run: Path) -> list[str]:
+    """Files of ``before`` that are gone from ``run`` (moved aside into superseded/ counts as kept)."""
+    after = snapshot(run)
+    aside = {p.split("/", 2)[2] for p in after if p.startswith("superseded/") and p.count("/") >= 2}
+    return [p for p in before if p not in after and p not in aside]
+
+
+def _read_malformed(capsys, base: Path, folder: Path, name: str, op: tuple, command: str) -> None:
+    run = folder / "run"
+    shutil.copytree(base, run)
+    path = getattr(RunFiles(run), name)
+    path.write_bytes(malformed(path.name, path.read_bytes(), op))
+    before = snapshot(run)
+    code, err = run_cli(capsys, READERS[command](run))
+    assert "Traceback" not in err, err
+    if code != 0:
+        assert_one_error(code, err)
+        after = snapshot(run)
+        changed = [p for p in before if p in after and after[p] != before[p]]
+        assert set(changed) <= {"status.json", LOCK, MANIFEST}, changed  # a failed command marks the run, no more
+    assert not _lost(before, run)
+
+
+def _case_folder(tmp_path: Path, *key) -> Path:
+    folder = tmp_path / f"case-{hashlib.sha256(repr(key).encode()).hexdigest()[:12]}"
+    folder.mkdir()
+    return folder
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(READ_BACK), op=MALFORM, command=st.sampled_from(CHEAP_READERS))
+def test_malformed_run_file_is_one_error_never_a_traceback(capsys, read_back_runs, tmp_path, name, op, command):
+    folder = _case_folder(tmp_path, name, op, command)
+    _read_malformed(capsys, read_back_runs[name], folder, name, op, command)
+    shutil.rmtree(folder)
+
+
+@pytest.mark.slow  # every reader, report and evaluate included: about 3 minutes on 2 busy cores
+@settings(max_examples=250, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(READ_BACK), op=MALFORM, command=st.sampled_from(list(READERS)))
+def test_malformed_run_file_any_reader_is_one_error(capsys, read_back_runs, tmp_path, name, op, command):
+    folder = _case_folder(tmp_path, name, op, command)
+    _read_malformed(capsys, read_back_runs[name], folder, name, op, command)
+    shutil.rmtree(folder)
+
+
+# --- cases the property test found, kept as fixed cases -----------------------------------------
+
+
+def test_checkpoint_claiming_absurd_sizes_is_refused_before_building(capsys, run_copy, monkeypatch):
+    """num_classes 2**40 in a checkpoint's metadata: one error from the metadata, no layer ever allocated."""
+    from safetensors.torch import save_file
+
+    import classwise.checkpoint
+
+    path = run_copy / "checkpoints" / "last.safetensors"
+    tensors, metadata = safe_load(path)
+    meta = json.loads(metadata["classwise"])
+    save_file(tensors, str(path), {"classwise": json.dumps(meta | {"num_classes": 2**40})})
+    monkeypatch.setattr(classwise.checkpoint, "create_model", lambda *a, **k: pytest.fail("a model was built"))
+    code, err = run_cli(capsys, ["evaluate", run_copy, "--attacks", "fgsm", "-q"])
+    assert_one_error(code, err, "last.safetensors", "'num_classes' must be an integer in [1, 100000]")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: s["attacks"]["fgsm"].update(per_class=[1.0]), "attacks.fgsm.per_class': expected 10 entries"),
+    (lambda s: s["clean"].update(worst_class=99), "clean.worst_class': 99 is not a class index"),
+    (lambda s: s["clean"].update(overall=float("inf")), "expected a finite number"),
+    (lambda s: s.pop("clean"), "field 'clean': missing"),
+], ids=["short-per-class", "worst-class-99", "overall-inf", "no-clean"])
+def test_compare_on_a_damaged_summary_is_one_error(capsys, run_copy, tmp_path, edit, needle):
+    summary = json.loads((run_copy / "summary.json").read_text())
+    edit(summary)
+    (run_copy / "summary.json").write_text(json.dumps(summary))
+    before = snapshot(run_copy)
+    code, err = run_cli(capsys, ["compare", run_copy, "--out", tmp_path / "cmp"])
+    assert_one_error(code, err, "summary.json", needle)
+    assert snapshot(run_copy) == before and not (tmp_path / "cmp" / "compare.md").exists()
+
+
+@pytest.mark.parametrize("origin", ["[1]", "{}"], ids=["list", "object"])
+def test_marker_with_an_origin_of_the_wrong_type_is_one_error(capsys, run_copy, tmp_path, origin):
+    marker = json.loads((run_copy / "classwise-run.json").read_text())
+    (run_copy / "classwise-run.json").write_text(json.dumps(marker | {"origin": json.loads(origin)}))
+    code, err = run_cli(capsys, ["compare", run_copy, "--out", tmp_path / "cmp"])
+    assert_one_error(code, err, "classwise-run.json", "unknown origin")
+
+
+def _config_without(run: Path, path: list) -> None:
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.parametrize("command", ["resume", "evaluate"])
+@pytest.mark.parametrize("key", [["train", "optimizer"], ["eval", "attacks", 0, "norm"], ["seed"]],
+                         ids=["train.optimizer", "eval.attacks[0].norm", "seed"])
+def test_run_config_missing_a_key_is_one_error_not_a_default(capsys, run_copy, key, command):
+    """classwise writes every key into a run's config.yaml: a missing one is named, never filled with a default."""
+    _config_without(run_copy, key)
+    before = snapshot(run_copy)
+    code, err = run_cli(capsys, READERS[command](run_copy))
+    name = ".".join(str(k) for k in key).replace(".0.", "[0].")
+    assert_one_error(code, err, "config.yaml", f"no key '{name}'")
+    assert set(before) <= set(snapshot(run_copy))
+
+
+def test_a_config_file_given_to_train_may_leave_keys_out(tmp_path):
+    """Only a run's own config.yaml must be complete: a user's config file gives just the keys it changes."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    assert load_config(path).train.epochs == 3

@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .config import HeadConfig, ModelConfig, from_dict
+from .config import MAX_IMAGE_SIZE, HeadConfig, ModelConfig, from_dict
 from .data import DataBundle
 from .errors import ClasswiseError
 from .fileio import atomic_open
@@ -44,6 +44,9 @@ from .models.outside import load_robustbench, robustbench_file
 
 META_KEY = "classwise"  # the safetensors metadata entry holding the model meta (JSON)
 _META_NEEDS = ("model", "num_classes", "in_channels", "image_size")
+# The largest sizes model metadata may claim (checked before a layer is allocated from them): more classes than
+# any dataset has, more channels than any image, a side longer than data.image_size accepts.
+META_LIMITS = {"num_classes": 100_000, "in_channels": 64, "image_size": MAX_IMAGE_SIZE}
 
 _TENSOR = "__tensor__"
 
@@ -126,14 +129,27 @@ def model_from_meta(meta: dict, source: Path | str = "checkpoint") -> nn.Module:
     kwargs = meta.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise ClasswiseError(f"{source} has damaged model metadata ('kwargs' must be a mapping, got {kwargs!r})")
+    sizes = {key: _meta_size(meta, key, source) for key in META_LIMITS}
     head = from_dict(HeadConfig, meta.get("head") or {}, "head")
     try:
-        net = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_channels=int(meta["in_channels"]),
-                           image_size=int(meta["image_size"]), mean=tuple(meta.get("mean", (0.0,))),
+        net = create_model(meta["model"], **sizes, mean=tuple(meta.get("mean", (0.0,))),
                            std=tuple(meta.get("std", (1.0,))), **kwargs)
     except (TypeError, ValueError) as e:
         raise ClasswiseError(f"{source} has damaged model metadata: cannot rebuild the model ({e})") from e
     return use_he_head(net, head.scale, head.margin) if head.name == "he" else net
+
+
+def _meta_size(meta: dict, key: str, source: Path | str) -> int:
+    """``meta[key]`` as an integer in [1, META_LIMITS[key]]; else one error, before anything is allocated from it."""
+    value, limit = meta[key], META_LIMITS[key]
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
+        value = int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) <= limit:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ClasswiseError(f"{source} has damaged model metadata ('{key}' must be an integer in [1, {limit}], "
+                             f"got {str(value)[:40]!r})")
+    return value
 
 
 def save_model(model: nn.Module, path: Path, meta: dict | None = None) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from .analysis import gap_comparison, headline_attack
 from .analysis.fairness import class_spread, worst_class
+from .analysis.schema import Summary
 from .report.tables import blocks_markdown, text_csv
 from .errors import ClasswiseError
 from .fileio import atomic_write, own_folder, write_json
@@ -45,7 +46,7 @@ def _summary(run: Path) -> dict[str, Any]:
     stale = opened.stale_results()
     if stale:
         raise ClasswiseError(f"{stale}; re-run `classwise evaluate {run}` before comparing it")
-    summary = opened.summary()
+    summary = Summary.from_dict(opened.summary(), str(opened.files.summary)).to_dict()  # checked: types, sizes
     if opened.state != "complete":
         error = opened.status().get("error")
         warnings.warn(f"{run} is not complete (status '{opened.state}'{': ' + str(error) if error else ''}): "

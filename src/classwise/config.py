@@ -479,6 +479,44 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
     return from_dict(RunConfig, raw, "")
 
 
+def load_run_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A run folder's config.yaml, then ``overrides``: like :func:`load_config`, but every key must be there.
+
+    classwise writes a run's config resolved, every key included (:func:`dump_config`); a missing key means the
+    file was edited by hand or cut short, and filling it with today's default could change what the run was.
+    """
+    raw = _read_yaml(path)
+    missing = _missing_key(RunConfig, raw, "")
+    if missing is not None:
+        raise ClasswiseError(f"{path} has no key '{missing}' (classwise writes every key into a run's config: was it "
+                             "edited by hand?); add it back (`classwise config-keys` lists each key) or make the run again")
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(RunConfig, raw, "")
+
+
+def _missing_key(cls: type, raw: Any, where: str) -> str | None:
+    """The first field of dataclass ``cls`` (nested ones and lists of them included) that ``raw`` lacks."""
+    if not isinstance(raw, dict):
+        return None  # not a mapping: from_dict says so
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        key = _join(where, f.name)
+        if f.name not in raw:
+            return key
+        hint, value = hints[f.name], raw[f.name]
+        if typing.get_origin(hint) is tuple and isinstance(value, list):
+            hint, items = typing.get_args(hint)[0], [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            items = [(key, value)]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            for at, item in items:
+                missing = _missing_key(hint, item, at)
+                if missing is not None:
+                    return missing
+    return None
+
+
 def _read_yaml(source: str | Path) -> dict:
     path = Path(source)
     if not path.is_file() and str(source) in preset_names():  # a folder named like a preset (a run) does not shadow it

@@ -164,6 +164,11 @@ def _checked_arrays(data: dict[str, np.ndarray], path: str | os.PathLike) -> lis
         if key.startswith(("clean_probs", "adv_probs/")) and (
                 v.shape != (n, k) or v.dtype.kind != "f" or not np.all((v >= 0) & (v <= 1))):  # NaN fails too
             raise bad(f"{key} is not ({n}, {k}) finite probabilities in [0, 1]")
+        if key.startswith("extra/") and (v.ndim == 0 or len(v) != n or v.dtype.kind not in "biuf"):
+            raise bad(f"{key} is not a per-example record of {n} numbers")
+    index = data.get("extra/index")
+    if index is not None and n and (index.dtype.kind not in "iu" or index.min() < 0):
+        raise bad("extra/index is not test-set indices (integers >= 0)")
     if n and not (0 <= data["labels"].min() and data["labels"].max() < k):
         raise bad(f"labels outside the {k} classes")
     return names

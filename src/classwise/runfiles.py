@@ -9,6 +9,7 @@ file, never fail deep inside a figure.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ def check_metrics(records: list, path: Path, num_classes: int) -> list[dict]:
     return records
 
 
-def check_meta(meta: Any, path: Path, num_classes: int | None = None) -> dict:
-    """meta.json as a mapping with the keys the report reads, of the right types; else one error."""
+def check_meta(meta: Any, path: Path, num_classes: int | None = None, attacks: Iterable[str] | None = None) -> dict:
+    """meta.json as a mapping with the keys the report reads, of the right types, naming exactly ``attacks``
+    (those of results.npz, when given); else one error."""
     fix = "re-run `classwise evaluate` to rewrite it"
     if not isinstance(meta, dict):
         raise _damaged(path, f"a JSON object was expected, found {type(meta).__name__}", fix)
@@ -64,6 +66,10 @@ def check_meta(meta: Any, path: Path, num_classes: int | None = None) -> dict:
     if not isinstance(sup, dict) or not all(
             isinstance(v, list) and all(isinstance(c, int) and 0 <= c < k for c in v) for v in sup.values()):
         raise _damaged(path, "'superclasses' must map names to lists of class indices", fix)
+    if attacks is not None and set(attacks) != set(meta["attacks"]):
+        differ = sorted(set(attacks) ^ set(meta["attacks"]))
+        raise _damaged(path, f"its attacks are not those of results.npz beside it ({', '.join(differ[:5])} in one "
+                             "only)", "restore both, or re-run `classwise evaluate` into a new run")
     return meta
 
 
@@ -81,6 +87,10 @@ OWN_FILES = (
     "homing/*.svg", "compare/*", "tensorboard/*", "adv/*.safetensors", "superseded/*", ".evaluation/*.safetensors", ".*.tmp",
     "checkpoints/.*.tmp", "*/.*.tmp",
 )
+
+# The files of the layout that commands read back (RunFiles accessor names): each is checked before use, and a
+# damaged one is one error naming it (tests/test_bad_inputs.py damages each of them for every reading command).
+READ_BACK = ("marker", "config", "status", "metrics", "meta", "summary", "results", "model_json")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import atomic_save, file_sha256, head_weight, load_model_file, load_outside, safe_load
 from .models import classifier_layer
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, dump_config, load_run_config
 from .data import DataBundle, StreamBundle, load_data, remove_class, subsample_train
 from .errors import ClasswiseError, Terminated
 from .fileio import (MANIFEST, TEMPORARY, atomic_write, move_written, read_json, read_jsonl, start_ledger,
@@ -252,7 +252,7 @@ class Run:
 
     @cached_property
     def config(self) -> RunConfig:
-        return load_config(self.files.config)
+        return load_run_config(self.files.config)
 
     def save_config(self, config: RunConfig) -> None:
         atomic_write(self.files.config, dump_config(config))
@@ -262,7 +262,7 @@ class Run:
     def source(self) -> ModelSource:
         """Where the run's model comes from: our checkpoints, or outside weights (``evaluate --model``)."""
         origin = read_json(self.files.marker).get("origin", "train")
-        if origin not in SOURCES:
+        if not isinstance(origin, str) or origin not in SOURCES:
             raise ClasswiseError(f"{self.files.marker} is damaged (unknown origin {origin!r}); make the run again")
         return SOURCES[origin](self.files)
 
@@ -430,9 +430,9 @@ class Run:
         checkpoint, sha = meta.get("checkpoint"), meta.get("sha256")
         if not isinstance(checkpoint, str) or not isinstance(sha, str):
             return None
-        try:
+        try:  # a damaged marker or model.json is one error of its own, not a model that is gone
             now = self.model_digest(checkpoint)["sha256"]
-        except (OSError, ClasswiseError):
+        except OSError:
             now = None
         if now == sha:
             return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -381,7 +382,23 @@ class Summary:
         if summary.schema_version > SCHEMA_VERSION:
             raise ClasswiseError(f"{source}: schema_version {summary.schema_version} is newer than this classwise "
                                  f"reads ({SCHEMA_VERSION}); upgrade classwise")
+        for row, block in summary.rows():
+            _check_block(block, summary.num_classes, f"{source}: field '{row if row == 'clean' else 'attacks.' + row}")
         return summary
+
+
+def _check_block(block: AccuracyBlock, k: int, where: str) -> None:
+    """One error unless the block holds one entry per class (per_class, n, count, ci95: (K,)) and its best and
+    worst class are classes; a hand-edited block would otherwise fail deep inside a table or figure."""
+    for name in ("per_class", "n", "count", "ci95"):
+        if len(getattr(block, name)) != k:
+            raise ClasswiseError(f"{where}.{name}': expected {k} entries (one per class), got "
+                                 f"{len(getattr(block, name))}; re-run `classwise report` to rewrite it")
+    for name in ("best_class", "worst_class"):
+        c = getattr(block, name)
+        if c is not None and not 0 <= c < k:
+            raise ClasswiseError(f"{where}.{name}': {c} is not a class index in [0, {k}); "
+                                 "re-run `classwise report` to rewrite it")
 
 
 def load_summary(path: str | Path) -> Summary:
@@ -487,6 +504,8 @@ def _decode_scalar(tp: Any, value: Any, at: str) -> Any:
     ok = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}[tp]
     if isinstance(value, bool) and tp is not bool or not isinstance(value, ok):
         raise _Bad(at, f"expected {tp.__name__}, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN is written as null; Infinity is never written
+        raise _Bad(at, f"expected a finite number or null, got {value!r}")
     return value
 
 

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from ..attacks import Attack, build_attack
-from ..config import AttackConfig, RunConfig, load_config
+from ..config import AttackConfig, RunConfig, load_run_config
 from ..data import DataBundle, StreamBundle
 from ..errors import ClasswiseError
 from ..evaluate import EvalOptions, resolve_device
 from ..identity import merge_results, with_worst_cases
 from ..progress import phase_line
 from ..results import EvalResults, evaluation_cost
+from ..runfiles import check_meta, check_metrics
 from ..runs import Run, dataset_label
 from ..train.distributed import Dist, distributed
 from .attacking import (
@@ -103,6 +104,7 @@ def _attack_and_save(run: Run, attack: Callable[[], EvalResults], data: DataBund
     model_id = run.model_digest(ev.checkpoint)
     with run.guarded("evaluating"):
         _set_aside_stale(run, model_id)
+        _check_earlier(run, data.num_classes)
         started = time.perf_counter(), time.process_time()
         new = attack()
         _set_aside_other_examples(run, data, new)
@@ -125,6 +127,15 @@ def _set_aside_stale(run: Run, model_id: dict[str, str]) -> None:
     if meta.get("checkpoint") == model_id["checkpoint"] and meta.get("sha256") not in (None, model_id["sha256"]):
         _set_aside(run, f"checkpoint '{model_id['checkpoint']}' changed since the last evaluation (trained further "
                         "or replaced)")
+
+
+def _check_earlier(run: Run, num_classes: int) -> None:
+    """One error, before any attacking, when a file this evaluation merges with or reports from is damaged
+    (results.npz, a meta.json that does not describe them, metrics.jsonl)."""
+    old = run.results()
+    if old is not None:
+        check_meta(run.meta(), run.files.meta, old.num_classes, old.attacks)
+    check_metrics(run.metrics(), run.files.metrics, num_classes)
 
 
 def _set_aside_other_examples(run: Run, data: DataBundle | StreamBundle, new: EvalResults) -> None:
@@ -199,7 +210,7 @@ def _eval_config(run: Run, overrides: tuple[str, ...] | list[str]) -> RunConfig:
     """The run's config with ``--set`` overrides of eval.*, device and perf.* (anything else: one error)."""
     if not overrides:
         return run.config
-    config = load_config(run.files.config, overrides)
+    config = load_run_config(run.files.config, overrides)
     refused = [k for k in changed_keys(run.config, config) if not k.startswith(EVAL_KEYS)]
     if refused:
         raise ClasswiseError(f"--set on evaluate can change only eval.*, device and perf.*, not {', '.join(refused)}")

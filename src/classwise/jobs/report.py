@@ -41,7 +41,8 @@ def write_run_report(run: Run, meta: dict | None = None) -> dict[str, Path]:
     """
     with run.guarded("reporting"):
         results = run.require_results()
-        meta = check_meta(run.meta() if meta is None else meta, run.files.meta, results.num_classes)
+        meta = check_meta(run.meta() if meta is None else meta, run.files.meta, results.num_classes,
+                          results.attacks)
         paths = _write_report(run, results, meta)
     run.set_status("complete")
     return paths
@@ -64,6 +65,7 @@ def _write_report(run: Run, results: EvalResults, meta: dict) -> dict[str, Path]
     shown = {k: meta[k] for k in ("dataset", "model", "checkpoint", "eps", "train_method", "classifier")
              if meta.get(k) is not None}
     metrics = check_metrics(run.metrics(), run.files.metrics, results.num_classes)
+    _ = run.config  # read here: a damaged config.yaml is one error, not a gallery left out below
     try:
         gallery = gallery_data(run, results, summary, meta.get("checkpoint", "last"))
     except (ClasswiseError, OSError) as e:  # e.g. the dataset is no longer where the run found it

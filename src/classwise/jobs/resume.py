@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..config import RunConfig, load_config, to_dict
+from ..config import RunConfig, load_run_config, to_dict
 from ..errors import ClasswiseError
 from ..runs import Run
 
@@ -22,7 +22,7 @@ def resumed_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] =
     """
     run = Run.open(run_dir)
     saved = run.config
-    config = load_config(run.files.config, overrides)
+    config = load_run_config(run.files.config, overrides)
     changed = changed_keys(saved, config)
     refused = [k for k in changed if not k.startswith(RESUMABLE)]
     if refused:
