@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..config import RunConfig, load_run_config, to_dict
+from ..config import RunConfig, load_config, load_run_config, to_dict
 from ..errors import ClasswiseError
 from ..runs import Run
 
