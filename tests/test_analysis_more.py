@@ -174,21 +174,34 @@ def test_new_figures_write_pngs(tmp_path):
 
 
 def _fake_run(folder, clean, robust, n: int = 20):
-    """A run folder holding only a summary: 3 classes of ``n`` test images, accuracies in percent."""
+    """A reported run of 3 classes of ``n`` test images each: clean and pgd20 accuracies in percent per class.
+
+    The summary is built by ``summarize`` from per-sample predictions with those
+    accuracies (each a multiple of 100 / n; robust <= clean), as a real run's is.
+    """
+    from classwise.analysis.summary import summarize
     from classwise.config import load_config
+    from classwise.results import EvalResults
     from classwise.runs import Run
 
+    labels = np.repeat(np.arange(3), n)
+    slot = np.tile(np.arange(n), 3)  # position of each example within its class
+
+    def predictions(percent):
+        hits = np.repeat([round(x * n / 100) for x in percent], n)
+        assert np.allclose(hits * 100 / n, np.repeat(percent, n)), "accuracies must be multiples of 100 / n"
+        return np.where(slot < hits, labels, (labels + 1) % 3)
+
+    assert all(r <= c for r, c in zip(robust, clean))
     Run.create(folder, load_config("demo"))
-    block = lambda v: {"overall": float(np.mean(v)), "per_class": v, "n": [n] * len(v),  # noqa: E731
-                       "count": [round(x * n / 100) for x in v]}
-    (folder / "summary.json").write_text(json.dumps({
-        "class_names": ["a", "b", "c"], "clean": block(clean), "attacks": {"pgd20": block(robust)}}))
+    results = EvalResults(labels, predictions(clean), {"pgd20": predictions(robust)}, ["a", "b", "c"])
+    (folder / "summary.json").write_text(json.dumps(summarize(results)))
     Run(folder).set_status("complete")  # a reported run (compare marks the rows of one that is not)
     return folder
 
 
 def test_compare_runs_writes_figure_7(tmp_path):
-    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 1.0, 0.0])
+    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 5.0, 0.0])
     rob = _fake_run(tmp_path / "rob", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
     rec = compare_runs(std, rob, tmp_path / "out")
     assert rec["standard"]["gap"] == 10.0 and rec["robust"]["gap"] == 50.0 and rec["attack"] == "pgd20"
@@ -231,7 +244,7 @@ def test_report_with_many_classes_shows_12_sampled_classes(tmp_path, monkeypatch
 def test_compare_cli(tmp_path):
     from classwise.cli import main
 
-    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 1.0, 0.0])
+    std = _fake_run(tmp_path / "std", [90.0, 95.0, 85.0], [0.0, 5.0, 0.0])
     rob = _fake_run(tmp_path / "rob", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
     assert main(["compare", str(std), str(rob), "--figure7"]) == 0
     assert (rob / "compare" / "gap_comparison.png").is_file()
@@ -239,12 +252,19 @@ def test_compare_cli(tmp_path):
     assert main(["compare", str(std), "--figure7"]) == 2  # figure 7 needs exactly two runs
 
 
+def _with_wilson(k: int, n: int) -> str:
+    """``k`` of ``n`` in percent with its Wilson 95% interval, as compare.md prints it (computed here by hand)."""
+    z = 1.959963984540054
+    centre, half = (k + z * z / 2) / (n + z * z), z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return f"{100 * k / n:.1f} [{100 * (centre - half):.1f}, {100 * (centre + half):.1f}]"
+
+
 def test_compare_table_of_any_number_of_runs(tmp_path):
     from classwise.cli import main
 
     a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
     b = _fake_run(tmp_path / "b", [80.0, 85.0, 70.0], [40.0, 70.0, 20.0])
-    c = _fake_run(tmp_path / "c", [60.0, 65.0, 50.0], [40.0, 0.0, 20.0], n=5)
+    c = _fake_run(tmp_path / "c", [60.0, 80.0, 40.0], [40.0, 0.0, 20.0], n=5)
     out = tmp_path / "cmp"
     assert main(["compare", str(a), str(b), str(c), "--attack", "pgd20", "--out", str(out)]) == 0
     rows = (out / "compare.csv").read_text().splitlines()
@@ -252,9 +272,11 @@ def test_compare_table_of_any_number_of_runs(tmp_path):
     assert rows[1:] == ["a (pgd20; n=60),20.00,10.00,30.00,20.00,b,a", "b (pgd20; n=60),43.33,40.00,70.00,20.00,b,c",
                         "c (pgd20; n=15),20.00,40.00,0.00,20.00,a,b"]  # c: 5 test images a class
     md = (out / "compare.md").read_text()
-    assert "| b (pgd20; n=60) | 43.3 | 40.0 | <u>70.0</u> | **20.0** |" in md and (out / "compare.png").is_file()
+    b_row = [_with_wilson(k, n) for k, n in ((26, 60), (8, 20), (14, 20), (4, 20))]  # b: 26 of 60 robust, ...
+    assert f"| b (pgd20; n=60) | {b_row[0]} | {b_row[1]} | <u>{b_row[2]}</u> | **{b_row[3]}** |" in md
+    assert (out / "compare.png").is_file()
     fair = (out / "fairness.md").read_text()
-    assert "| Run | attack | n | clean |" in fair and "| c | pgd20 | 15 | 58.3 |" in fair
+    assert "| Run | attack | n | clean |" in fair and "| c | pgd20 | 15 | 60.0 |" in fair
     assert not any((run / "compare").exists() for run in (a, b, c))  # --out, and nothing in the runs
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0  # no --attack: clean and every attack
     assert len((out / "compare.csv").read_text().splitlines()) == 1 + 4
@@ -310,7 +332,7 @@ def test_compare_shows_the_simultaneous_worst_class_interval_of_every_run(tmp_pa
     assert r["worst_low"] == pytest.approx(100 * beta.ppf((1 - level) / 2, 2, 19))
     assert r["worst_high"] == pytest.approx(100 * beta.ppf(1 - (1 - level) / 2, 3, 18))
     assert r["nsd"] == pytest.approx(np.std([10, 30, 20]) / 20)
-    assert "| a | pgd20 | 60 | 90.0 | 20.0 |" in (out / "fairness.md").read_text()
+    assert "| a | pgd20 | 60 | 90.0 | 20.0 [" in (out / "fairness.md").read_text()
 
 
 @pytest.mark.parametrize("args", [["--group", "nope"], ["--group", "a=x", "--group", "a=y"], ["--group", "=x"], []])
@@ -322,14 +344,16 @@ def test_compare_group_input_errors(tmp_path, args, capsys):
     assert len(err) == 1 and err[0].startswith("error:")
 
 
-def test_compare_of_summaries_without_counts_keeps_the_table_and_says_why_no_worst_class(tmp_path, capsys):
+def test_compare_of_a_summary_without_counts_is_one_error_naming_the_fix(tmp_path, capsys):
+    """An older or hand-edited summary.json without per-class counts: refused (one line), nothing written."""
     from classwise.cli import main
 
     a = _fake_run(tmp_path / "a", [90.0, 95.0, 85.0], [10.0, 30.0, 20.0])
     summary = json.loads((a / "summary.json").read_text())
-    del summary["attacks"]["pgd20"]["count"]  # as an older summary.json
+    del summary["attacks"]["pgd20"]["count"]
     (a / "summary.json").write_text(json.dumps(summary))
-    assert main(["compare", str(a), "--out", str(tmp_path / "cmp")]) == 0
-    out = capsys.readouterr().out
-    assert "no worst-class table" in out and "classwise report" in out and (tmp_path / "cmp" / "compare.md").is_file()
-    assert main(["compare", "--group", f"a={a}", "--out", str(tmp_path / "cmp")]) == 2  # the group table needs counts
+    for args in (["compare", str(a)], ["compare", "--group", f"a={a}"]):
+        assert main([*args, "--out", str(tmp_path / "cmp")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "'attacks.pgd20.count': missing" in err[0] and "classwise report" in err[0]
+    assert not (tmp_path / "cmp").exists()

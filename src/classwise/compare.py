@@ -186,15 +186,13 @@ def fairness_row(summary: dict[str, Any], attack: str | None = None) -> dict[str
 
     attack: the robustness entry (default: the run's headline, its worst case when it has one).
     Worst class and NSD are recomputed from the block's per-class counts
-    (:func:`classwise.analysis.fairness.worst_class`), so older summaries work too.
+    (:func:`classwise.analysis.fairness.worst_class`); ``summary`` is one checked by
+    :class:`~classwise.analysis.schema.Summary` (every block has counts).
     """
     attack = attack or headline_attack(list(summary["attacks"]))
     if attack not in summary["attacks"]:
         raise ClasswiseError(f"attack {attack!r} was not run (run: {', '.join(summary['attacks'])})")
     block = summary["attacks"][attack]
-    if "count" not in block or "n" not in block:
-        raise ClasswiseError(f"the summary's {attack!r} block has no per-class counts (an older summary.json); "
-                             "re-run `classwise report` on the run")
     count, n = np.asarray(block["count"], dtype=np.int64), np.asarray(block["n"], dtype=np.int64)
     worst, spread = worst_class(count, n), class_spread(count, n)
     if worst is None or spread is None:
