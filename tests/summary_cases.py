@@ -37,6 +37,27 @@ def rich_results() -> EvalResults:
     )
 
 
+def results_from_accuracies(clean: list[float], attacks: dict[str, list[float]], n: int) -> EvalResults:
+    """Per-sample results of ``len(clean)`` classes of ``n`` examples with these per-class accuracies (percent).
+
+    Each accuracy must be a multiple of 100 / n; an attack's must not exceed the
+    clean one of its class (the examples it keeps are among those clean keeps).
+    """
+    k = len(clean)
+    labels = np.repeat(np.arange(k), n)
+    slot = np.tile(np.arange(n), k)  # position of each example within its class
+
+    def predictions(percent: list[float]) -> np.ndarray:
+        hits = np.repeat([round(x * n / 100) for x in percent], n)
+        assert np.allclose(hits * 100 / n, np.repeat(percent, n)), "accuracies must be multiples of 100 / n"
+        return np.where(slot < hits, labels, (labels + 1) % k)
+
+    for acc in attacks.values():
+        assert all(r <= c for r, c in zip(acc, clean)), "an attack cannot keep more than clean"
+    names = ["abcdefghijklmnopqrstuvwxyz"[i] for i in range(k)]
+    return EvalResults(labels, predictions(clean), {a: predictions(acc) for a, acc in attacks.items()}, names)
+
+
 def rich_kwargs() -> dict[str, Any]:
     """Everything the evaluate job passes to summarize besides the results (head, superclasses, meta, homing, sanity)."""
     weight = np.random.default_rng(1).normal(size=(5, 4))

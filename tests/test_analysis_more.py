@@ -179,23 +179,14 @@ def _fake_run(folder, clean, robust, n: int = 20):
     The summary is built by ``summarize`` from per-sample predictions with those
     accuracies (each a multiple of 100 / n; robust <= clean), as a real run's is.
     """
+    from summary_cases import results_from_accuracies
+
     from classwise.analysis.summary import summarize
     from classwise.config import load_config
-    from classwise.results import EvalResults
     from classwise.runs import Run
 
-    labels = np.repeat(np.arange(3), n)
-    slot = np.tile(np.arange(n), 3)  # position of each example within its class
-
-    def predictions(percent):
-        hits = np.repeat([round(x * n / 100) for x in percent], n)
-        assert np.allclose(hits * 100 / n, np.repeat(percent, n)), "accuracies must be multiples of 100 / n"
-        return np.where(slot < hits, labels, (labels + 1) % 3)
-
-    assert all(r <= c for r, c in zip(robust, clean))
     Run.create(folder, load_config("demo"))
-    results = EvalResults(labels, predictions(clean), {"pgd20": predictions(robust)}, ["a", "b", "c"])
-    (folder / "summary.json").write_text(json.dumps(summarize(results)))
+    (folder / "summary.json").write_text(json.dumps(summarize(results_from_accuracies(clean, {"pgd20": robust}, n))))
     Run(folder).set_status("complete")  # a reported run (compare marks the rows of one that is not)
     return folder
 

@@ -228,19 +228,18 @@ def test_gap_verdict_needs_disjoint_intervals():
 
 
 def _summary_run(folder: Path, robust_counts: list[int], n: int = 100) -> Path:
-    """A run folder holding only a summary: 3 classes of ``n`` test images, the headline attack's robust counts."""
-    from classwise.analysis.fairness import clopper_pearson
+    """A run folder holding only a summary: 3 classes of ``n`` test images, 90% clean each, and the
+    worst case's robust counts; built by ``summarize`` from per-sample predictions, as a real run's is."""
+    from summary_cases import results_from_accuracies
+
+    from classwise.analysis.summary import summarize
     from classwise.config import load_config
     from classwise.runs import Run
 
     Run.create(folder, load_config("demo"))
-    total = sum(robust_counts)
-    lo, hi = clopper_pearson(total, 3 * n)
-    block = {"overall": 100 * total / (3 * n), "overall_ci95": [100 * float(lo), 100 * float(hi)],
-             "per_class": [100 * c / n for c in robust_counts], "count": robust_counts, "n": [n] * 3}
-    clean = {"overall": 90.0, "per_class": [90.0] * 3, "count": [90] * 3, "n": [n] * 3}
-    (folder / "summary.json").write_text(json.dumps({"class_names": ["a", "b", "c"], "clean": clean,
-                                                     "attacks": {"worst": block}}))
+    results = results_from_accuracies([90.0] * 3, {"worst": [100 * c / n for c in robust_counts]}, n)
+    (folder / "summary.json").write_text(json.dumps(summarize(results)))
+    Run(folder).set_status("complete")
     return folder
 
 
