@@ -19,6 +19,7 @@ Example (the phases alone, no CIFAR data needed):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -128,6 +129,8 @@ def compaction_phase(device: torch.device, out: Path, timeout: int = 180) -> dic
         return _skipped("compaction", "benchmarks/bench_compaction.py is not in this checkout")
     if device.type != "cuda":
         return _skipped("compaction", "no CUDA: measured on a GPU (run benchmarks/bench_compaction.py directly on CPU)")
+    if importlib.util.find_spec("torchattacks") is None:  # its reference candidate (lent machines lack it)
+        return _skipped("compaction", "torchattacks is not installed: pip install torchattacks, or carry its wheel")
     path = out / "compaction.json"
     proc = _python([str(script), "--json", str(path)], cwd=script.parent, timeout=timeout)
     result = {"returncode": proc.returncode, "output_tail": proc.stdout[-2000:] + proc.stderr[-2000:]}

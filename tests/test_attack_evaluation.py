@@ -156,6 +156,7 @@ def _strong_at_most_protocol(res: EvalResults, protocol: str, strong: tuple[str,
     assert by_suite.sum() <= by_protocol.sum()
 
 
+@pytest.mark.slow  # ~13 s; strong against the official pair stays in the default run (tests/test_apgd.py)
 def test_strong_suite_worst_case_is_at_most_the_paper_protocol_per_class(trained, tmp_path):
     """The demo's evaluation (paper's PGD-40, step 0.01, beside official APGD-CE + APGD-T) on the tiny
     PGD-trained SmallCNN of the shared fixture; slack 0: per class the strong suite never leaves more robust."""

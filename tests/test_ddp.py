@@ -59,6 +59,7 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # ~14 s (two torchrun launches); the sharded evaluation's equivalence stays in the default run
 def test_two_gloo_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     procs = train(one, STANDARD, 1), train(two, STANDARD, 2)

@@ -55,6 +55,7 @@ def test_remove_class_config_drops_only_that_class(run):
         load_run_data(load_config("demo", ["data.remove_class=10"]))
 
 
+@pytest.mark.slow  # ~15 s of retraining
 def test_homing_interrupted_then_resumed_then_skipped(run, monkeypatch):
     j1, j2 = REMOVED
     _interrupt_second_retrain(monkeypatch, j2)

@@ -50,7 +50,8 @@ def _png_dpi(path: Path) -> float:
 SIZES = {10: 30, 100: 8, 1000: 2}
 
 
-@pytest.fixture(scope="module", params=sorted(SIZES))
+# 1,000 classes take about 15 s of report-writing: kept out of the default run (10 and 100 stay in it).
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.slow) if k >= 1000 else k for k in sorted(SIZES)])
 def scaled(request, tmp_path_factory):
     k = request.param
     res, groups = _synthetic(k, SIZES[k])

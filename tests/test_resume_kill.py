@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.torch import load_file
 
 import classwise
@@ -89,6 +90,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     assert position(killed) == (2, 0)
 
 
+@pytest.mark.slow  # ~15 s; the Ctrl-C path it shares stays in the default run (tests/test_runs.py)
 def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(tmp_path):
     """SIGTERM (timeout, slurm, kubernetes): status "interrupted" naming it, exit 143, then --resume finishes."""
     run = tmp_path / "run"
@@ -106,6 +108,7 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(tmp_path):
     assert Run(run).state == "trained" and position(run) == (2, 0)
 
 
+@pytest.mark.slow  # ~17 s; the evaluation state's resume is held in the default run by tests/test_evalstate.py
 def test_sigkill_mid_evaluation_then_the_same_command_continues(tmp_path, tiny_overrides):
     """A killed evaluation keeps its finished batches (.evaluation/); rerun, it ends with the uninterrupted results."""
     import shutil

@@ -207,6 +207,7 @@ def test_ctrl_c_says_interrupted_exits_130_and_leaves_a_resumable_run(tmp_path, 
 # --- results keyed by what was measured ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~14 s: five evaluations of one run
 def test_another_eps_or_sample_adds_results_and_an_identical_rerun_replaces(trained, tmp_path, capsys):
     run = copy_of(trained, tmp_path)
     old = Run(run).results()
