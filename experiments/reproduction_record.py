@@ -38,6 +38,7 @@ from classwise.analysis.verdicts import (
     permutation_spearman,
     quasi_independence_null,
     symmetry_test,
+    target_test,
 )
 from classwise.errors import ClasswiseError
 
@@ -452,15 +453,31 @@ def setup_section(s: Setting, rec: Record) -> str:
 
 
 def target_row(target: tuple[float, float], rec: Record) -> list[str]:
-    """The CPU budget's aim, met when the protocol attack's robust accuracy reaches it on the whole test set
-    and the robust run's training plus its preset evaluation took no longer (wall time)."""
+    """The CPU budget's aim, judged by the honest worst case (the summary's headline), not the protocol attack.
+
+    Met: the headline's robust accuracy reaches the aim on the whole test set and the robust
+    run's training plus its preset evaluation took no longer (wall time). Missed: it does not,
+    or on a sample the exact one-sided binomial test (``target_test``) puts it significantly
+    below the aim (p < 0.05), or the time was exceeded. Otherwise undecided: a sample cannot
+    show a target met. The protocol attack's number stands beside it.
+    """
     aim, limit = target
     seconds = rec.extra["train_seconds"]["robust"] + sum(e["seconds"] for e in rec.meta.get("evaluations", []))
-    whole = rec.protocol["examples"] == rec.robust["num_examples"]
-    met = rec.protocol["overall"] >= aim and seconds <= 60 * limit and whole
-    return ["target", f">= {aim:g}% {rec.robust['protocol']} on the whole test set within {limit:g} min: "
-            f"**{'met' if met else 'missed'}** ({pct(rec.protocol['overall'])}% on {rec.protocol['examples']:,} "
-            f"examples; {minutes(seconds)} wall for training and the preset evaluation)"]
+    name = rec.robust["headline"]
+    head = rec.robust["attacks"][name]
+    count, n = int(sum(head["count"])), int(sum(head["n"]))
+    whole = n == rec.robust["num_examples"]
+    test = target_test(count, n, aim)
+    in_time = seconds <= 60 * limit
+    if not in_time or (whole and 100 * count / n < aim) or (not whole and test.significant()):
+        verdict = "missed"
+    else:
+        verdict = "met" if whole else "undecided"
+    sample = "the whole test set" if whole else f"a sample of {n:,} of {rec.robust['num_examples']:,} test images"
+    return ["target", f">= {aim:g}% robust under the honest worst case ({name}) on the whole test set within "
+            f"{limit:g} min: **{verdict}** ({with_ci(head)}% on {sample}; {test.test}, null {test.null}, "
+            f"{p_text(test.p)}; {minutes(seconds)} wall for training and the preset evaluation; the protocol attack "
+            f"{rec.robust['protocol']} gives {pct(rec.protocol['overall'])}% on {rec.protocol['examples']:,} examples)"]
 
 
 def epochs_section(rec: Record) -> str:

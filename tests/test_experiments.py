@@ -227,6 +227,28 @@ def test_gap_verdict_needs_disjoint_intervals():
     assert record_gen.separated(block)
 
 
+def _target_record(count: int, n: int, *, total: int = 1000, seconds: float = 600.0):
+    """A record whose honest worst case keeps ``count`` of ``n`` attacked images (of ``total``), PGD 95%."""
+    head = {"overall": 100 * count / n, "overall_ci95": [0.0, 100.0], "count": [count], "n": [n], "examples": n}
+    pgd = {"overall": 95.0, "overall_ci95": [93.0, 96.0], "count": [950], "n": [total], "examples": total}
+    robust = {"headline": "worst", "protocol": "pgd40", "num_examples": total, "attacks": {"worst": head, "pgd40": pgd}}
+    return record_gen.Record(robust=robust, standard={}, epochs=[], meta={"evaluations": []},
+                             extra={"train_seconds": {"robust": seconds}}, standard_epochs=1)
+
+
+def test_target_is_judged_by_the_honest_worst_case_never_by_the_protocol():
+    """Met only on the whole test set; a sample shows a target missed (exact one-sided binomial) or undecided."""
+    verdict = lambda rec: record_gen.target_row((88.0, 45.0), rec)[1].split("**")[1]  # noqa: E731
+    assert verdict(_target_record(900, 1000)) == "met"
+    assert verdict(_target_record(870, 1000)) == "missed"  # PGD's 95% does not rescue it
+    assert verdict(_target_record(900, 1000, seconds=46 * 60)) == "missed"  # over the time budget
+    assert verdict(_target_record(78, 100)) == "missed"  # p 0.003: significantly below on a sample
+    assert verdict(_target_record(85, 100)) == "undecided"  # below the aim, not significantly
+    assert verdict(_target_record(100, 100)) == "undecided"  # a sample never shows a target met
+    row = record_gen.target_row((88.0, 45.0), _target_record(78, 100))[1]
+    assert "a sample of 100 of 1,000 test images" in row and "pgd40 gives 95.0%" in row and "p 0.0034" in row
+
+
 def _summary_run(folder: Path, robust_counts: list[int], n: int = 100) -> Path:
     """A run folder holding only a summary: 3 classes of ``n`` test images, 90% clean each, and the
     worst case's robust counts; built by ``summarize`` from per-sample predictions, as a real run's is."""

@@ -22,6 +22,7 @@ from classwise.analysis.verdicts import (
     shifted_margin_null,
     symmetry_r,
     symmetry_test,
+    target_test,
 )
 
 K = 10
@@ -206,3 +207,20 @@ def test_gap_difference_same_gaps_no_call_larger_gap_called():
     assert gap_difference_test(narrow, n, wide, n, reps=2000).p < 0.01
     assert gap_difference_test(wide, n, narrow, n, reps=2000).p > 0.99
     assert gap_difference_test(narrow, n, narrow, n, reps=2000).p > 0.2
+
+
+# ---- robustness targets ------------------------------------------------------------------------------------------
+
+def test_target_test_is_the_exact_binomial_lower_tail():
+    """p = P(Binomial(n, aim) <= count): 78 of 100 against 88% is significantly below, 88 of 100 is not."""
+    from scipy.stats import binom
+
+    missed = target_test(78, 100, 88.0)
+    assert missed.p == pytest.approx(binom.cdf(78, 100, 0.88), rel=1e-9) and missed.significant()
+    assert missed.effect == pytest.approx(-10.0) and missed.statistic == pytest.approx(0.78)
+    reached = target_test(88, 100, 88.0)
+    assert reached.p > 0.5 and not reached.significant()
+    # more evidence at the same observed rate gives a smaller p
+    assert target_test(780, 1000, 88.0).p < missed.p
+    with pytest.raises(ValueError):
+        target_test(0, 0, 88.0)

@@ -18,7 +18,10 @@ become tests here, each with its null, statistic, p-value and effect size
   changes" as two one-sided tests (TOST) on a paired difference with a stated
   margin, with or without the paired counts;
 - :func:`extreme_vs_runner_up`: the best (worst) class against the runner-up,
-  Fisher's exact test, beside :func:`classwise.analysis.stats.rank_call`.
+  Fisher's exact test, beside :func:`classwise.analysis.stats.rank_call`;
+- :func:`target_test`: a CPU preset's robustness target against the honest
+  worst case, exact one-sided binomial (a sample can show a target missed, only
+  the whole test set can show it met).
 
 docs/statistics.md gives the simulation that justifies each choice
 (``experiments/null_simulations.py`` reruns it).
@@ -273,6 +276,22 @@ def extreme_vs_runner_up(count: np.ndarray, n: np.ndarray, which: str = "best") 
     gap = 100 * abs(float(rate[i] - rate[j]))
     return i, j, HypothesisTest("Fisher exact vs runner-up", "same rate as the runner-up", gap, p, gap,
                                 "gap (points)")
+
+
+def target_test(count: int, n: int, aim: float) -> HypothesisTest:
+    """A robustness target: does the (honest, worst-case) robust accuracy reach ``aim`` percent?
+
+    count: examples robust, n: examples attacked (integers). Null: the robust rate
+    is at least ``aim`` / 100; exact one-sided binomial test (small p: significantly
+    below the aim). Effect: the observed rate minus the aim, in points.
+    """
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        raise ValueError("target_test needs at least one example")
+    p = float(binomtest(int(count), int(n), aim / 100, alternative="less").pvalue)
+    return HypothesisTest("exact one-sided binomial", f"robust rate >= {aim:g}%", float(count) / n, p,
+                          100 * count / n - aim, "observed minus aim (points)")
 
 
 def heterogeneity_test(count: np.ndarray, n: np.ndarray) -> HypothesisTest:
