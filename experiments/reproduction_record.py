@@ -125,6 +125,7 @@ class Record:
     meta: dict[str, Any]        # robust run's meta.json
     extra: dict[str, Any]       # record.json: attack blocks, confusion counts, machine, train seconds
     standard_epochs: int        # the standard run's training epochs (its config.yaml)
+    standard_curve: tuple[dict[str, Any], ...] = ()  # the standard run's metrics.jsonl rows
 
     @property
     def names(self) -> list[str]:
@@ -142,8 +143,10 @@ def load_record(folder: Path) -> Record | None:
     read = lambda p: json.loads((folder / p).read_text())  # noqa: E731
     epochs = [json.loads(line) for line in (folder / "robust" / "metrics.jsonl").read_text().splitlines() if line]
     standard = yaml.safe_load((folder / "standard" / "config.yaml").read_text())
+    curve = folder / "standard" / "metrics.jsonl"
+    curve_rows = tuple(json.loads(line) for line in curve.read_text().splitlines() if line) if curve.is_file() else ()
     return Record(read("robust/summary.json"), read("standard/summary.json"), epochs, read("robust/meta.json"),
-                  read("record.json"), int(standard["train"]["epochs"]))
+                  read("record.json"), int(standard["train"]["epochs"]), curve_rows)
 
 
 # ---- formatting -------------------------------------------------------------------------------------------------
@@ -270,6 +273,25 @@ def fig2_claim(rec: Record, paper: dict[str, Any]) -> Claim:
                  "flips inside them than it gives")
 
 
+CONVERGED_POINTS = 1.0  # a standard run has converged when its last epoch moved neither accuracy by this much
+
+
+def standard_convergence(rec: Record) -> tuple[bool, str]:
+    """Has the standard run converged? (issue of figures 4 and 7: a standard model stopped while still learning
+    says nothing about standard training). Converged: its last epoch raised neither the monitored clean test
+    accuracy nor the training accuracy by ``CONVERGED_POINTS`` or more; one epoch or no curve: not shown."""
+    rows = rec.standard_curve
+    if len(rows) < 2:
+        return False, f"standard model ({rec.standard_epochs} epochs): convergence not shown (no per-epoch curve)"
+    last, before = rows[-1], rows[-2]
+    clean = last["clean"]["overall"] - before["clean"]["overall"]
+    train = (last.get("train_acc") or 0.0) - (before.get("train_acc") or 0.0)
+    done = clean < CONVERGED_POINTS and train < CONVERGED_POINTS
+    what = "converged" if done else "not trained to convergence"
+    return done, (f"standard model ({rec.standard_epochs} epochs; the paper: 100) {what}: its last epoch moved clean "
+                  f"accuracy {clean:+.1f} and training accuracy {train:+.1f} points")
+
+
 def fig4_claim(rec: Record) -> Claim:
     robust = rec.robust["claims"].get("weight_norm")
     clean = rec.standard["claims"].get("weight_norm")
@@ -278,14 +300,17 @@ def fig4_claim(rec: Record) -> Claim:
     rate = lambda b: np.asarray(b["count"]) / np.asarray(b["n"])  # noqa: E731
     pos = permutation_spearman(robust["norms"], rate(rec.robust["attacks"][robust["attack"]]), alternative="greater")
     flat = permutation_spearman(clean["norms"], rate(rec.standard["clean"]))
-    verdict = "reproduced" if pos.significant(ALPHA) and not flat.significant(ALPHA) else (
-        "partly" if pos.significant(ALPHA) or not flat.significant(ALPHA) else "not")
-    epochs = rec.standard_epochs
-    ours = (f"robust model vs {robust['attack']} robustness: rho {pos.statistic:.2f}; standard model "
-            f"({epochs} epochs; the paper: 100) vs clean accuracy: rho {flat.statistic:.2f}")
+    converged, why = standard_convergence(rec)
+    if converged:
+        verdict = "reproduced" if pos.significant(ALPHA) and not flat.significant(ALPHA) else (
+            "partly" if pos.significant(ALPHA) or not flat.significant(ALPHA) else "not")
+    else:  # the standard half is excluded: at most partly
+        verdict = "partly" if pos.significant(ALPHA) else "not"
+    ours = (f"robust model vs {robust['attack']} robustness: rho {pos.statistic:.2f}; {why}; "
+            f"its rho vs clean accuracy {flat.statistic:.2f}" + ("" if converged else " (excluded from the verdict)"))
     return Claim(PAPER_FIG4, ours, f"robust (one-sided): {test_text(pos)}<br>standard (two-sided): {test_text(flat)}",
                  verdict, f"robust rho > 0 (p < {ALPHA:g}) and standard rho not significant: reproduced; one of the "
-                          "two: partly")
+                          "two: partly; a standard model not trained to convergence is excluded (then at most partly)")
 
 
 def call_names(rec: Record, call: dict[str, Any]) -> str:
@@ -416,11 +441,14 @@ def fig7_claim(rec: Record, paper: dict[str, Any]) -> Claim:
     std, rob = rec.standard["clean"], rec.protocol
     names = rec.names
     t = gap_difference_test(*counts(std), *counts(rob))
-    ours = (f"standard ({rec.standard_epochs} epochs; the paper: 100) clean gap {pct(std['gap'])} "
+    converged, why = standard_convergence(rec)
+    ours = (f"{why}; its clean gap {pct(std['gap'])} "
             f"({names[std['best_class']]} - {names[std['worst_class']]}); robust ({rec.robust['protocol']}) gap "
             f"{pct(rob['gap'])} ({names[rob['best_class']]} - {names[rob['worst_class']]})")
-    return Claim(paper["fig7"], ours, test_text(t), "reproduced" if t.significant(ALPHA) else "not",
-                 f"robust gap larger than the standard gap (p < {ALPHA:g})")
+    verdict = ("reproduced" if t.significant(ALPHA) else "not") if converged else "inconclusive"
+    return Claim(paper["fig7"], ours, test_text(t), verdict,
+                 f"robust gap larger than the standard gap (p < {ALPHA:g}); a standard model not trained to "
+                 "convergence is excluded: inconclusive")
 
 
 def claims(rec: Record, paper: dict[str, Any]) -> list[tuple[str, Claim]]:

@@ -249,6 +249,28 @@ def test_target_is_judged_by_the_honest_worst_case_never_by_the_protocol():
     assert "a sample of 100 of 1,000 test images" in row and "pgd40 gives 95.0%" in row and "p 0.0034" in row
 
 
+def test_a_standard_model_still_learning_leaves_the_verdicts_of_figures_4_and_7():
+    """Converged: the last epoch moved neither accuracy by 1 point; otherwise figure 7 is inconclusive."""
+    def rec(*rows):
+        curve = tuple({"epoch": i + 1, "clean": {"overall": c}, "train_acc": t} for i, (c, t) in enumerate(rows))
+        return record_gen.Record({}, {}, [], {}, {}, len(rows), curve)
+
+    assert record_gen.standard_convergence(rec((90.0, 88.0), (90.5, 88.9)))[0]
+    still, why = record_gen.standard_convergence(rec((54.6, 47.0), (75.6, 66.7)))
+    assert not still and "+21.0" in why and "not trained to convergence" in why
+    assert not record_gen.standard_convergence(rec((90.0, 88.0), (90.5, 92.0)))[0]  # training accuracy still rising
+    assert not record_gen.standard_convergence(rec((99.0, 99.0)))[0]  # one epoch: not shown
+    names = [str(i) for i in range(3)]
+    block = lambda counts: {"count": counts, "n": [100] * 3, "gap": float(max(counts) - min(counts)),  # noqa: E731
+                            "best_class": int(np.argmax(counts)), "worst_class": int(np.argmin(counts))}
+    robust = {"class_names": names, "protocol": "pgd", "attacks": {"pgd": block([90, 50, 10])}}
+    paper = {"fig7": "gaps larger in robust models"}
+    for curve, verdict in (((90.0, 88.0), (90.5, 88.9)), "reproduced"), (((54.6, 47.0), (75.6, 66.7)), "inconclusive"):
+        r = record_gen.Record(robust, {"clean": block([95, 93, 94])}, [], {}, {}, 2,
+                              tuple({"clean": {"overall": c}, "train_acc": t} for c, t in curve))
+        assert record_gen.fig7_claim(r, paper).verdict == verdict
+
+
 def _summary_run(folder: Path, robust_counts: list[int], n: int = 100) -> Path:
     """A run folder holding only a summary: 3 classes of ``n`` test images, 90% clean each, and the
     worst case's robust counts; built by ``summarize`` from per-sample predictions, as a real run's is."""
