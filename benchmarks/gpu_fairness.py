@@ -62,13 +62,7 @@ def cache_data() -> None:
     """Decode each dataset once in this process: every run gets the same bundle."""
     from classwise import runs
 
-    runs.load_data = functools.cache(lambda *a, **k: _load(*a, **k))
-
-
-def _load(*args, **kwargs):
-    from classwise.data import load_data
-
-    return load_data(*args, **kwargs)
+    runs.load_data = functools.cache(runs.load_data)
 
 
 def one_run(args: argparse.Namespace, method: str, runs_dir: Path, log: dict) -> None:

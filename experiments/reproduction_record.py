@@ -277,9 +277,9 @@ CONVERGED_POINTS = 1.0  # a standard run has converged when its last epoch moved
 
 
 def standard_convergence(rec: Record) -> tuple[bool, str]:
-    """Has the standard run converged? (issue of figures 4 and 7: a standard model stopped while still learning
-    says nothing about standard training). Converged: its last epoch raised neither the monitored clean test
-    accuracy nor the training accuracy by ``CONVERGED_POINTS`` or more; one epoch or no curve: not shown."""
+    """Has the standard run converged? A standard model stopped while still learning says nothing about standard
+    training (figures 4 and 7). Converged: its last epoch raised neither the monitored clean test accuracy nor the
+    training accuracy by ``CONVERGED_POINTS`` or more; one epoch or no curve: not shown. Returns (converged, why)."""
     rows = rec.standard_curve
     if len(rows) < 2:
         return False, f"standard model ({rec.standard_epochs} epochs): convergence not shown (no per-epoch curve)"

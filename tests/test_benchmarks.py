@@ -126,3 +126,30 @@ def test_gpu_check_scale_phases_skip_cleanly(tmp_path, monkeypatch):
     assert own["val"]["images"] == 40  # every val image, the last batch partial
     assert result["compaction"]["skipped"]
     json.dumps(result)  # what gpu_check.py saves
+
+
+@pytest.mark.slow  # a benchmark script's smoke run (subprocess, two tiny trainings): `make test-slow`
+def test_gpu_fairness_smoke_archive_feeds_the_fairness_table(tmp_path):
+    """benchmarks/gpu_fairness.py --smoke on real MNIST: each run trained and evaluated, the archive holds the
+    evaluated checkpoint and experiments/fairness_table.py reads the unpacked runs."""
+    import tarfile
+
+    data = Path(os.environ.get("CLASSWISE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    if not (data / "MNIST" / "raw").is_dir():
+        pytest.skip(f"{data / 'MNIST' / 'raw'} is absent (set CLASSWISE_SHARED_DATA)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_fairness.py"), "--recipe", "mnist", "--data-root",
+                    str(data), "--smoke", "--methods", "trades,dafa", "--out", str(tmp_path / "out"), "--work",
+                    str(tmp_path / "work")], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600)
+    with tarfile.open(tmp_path / "out" / "fair_mnist_s0.tgz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert "runs_mnist_s0/trades-s0/checkpoints/last.safetensors" in names
+    assert not any(n.endswith(".state.safetensors") or "/figures" in n for n in names)
+    runs = tmp_path / "unpacked" / "runs_mnist_s0"
+    log = json.loads((runs / "fairness_runs.json").read_text())
+    assert all(r["train_exit"] == 0 and r["evaluate_exit"] == 0 for r in log.values()) and len(log) == 2
+    table = subprocess.run([sys.executable, str(ROOT / "experiments" / "fairness_table.py"), "--section", "s",
+                            "--caption", "smoke", "--group", f"trades={runs / 'trades-s0'}", "--group",
+                            f"dafa={runs / 'dafa-s0'}"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    assert "| trades | worst | 50 |" in table.stdout and "- dafa against trades:" in table.stdout
