@@ -90,8 +90,11 @@ def one_run(args: argparse.Namespace, method: str, runs_dir: Path, log: dict) ->
 def pack(runs_dir: Path, tgz: Path, log: dict) -> None:
     """The run folders as one archive: of the checkpoints only the evaluated one (the results are checked
     against it), no adversarial images, figures, HTML report or TensorBoard logs."""
+    from classwise.runfiles import RunFiles  # the run folder's layout: where a named checkpoint lives
+
     skip = {"adv", "tensorboard", ".evaluation", "figures", "report.html"}
-    keep = {f"{runs_dir.name}/{run}/checkpoints/{rec.get('checkpoint', 'last')}.safetensors" for run, rec in log.items()}
+    keep = {str(RunFiles(runs_dir / run).checkpoint(rec.get("checkpoint", "last")).relative_to(runs_dir.parent))
+            for run, rec in log.items()}
 
     def select(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
