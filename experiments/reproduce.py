@@ -7,7 +7,7 @@ reports, then copies what the record generator reads into ``--record``:
 1. the robust run (the preset, FGSM-RS): figure 1 (class-wise robustness per
    epoch, ``metrics.jsonl``), figure 2 (confusion of the protocol attack),
    figure 4 (weight norm vs robustness), and the preset's evaluation;
-2. a standard run (same preset, ``train.method=standard``, fewer epochs): figure 7
+2. a standard run (same preset and epochs, ``train.method=standard``): figure 7
    (standard vs robust gap), figure 4's "vs clean accuracy" and the transfer
    attack's surrogate;
 3. table 2's attacks and table 3's Temperature-PGD on the robust model, at the
@@ -67,7 +67,9 @@ RECORDED = ("summary.json", "report.md", "metrics.jsonl", "meta.json", "config.y
 class Budget:
     """What one preset's reproduction runs beyond the preset itself.
 
-    standard: overrides of the standard model (figure 7, transfer surrogate).
+    standard: overrides of the standard model (figure 7, transfer surrogate); it trains as many epochs as the
+        robust model (2 epochs were not enough to converge: the record's verdicts exclude a standard model still
+        learning, experiments/reproduction_record.py ``standard_convergence``).
     table2: table 2's attacks (transfer is added with the standard run as surrogate).
     tpgd: table 3's Temperature-PGD attack (Madry row: 1/T = 2), judged against ``table2``'s PGD.
     transfer_examples, transfer_step: the transfer attack's sample per class and PGD-20 step.
@@ -95,14 +97,14 @@ BUDGETS = {
     # MNIST: the paper's MNIST attack is PGD-40, step 0.01 (section 3; PGD-20 at that step moves 0.2 < eps);
     # table 2 is CIFAR-10 only. Temperature-PGD runs as many steps as the PGD it is judged against.
     "mnist-fast": Budget(
-        standard=("train.epochs=2", "eval.attacks=[{name: fgsm, eps: 0.3}]"),
+        standard=("eval.attacks=[{name: fgsm, eps: 0.3}]",),
         table2=(AttackConfig("fgsm-rs", MNIST_EPS, MNIST_EPS), AttackConfig("pgd40", MNIST_EPS, 0.01, examples_per_class=100),
                 _cw(MNIST_EPS, 20), _nattack(MNIST_EPS, 10)),
         tpgd=AttackConfig("tpgd:2", MNIST_EPS, 0.01, options={"steps": 40}, examples_per_class=100),
         transfer_examples=100),
     # CIFAR-10: table 2's PGD-20 step 0.003, eps 8/255 (the paper's 0.031).
     "cifar10-cpu": Budget(
-        standard=("train.epochs=2", "eval.attacks=[{name: fgsm, eps: 8/255}]"),
+        standard=("eval.attacks=[{name: fgsm, eps: 8/255}]",),
         table2=(AttackConfig("fgsm-rs", CIFAR_EPS, CIFAR_EPS), AttackConfig("pgd20", CIFAR_EPS, 0.003, examples_per_class=100),
                 _cw(CIFAR_EPS, 20), _nattack(CIFAR_EPS, 5)),
         tpgd=AttackConfig("tpgd:2", CIFAR_EPS, 0.003, examples_per_class=100), transfer_examples=100,
@@ -231,10 +233,13 @@ def paired_counts(reference: str, labels: np.ndarray, ref: np.ndarray, att: np.n
     return {"against": reference, "only_reference": count(ref & ~att), "only_attack": count(att & ~ref)}
 
 
-def confusion_of(run: Path) -> dict:
-    """Counts (K, K) of true class (rows) -> prediction under the protocol attack, over the examples it saw."""
+def confusion_of(run: Path, attack: str | None = None) -> dict | None:
+    """Counts (K, K) of true class (rows) -> prediction under ``attack`` (default: the protocol attack), over the
+    examples it saw; None when the run has no such attack."""
     res = Run.open(run).require_results()
-    attack = protocol_attack(res.attacks, res.facts)
+    attack = attack or protocol_attack(res.attacks, res.facts)
+    if attack not in res.attacks:
+        return None
     m = res.evaluated(attack)
     counts = confusion_counts(res.labels[m], res.adv_pred[attack][m], res.num_classes)
     return {"attack": attack, "counts": np.asarray(counts).astype(int).tolist()}
@@ -267,6 +272,16 @@ def time_fields(text: str) -> list[float]:
     return [float(m.group(1)) for m in found]
 
 
+def machine(device: str) -> dict:
+    """Where the record was made: CPU, torch, threads, and the accelerator's name when the runs used one."""
+    out = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+           "threads": torch.get_num_threads()}
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        out["device"] = torch.cuda.get_device_name(resolved)
+    return out
+
+
 def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, blocks: dict[str, dict]) -> None:
     """Copy the runs' summaries into ``out`` and write record.json (attack blocks, confusion counts, machine, commands)."""
     for name, run in (("robust", robust), ("standard", standard)):
@@ -275,12 +290,12 @@ def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, bl
             if (run / f).is_file():
                 shutil.copyfile(run / f, out / name / f)
     write_json(out / "record.json", {
-        "preset": args.preset, "quick": bool(args.quick), "confusion": confusion_of(robust), "attacks": blocks,
+        "preset": args.preset, "quick": bool(args.quick), "confusion": confusion_of(robust),
+        "confusion_strong": confusion_of(robust, "strong"), "attacks": blocks,
         "train_seconds": {name: round(sum(r.get("time_s", 0.0) for r in read_jsonl(run / "metrics.jsonl")), 1)
                           for name, run in (("robust", robust), ("standard", standard))},
         "cpu_seconds": cpu_seconds(robust, standard, args.train_time_log),
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": machine(Run.open(robust).config.device),
         "commands": [f"python experiments/reproduce.py --preset {args.preset}"
                      + (f" --data-root {args.data_root}" if args.data_root else "") + (" --quick" if args.quick else "")
                      + (" --doc" if args.doc else ""),

@@ -227,13 +227,16 @@ def test_gap_verdict_needs_disjoint_intervals():
     assert record_gen.separated(block)
 
 
-def _target_record(count: int, n: int, *, total: int = 1000, seconds: float = 600.0):
-    """A record whose honest worst case keeps ``count`` of ``n`` attacked images (of ``total``), PGD 95%."""
+def _target_record(count: int, n: int, *, total: int = 1000, seconds: float = 600.0, device: str | None = None):
+    """A record whose honest worst case keeps ``count`` of ``n`` attacked images (of ``total``), PGD 95%;
+    made on ``device`` (an accelerator's name) or, by default, on a CPU."""
     head = {"overall": 100 * count / n, "overall_ci95": [0.0, 100.0], "count": [count], "n": [n], "examples": n}
     pgd = {"overall": 95.0, "overall_ci95": [93.0, 96.0], "count": [950], "n": [total], "examples": total}
     robust = {"headline": "worst", "protocol": "pgd40", "num_examples": total, "attacks": {"worst": head, "pgd40": pgd}}
     return record_gen.Record(robust=robust, standard={}, epochs=[], meta={"evaluations": []},
-                             extra={"train_seconds": {"robust": seconds}}, standard_epochs=1)
+                             extra={"train_seconds": {"robust": seconds},
+                                    "machine": {"cpu": "x86_64", "torch": "2", **({"device": device} if device else {})}},
+                             standard_epochs=1)
 
 
 def test_target_is_judged_by_the_honest_worst_case_never_by_the_protocol():
@@ -247,6 +250,11 @@ def test_target_is_judged_by_the_honest_worst_case_never_by_the_protocol():
     assert verdict(_target_record(100, 100)) == "undecided"  # a sample never shows a target met
     row = record_gen.target_row((88.0, 45.0), _target_record(78, 100))[1]
     assert "a sample of 100 of 1,000 test images" in row and "pgd40 gives 95.0%" in row and "p 0.0034" in row
+    # made on an accelerator: the CPU time budget is not judged, whatever the wall time; robustness still is
+    assert verdict(_target_record(900, 1000, seconds=46 * 60, device="GPU X")) == "met in robustness (time not judged)"
+    assert verdict(_target_record(870, 1000, device="GPU X")) == "missed"
+    assert "on GPU X, so the CPU time budget is not judged" in record_gen.target_row(
+        (88.0, 45.0), _target_record(870, 1000, device="GPU X"))[1]
 
 
 def test_a_standard_model_still_learning_leaves_the_verdicts_of_figures_4_and_7():
@@ -260,15 +268,43 @@ def test_a_standard_model_still_learning_leaves_the_verdicts_of_figures_4_and_7(
     assert not still and "+21.0" in why and "not trained to convergence" in why
     assert not record_gen.standard_convergence(rec((90.0, 88.0), (90.5, 92.0)))[0]  # training accuracy still rising
     assert not record_gen.standard_convergence(rec((99.0, 99.0)))[0]  # one epoch: not shown
-    names = [str(i) for i in range(3)]
-    block = lambda counts: {"count": counts, "n": [100] * 3, "gap": float(max(counts) - min(counts)),  # noqa: E731
-                            "best_class": int(np.argmax(counts)), "worst_class": int(np.argmin(counts))}
-    robust = {"class_names": names, "protocol": "pgd", "attacks": {"pgd": block([90, 50, 10])}}
+    robust = _claims_robust(pgd=[90, 50, 10], worst=[80, 40, 5])
     paper = {"fig7": "gaps larger in robust models"}
     for curve, verdict in (((90.0, 88.0), (90.5, 88.9)), "reproduced"), (((54.6, 47.0), (75.6, 66.7)), "inconclusive"):
-        r = record_gen.Record(robust, {"clean": block([95, 93, 94])}, [], {}, {}, 2,
+        r = record_gen.Record(robust, {"clean": _count_block([95, 93, 94])}, [], {}, {}, 2,
                               tuple({"clean": {"overall": c}, "train_acc": t} for c, t in curve))
-        assert record_gen.fig7_claim(r, paper).verdict == verdict
+        claim = record_gen.fig7_claim(r, paper)
+        assert claim.verdict == verdict and "robust (worst) gap 75.0" in claim.ours and "protocol (pgd) gap 80.0" in claim.ours
+
+
+def _count_block(counts: list[int], n: int = 100) -> dict:
+    """An accuracy block of robust ``counts`` out of ``n`` per class, with Wilson intervals."""
+    from classwise.analysis.stats import wilson_interval
+
+    ci = [[100 * v for v in wilson_interval(c, n)] for c in counts]
+    return {"count": counts, "n": [n] * len(counts), "gap": float(max(counts) - min(counts)) * 100 / n,
+            "best_class": int(np.argmax(counts)), "worst_class": int(np.argmin(counts)),
+            "per_class": [100 * c / n for c in counts], "overall": 100 * sum(counts) / (n * len(counts)),
+            "ci95": ci, "examples": n * len(counts)}
+
+
+def _claims_robust(pgd: list[int], worst: list[int]) -> dict:
+    """A robust summary whose protocol attack (pgd) and honest worst case (worst) keep these counts of 100 per class."""
+    return {"class_names": [str(i) for i in range(len(pgd))], "protocol": "pgd", "headline": "worst",
+            "attacks": {"pgd": _count_block(pgd), "worst": _count_block(worst)}}
+
+
+def test_claims_are_judged_by_the_honest_worst_case_with_the_protocol_beside_it():
+    """Figure 1 on classes the protocol attack separates but the worst case does not: the verdict follows the worst
+    case, and the row shows both attacks' numbers and tests."""
+    paper = {"fig1": "class gaps", "fig1_gap": (40, 50)}
+    split = record_gen.fig1_claim(record_gen.Record(_claims_robust([90, 50, 45], [30, 30, 30]), {}, [], {}, {}, 1),
+                                  paper)
+    assert split.verdict == "not" and "worst: 30.0% overall" in split.ours and "protocol pgd: 61.7%" in split.ours
+    assert split.test.count("chi-square") == 2
+    kept = record_gen.fig1_claim(record_gen.Record(_claims_robust([90, 50, 45], [80, 40, 35]), {}, [], {}, {}, 1),
+                                 paper)
+    assert kept.verdict == "reproduced"  # gap 45 points, intervals disjoint
 
 
 def _summary_run(folder: Path, robust_counts: list[int], n: int = 100) -> Path:
