@@ -26,7 +26,8 @@ SPECS = [
     pytest.param("pgd10", {"temperature": 0.2}, id="pgd10-T0.2"),
     pytest.param("cw-margin10", {}, id="cw-margin10"),
     pytest.param("tpgd:5", {"steps": 10}, id="tpgd5"),
-    pytest.param("cw-inf", {"max_iterations": 5, "learning_rate": 0.1, "binary_search_steps": 2}, id="cw-inf"),
+    pytest.param("cw-inf", {"max_iterations": 5, "learning_rate": 0.1, "binary_search_steps": 2, "tau_decrease": 0.5},
+                 id="cw-inf"),  # tau 1 -> eps in 5 rounds (the default 0.9: 29)
     pytest.param("nattack", {"max_iterations": 3, "population": 10}, id="nattack"),
     pytest.param("transfer", {"surrogate": "trained-surrogate"}, id="transfer"),
     pytest.param("apgd-ce", {"steps": 5}, id="apgd-ce"),
@@ -36,7 +37,7 @@ SPECS = [
     pytest.param("autoattack", {"steps": 2, "n_queries": 20, "n_target_classes": 1}, id="autoattack"),
     pytest.param("fmn", {"steps": 20}, id="fmn"),
     pytest.param("pgd10@target=likely", {}, id="pgd10-target-likely"),
-    pytest.param("cw-margin4@target=all", {}, id="cw-margin4-target-all"),
+    pytest.param("cw-margin2@target=all", {}, id="cw-margin2-target-all"),
     pytest.param("apgd-ce", {"steps": 5, "backend": "torchattacks"}, id="apgd-ce-torchattacks"),
     pytest.param("apgd-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="apgd-t-torchattacks"),
     pytest.param("fab-t", {"steps": 3, "n_target_classes": 2, "backend": "torchattacks"}, id="fab-t-torchattacks"),
@@ -77,8 +78,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """(model in eval mode, 256 held-out images (B, 1, 28, 28) in [0, 1], labels)."""
-    return (trained_cnn(0), *held_out(256))
+    """(model in eval mode, 128 held-out images (B, 1, 28, 28) in [0, 1], labels)."""
+    return (trained_cnn(0), *held_out(128))
 
 
 def _run(spec, model, x, y, eps=None, seed=1, clean_correct=False, norm="linf", **kwargs):
