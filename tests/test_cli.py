@@ -196,35 +196,44 @@ def test_bad_input_gives_one_error_line_and_no_run_folder(tmp_path, capsys, args
     assert not run.exists()
 
 
-def test_evaluate_bad_attack_and_missing_run(demo_run, tmp_path):
-    code, _, err = cli("evaluate", str(demo_run), "--attacks", "pgd3", "--eps", "2")
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """``classwise ARGS`` through the same ``main()`` in this process: (exit code, stdout, stderr). The console
+    entry itself is held by :func:`cli` (one bad-input case, ``list``, and the output without a terminal)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_evaluate_bad_attack_and_missing_run(demo_run, tmp_path, capsys):
+    code, _, err = in_process(capsys, "evaluate", str(demo_run), "--attacks", "pgd3", "--eps", "2")
     assert code == 2 and "eps must be in [0, 1]" in err and err.count("\n") == 1
-    code, _, err = cli("evaluate", str(tmp_path / "missing"))
-    assert code == 2 and "not a classwise run folder" in err
+    code, _, err = in_process(capsys, "evaluate", str(tmp_path / "missing"))
+    assert code == 2 and "not a classwise run folder" in err and err.count("\n") == 1
 
 
-def test_existing_run_folder_is_refused(demo_run):
+def test_existing_run_folder_is_refused(demo_run, capsys):
     before = (demo_run / "summary.json").read_bytes()
-    code, _, err = cli("train", "--out", str(demo_run))
+    code, _, err = in_process(capsys, "train", "--out", str(demo_run))
     assert code == 2 and "already exists" in err and "--resume" in err and "--overwrite" in err
     assert (demo_run / "summary.json").read_bytes() == before
 
 
-def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     folder = tmp_path / "precious"
     folder.mkdir()
     (folder / "thesis.tex").write_text("x")
-    code, _, err = cli("train", "--out", str(folder), "--overwrite")
+    code, _, err = in_process(capsys, "train", "--out", str(folder), "--overwrite")
     assert code == 2 and "not a classwise run folder" in err
     assert (folder / "thesis.tex").is_file()
 
 
-def test_truncated_checkpoint_is_one_error_and_run_not_complete(tmp_path, tiny_overrides):
+def test_truncated_checkpoint_is_one_error_and_run_not_complete(tmp_path, tiny_overrides, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "-q", *sets(tiny_overrides), "--set", "train.epochs=1"]) == 0
     ckpt = run / "checkpoints" / "last.safetensors"
     ckpt.write_bytes(ckpt.read_bytes()[:200])
-    code, _, err = cli("evaluate", str(run))
+    code, _, err = in_process(capsys, "evaluate", str(run))
     assert code == 2 and err.startswith("error: checkpoint") and "corrupt or truncated" in err
     assert not (run / "summary.json").exists() and not (run / "report.html").exists()
     assert Run(run).state != "complete"
