@@ -43,7 +43,7 @@ test-slow: install
 
 # The checks tests/test_lint.py runs, alone: ruff (lint) and mypy (types), configured in pyproject.toml.
 lint: install
-	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m ruff check src tests experiments benchmarks
 	$(BIN)/python -m mypy src
 
 # Optional: Chromium for tests/test_report_browser.py (it skips without /usr/bin/chromium). Debian/Ubuntu, root.

@@ -112,7 +112,7 @@ def machine(device: torch.device) -> str:
 def _cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown CPU"
 
@@ -162,7 +162,7 @@ def quick_model(name: str, steps: int, device: torch.device, seed: int):
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = data.train_x.to(device), data.train_y.to(device)
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(y), (128,), device=device)
         loss = F.cross_entropy(model(as_float(x[idx])), y[idx])
         opt.zero_grad(set_to_none=True)

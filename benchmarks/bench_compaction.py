@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -64,7 +64,8 @@ def main() -> None:
         print(f"\nclasswise PGD (keep_best=True) / torchattacks.PGD: {ratio:.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(device), "args": vars(args), "ms_per_step": {k: 1e3 * t for k, t in per_step.items()}}, f, indent=1)
+            json.dump({"machine": machine(device), "args": vars(args),
+                       "ms_per_step": {k: 1e3 * t for k, t in per_step.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

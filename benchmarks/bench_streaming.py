@@ -65,8 +65,8 @@ def worker_mb(pids: list[int]) -> dict[str, float]:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
         except OSError:  # the worker has exited
             continue
-        peak = max(peak, next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024)
-        private += sum(int(l.split()[1]) for l in rollup if l.startswith("Private_")) / 1024
+        peak = max(peak, next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024)
+        private += sum(int(line.split()[1]) for line in rollup if line.startswith("Private_")) / 1024
     return {"worker_peak_rss_mb": round(peak, 1), "workers_private_mb": round(private, 1)}
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -423,7 +423,8 @@ def train_phase(args, config: RunConfig, data: DataBundle, device: torch.device,
                                     epochs=args.epochs, monitor=AttackConfig("pgd20", EPS, PGD_STEP),
                                     monitor_examples=args.monitor_examples)
         config = dataclasses.replace(config, train=train)
-    path = "library Trainer, fgsm-rs objective, cyclic schedule" if use_library else "LOCAL fallback loop (not the library Trainer)"
+    path = ("library Trainer, fgsm-rs objective, cyclic schedule" if use_library
+            else "LOCAL fallback loop (not the library Trainer)")
     print(f"FGSM-RS training: {path}; perf {config.perf}", flush=True)
     model, records = (fit_with_trainer(config, data, work / "fgsm_rs", device) if use_library
                       else fit_local(config, data, device))

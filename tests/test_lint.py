@@ -1,4 +1,4 @@
-"""Lint and type checks as tests: `ruff check src tests` and `mypy src`, configured in pyproject.toml.
+"""Lint and type checks as tests: `ruff check src tests experiments benchmarks` and `mypy src`, configured in pyproject.toml.
 
 Each runs the tool installed beside the interpreter running the tests (the `test` extra installs both);
 a test skips, saying so, only when its tool is not installed.
@@ -23,8 +23,8 @@ def tool(name: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess
     return subprocess.run([sys.executable, "-m", name, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_ruff_finds_nothing_in_src_and_tests():
-    proc = tool("ruff", "check", "--no-cache", "src", "tests")
+def test_ruff_finds_nothing_in_src_tests_experiments_and_benchmarks():
+    proc = tool("ruff", "check", "--no-cache", "src", "tests", "experiments", "benchmarks")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
