@@ -435,3 +435,21 @@ def test_weak_hurt_verdict_is_not_fooled_by_a_ceiling():
     robust["attacks"] = {"fgsm": _block(np.round(1000 * levels).astype(int).tolist(), 1000),
                          "pgd": _block(steeper, 1000)}
     assert record_gen.weak_hurt_claim(_record(robust)).verdict == "reproduced"
+
+
+def test_stronger_attacks_claim_is_judged_from_fgsm_to_the_honest_worst_case():
+    """Section 3.3 on FGSM -> the worst case (the strongest evaluation), FGSM -> the protocol attack beside it: a
+    protocol attack that takes the same 1% everywhere shows nothing; a worst case that takes most of the weak
+    classes' robust examples shows the claim on both scales."""
+    w = np.linspace(950, 500, 10).astype(int)
+    attacks = {"fgsm": {"count": w.tolist(), "n": [1000] * 10},
+               "pgd": {"count": (w - 10).tolist(), "n": [1000] * 10},
+               "worst": {"count": (w - 0.8 * (1000 - w)).astype(int).tolist(), "n": [1000] * 10}}
+    robust = {"class_names": [str(i) for i in range(10)], "protocol": "pgd", "headline": "worst", "attacks": attacks,
+              "claims": {"weak_hurt_more": [{"weaker": "fgsm", "stronger": "pgd"}]}}
+    claim = record_gen.weak_hurt_claim(record_gen.Record(robust, {}, [], {}, {}, 1))
+    assert claim is not None and claim.verdict == "reproduced"
+    assert "fgsm -> worst on 10,000" in claim.ours and "fgsm -> pgd on 10,000" in claim.ours
+    assert claim.test.count("worst: Spearman") == 2 and claim.test.count("pgd: Spearman") == 2
+    robust["headline"] = "pgd"  # judged by the protocol alone: the same 1% everywhere is no effect
+    assert record_gen.weak_hurt_claim(record_gen.Record(robust, {}, [], {}, {}, 1)).verdict == "not"
