@@ -233,16 +233,19 @@ def paired_counts(reference: str, labels: np.ndarray, ref: np.ndarray, att: np.n
     return {"against": reference, "only_reference": count(ref & ~att), "only_attack": count(att & ~ref)}
 
 
-def confusion_of(run: Path, attack: str | None = None) -> dict | None:
-    """Counts (K, K) of true class (rows) -> prediction under ``attack`` (default: the protocol attack), over the
-    examples it saw; None when the run has no such attack."""
+def confusions(run: Path) -> dict[str, dict | None]:
+    """Counts (K, K) of true class (rows) -> prediction, over the examples each attack saw: under the protocol
+    attack ("confusion") and under ``strong`` ("confusion_strong", None when the run has no such attack)."""
     res = Run.open(run).require_results()
-    attack = attack or protocol_attack(res.attacks, res.facts)
-    if attack not in res.attacks:
-        return None
-    m = res.evaluated(attack)
-    counts = confusion_counts(res.labels[m], res.adv_pred[attack][m], res.num_classes)
-    return {"attack": attack, "counts": np.asarray(counts).astype(int).tolist()}
+
+    def of(attack: str) -> dict | None:
+        if attack not in res.attacks:
+            return None
+        m = res.evaluated(attack)
+        counts = confusion_counts(res.labels[m], res.adv_pred[attack][m], res.num_classes)
+        return {"attack": attack, "counts": np.asarray(counts).astype(int).tolist()}
+
+    return {"confusion": of(protocol_attack(res.attacks, res.facts)), "confusion_strong": of("strong")}
 
 
 def cpu_seconds(robust: Path, standard: Path, time_log: Path | None) -> dict[str, float]:
@@ -290,8 +293,7 @@ def record(args: argparse.Namespace, robust: Path, standard: Path, out: Path, bl
             if (run / f).is_file():
                 shutil.copyfile(run / f, out / name / f)
     write_json(out / "record.json", {
-        "preset": args.preset, "quick": bool(args.quick), "confusion": confusion_of(robust),
-        "confusion_strong": confusion_of(robust, "strong"), "attacks": blocks,
+        "preset": args.preset, "quick": bool(args.quick), **confusions(robust), "attacks": blocks,
         "train_seconds": {name: round(sum(r.get("time_s", 0.0) for r in read_jsonl(run / "metrics.jsonl")), 1)
                           for name, run in (("robust", robust), ("standard", standard))},
         "cpu_seconds": cpu_seconds(robust, standard, args.train_time_log),
