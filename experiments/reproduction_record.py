@@ -132,6 +132,11 @@ class Record:
         return self.robust["class_names"]
 
     @property
+    def device(self) -> str | None:
+        """The accelerator the record was made on (record.json's machine), None for a CPU."""
+        return self.extra.get("machine", {}).get("device")
+
+    @property
     def protocol(self) -> dict[str, Any]:
         return self.robust["attacks"][self.robust["protocol"]]
 
@@ -334,18 +339,18 @@ def fig4_claim(rec: Record) -> Claim:
     name, block = honest(rec)
     pos = permutation_spearman(robust["norms"], rate(block), alternative="greater")
     flat = permutation_spearman(clean["norms"], rate(rec.standard["clean"]))
-    side = permutation_spearman(robust["norms"], rate(rec.protocol), alternative="greater")
+    side = permutation_spearman(robust["norms"], rate(rec.protocol), alternative="greater") if beside(rec) else None
     converged, why = standard_convergence(rec)
     if converged:
         verdict = "reproduced" if pos.significant(ALPHA) and not flat.significant(ALPHA) else (
             "partly" if pos.significant(ALPHA) or not flat.significant(ALPHA) else "not")
     else:  # the standard half is excluded: at most partly
         verdict = "partly" if pos.significant(ALPHA) else "not"
-    protocol = f" (protocol {rec.robust['protocol']}: rho {side.statistic:.2f})" if beside(rec) else ""
+    protocol = f" (protocol {rec.robust['protocol']}: rho {side.statistic:.2f})" if side else ""
     ours = (f"robust model vs {name} robustness: rho {pos.statistic:.2f}{protocol}; {why}; "
             f"its rho vs clean accuracy {flat.statistic:.2f}" + ("" if converged else " (excluded from the verdict)"))
     tests = f"robust, {name} (one-sided): {test_text(pos)}"
-    tests += f"<br>robust, {rec.robust['protocol']} (one-sided): {test_text(side)}" if beside(rec) else ""
+    tests += f"<br>robust, {rec.robust['protocol']} (one-sided): {test_text(side)}" if side else ""
     return Claim(PAPER_FIG4, ours, f"{tests}<br>standard (two-sided): {test_text(flat)}",
                  verdict, f"robust rho > 0 under the honest worst case (p < {ALPHA:g}) and standard rho not "
                           "significant: reproduced; one of the two: partly; a standard model not trained to "
@@ -533,7 +538,7 @@ def setup_section(s: Setting, rec: Record) -> str:
                                                       f"{e['threads']} thread(s)" for e in evals if "cpu_seconds" in e)
              or "not recorded"],
             ["standard run (training)", minutes(rec.extra["train_seconds"]["standard"]) + " wall"],
-            ["machine", ", ".join(filter(None, (rec.extra["machine"].get("device"), rec.extra["machine"]["cpu"],
+            ["machine", ", ".join(filter(None, (rec.device, rec.extra["machine"]["cpu"],
                                                 f"torch {rec.extra['machine']['torch']}")))],
             ["clean accuracy", with_ci(rec.robust["clean"]) + "%"],
             [f"{rec.robust['protocol']} (protocol attack)", with_ci(rec.protocol) + "%"],
@@ -555,12 +560,11 @@ def target_row(target: tuple[float, float], rec: Record) -> list[str]:
     """
     aim, limit = target
     seconds = rec.extra["train_seconds"]["robust"] + sum(e["seconds"] for e in rec.meta.get("evaluations", []))
-    name = rec.robust["headline"]
-    head = rec.robust["attacks"][name]
+    name, head = honest(rec)
     count, n = int(sum(head["count"])), int(sum(head["n"]))
     whole = n == rec.robust["num_examples"]
     test = target_test(count, n, aim)
-    device = rec.extra.get("machine", {}).get("device")
+    device = rec.device
     in_time = device is not None or seconds <= 60 * limit
     if not in_time or (whole and 100 * count / n < aim) or (not whole and test.significant()):
         verdict = "missed"
@@ -633,7 +637,7 @@ def cpu_section(s: Setting, rec: Record | None, folder: Path) -> str:
     if rec is None:
         return head + "**not yet run.** Make it with:\n\n" + cmds
     paper = PAPER[s.paper]
-    device = rec.extra["machine"].get("device")
+    device = rec.device
     made = (f" This record was made on one {device} by `benchmarks/gpu_records.sh` (the commands below with "
             "`--device cuda`: the CPU recipe unchanged, on every test image); its wall times are that machine's, "
             "so the CPU time budget is not judged here." if device else "")
