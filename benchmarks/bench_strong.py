@@ -4,7 +4,7 @@ Three evaluations of the same model on the same images, through
 ``classwise.evaluate.evaluate``, interleaved repetition by repetition in one
 process: the official AutoAttack APGD-CE then APGD-T (100 steps, 9 targets;
 ``cascade=True``: APGD-T on the survivors only, as AutoAttack runs them),
-our ``strong`` (its defaults, or ``--strong-steps/--targets/--target-steps``)
+our ``strong`` (its defaults, or ``--strong-steps/--targets/--target-steps/--restarts``)
 and the protocol PGD (``--protocol``, default PGD-40 at step 2.5 eps / 40).
 Printed: robust accuracy overall and per class, forward and input-gradient
 passes (counted by ``evaluate``'s cost meter, the judging forward included),
@@ -130,6 +130,7 @@ def main() -> None:
     p.add_argument("--strong-steps", type=int, default=None, help="strong's APGD-CE steps (default: strong's)")
     p.add_argument("--targets", type=int, default=None, help="strong's target classes (default: strong's)")
     p.add_argument("--target-steps", type=int, default=None, help="strong's APGD-T steps (default: strong's)")
+    p.add_argument("--restarts", type=int, default=None, help="strong's runs of its cascade (default: strong's)")
     p.set_defaults(reps=1)
     args = p.parse_args()
     device = setup(args)
@@ -137,7 +138,8 @@ def main() -> None:
     opts = EvalOptions(batch_size=args.batch_size, device=device, seed=args.seed, progress=False, zero_grad=False)
     short = args.steps if args.steps != 100 else None  # a short smoke run shortens strong alike
     strong = {k: v for k, v in (("steps", args.strong_steps or short), ("targets", args.targets),
-                                ("target_steps", args.target_steps or short)) if v is not None}
+                                ("target_steps", args.target_steps or short), ("restarts", args.restarts))
+              if v is not None}
     out = compare(model, x, y, args.eps, opts, protocol=args.protocol, reps=args.reps, strong=strong,
                   official_steps=args.steps)
     print(f"{machine(device)}; model {args.run or args.model}, {out['examples']} examples, eps {args.eps}, batch "

@@ -88,7 +88,8 @@ def test_dlr_losses_match_their_formulas():
 
 
 SPECS = [("apgd12", {}), ("apgd12@target=2", {"loss": "dlr"}), ("apgd12@norm=l2", {"loss": "dlr"}),
-         ("strong", {"steps": 8, "targets": 3, "target_steps": 6}), ("strong@norm=l2", {"steps": 8, "target_steps": 6})]
+         ("strong", {"steps": 8, "targets": 3, "target_steps": 6}), ("strong@norm=l2", {"steps": 8, "target_steps": 6}),
+         ("strong@restarts=2", {"steps": 6, "targets": 2, "target_steps": 4})]
 
 
 def _build(spec: str, model: nn.Module, kwargs: dict, every: int | None):
@@ -141,6 +142,23 @@ def test_cost_of_apgd_and_strong_is_exact(trained):
     assert ((back > 8) == (ok.astype(bool) & ~fooled_first)).all()  # the survivors of phase 1 went on
 
 
+def test_strong_restarts_rerun_the_cascade_on_the_survivors_only(trained):
+    """restarts=2: the first run is restarts=1's (same seed, same first start), so every example it
+    fooled stays fooled; a second start breaks more; an example robust to the end pays both runs
+    exactly, one fooled in the first run pays nothing more."""
+    model, x, y = trained
+    kw = {"steps": 7, "targets": 2, "target_steps": 5}
+    res = evaluate(model, x, y, {f"r{r}": Strong(model, LinfThreat(0.05, 0.0), restarts=r, **kw) for r in (1, 2)},
+                   options=_options())
+    one, two = res.correct("r1"), res.correct("r2")
+    assert not (two & ~one).any() and (one & ~two).any()  # nested, and the restart breaks more
+    back1, back2 = res.extras["backwards/r1"], res.extras["backwards/r2"]
+    np.testing.assert_array_equal(back2[two], 2 * (8 + 2 * 6))
+    fooled_first = ~one & res.correct()
+    np.testing.assert_array_equal(back2[fooled_first], back1[fooled_first])
+    assert res.facts["r2"]["restarts"] == 2 and res.facts["r1"]["restarts"] == 1
+
+
 def test_runner_up_targets_rank_the_non_true_classes():
     logits = torch.tensor([[0.0, 5.0, 3.0, 4.0], [9.0, 1.0, 2.0, 0.0]])
     y = torch.tensor([1, 0])
@@ -175,6 +193,7 @@ def test_a_target_the_model_does_not_have_is_one_clear_error(trained):
     ("apgd", {"step_size": 0.01}, "takes no step_size"),
     ("strong", {"targets": -1}, "targets >= 0"),
     ("strong", {"loss": "ce"}, "takes no option loss"),
+    ("strong", {"restarts": 0}, "restarts must be"),
 ])
 def test_validation_errors(spec, kwargs, message):
     step = kwargs.pop("step_size", None)
@@ -186,7 +205,9 @@ def test_validation_errors(spec, kwargs, message):
 @pytest.mark.parametrize("spec, kwargs, runs", [("apgd10", {}, lambda a: a.restarts),
                                                 ("apgd10@target=3", {"loss": "dlr"}, lambda a: a.restarts),
                                                 ("strong", {"steps": 10, "targets": 2, "target_steps": 10},
-                                                 lambda a: 3)])
+                                                 lambda a: 3),
+                                                ("strong@restarts=2", {"steps": 10, "targets": 1, "target_steps": 10},
+                                                 lambda a: 4)])
 def test_syncs_only_to_choose_and_compact(spec, kwargs, runs, every, monkeypatch):
     """No host sync but ``nonzero``: one per run to pick the rows it attacks, and one per compaction,
     at most ceil(steps / k) per run at the GPU's interval k (an untrained model fools few early)."""

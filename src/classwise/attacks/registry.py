@@ -265,7 +265,8 @@ _REGISTRY: Mapping[str, AttackEntry] = MappingProxyType({
     "apgd": AttackEntry("apgd[K]", "our APGD, K steps (100), loss=ce|dlr, @target=J (DLR-T with loss=dlr); compacts",
                         APGD, _apgd, "steps"),
     "strong": AttackEntry("strong", "APGD-CE 100, then APGD-DLR-T 50 toward the top 2 runner-up classes "
-                          "from where APGD-CE left each example; survivors only", Strong, _fixed(Strong)),
+                          "from where APGD-CE left each example; survivors only; @restarts=R reruns it on the survivors",
+                          Strong, _fixed(Strong)),
 })
 
 
