@@ -295,6 +295,23 @@ def test_merge_refuses_another_checkpoint_and_replaces_a_retrained_one():
     assert messages == ["replaced the earlier results of pgd5 (same attack, same examples)"]
 
 
+def test_a_record_from_before_an_attack_had_restarts_is_the_same_attack_run_once():
+    """strong's facts gained ``restarts``: an older record without it is replaced by a one-restart rerun,
+    not kept beside it under a second name; two restarts are another attack."""
+    from classwise.identity import merge_results
+
+    old_facts = {"family": "strong", "eps": 0.3, "norm": "linf", "steps": 100, "targets": 2, "target_steps": 50}
+    old = _results([0, 1], {"strong": [0, 1]}, {"strong": old_facts})
+    meta = {"checkpoint": "last", "sha256": "aaa"}
+    once = _results([0, 1], {"strong": [1, 1]}, {"strong": old_facts | {"restarts": 1}})
+    merged, messages = merge_results(old, meta, once, meta)
+    assert list(merged.adv_pred) == ["strong"] and merged.adv_pred["strong"].tolist() == [1, 1]
+    assert messages == ["replaced the earlier results of strong (same attack, same examples)"]
+    twice = _results([0, 1], {"strong@restarts=2": [1, 0]}, {"strong@restarts=2": old_facts | {"restarts": 2}})
+    merged, messages = merge_results(old, meta, twice, meta)
+    assert sorted(merged.adv_pred) == ["strong", "strong@restarts=2"] and not messages
+
+
 def test_merge_aligns_other_examples_on_the_test_set_index():
     from classwise.identity import merge_results
     from classwise.results import NOT_ATTACKED

@@ -65,7 +65,10 @@ def _index(results: EvalResults) -> np.ndarray:
 
 
 def _identity(results: EvalResults, key: str) -> tuple[str, bytes]:
-    facts = {k: v for k, v in results.facts.get(key, {"name": key}).items() if k not in _NOT_IDENTITY}
+    """The facts (less how it was asked for) and the examples. One restart is the same as none recorded:
+    a record written before an attack had the setting (``strong`` before its restarts) ran it once."""
+    facts = {k: v for k, v in results.facts.get(key, {"name": key}).items()
+             if k not in _NOT_IDENTITY and not (k == "restarts" and v == 1)}
     return json.dumps(facts, sort_keys=True, default=str), _examples(results, key).tobytes()
 
 
