@@ -48,10 +48,11 @@ class Strong(SurvivorAttack):
     With ``restarts`` > 1 the whole cascade runs again, from a new random
     start, on the examples every earlier run left robust (targets re-read
     from that run's phase 1): another chance where a lucky start decides.
-    On the two MNIST models of BENCHMARKS.md (section 6, 1,000 images) the
-    default left 1.1 points more robust than the official pair; two
-    restarts 0.5 and 0.9 points for 0.39-0.40 of its gradient passes, three
-    0.3 and 0.6 for 0.57-0.60.
+    A robust example pays every run (at most R x 203 gradient passes with
+    the defaults). On the two MNIST models of BENCHMARKS.md (section 6, 1,000
+    images) the default left 1.1 points more robust than the official
+    pair's seed-0 run; two restarts 0.5 and 0.9 points for 0.39-0.40 of its
+    gradient passes, three 0.3 and 0.6 for 0.57-0.60.
 
     The defaults spend at most 101 + 2 x 51 = 203 gradient passes on a
     robust example (the AutoAttack APGD-CE + APGD-T pair: 101 + 9 x 101 =
