@@ -34,6 +34,9 @@ from .spec import AttackSpec
 __all__ = ["EvalResults", "NOT_ATTACKED", "attack_label", "merge_results", "with_worst_cases"]
 
 _NOT_IDENTITY = ("config",)  # facts that describe how an attack was asked for, not what it measured
+# Settings at the value a record written before the setting existed implies (``strong`` ran once before it had
+# restarts): at that value a fact counts as not recorded.
+_UNRECORDED_DEFAULTS = {"restarts": 1}
 EXAMPLE_HASH = "example_hash"  # extras: per test example, a hash of its label and image when measured
 
 
@@ -65,10 +68,9 @@ def _index(results: EvalResults) -> np.ndarray:
 
 
 def _identity(results: EvalResults, key: str) -> tuple[str, bytes]:
-    """The facts (less how it was asked for) and the examples. One restart is the same as none recorded:
-    a record written before an attack had the setting (``strong`` before its restarts) ran it once."""
+    """The facts (less how it was asked for, and settings at their unrecorded default) and the examples."""
     facts = {k: v for k, v in results.facts.get(key, {"name": key}).items()
-             if k not in _NOT_IDENTITY and not (k == "restarts" and v == 1)}
+             if k not in _NOT_IDENTITY and not (k in _UNRECORDED_DEFAULTS and v == _UNRECORDED_DEFAULTS[k])}
     return json.dumps(facts, sort_keys=True, default=str), _examples(results, key).tobytes()
 
 
